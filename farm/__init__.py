@@ -1,0 +1,1 @@
+"""buddyfarm.farm: parameters, simulation runs, sweeps, results store and the `farm` command."""

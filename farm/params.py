@@ -1,0 +1,214 @@
+"""Model and workload parameters: one registry, used by `farm simulate` options and (later) by
+sweep files, so a sweep cell can always be rerun by hand.
+
+Every parameter has a parser that turns user input (a CLI string or a TOML value) into its
+canonical value, and `resolve()` checks the combination. Errors name the parameter.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from kernels.constants import PAGE_SHIFT, POLICIES
+
+WORKLOADS = ("smallpages",)
+MIGRATETYPE_CHOICES = {"unmovable": 0, "movable": 1, "reclaimable": 2}
+_UNITS = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+class ParamError(ValueError):
+    """A parameter value or combination the model cannot honour. `key` names the parameter."""
+
+    def __init__(self, key: str, message: str):
+        super().__init__(f"{key}: {message}")
+        self.key = key
+
+
+def parse_size(text: Any, key: str = "memory") -> int:
+    """'4G' -> 4 GiB in bytes (binary units K, M, G, T; optional trailing 'iB'/'B')."""
+    if isinstance(text, bool):
+        raise ParamError(key, f"expected a size such as 4G, got {text!r}")
+    if isinstance(text, int):
+        return text
+    m = re.fullmatch(r"\s*(\d+)\s*([KMGT]?)(?:i?B)?\s*", str(text), re.IGNORECASE)
+    if not m:
+        raise ParamError(key, f"expected a size such as 4G, 512M or 1T, got {text!r}")
+    return int(m.group(1)) * _UNITS[m.group(2).upper()]
+
+
+def format_size(nbytes: int) -> str:
+    for unit in ("T", "G", "M", "K"):
+        if nbytes % _UNITS[unit] == 0 and nbytes >= _UNITS[unit]:
+            return f"{nbytes // _UNITS[unit]}{unit}"
+    return str(nbytes)
+
+
+def _int(key, v, lo=None, hi=None):
+    if isinstance(v, bool):
+        raise ParamError(key, f"expected an integer, got {v!r}")
+    try:
+        x = int(v) if not isinstance(v, float) or v.is_integer() else None
+    except (TypeError, ValueError):
+        x = None
+    if x is None:
+        raise ParamError(key, f"expected an integer, got {v!r}")
+    if lo is not None and x < lo or hi is not None and x > hi:
+        raise ParamError(key, f"{x} is outside {lo}..{hi}")
+    return x
+
+
+def _float01(key, v):
+    try:
+        x = float(v)
+    except (TypeError, ValueError):
+        raise ParamError(key, f"expected a number between 0 and 1, got {v!r}") from None
+    if isinstance(v, bool) or not 0.0 <= x <= 1.0:
+        raise ParamError(key, f"expected a number between 0 and 1, got {v!r}")
+    return x
+
+
+def _bool(key, v):
+    if isinstance(v, bool):
+        return v
+    s = str(v).lower()
+    if s in ("1", "true", "yes", "on"):
+        return True
+    if s in ("0", "false", "no", "off"):
+        return False
+    raise ParamError(key, f"expected true or false, got {v!r}")
+
+
+def _choice(choices):
+    def parse(key, v):
+        if v not in choices:
+            raise ParamError(key, f"unknown value {v!r}; choose one of {', '.join(choices)}")
+        return v
+    return parse
+
+
+def _size(key, v):
+    return format_size(parse_size(v, key))
+
+
+def _opt_size(key, v):
+    return None if v in (None, "", "section") else _size(key, v)
+
+
+def _opt_int(key, v):
+    return None if v in (None, "", "auto") else _int(key, v, 0)
+
+
+def _holes(key, v):
+    items = v if isinstance(v, (list, tuple)) else [x for x in str(v).split(",") if x]
+    out = []
+    for item in items:
+        parts = str(item).split(":")
+        if len(parts) != 2:
+            raise ParamError(key, f"a hole is START:END (e.g. 1G:1088M), got {item!r}")
+        start, end = (parse_size(p, key) for p in parts)
+        if end <= start:
+            raise ParamError(key, f"hole {item!r} is empty")
+        out.append(f"{format_size(start)}:{format_size(end)}")
+    return out
+
+
+def _order_mix(key, v):
+    """'0=0.9,3=0.1' -> '0=0.9,3=0.1' (weights per order 0..3; normalised later)."""
+    weights = {}
+    for part in str(v).split(","):
+        m = re.fullmatch(r"\s*(\d+)\s*=\s*([0-9.]+)\s*", part)
+        if not m:
+            raise ParamError(key, f"expected ORDER=WEIGHT[,ORDER=WEIGHT...] such as 0=0.9,3=0.1, got {v!r}")
+        order, w = int(m.group(1)), float(m.group(2))
+        if order > 3:
+            raise ParamError(key, f"order {order} is not a small order (0..3)")
+        weights[order] = w
+    if sum(weights.values()) <= 0:
+        raise ParamError(key, "weights must add up to more than 0")
+    return ",".join(f"{o}={weights[o]:g}" for o in sorted(weights))
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    parse: Callable[[str, Any], Any]
+    default: Any
+    help: str
+    group: str = "model"
+
+
+PARAMS: dict[str, Param] = {p.name: p for p in [
+    Param("memory", _size, "4G", "zone size, binary units (4G = 4 GiB; K, M, G, T)"),
+    Param("max_order", lambda k, v: _int(k, v, 1, 30), 10,
+          "largest order of a free block, inclusive (MAX_PAGE_ORDER, kernel >= 6.4; x86-64: 10)"),
+    Param("pageblock_order", lambda k, v: _int(k, v, 1, 30), 9, "pageblock order (x86-64: 9 = 2 MiB)"),
+    Param("section_bits", lambda k, v: _int(k, v, 12, 46), 27, "SECTION_SIZE_BITS (x86-64: 27 = 128 MiB)"),
+    Param("memory_block_size", _opt_size, None, "memory block size (default: one section)"),
+    Param("vmemmap", _bool, True,
+          "SPARSEMEM_VMEMMAP: buddies may span sections; false enforces max_order + PAGE_SHIFT <= section_bits"),
+    Param("holes", _holes, [], "reserved pfn ranges START:END in bytes (e.g. 1G:1088M), comma separated"),
+    Param("policy", _choice(tuple(POLICIES)), "v6.15", "allocator policy: " + ", ".join(POLICIES)),
+    Param("pcp", _bool, False, "per-cpu page lists (one CPU; batch/high as the kernel sizes them)"),
+    Param("min_free_kbytes", _opt_int, None, "vm.min_free_kbytes (default: as the kernel computes it)"),
+    Param("workload", _choice(WORKLOADS), "smallpages", "workload: " + ", ".join(WORKLOADS), "workload"),
+    Param("ops", lambda k, v: _int(k, v, 0), 200000, "workload operations (allocations + frees)", "workload"),
+    Param("seed", lambda k, v: _int(k, v, 0), 1, "random seed", "workload"),
+    Param("occupancy", _float01, 0.5, "target fraction of managed memory allocated", "workload"),
+    Param("order_mix", _order_mix, "0=1", "small-order mix, ORDER=WEIGHT,... (orders 0..3)", "workload"),
+    Param("migratetype", _choice(tuple(MIGRATETYPE_CHOICES)), "movable",
+          "migratetype of the workload's allocations", "workload"),
+    Param("check_every", lambda k, v: _int(k, v, 0), 0,
+          "run check_zone() every N operations (debug; 0 = off)", "workload"),
+]}
+
+
+def resolve(raw: dict[str, Any]) -> dict[str, Any]:
+    """Parse every given parameter, fill defaults, and check the combination.
+
+    Raises ParamError naming the first offending parameter."""
+    for key in raw:
+        if key not in PARAMS:
+            raise ParamError(key, "unknown parameter")
+    p = {name: (spec.parse(name, raw[name]) if raw.get(name) is not None else spec.default)
+         for name, spec in PARAMS.items()}
+    memory = parse_size(p["memory"])
+    page = 1 << PAGE_SHIFT
+    if memory % page:
+        raise ParamError("memory", f"{p['memory']} is not a whole number of 4 KiB pages")
+    nr_pages = memory >> PAGE_SHIFT
+    if nr_pages >= 1 << 31:
+        raise ParamError("memory", "more than 2^31 pages (8 TiB) is not supported")
+    if p["pageblock_order"] > p["max_order"]:
+        raise ParamError("pageblock_order",
+                         f"{p['pageblock_order']} exceeds max_order {p['max_order']}")
+    if nr_pages < 1 << p["max_order"]:
+        raise ParamError("memory", f"{p['memory']} is smaller than one max_order "
+                         f"{p['max_order']} block ({format_size(page << p['max_order'])})")
+    if p["pageblock_order"] + PAGE_SHIFT > p["section_bits"]:
+        raise ParamError("pageblock_order", f"a pageblock of order {p['pageblock_order']} is larger "
+                         f"than a section (section_bits {p['section_bits']})")
+    if not p["vmemmap"] and p["max_order"] + PAGE_SHIFT > p["section_bits"]:
+        raise ParamError("max_order", f"max_order {p['max_order']} + PAGE_SHIFT {PAGE_SHIFT} exceeds "
+                         f"section_bits {p['section_bits']} (allowed only with vmemmap = true)")
+    section = 1 << p["section_bits"]
+    if p["memory_block_size"] is not None:
+        mbs = parse_size(p["memory_block_size"])
+        if mbs < section or mbs & (mbs - 1):
+            raise ParamError("memory_block_size", f"{p['memory_block_size']} is not a power-of-two "
+                             f"multiple of the section size ({format_size(section)})")
+    holes = []
+    for h in p["holes"]:
+        start, end = (parse_size(x) for x in h.split(":"))
+        if start % page or end % page or end > memory:
+            raise ParamError("holes", f"hole {h} is not page aligned inside memory {p['memory']}")
+        holes.append((start >> PAGE_SHIFT, end >> PAGE_SHIFT))
+    p["nr_pages"] = nr_pages
+    p["_holes_pfn"] = holes
+    return p
+
+
+def public(params: dict[str, Any]) -> dict[str, Any]:
+    """The resolved parameters without derived helpers (those starting with '_')."""
+    return {k: v for k, v in params.items() if not k.startswith("_")}

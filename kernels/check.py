@@ -1,0 +1,164 @@
+"""check_zone(): the kernel's invariants over the whole zone state (VM_BUG_ON, as one function).
+
+Used after every step by the tests and by `farm simulate --check`. The jitted walk returns an
+error code and the pfn where it found the problem; the wrapper turns that into a message.
+"""
+
+import numpy as np
+from ._jit import jit
+
+from .constants import (
+    MERGE_HYGIENE, MERGE_PRE_5_19, MIGRATE_ISOLATE, MIGRATE_PCPTYPES, MIGRATE_TYPES,
+    NR_FREE_CMA_PAGES, NR_FREE_PAGES, NR_PCP_LISTS, PCP_COUNT, PG_BUDDY, PG_HEAD, PG_PCP,
+    PG_RESERVED, MIGRATE_CMA, ZP_MAX_ORDER, ZP_MERGE, ZP_NR_PAGES, ZP_PAGEBLOCK_ORDER,
+)
+
+ERRORS = {
+    1: "free block head not naturally aligned or order above max_order",
+    2: "page inside a free block is not plain (overlap with a hole, allocation or another block)",
+    3: "page belongs to no block (neither free, allocated, on a pcp list nor reserved)",
+    4: "free list link broken (prev/next disagree) or list holds a page that is not its free head",
+    5: "nr_free[order] disagrees with the lengths of that order's lists",
+    6: "NR_FREE_PAGES disagrees with the pages on non-ISOLATE free lists",
+    7: "free + allocated + pcp + reserved pages do not add up to the zone",
+    8: "two free buddies left unmerged where the merge rules allow a merge",
+    9: "free block on a list of another type than its pageblock (freelist hygiene)",
+    10: "pcp list broken or pcp count wrong",
+    11: "a free page is counted on a list it is not on (head on no list)",
+    12: "NR_FREE_CMA_PAGES disagrees with the pages on CMA free lists",
+}
+
+
+@jit
+def _check_zone(z):
+    nr_pages = z.zp[ZP_NR_PAGES]
+    max_order = z.zp[ZP_MAX_ORDER]
+    pb_order = z.zp[ZP_PAGEBLOCK_ORDER]
+    merge = z.zp[ZP_MERGE]
+    nr_free_pages = 0
+    nr_free_cma = 0
+    free_pages = 0
+    used_pages = 0
+    pcp_pages = 0
+    reserved = 0
+    nr_free_heads = 0
+    pfn = 0
+    while pfn < nr_pages:
+        f = z.page_flags[pfn]
+        if f & PG_RESERVED:
+            if f & (PG_BUDDY | PG_HEAD | PG_PCP):
+                return 2, pfn
+            reserved += 1
+            pfn += 1
+            continue
+        order = np.int64(z.page_order[pfn])
+        if f & PG_BUDDY:
+            if order < 0 or order > max_order or (pfn & ((1 << order) - 1)) != 0:
+                return 1, pfn
+            if pfn + (1 << order) > nr_pages:
+                return 1, pfn
+            for q in range(pfn + 1, pfn + (1 << order)):
+                if z.page_flags[q] != 0:
+                    return 2, q
+            size = 1 << order
+            free_pages += size
+            nr_free_heads += 1
+            mt = z.page_mt[pfn]
+            if mt != MIGRATE_ISOLATE:
+                nr_free_pages += size
+            if mt == MIGRATE_CMA:
+                nr_free_cma += size
+            # unmerged buddies
+            if order < max_order:
+                buddy = pfn ^ size
+                if (buddy < nr_pages and (z.page_flags[buddy] & PG_BUDDY) != 0
+                        and z.page_order[buddy] == order):
+                    mergeable = True
+                    if order >= pb_order:
+                        a = z.pb_mt[pfn >> pb_order]
+                        b = z.pb_mt[buddy >> pb_order]
+                        if a != b:
+                            if merge == MERGE_PRE_5_19:
+                                mergeable = a != MIGRATE_ISOLATE and b != MIGRATE_ISOLATE
+                            else:
+                                mergeable = a < MIGRATE_PCPTYPES and b < MIGRATE_PCPTYPES
+                    if mergeable:
+                        return 8, pfn
+            if merge == MERGE_HYGIENE:
+                first = pfn >> pb_order
+                last = (pfn + size - 1) >> pb_order
+                for b in range(first, last + 1):
+                    if z.pb_mt[b] != mt:
+                        return 9, pfn
+            pfn += size
+            continue
+        if f & (PG_HEAD | PG_PCP):
+            if order < 0 or pfn + (1 << order) > nr_pages:
+                return 3, pfn
+            for q in range(pfn + 1, pfn + (1 << order)):
+                if z.page_flags[q] & (PG_BUDDY | PG_HEAD | PG_PCP | PG_RESERVED):
+                    return 2, q
+            if f & PG_HEAD:
+                used_pages += 1 << order
+            else:
+                pcp_pages += 1 << order
+            pfn += 1 << order
+            continue
+        return 3, pfn
+    if free_pages + used_pages + pcp_pages + reserved != nr_pages:
+        return 7, -1
+    if nr_free_pages != z.stat[NR_FREE_PAGES]:
+        return 6, -1
+    if nr_free_cma != z.stat[NR_FREE_CMA_PAGES]:
+        return 12, -1
+    # lists: links, membership, counts
+    listed = 0
+    for o in range(max_order + 1):
+        n = 0
+        for mt in range(MIGRATE_TYPES):
+            li = o * MIGRATE_TYPES + mt
+            p = z.free_head[li]
+            prev = -1
+            while p >= 0:
+                if (z.prev[p] != prev or not (z.page_flags[p] & PG_BUDDY)
+                        or z.page_order[p] != o or z.page_mt[p] != mt):
+                    return 4, p
+                n += 1
+                if n > nr_pages:
+                    return 4, p
+                prev = p
+                p = z.next[p]
+            if z.free_tail[li] != prev:
+                return 4, prev
+        if n != z.nr_free[o]:
+            return 5, o
+        listed += n
+    if listed != nr_free_heads:
+        return 11, -1
+    pcp_count = 0
+    for pindex in range(NR_PCP_LISTS):
+        p = z.pcp_head[pindex]
+        prev = -1
+        while p >= 0:
+            if z.prev[p] != prev or not (z.page_flags[p] & PG_PCP):
+                return 10, p
+            pcp_count += 1 << np.int64(z.page_order[p])
+            prev = p
+            p = z.next[p]
+        if z.pcp_tail[pindex] != prev:
+            return 10, prev
+    if pcp_count != pcp_pages or pcp_count != z.stat[PCP_COUNT]:
+        return 10, -1
+    return 0, -1
+
+
+class ZoneCorrupt(AssertionError):
+    """An invariant of the buddy allocator does not hold."""
+
+
+def check_zone(z) -> None:
+    """Raise ZoneCorrupt naming the broken invariant and the pfn where it was found."""
+    code, pfn = _check_zone(z)
+    if code:
+        where = f" at pfn {pfn}" if pfn >= 0 else ""
+        raise ZoneCorrupt(f"check_zone: {ERRORS[code]}{where}")

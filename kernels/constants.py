@@ -1,0 +1,99 @@
+"""Names and numbers shared by the jitted model and its Python wrappers.
+
+Everything a sweep can vary lives in the zone's parameter array (see zone.py), never here:
+numba freezes module globals at compile time, so only true constants belong in this module.
+"""
+
+PAGE_SHIFT = 12
+PAGE_ALLOC_COSTLY_ORDER = 3
+
+# enum migratetype (include/linux/mmzone.h, with CONFIG_CMA and CONFIG_MEMORY_ISOLATION)
+MIGRATE_UNMOVABLE = 0
+MIGRATE_MOVABLE = 1
+MIGRATE_RECLAIMABLE = 2
+MIGRATE_PCPTYPES = 3
+MIGRATE_HIGHATOMIC = 3
+MIGRATE_CMA = 4
+MIGRATE_ISOLATE = 5
+MIGRATE_TYPES = 6
+# As /proc/pagetypeinfo prints them.
+MIGRATETYPE_NAMES = ("Unmovable", "Movable", "Reclaimable", "HighAtomic", "CMA", "Isolate")
+
+# Allocator policies (kernel versions whose fallback and free paths the model follows).
+POLICY_V5_4 = 0
+POLICY_V6_1 = 1
+POLICY_V6_10 = 2
+POLICY_V6_15 = 3
+POLICY_NOMOBILITY = 4
+POLICIES = {"v5.4": POLICY_V5_4, "v6.1": POLICY_V6_1, "v6.10": POLICY_V6_10,
+            "v6.15": POLICY_V6_15, "nomobility": POLICY_NOMOBILITY}
+
+# Fallback search variants (kernel-allocator.md 4.6) and free-path merge rules (5.1).
+FALLBACK_A = 0      # <= 6.9: steal_suitable_fallback moves pages, __rmqueue retries
+FALLBACK_B = 1      # 6.10-6.13: freelist hygiene
+FALLBACK_D = 2      # 6.15+: __rmqueue_claim / __rmqueue_steal, sticky rmqueue_mode
+MERGE_PRE_5_19 = 0  # only ISOLATE blocks refuse to merge at >= pageblock_order
+MERGE_5_19 = 1      # migratetype_is_mergeable(), no re-typing
+MERGE_HYGIENE = 2   # as 5.19 and re-type the merged buddy, split_large_buddy on free
+
+# rmqueue_mode (6.15)
+RMQUEUE_NORMAL = 0
+RMQUEUE_CMA = 1
+RMQUEUE_CLAIM = 2
+RMQUEUE_STEAL = 3
+
+# Per-page flag bits (page_flags array).
+PG_BUDDY = 1      # head of a free block on a buddy free list (PageBuddy)
+PG_HEAD = 2       # head of an allocated block
+PG_RESERVED = 4   # hole / memblock reserved: never free, never movable
+PG_LRU = 8        # page of a movable allocation (PageLRU): counted as movable by claim logic
+PG_PINNED = 16    # movable but pinned: migration fails
+PG_PCP = 32       # head of a block parked on a per-cpu list
+
+# Indices into the zone parameter array `zp` (int64). Filled in zone.py.
+ZP_NR_PAGES = 0
+ZP_MAX_ORDER = 1
+ZP_PAGEBLOCK_ORDER = 2
+ZP_POLICY = 3
+ZP_FALLBACK = 4
+ZP_MERGE = 5
+ZP_BOOT_TO_TAIL = 6
+ZP_MOBILITY_DISABLED = 7
+ZP_WMARK_MIN = 8
+ZP_WMARK_LOW = 9
+ZP_WMARK_HIGH = 10
+ZP_PCP = 11
+ZP_PCP_BATCH = 12
+ZP_PCP_HIGH = 13
+ZP_MANAGED = 14
+ZP_SECTION_SHIFT = 15     # section size in pages, as a shift
+ZP_MEMBLOCK_SHIFT = 16    # memory block size in pages, as a shift
+ZP_SIZE = 17
+
+# Indices into the counter array `stat` (int64). Names with a /proc/vmstat twin use its name.
+NR_FREE_PAGES = 0
+NR_FREE_CMA_PAGES = 1
+ALLOC_OPS = 2
+ALLOC_FAIL = 3
+FREE_OPS = 4
+SPLIT_STEPS = 5
+MERGE_STEPS = 6
+ORDERS_SCANNED = 7
+WMARK_ORDERS_SCANNED = 8
+FALLBACK_CLAIM = 9
+FALLBACK_STEAL = 10
+PGALLOC = 11
+PGFREE = 12
+PCP_COUNT = 13
+PCP_FREE_FACTOR = 14
+PCP_REFILLS = 15
+PCP_DRAINS = 16
+NR_STATS = 17
+COUNTER_NAMES = (
+    "nr_free_pages", "nr_free_cma", "alloc_ops", "alloc_fail", "free_ops", "split_steps",
+    "merge_steps", "orders_scanned", "wmark_orders_scanned", "fallback_claim", "fallback_steal",
+    "pgalloc_normal", "pgfree", "pcp_count", "pcp_free_factor", "pcp_refills", "pcp_drains",
+)
+
+# Per-cpu lists: (orders 0..3, pageblock_order) x (UNMOVABLE, MOVABLE, RECLAIMABLE).
+NR_PCP_LISTS = (PAGE_ALLOC_COSTLY_ORDER + 2) * MIGRATE_PCPTYPES

@@ -1,0 +1,103 @@
+"""A thin Python wrapper over the jitted model: validates input, exposes the state to tests.
+
+The same interface as the pure-Python reference in tests/reference.py, so the two can be driven by
+one operation sequence and compared after every step.
+"""
+
+import numpy as np
+
+from . import constants as C
+from .check import check_zone
+from .page_alloc import alloc_pages, boot_zone, drain_pages, free_pages
+from .zone import make_zone
+
+
+class Model:
+    """One zone of the buddy allocator model, booted and ready."""
+
+    def __init__(self, nr_pages, max_order, pageblock_order, policy="v6.15", holes=(), pcp=False,
+                 min_free_kbytes=None, section_bits=27, memory_block_bits=None):
+        if pageblock_order > max_order:
+            raise ValueError("pageblock_order must not exceed max_order")
+        self.zone = make_zone(nr_pages, max_order, pageblock_order, policy, holes, pcp,
+                              min_free_kbytes, section_bits, memory_block_bits)
+        boot_zone(self.zone)
+        self.max_order = max_order
+        self.pageblock_order = pageblock_order
+
+    # operations -------------------------------------------------------------------------
+    def alloc(self, order, mt, pinned=False):
+        if not 0 <= order <= self.max_order:
+            raise ValueError(f"order {order} outside 0..{self.max_order}")
+        if mt not in (C.MIGRATE_UNMOVABLE, C.MIGRATE_MOVABLE, C.MIGRATE_RECLAIMABLE):
+            raise ValueError(f"migratetype {mt} cannot be requested")
+        return int(alloc_pages(self.zone, order, mt, pinned))
+
+    def free(self, pfn):
+        z = self.zone
+        if not (0 <= pfn < len(z.page_flags)) or not (z.page_flags[pfn] & C.PG_HEAD):
+            raise ValueError(f"pfn {pfn} is not the head of an allocated block")
+        free_pages(z, pfn)
+
+    def drain(self):
+        drain_pages(self.zone)
+
+    # state ------------------------------------------------------------------------------
+    def _walk(self, head, nxt, li):
+        out = []
+        p = int(head[li])
+        while p >= 0:
+            out.append(p)
+            p = int(nxt[p])
+        return out
+
+    def free_lists(self):
+        z = self.zone
+        out = {}
+        for o in range(self.max_order + 1):
+            for mt in range(C.MIGRATE_TYPES):
+                lst = self._walk(z.free_head, z.next, o * C.MIGRATE_TYPES + mt)
+                if lst:
+                    out[(o, mt)] = lst
+        return out
+
+    def pcp_lists(self):
+        z = self.zone
+        out = {}
+        for i in range(C.NR_PCP_LISTS):
+            lst = self._walk(z.pcp_head, z.next, i)
+            if lst:
+                out[i] = lst
+        return out
+
+    def pageblock_types(self):
+        return [int(x) for x in self.zone.pb_mt]
+
+    def counters(self):
+        s = self.zone.stat
+        names = ("alloc_ops", "alloc_fail", "free_ops", "split_steps", "merge_steps",
+                 "orders_scanned", "wmark_orders_scanned", "fallback_claim", "fallback_steal")
+        idx = (C.ALLOC_OPS, C.ALLOC_FAIL, C.FREE_OPS, C.SPLIT_STEPS, C.MERGE_STEPS,
+               C.ORDERS_SCANNED, C.WMARK_ORDERS_SCANNED, C.FALLBACK_CLAIM, C.FALLBACK_STEAL)
+        out = {n: int(s[i]) for n, i in zip(names, idx)}
+        out["pgalloc"] = int(s[C.PGALLOC])
+        out["pgfree"] = int(s[C.PGFREE])
+        out["nr_free_pages"] = int(s[C.NR_FREE_PAGES])
+        return out
+
+    def buddyinfo(self):
+        return [int(x) for x in self.zone.nr_free]
+
+    def watermarks(self):
+        zp = self.zone.zp
+        return int(zp[C.ZP_WMARK_MIN]), int(zp[C.ZP_WMARK_LOW]), int(zp[C.ZP_WMARK_HIGH])
+
+    def pcp_params(self):
+        zp = self.zone.zp
+        return int(zp[C.ZP_PCP_BATCH]), int(zp[C.ZP_PCP_HIGH])
+
+    def check(self):
+        check_zone(self.zone)
+
+
+__all__ = ["Model", "np"]

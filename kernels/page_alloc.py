@@ -1,0 +1,797 @@
+"""The buddy allocator: free lists, split, merge, fallback, per-cpu lists (mm/page_alloc.c).
+
+Each function opens with the kernel function it follows. Kernel `__name` is `_name` here.
+All functions take the Zone NamedTuple `z` (zone.py) and are compiled with numba; with
+NUMBA_DISABLE_JIT=1 they run as plain Python (the coverage pass of the test suite).
+"""
+
+from ._jit import jit
+
+from .constants import (
+    ALLOC_FAIL, ALLOC_OPS, FALLBACK_A, FALLBACK_B, FALLBACK_CLAIM, FALLBACK_D, FALLBACK_STEAL,
+    FREE_OPS, MERGE_HYGIENE, MERGE_PRE_5_19, MERGE_STEPS, MIGRATE_CMA, MIGRATE_HIGHATOMIC,
+    MIGRATE_ISOLATE, MIGRATE_MOVABLE, MIGRATE_PCPTYPES, MIGRATE_RECLAIMABLE, MIGRATE_TYPES,
+    MIGRATE_UNMOVABLE, NR_FREE_CMA_PAGES, NR_FREE_PAGES, NR_PCP_LISTS, NR_STATS, ORDERS_SCANNED,
+    PAGE_ALLOC_COSTLY_ORDER, PCP_COUNT, PCP_DRAINS, PCP_FREE_FACTOR, PCP_REFILLS, PG_BUDDY,
+    PG_HEAD, PG_LRU, PG_PCP, PG_PINNED, PG_RESERVED, PGALLOC, PGFREE, RMQUEUE_CLAIM, RMQUEUE_CMA,
+    RMQUEUE_NORMAL, RMQUEUE_STEAL, SPLIT_STEPS, WMARK_ORDERS_SCANNED, ZP_BOOT_TO_TAIL,
+    ZP_FALLBACK, ZP_MAX_ORDER, ZP_MERGE, ZP_MOBILITY_DISABLED, ZP_NR_PAGES, ZP_PAGEBLOCK_ORDER,
+    ZP_PCP, ZP_PCP_BATCH, ZP_PCP_HIGH, ZP_WMARK_LOW, ZP_WMARK_MIN,
+)
+
+# ---------------------------------------------------------------------------------------------
+# Intrusive doubly linked lists over the pfn-indexed next/prev arrays (include/linux/list.h)
+
+
+@jit
+def _list_add(head, tail, nxt, prv, li, pfn):
+    """list_add(): insert at the head."""
+    first = head[li]
+    prv[pfn] = -1
+    nxt[pfn] = first
+    if first >= 0:
+        prv[first] = pfn
+    else:
+        tail[li] = pfn
+    head[li] = pfn
+
+
+@jit
+def _list_add_tail(head, tail, nxt, prv, li, pfn):
+    """list_add_tail(): insert at the tail."""
+    last = tail[li]
+    nxt[pfn] = -1
+    prv[pfn] = last
+    if last >= 0:
+        nxt[last] = pfn
+    else:
+        head[li] = pfn
+    tail[li] = pfn
+
+
+@jit
+def _list_del(head, tail, nxt, prv, li, pfn):
+    """list_del()."""
+    p = prv[pfn]
+    n = nxt[pfn]
+    if p >= 0:
+        nxt[p] = n
+    else:
+        head[li] = n
+    if n >= 0:
+        prv[n] = p
+    else:
+        tail[li] = p
+    nxt[pfn] = -1
+    prv[pfn] = -1
+
+
+# ---------------------------------------------------------------------------------------------
+# Free-list primitives (6.10+ names: raw list operations apart from accounting)
+
+
+@jit
+def get_pageblock_migratetype(z, pfn):
+    """get_pfnblock_migratetype()."""
+    return int(z.pb_mt[pfn >> z.zp[ZP_PAGEBLOCK_ORDER]])
+
+
+@jit
+def change_pageblock_range(z, pfn, order, mt):
+    """change_pageblock_range(): type every pageblock a block of `order` at `pfn` covers
+    (set_pageblock_migratetype() when order < pageblock_order)."""
+    pb_order = z.zp[ZP_PAGEBLOCK_ORDER]
+    first = pfn >> pb_order
+    n = 1
+    if order > pb_order:
+        n = 1 << (order - pb_order)
+    for b in range(first, first + n):
+        z.pb_mt[b] = mt
+
+
+@jit
+def account_freepages(z, nr_pages, mt):
+    """account_freepages(): NR_FREE_PAGES excludes ISOLATE; CMA is also counted apart."""
+    if mt == MIGRATE_ISOLATE:
+        return
+    z.stat[NR_FREE_PAGES] += nr_pages
+    if mt == MIGRATE_CMA:
+        z.stat[NR_FREE_CMA_PAGES] += nr_pages
+
+
+@jit
+def _add_to_free_list(z, pfn, order, mt, tail):
+    """__add_to_free_list() + set_buddy_order(): no accounting."""
+    li = order * MIGRATE_TYPES + mt
+    if tail:
+        _list_add_tail(z.free_head, z.free_tail, z.next, z.prev, li, pfn)
+    else:
+        _list_add(z.free_head, z.free_tail, z.next, z.prev, li, pfn)
+    z.page_flags[pfn] |= PG_BUDDY
+    z.page_order[pfn] = order
+    z.page_mt[pfn] = mt
+    z.nr_free[order] += 1
+
+
+@jit
+def _del_page_from_free_list(z, pfn, order, mt):
+    """__del_page_from_free_list(): unlink, clear PageBuddy; no accounting."""
+    li = order * MIGRATE_TYPES + mt
+    _list_del(z.free_head, z.free_tail, z.next, z.prev, li, pfn)
+    z.page_flags[pfn] &= ~PG_BUDDY
+    z.page_order[pfn] = -1
+    z.nr_free[order] -= 1
+
+
+@jit
+def move_to_free_list(z, pfn, order, new_mt):
+    """move_to_free_list(): move a free block to the tail of another type's list."""
+    old_mt = int(z.page_mt[pfn])
+    li_old = order * MIGRATE_TYPES + old_mt
+    li_new = order * MIGRATE_TYPES + new_mt
+    _list_del(z.free_head, z.free_tail, z.next, z.prev, li_old, pfn)
+    _list_add_tail(z.free_head, z.free_tail, z.next, z.prev, li_new, pfn)
+    z.page_mt[pfn] = new_mt
+    account_freepages(z, -(1 << order), old_mt)
+    account_freepages(z, 1 << order, new_mt)
+
+
+@jit
+def expand(z, pfn, low, high, mt):
+    """expand(): split a block of order `high` down to `low`, upper halves to the list heads.
+    Returns the number of pages put back on free lists."""
+    nr_added = 0
+    while high > low:
+        high -= 1
+        size = 1 << high
+        _add_to_free_list(z, pfn + size, high, mt, False)
+        nr_added += size
+        z.stat[SPLIT_STEPS] += 1
+    return nr_added
+
+
+@jit
+def page_del_and_expand(z, pfn, low, high, mt):
+    """page_del_and_expand(): take a free block off its list and split it for an order-`low` request."""
+    _del_page_from_free_list(z, pfn, high, mt)
+    nr_pages = (1 << high) - expand(z, pfn, low, high, mt)
+    account_freepages(z, -nr_pages, mt)
+    # The type the page was served from (6.1 set_pcppage_migratetype()); allocation overwrites it.
+    z.page_mt[pfn] = mt
+
+
+# ---------------------------------------------------------------------------------------------
+# Allocation
+
+
+@jit
+def _rmqueue_smallest(z, order, mt):
+    """__rmqueue_smallest(): first non-empty list of `mt` from `order` up; take its head."""
+    max_order = z.zp[ZP_MAX_ORDER]
+    for o in range(order, max_order + 1):
+        z.stat[ORDERS_SCANNED] += 1
+        pfn = z.free_head[o * MIGRATE_TYPES + mt]
+        if pfn < 0:
+            continue
+        page_del_and_expand(z, pfn, order, o, mt)
+        return pfn
+    return -1
+
+
+@jit
+def _fallback_type(start_mt, i):
+    """fallbacks[start_mt][i]."""
+    if start_mt == MIGRATE_UNMOVABLE:
+        return MIGRATE_RECLAIMABLE if i == 0 else MIGRATE_MOVABLE
+    if start_mt == MIGRATE_MOVABLE:
+        return MIGRATE_RECLAIMABLE if i == 0 else MIGRATE_UNMOVABLE
+    return MIGRATE_UNMOVABLE if i == 0 else MIGRATE_MOVABLE
+
+
+@jit
+def should_try_claim_block(z, order, start_mt):
+    """should_try_claim_block() (6.15) == can_steal_fallback() (<= 6.14); `order` is the buddy's."""
+    pb_order = z.zp[ZP_PAGEBLOCK_ORDER]
+    if order >= pb_order:
+        return True
+    if order >= pb_order // 2:
+        return True
+    if start_mt == MIGRATE_RECLAIMABLE or start_mt == MIGRATE_UNMOVABLE:
+        return True
+    if z.zp[ZP_MOBILITY_DISABLED]:
+        return True
+    return False
+
+
+@jit
+def find_suitable_fallback(z, order, start_mt):
+    """find_suitable_fallback(): the first fallback type with a free block at `order`, or -1."""
+    if start_mt >= MIGRATE_PCPTYPES or z.nr_free[order] == 0:
+        return -1
+    for i in range(2):
+        fb = _fallback_type(start_mt, i)
+        if z.free_head[order * MIGRATE_TYPES + fb] >= 0:
+            return fb
+    return -1
+
+
+@jit
+def prep_move_freepages_block(z, pfn):
+    """prep_move_freepages_block(): (ok, start_pfn, free pages, movable pages) of pfn's pageblock;
+    ok is False if the block is not wholly inside the zone."""
+    pb_order = z.zp[ZP_PAGEBLOCK_ORDER]
+    start = (pfn >> pb_order) << pb_order
+    end = start + (1 << pb_order)
+    if end > z.zp[ZP_NR_PAGES]:
+        return False, start, 0, 0
+    nr_free = 0
+    nr_movable = 0
+    p = start
+    while p < end:
+        f = z.page_flags[p]
+        if f & PG_BUDDY:
+            nr = 1 << z.page_order[p]
+            nr_free += nr
+            p += nr
+            continue
+        if f & PG_LRU:
+            nr_movable += 1
+        p += 1
+    return True, start, nr_free, nr_movable
+
+
+@jit
+def _move_freepages_block(z, start, new_mt):
+    """Move every free block of the pageblock at `start` to the tail of new_mt's lists
+    (the list walk of move_freepages() / __move_freepages_block()). Returns pages moved."""
+    end = start + (1 << z.zp[ZP_PAGEBLOCK_ORDER])
+    moved = 0
+    p = start
+    while p < end:
+        if z.page_flags[p] & PG_BUDDY:
+            order = z.page_order[p]
+            move_to_free_list(z, p, order, new_mt)
+            moved += 1 << order
+            p += 1 << order
+        else:
+            p += 1
+    return moved
+
+
+@jit
+def _alike_pages(z, start_mt, block_mt, nr_free, nr_movable):
+    if start_mt == MIGRATE_MOVABLE:
+        return nr_movable
+    if block_mt == MIGRATE_MOVABLE:
+        return (1 << z.zp[ZP_PAGEBLOCK_ORDER]) - (nr_free + nr_movable)
+    return 0
+
+
+@jit
+def _claim_threshold_met(z, start_mt, block_mt, nr_free, nr_movable):
+    alike = _alike_pages(z, start_mt, block_mt, nr_free, nr_movable)
+    half = 1 << (z.zp[ZP_PAGEBLOCK_ORDER] - 1)
+    return nr_free + alike >= half or z.zp[ZP_MOBILITY_DISABLED] != 0
+
+
+@jit
+def steal_suitable_fallback_v6_1(z, pfn, start_mt, whole_block):
+    """steal_suitable_fallback() as in 5.4-6.9: move the buddy (or every free page of its block)
+    to start_mt's lists, claiming the block if enough of it is free or alike."""
+    order = int(z.page_order[pfn])
+    old_mt = get_pageblock_migratetype(z, pfn)
+    if old_mt != MIGRATE_HIGHATOMIC:
+        if order >= z.zp[ZP_PAGEBLOCK_ORDER]:
+            change_pageblock_range(z, pfn, order, start_mt)
+            z.stat[FALLBACK_CLAIM] += 1
+            move_to_free_list(z, pfn, order, start_mt)
+            return
+        if whole_block:
+            ok, start, nr_free, nr_movable = prep_move_freepages_block(z, pfn)
+            if ok:
+                nr_free = _move_freepages_block(z, start, start_mt)
+            if ok and nr_free > 0:
+                if _claim_threshold_met(z, start_mt, old_mt, nr_free, nr_movable):
+                    change_pageblock_range(z, pfn, 0, start_mt)
+                    z.stat[FALLBACK_CLAIM] += 1
+                else:
+                    z.stat[FALLBACK_STEAL] += 1
+                return
+    z.stat[FALLBACK_STEAL] += 1
+    move_to_free_list(z, pfn, order, start_mt)
+
+
+@jit
+def _fallback_search(z, order, start_mt):
+    """The search of __rmqueue_fallback() (<= 6.14): largest order first; a movable request that
+    may not steal the block falls back to the smallest suitable order. Returns (order, type, can_steal)."""
+    max_order = z.zp[ZP_MAX_ORDER]
+    for o in range(max_order, order - 1, -1):
+        z.stat[ORDERS_SCANNED] += 1
+        fb = find_suitable_fallback(z, o, start_mt)
+        if fb < 0:
+            continue
+        can_steal = should_try_claim_block(z, o, start_mt)
+        if not can_steal and start_mt == MIGRATE_MOVABLE and o > order:
+            for o2 in range(order, max_order + 1):
+                z.stat[ORDERS_SCANNED] += 1
+                fb = find_suitable_fallback(z, o2, start_mt)
+                if fb >= 0:
+                    return o2, fb, should_try_claim_block(z, o2, start_mt)
+            return -1, -1, False
+        return o, fb, can_steal
+    return -1, -1, False
+
+
+@jit
+def _rmqueue_fallback_v6_1(z, order, start_mt):
+    """__rmqueue_fallback() 5.4-6.9: returns True when pages were moved to start_mt's lists."""
+    o, fb, can_steal = _fallback_search(z, order, start_mt)
+    if o < 0:
+        return False
+    pfn = z.free_head[o * MIGRATE_TYPES + fb]
+    steal_suitable_fallback_v6_1(z, pfn, start_mt, can_steal)
+    return True
+
+
+@jit
+def steal_suitable_fallback_v6_10(z, pfn, current_order, order, start_mt, whole_block):
+    """steal_suitable_fallback() 6.10-6.13 (freelist hygiene): claim the whole block, or take only
+    the requested chunk and leave the remainder on the block's own type."""
+    block_mt = get_pageblock_migratetype(z, pfn)
+    if block_mt != MIGRATE_HIGHATOMIC:
+        if current_order >= z.zp[ZP_PAGEBLOCK_ORDER]:
+            _del_page_from_free_list(z, pfn, current_order, block_mt)
+            account_freepages(z, -(1 << current_order), block_mt)
+            change_pageblock_range(z, pfn, current_order, start_mt)
+            nr_added = expand(z, pfn, order, current_order, start_mt)
+            account_freepages(z, nr_added, start_mt)
+            z.stat[FALLBACK_CLAIM] += 1
+            return pfn
+        if whole_block:
+            ok, start, nr_free, nr_movable = prep_move_freepages_block(z, pfn)
+            if ok and _claim_threshold_met(z, start_mt, block_mt, nr_free, nr_movable):
+                _move_freepages_block(z, start, start_mt)
+                change_pageblock_range(z, start, 0, start_mt)
+                z.stat[FALLBACK_CLAIM] += 1
+                return _rmqueue_smallest(z, order, start_mt)
+    page_del_and_expand(z, pfn, order, current_order, block_mt)
+    z.stat[FALLBACK_STEAL] += 1
+    return pfn
+
+
+@jit
+def _rmqueue_fallback_v6_10(z, order, start_mt):
+    """__rmqueue_fallback() 6.10-6.13."""
+    o, fb, can_steal = _fallback_search(z, order, start_mt)
+    if o < 0:
+        return -1
+    pfn = z.free_head[o * MIGRATE_TYPES + fb]
+    return steal_suitable_fallback_v6_10(z, pfn, o, order, start_mt, can_steal)
+
+
+@jit
+def try_to_claim_block(z, pfn, current_order, order, start_mt, block_mt):
+    """try_to_claim_block() (6.15): take the whole block or nothing."""
+    if current_order >= z.zp[ZP_PAGEBLOCK_ORDER]:
+        _del_page_from_free_list(z, pfn, current_order, block_mt)
+        account_freepages(z, -(1 << current_order), block_mt)
+        change_pageblock_range(z, pfn, current_order, start_mt)
+        nr_added = expand(z, pfn, order, current_order, start_mt)
+        account_freepages(z, nr_added, start_mt)
+        z.stat[FALLBACK_CLAIM] += 1
+        return pfn
+    ok, start, nr_free, nr_movable = prep_move_freepages_block(z, pfn)
+    if not ok:
+        return -1
+    if _claim_threshold_met(z, start_mt, block_mt, nr_free, nr_movable):
+        _move_freepages_block(z, start, start_mt)
+        change_pageblock_range(z, start, 0, start_mt)
+        z.stat[FALLBACK_CLAIM] += 1
+        return _rmqueue_smallest(z, order, start_mt)
+    return -1
+
+
+@jit
+def _rmqueue_claim(z, order, start_mt):
+    """__rmqueue_claim() (6.15): largest order first, stop below the orders that may claim."""
+    max_order = z.zp[ZP_MAX_ORDER]
+    for o in range(max_order, order - 1, -1):
+        z.stat[ORDERS_SCANNED] += 1
+        if not should_try_claim_block(z, o, start_mt):
+            break
+        fb = find_suitable_fallback(z, o, start_mt)
+        if fb < 0:
+            continue
+        pfn = z.free_head[o * MIGRATE_TYPES + fb]
+        pfn = try_to_claim_block(z, pfn, o, order, start_mt, fb)
+        if pfn >= 0:
+            return pfn
+    return -1
+
+
+@jit
+def _rmqueue_steal(z, order, start_mt):
+    """__rmqueue_steal() (6.15): smallest fallback block; the remainder stays on its own type."""
+    max_order = z.zp[ZP_MAX_ORDER]
+    for o in range(order, max_order + 1):
+        z.stat[ORDERS_SCANNED] += 1
+        fb = find_suitable_fallback(z, o, start_mt)
+        if fb < 0:
+            continue
+        pfn = z.free_head[o * MIGRATE_TYPES + fb]
+        page_del_and_expand(z, pfn, order, o, fb)
+        z.stat[FALLBACK_STEAL] += 1
+        return pfn
+    return -1
+
+
+@jit
+def _rmqueue(z, order, mt, alloc_cma, mode):
+    """__rmqueue(): returns (pfn or -1, rmqueue_mode). `mode` is only used by the 6.15 policy."""
+    if alloc_cma and z.stat[NR_FREE_CMA_PAGES] > z.stat[NR_FREE_PAGES] // 2:
+        pfn = _rmqueue_smallest(z, order, MIGRATE_CMA)
+        if pfn >= 0:
+            return pfn, mode
+    fallback = z.zp[ZP_FALLBACK]
+    if fallback == FALLBACK_D:
+        if mode == RMQUEUE_NORMAL:
+            pfn = _rmqueue_smallest(z, order, mt)
+            if pfn >= 0:
+                return pfn, mode
+        if mode <= RMQUEUE_CMA and alloc_cma:
+            pfn = _rmqueue_smallest(z, order, MIGRATE_CMA)
+            if pfn >= 0:
+                return pfn, RMQUEUE_CMA
+        if mode <= RMQUEUE_CLAIM:
+            pfn = _rmqueue_claim(z, order, mt)
+            if pfn >= 0:
+                return pfn, RMQUEUE_NORMAL
+        pfn = _rmqueue_steal(z, order, mt)
+        if pfn >= 0:
+            return pfn, RMQUEUE_STEAL
+        return -1, mode
+    while True:
+        pfn = _rmqueue_smallest(z, order, mt)
+        if pfn >= 0:
+            return pfn, mode
+        if alloc_cma:
+            pfn = _rmqueue_smallest(z, order, MIGRATE_CMA)
+            if pfn >= 0:
+                return pfn, mode
+        if fallback == FALLBACK_B:
+            return _rmqueue_fallback_v6_10(z, order, mt), mode
+        if not _rmqueue_fallback_v6_1(z, order, mt):
+            return -1, mode
+
+
+@jit
+def zone_watermark_ok(z, order, mark, alloc_cma):
+    """__zone_watermark_ok() for one zone, no highatomic reserve, lowmem_reserve 0."""
+    free = z.stat[NR_FREE_PAGES] - ((1 << order) - 1)
+    if not alloc_cma:
+        free -= z.stat[NR_FREE_CMA_PAGES]
+    if free <= mark:
+        return False
+    if order == 0:
+        return True
+    max_order = z.zp[ZP_MAX_ORDER]
+    for o in range(order, max_order + 1):
+        z.stat[WMARK_ORDERS_SCANNED] += 1
+        if z.nr_free[o] == 0:
+            continue
+        base = o * MIGRATE_TYPES
+        for mt in range(MIGRATE_PCPTYPES):
+            if z.free_head[base + mt] >= 0:
+                return True
+        if alloc_cma and z.free_head[base + MIGRATE_CMA] >= 0:
+            return True
+    return False
+
+
+# ---------------------------------------------------------------------------------------------
+# Per-cpu page lists (one CPU, 6.1 rules)
+
+
+@jit
+def pcp_allowed_order(z, order):
+    """pcp_allowed_order(): orders <= PAGE_ALLOC_COSTLY_ORDER, and pageblock_order (THP)."""
+    return order <= PAGE_ALLOC_COSTLY_ORDER or order == z.zp[ZP_PAGEBLOCK_ORDER]
+
+
+@jit
+def order_to_pindex(order, mt):
+    """order_to_pindex(): (order, or the THP slot) x pcp migratetype."""
+    base = order
+    if order > PAGE_ALLOC_COSTLY_ORDER:
+        base = PAGE_ALLOC_COSTLY_ORDER + 1
+    return base * MIGRATE_PCPTYPES + mt
+
+
+@jit
+def pindex_to_order(z, pindex):
+    order = pindex // MIGRATE_PCPTYPES
+    if order > PAGE_ALLOC_COSTLY_ORDER:
+        order = z.zp[ZP_PAGEBLOCK_ORDER]
+    return order
+
+
+@jit
+def _pcp_del(z, pindex, pfn):
+    _list_del(z.pcp_head, z.pcp_tail, z.next, z.prev, pindex, pfn)
+    z.page_flags[pfn] &= ~PG_PCP
+    z.page_order[pfn] = -1
+    z.stat[PCP_COUNT] -= 1 << pindex_to_order(z, pindex)
+
+
+@jit
+def rmqueue_bulk(z, order, count, pindex, mt, alloc_cma):
+    """rmqueue_bulk(): refill a pcp list with `count` blocks, appended at the tail; one
+    rmqueue_mode kept across the batch (6.15)."""
+    mode = RMQUEUE_NORMAL
+    allocated = 0
+    z.stat[PCP_REFILLS] += 1
+    for _ in range(count):
+        pfn, mode = _rmqueue(z, order, mt, alloc_cma, mode)
+        if pfn < 0:
+            break
+        _list_add_tail(z.pcp_head, z.pcp_tail, z.next, z.prev, pindex, pfn)
+        z.page_flags[pfn] |= PG_PCP
+        z.page_order[pfn] = order
+        allocated += 1
+    z.stat[PCP_COUNT] += allocated << order
+    return allocated
+
+
+@jit
+def _rmqueue_pcplist(z, order, mt, alloc_cma):
+    """rmqueue_pcplist() / __rmqueue_pcplist()."""
+    pindex = order_to_pindex(order, mt)
+    z.stat[PCP_FREE_FACTOR] >>= 1
+    if z.pcp_head[pindex] < 0:
+        batch = z.zp[ZP_PCP_BATCH]
+        if batch > 1:
+            batch = max(batch >> order, 2)
+        rmqueue_bulk(z, order, batch, pindex, mt, alloc_cma)
+    pfn = z.pcp_head[pindex]
+    if pfn >= 0:
+        _pcp_del(z, pindex, pfn)
+    return pfn
+
+
+@jit
+def _free_pcppages_bulk(z, count, pindex):
+    """free_pcppages_bulk(): round-robin over the lists from `pindex`, coldest (tail) pages first."""
+    count = min(count, z.stat[PCP_COUNT])
+    pindex -= 1
+    z.stat[PCP_DRAINS] += 1
+    pre_hygiene = z.zp[ZP_FALLBACK] == FALLBACK_A
+    while count > 0:
+        while True:
+            pindex += 1
+            if pindex > NR_PCP_LISTS - 1:
+                pindex = 0
+            if z.pcp_head[pindex] >= 0:
+                break
+        order = pindex_to_order(z, pindex)
+        while True:
+            pfn = z.pcp_tail[pindex]
+            # <= 6.9: the type recorded with the page; 6.10+: the pageblock's current type
+            mt = int(z.page_mt[pfn]) if pre_hygiene else get_pageblock_migratetype(z, pfn)
+            _pcp_del(z, pindex, pfn)
+            count -= 1 << order
+            _free_one_page(z, pfn, order, mt, False)
+            if count <= 0 or z.pcp_head[pindex] < 0:
+                break
+
+
+@jit
+def nr_pcp_free(z, high, batch, free_high):
+    """nr_pcp_free() (6.1): how many pages to give back, doubling while frees continue."""
+    if free_high:
+        return z.stat[PCP_COUNT]
+    if high < batch:
+        return 1
+    min_nr_free = batch
+    max_nr_free = high - batch
+    batch <<= z.stat[PCP_FREE_FACTOR]
+    if batch < max_nr_free:
+        z.stat[PCP_FREE_FACTOR] += 1
+    return min(max(batch, min_nr_free), max_nr_free)
+
+
+@jit
+def free_unref_page(z, pfn, order):
+    """free_unref_page() + free_unref_page_commit() (6.1)."""
+    mt = get_pageblock_migratetype(z, pfn)
+    if mt >= MIGRATE_PCPTYPES:
+        if mt == MIGRATE_ISOLATE:
+            _free_to_buddy(z, pfn, order, False)
+            return
+    z.page_mt[pfn] = mt
+    if mt >= MIGRATE_PCPTYPES:
+        mt = MIGRATE_MOVABLE
+    pindex = order_to_pindex(order, mt)
+    _list_add(z.pcp_head, z.pcp_tail, z.next, z.prev, pindex, pfn)
+    z.page_flags[pfn] |= PG_PCP
+    z.page_order[pfn] = order
+    z.stat[PCP_COUNT] += 1 << order
+    free_high = z.stat[PCP_FREE_FACTOR] > 0 and order > 0 and order <= PAGE_ALLOC_COSTLY_ORDER
+    high = 0 if free_high else z.zp[ZP_PCP_HIGH]
+    if z.stat[PCP_COUNT] >= high:
+        batch = z.zp[ZP_PCP_BATCH]
+        _free_pcppages_bulk(z, nr_pcp_free(z, high, batch, free_high), pindex)
+
+
+@jit
+def drain_pages(z):
+    """drain_pages(): give every pcp page back to the buddy lists."""
+    if z.stat[PCP_COUNT] > 0:
+        _free_pcppages_bulk(z, z.stat[PCP_COUNT], 0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Free path
+
+
+@jit
+def _free_one_page(z, pfn, order, mt, to_tail):
+    """__free_one_page(): merge with free buddies as far as the policy's rules allow, then put
+    the block at the tail (FPI_TO_TAIL or buddy_merge_likely) or head of free_list[order][mt]."""
+    max_order = z.zp[ZP_MAX_ORDER]
+    pb_order = z.zp[ZP_PAGEBLOCK_ORDER]
+    merge = z.zp[ZP_MERGE]
+    nr_pages = z.zp[ZP_NR_PAGES]
+    while order < max_order:
+        buddy = pfn ^ (1 << order)
+        if buddy >= nr_pages or not (z.page_flags[buddy] & PG_BUDDY) or z.page_order[buddy] != order:
+            break
+        if order >= pb_order:
+            buddy_mt = get_pageblock_migratetype(z, buddy)
+            if buddy_mt != mt:
+                if merge == MERGE_PRE_5_19:
+                    if mt == MIGRATE_ISOLATE or buddy_mt == MIGRATE_ISOLATE:
+                        break
+                elif mt >= MIGRATE_PCPTYPES or buddy_mt >= MIGRATE_PCPTYPES:
+                    break
+                if merge == MERGE_HYGIENE:
+                    # "Match buddy type" (all pageblocks of the buddy: see MODEL.md)
+                    change_pageblock_range(z, buddy, order, mt)
+        list_mt = int(z.page_mt[buddy])
+        _del_page_from_free_list(z, buddy, order, list_mt)
+        account_freepages(z, -(1 << order), list_mt)
+        pfn &= buddy
+        order += 1
+        z.stat[MERGE_STEPS] += 1
+    if not to_tail:
+        to_tail = buddy_merge_likely(z, pfn, order)
+    account_freepages(z, 1 << order, mt)
+    _add_to_free_list(z, pfn, order, mt, to_tail)
+
+
+@jit
+def buddy_merge_likely(z, pfn, order):
+    """buddy_merge_likely(): is the parent's buddy free, so that freeing our buddy would merge
+    two levels? Then the block goes to the tail, where it is less likely to be allocated."""
+    if order >= z.zp[ZP_MAX_ORDER] - 1:
+        return False
+    higher = pfn & ~((1 << (order + 1)) - 1)
+    higher_buddy = higher ^ (1 << (order + 1))
+    return (higher_buddy < z.zp[ZP_NR_PAGES] and (z.page_flags[higher_buddy] & PG_BUDDY) != 0
+            and z.page_order[higher_buddy] == order + 1)
+
+
+@jit
+def split_large_buddy(z, pfn, order, to_tail):
+    """split_large_buddy() (6.10+): free a block larger than a pageblock one pageblock at a time,
+    each with its own pageblock's type; __free_one_page merges them back where allowed."""
+    end = pfn + (1 << order)
+    pb_order = z.zp[ZP_PAGEBLOCK_ORDER]
+    if order > pb_order:
+        order = pb_order
+    while pfn < end:
+        _free_one_page(z, pfn, order, get_pageblock_migratetype(z, pfn), to_tail)
+        pfn += 1 << order
+
+
+@jit
+def _free_to_buddy(z, pfn, order, to_tail):
+    """free_one_page(): the buddy part of freeing, per policy."""
+    if z.zp[ZP_MERGE] == MERGE_HYGIENE:
+        split_large_buddy(z, pfn, order, to_tail)
+    else:
+        _free_one_page(z, pfn, order, get_pageblock_migratetype(z, pfn), to_tail)
+
+
+# ---------------------------------------------------------------------------------------------
+# The page allocator's entry points
+
+
+@jit
+def prep_new_page(z, pfn, order, mt, pinned):
+    """Record the allocation: head, order, requested type; LRU (and pinned) on every page of a
+    movable allocation."""
+    z.page_flags[pfn] |= PG_HEAD
+    z.page_order[pfn] = order
+    z.page_mt[pfn] = mt
+    if mt == MIGRATE_MOVABLE:
+        bits = PG_LRU | PG_PINNED if pinned else PG_LRU
+        for p in range(pfn, pfn + (1 << order)):
+            z.page_flags[p] |= bits
+    z.stat[PGALLOC] += 1 << order
+
+
+@jit
+def get_page_from_freelist(z, order, mt, mark, alloc_cma):
+    """get_page_from_freelist() for the single zone: watermark gate, then pcp or buddy."""
+    if not zone_watermark_ok(z, order, mark, alloc_cma):
+        return -1
+    if z.zp[ZP_PCP] and pcp_allowed_order(z, order):
+        return _rmqueue_pcplist(z, order, mt, alloc_cma)
+    pfn, _ = _rmqueue(z, order, mt, alloc_cma, RMQUEUE_NORMAL)
+    return pfn
+
+
+@jit
+def alloc_pages(z, order, mt, pinned):
+    """__alloc_pages(): fast path at the low watermark, slow path at the min watermark (no reclaim,
+    no compaction yet). Returns the pfn of the block or -1 (counted in alloc_fail)."""
+    z.stat[ALLOC_OPS] += 1
+    list_mt = MIGRATE_UNMOVABLE if z.zp[ZP_MOBILITY_DISABLED] else mt
+    alloc_cma = list_mt == MIGRATE_MOVABLE
+    pfn = get_page_from_freelist(z, order, list_mt, z.zp[ZP_WMARK_LOW], alloc_cma)
+    if pfn < 0:
+        pfn = get_page_from_freelist(z, order, list_mt, z.zp[ZP_WMARK_MIN], alloc_cma)
+    if pfn < 0:
+        z.stat[ALLOC_FAIL] += 1
+        return -1
+    prep_new_page(z, pfn, order, mt, pinned)
+    return pfn
+
+
+@jit
+def free_pages(z, pfn):
+    """__free_pages(): pcp orders through the per-cpu lists, the rest straight to the buddy."""
+    order = int(z.page_order[pfn])
+    z.page_flags[pfn] &= ~PG_HEAD
+    z.page_order[pfn] = -1
+    if z.page_flags[pfn] & PG_LRU:
+        for p in range(pfn, pfn + (1 << order)):
+            z.page_flags[p] &= ~(PG_LRU | PG_PINNED)
+    z.stat[FREE_OPS] += 1
+    z.stat[PGFREE] += 1 << order
+    if z.zp[ZP_PCP] and pcp_allowed_order(z, order):
+        free_unref_page(z, pfn, order)
+    else:
+        _free_to_buddy(z, pfn, order, False)
+
+
+@jit
+def boot_zone(z):
+    """memblock_free_all() / __free_pages_core(): free every hole-free range in the largest
+    naturally aligned chunks (FPI_TO_TAIL from 5.10 on), then zero the counters."""
+    nr_pages = z.zp[ZP_NR_PAGES]
+    max_order = z.zp[ZP_MAX_ORDER]
+    to_tail = z.zp[ZP_BOOT_TO_TAIL] != 0
+    pfn = 0
+    while pfn < nr_pages:
+        if z.page_flags[pfn] & PG_RESERVED:
+            pfn += 1
+            continue
+        end = pfn
+        while end < nr_pages and not (z.page_flags[end] & PG_RESERVED):
+            end += 1
+        while pfn < end:
+            order = max_order
+            if pfn != 0:
+                tz = 0
+                while (pfn >> tz) & 1 == 0:
+                    tz += 1
+                order = min(max_order, tz)
+            while pfn + (1 << order) > end:
+                order -= 1
+            _free_to_buddy(z, pfn, order, to_tail)
+            pfn += 1 << order
+    for i in range(NR_STATS):
+        if i != NR_FREE_PAGES and i != NR_FREE_CMA_PAGES:
+            z.stat[i] = 0

@@ -1,0 +1,82 @@
+"""Seeded, parameterised workloads that drive the allocator model.
+
+Each workload is a jitted loop over the zone and an explicit RNG state (rng.py); all parameters
+are arguments, so a sweep can vary any of them without recompiling.
+"""
+
+import numpy as np
+from ._jit import jit
+
+from .check import _check_zone
+from .constants import PG_HEAD, ZP_MANAGED
+from .page_alloc import alloc_pages, drain_pages, free_pages
+from .rng import randbelow, uniform
+
+
+@jit
+def _pick_order(rng, cum_weights):
+    """Sample an order from cumulative weights (index = order)."""
+    u = uniform(rng) * cum_weights[-1]
+    for o in range(cum_weights.shape[0]):
+        if u < cum_weights[o]:
+            return o
+    return cum_weights.shape[0] - 1
+
+
+@jit
+def smallpages(z, rng, ops, occupancy, cum_weights, mt, live, check_every):
+    """`smallpages`: order-0 churn (optionally a small order mix) around a target occupancy.
+
+    Below the target an operation allocates with probability 3/4, at or above it frees a random
+    live block with probability 3/4, so occupancy wanders around the target while pages of every
+    age are freed. Returns (live blocks, check error code, pfn of the error)."""
+    target = int(occupancy * z.zp[ZP_MANAGED])
+    nlive = 0
+    used = 0
+    cap = live.shape[0]
+    for i in range(ops):
+        if nlive == 0:
+            do_alloc = True
+        elif nlive == cap:
+            do_alloc = False
+        elif used < target:
+            do_alloc = uniform(rng) < 0.75
+        else:
+            do_alloc = uniform(rng) < 0.25
+        if do_alloc:
+            order = _pick_order(rng, cum_weights)
+            pfn = alloc_pages(z, order, mt, False)
+            if pfn >= 0:
+                live[nlive] = pfn
+                nlive += 1
+                used += 1 << order
+        else:
+            k = randbelow(rng, nlive)
+            pfn = live[k]
+            nlive -= 1
+            live[k] = live[nlive]
+            used -= 1 << z.page_order[pfn]
+            free_pages(z, pfn)
+        if check_every > 0 and (i + 1) % check_every == 0:
+            code, where = _check_zone(z)
+            if code:
+                return nlive, code, where
+    return nlive, 0, -1
+
+
+@jit
+def free_all(z, live, nlive):
+    """Free every block still allocated (in allocation-array order), then drain the pcp lists."""
+    for k in range(nlive):
+        pfn = live[k]
+        if z.page_flags[pfn] & PG_HEAD:
+            free_pages(z, pfn)
+    drain_pages(z)
+
+
+def live_capacity(nr_pages: int, occupancy: float) -> int:
+    """Room for the live-allocation array: the target plus slack for excursions above it."""
+    return int(min(nr_pages, int(occupancy * nr_pages) + 65536))
+
+
+__all__ = ["smallpages", "free_all", "live_capacity", "np"]

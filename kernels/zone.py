@@ -1,0 +1,135 @@
+"""Zone state: every field declared here, with its dtype, and built from resolved parameters.
+
+The state is one NamedTuple of NumPy arrays handed to module-level jitted functions (no jitclass).
+Only heads carry block information: a free block's head has PG_BUDDY, its order and its list's
+migratetype; an allocated block's head has PG_HEAD, its order and the requested migratetype.
+PG_LRU / PG_PINNED / PG_RESERVED are per page.
+"""
+
+from math import isqrt
+from typing import NamedTuple
+
+import numpy as np
+
+from . import constants as C
+
+
+class Zone(NamedTuple):
+    zp: np.ndarray          # int64[ZP_SIZE]   parameters (constants.ZP_*)
+    page_order: np.ndarray  # int8[N]          order of a free / allocated / pcp head, -1 elsewhere
+    page_flags: np.ndarray  # uint8[N]         PG_* bits
+    page_mt: np.ndarray     # uint8[N]         free head: its list; allocated head: requested type; pcp: recorded type
+    next: np.ndarray        # int32[N]         intrusive list links (free lists and pcp lists), -1 = none
+    prev: np.ndarray        # int32[N]
+    pb_mt: np.ndarray       # uint8[nr_pageblocks]   pageblock migratetype
+    free_head: np.ndarray   # int32[NR * MIGRATE_TYPES]  free_area[order].free_list[mt] at order*MIGRATE_TYPES+mt
+    free_tail: np.ndarray   # int32[NR * MIGRATE_TYPES]
+    nr_free: np.ndarray     # int64[NR]        free_area[order].nr_free
+    pcp_head: np.ndarray    # int32[NR_PCP_LISTS]
+    pcp_tail: np.ndarray    # int32[NR_PCP_LISTS]
+    stat: np.ndarray        # int64[NR_STATS]  counters (constants.NR_FREE_PAGES ...)
+
+
+def policy_behaviour(policy: str) -> tuple[int, int, int, int]:
+    """(fallback variant, merge rule, boot frees to tail, mobility disabled) for a policy name."""
+    if policy == "v5.4":
+        return C.FALLBACK_A, C.MERGE_PRE_5_19, 0, 0
+    if policy == "v6.1":
+        return C.FALLBACK_A, C.MERGE_5_19, 1, 0
+    if policy == "v6.10":
+        return C.FALLBACK_B, C.MERGE_HYGIENE, 1, 0
+    if policy == "v6.15":
+        return C.FALLBACK_D, C.MERGE_HYGIENE, 1, 0
+    if policy == "nomobility":
+        return C.FALLBACK_D, C.MERGE_HYGIENE, 1, 1
+    raise ValueError(f"unknown policy {policy!r}")
+
+
+def min_free_kbytes_for(managed_pages: int) -> int:
+    """calculate_min_free_kbytes(): sqrt(lowmem_kbytes * 16), clamped to [128, 262144]."""
+    lowmem_kbytes = managed_pages << (C.PAGE_SHIFT - 10)
+    return min(max(isqrt(lowmem_kbytes * 16), 128), 262144)
+
+
+def watermarks(managed_pages: int, min_free_kbytes: int | None = None,
+               watermark_scale_factor: int = 10) -> tuple[int, int, int]:
+    """__setup_per_zone_wmarks() for a single zone: (min, low, high) in pages."""
+    if min_free_kbytes is None:
+        min_free_kbytes = min_free_kbytes_for(managed_pages)
+    wmin = min_free_kbytes >> (C.PAGE_SHIFT - 10)
+    delta = max(wmin // 4, managed_pages * watermark_scale_factor // 10000)
+    return wmin, wmin + delta, wmin + 2 * delta
+
+
+def _rounddown_pow_of_two(n: int) -> int:
+    return 1 << (n.bit_length() - 1)
+
+
+def pcp_sizes(managed_pages: int, low_wmark: int, nr_cpus: int = 1) -> tuple[int, int]:
+    """zone_batchsize() and zone_highsize() (6.1, percpu_pagelist_high_fraction = 0): (batch, high)."""
+    b = min(managed_pages >> 10, (1 << 20) >> C.PAGE_SHIFT) // 4
+    b = max(b, 1)
+    batch = _rounddown_pow_of_two(b + b // 2) - 1
+    batch = max(batch, 1)
+    high = max(low_wmark // nr_cpus, batch << 2)
+    return batch, high
+
+
+def make_zone(nr_pages: int, max_order: int, pageblock_order: int, policy: str = "v6.15",
+              holes=(), pcp: bool = False, min_free_kbytes: int | None = None,
+              section_bits: int = 27, memory_block_bits: int | None = None) -> Zone:
+    """Allocate the arrays of an empty zone (no page free yet: see page_alloc.boot_zone)."""
+    nr_orders = max_order + 1
+    nr_pageblocks = (nr_pages + (1 << pageblock_order) - 1) >> pageblock_order
+    fallback, merge, boot_to_tail, mobility_disabled = policy_behaviour(policy)
+
+    page_flags = np.zeros(nr_pages, dtype=np.uint8)
+    hole_pages = 0
+    for start, end in holes:
+        page_flags[start:end] = C.PG_RESERVED
+    hole_pages = int(np.count_nonzero(page_flags & C.PG_RESERVED))
+    managed = nr_pages - hole_pages
+    wmin, wlow, whigh = watermarks(managed, min_free_kbytes)
+    batch, high = pcp_sizes(managed, wlow)
+
+    zp = np.zeros(C.ZP_SIZE, dtype=np.int64)
+    zp[C.ZP_NR_PAGES] = nr_pages
+    zp[C.ZP_MAX_ORDER] = max_order
+    zp[C.ZP_PAGEBLOCK_ORDER] = pageblock_order
+    zp[C.ZP_POLICY] = C.POLICIES[policy]
+    zp[C.ZP_FALLBACK] = fallback
+    zp[C.ZP_MERGE] = merge
+    zp[C.ZP_BOOT_TO_TAIL] = boot_to_tail
+    zp[C.ZP_MOBILITY_DISABLED] = mobility_disabled
+    zp[C.ZP_WMARK_MIN] = wmin
+    zp[C.ZP_WMARK_LOW] = wlow
+    zp[C.ZP_WMARK_HIGH] = whigh
+    zp[C.ZP_PCP] = int(pcp)
+    zp[C.ZP_PCP_BATCH] = batch
+    zp[C.ZP_PCP_HIGH] = high
+    zp[C.ZP_MANAGED] = managed
+    zp[C.ZP_SECTION_SHIFT] = section_bits - C.PAGE_SHIFT
+    zp[C.ZP_MEMBLOCK_SHIFT] = (memory_block_bits or section_bits) - C.PAGE_SHIFT
+
+    initial_mt = C.MIGRATE_UNMOVABLE if mobility_disabled else C.MIGRATE_MOVABLE
+    return Zone(
+        zp=zp,
+        page_order=np.full(nr_pages, -1, dtype=np.int8),
+        page_flags=page_flags,
+        page_mt=np.zeros(nr_pages, dtype=np.uint8),
+        next=np.full(nr_pages, -1, dtype=np.int32),
+        prev=np.full(nr_pages, -1, dtype=np.int32),
+        pb_mt=np.full(nr_pageblocks, initial_mt, dtype=np.uint8),
+        free_head=np.full(nr_orders * C.MIGRATE_TYPES, -1, dtype=np.int32),
+        free_tail=np.full(nr_orders * C.MIGRATE_TYPES, -1, dtype=np.int32),
+        nr_free=np.zeros(nr_orders, dtype=np.int64),
+        pcp_head=np.full(C.NR_PCP_LISTS, -1, dtype=np.int32),
+        pcp_tail=np.full(C.NR_PCP_LISTS, -1, dtype=np.int32),
+        stat=np.zeros(C.NR_STATS, dtype=np.int64),
+    )
+
+
+def state_bytes_per_page(zone: Zone) -> float:
+    """Bytes of model state per simulated page (all arrays, including per-order/pageblock ones)."""
+    total = sum(a.nbytes for a in zone)
+    return total / int(zone.zp[C.ZP_NR_PAGES])

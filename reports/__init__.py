@@ -1,0 +1,1 @@
+"""buddyfarm.reports: results -> tidy frames -> figures -> HTML/Markdown reports."""
