@@ -56,6 +56,11 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import main as bench_main
+    return bench_main(args.out, args.quick)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="farm", description="buddyfarm: parameter sweeps over a model of the Linux buddy allocator")
@@ -69,6 +74,12 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--buddyinfo", action="store_true",
                      help="print the final state in /proc/buddyinfo format")
     sim.set_defaults(func=cmd_simulate)
+
+    bench = sub.add_parser("bench", help="measure model throughput (recorded, never asserted)")
+    bench.add_argument("-o", "--out", metavar="FILE.json",
+                       help="also write the results as JSON and a Markdown table beside it")
+    bench.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run")
+    bench.set_defaults(func=cmd_bench)
     return parser
 
 

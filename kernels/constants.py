@@ -49,6 +49,7 @@ PG_RESERVED = 4   # hole / memblock reserved: never free, never movable
 PG_LRU = 8        # page of a movable allocation (PageLRU): counted as movable by claim logic
 PG_PINNED = 16    # movable but pinned: migration fails
 PG_PCP = 32       # head of a block parked on a per-cpu list
+PG_MASK = 0xFF    # all bits: flags are cleared with `&= PG_MASK ^ bit` (no negative masks)
 
 # Indices into the zone parameter array `zp` (int64). Filled in zone.py.
 ZP_NR_PAGES = 0

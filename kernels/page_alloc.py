@@ -13,7 +13,7 @@ from .constants import (
     MIGRATE_ISOLATE, MIGRATE_MOVABLE, MIGRATE_PCPTYPES, MIGRATE_RECLAIMABLE, MIGRATE_TYPES,
     MIGRATE_UNMOVABLE, NR_FREE_CMA_PAGES, NR_FREE_PAGES, NR_PCP_LISTS, NR_STATS, ORDERS_SCANNED,
     PAGE_ALLOC_COSTLY_ORDER, PCP_COUNT, PCP_DRAINS, PCP_FREE_FACTOR, PCP_REFILLS, PG_BUDDY,
-    PG_HEAD, PG_LRU, PG_PCP, PG_PINNED, PG_RESERVED, PGALLOC, PGFREE, RMQUEUE_CLAIM, RMQUEUE_CMA,
+    PG_HEAD, PG_LRU, PG_MASK, PG_PCP, PG_PINNED, PG_RESERVED, PGALLOC, PGFREE, RMQUEUE_CLAIM, RMQUEUE_CMA,
     RMQUEUE_NORMAL, RMQUEUE_STEAL, SPLIT_STEPS, WMARK_ORDERS_SCANNED, ZP_BOOT_TO_TAIL,
     ZP_FALLBACK, ZP_MAX_ORDER, ZP_MERGE, ZP_MOBILITY_DISABLED, ZP_NR_PAGES, ZP_PAGEBLOCK_ORDER,
     ZP_PCP, ZP_PCP_BATCH, ZP_PCP_HIGH, ZP_WMARK_LOW, ZP_WMARK_MIN,
@@ -118,7 +118,7 @@ def _del_page_from_free_list(z, pfn, order, mt):
     """__del_page_from_free_list(): unlink, clear PageBuddy; no accounting."""
     li = order * MIGRATE_TYPES + mt
     _list_del(z.free_head, z.free_tail, z.next, z.prev, li, pfn)
-    z.page_flags[pfn] &= ~PG_BUDDY
+    z.page_flags[pfn] &= PG_MASK ^ PG_BUDDY
     z.page_order[pfn] = -1
     z.nr_free[order] -= 1
 
@@ -230,7 +230,7 @@ def prep_move_freepages_block(z, pfn):
     while p < end:
         f = z.page_flags[p]
         if f & PG_BUDDY:
-            nr = 1 << z.page_order[p]
+            nr = 1 << int(z.page_order[p])
             nr_free += nr
             p += nr
             continue
@@ -249,7 +249,7 @@ def _move_freepages_block(z, start, new_mt):
     p = start
     while p < end:
         if z.page_flags[p] & PG_BUDDY:
-            order = z.page_order[p]
+            order = int(z.page_order[p])
             move_to_free_list(z, p, order, new_mt)
             moved += 1 << order
             p += 1 << order
@@ -519,7 +519,7 @@ def pindex_to_order(z, pindex):
 @jit
 def _pcp_del(z, pindex, pfn):
     _list_del(z.pcp_head, z.pcp_tail, z.next, z.prev, pindex, pfn)
-    z.page_flags[pfn] &= ~PG_PCP
+    z.page_flags[pfn] &= PG_MASK ^ PG_PCP
     z.page_order[pfn] = -1
     z.stat[PCP_COUNT] -= 1 << pindex_to_order(z, pindex)
 
@@ -753,11 +753,11 @@ def alloc_pages(z, order, mt, pinned):
 def free_pages(z, pfn):
     """__free_pages(): pcp orders through the per-cpu lists, the rest straight to the buddy."""
     order = int(z.page_order[pfn])
-    z.page_flags[pfn] &= ~PG_HEAD
+    z.page_flags[pfn] &= PG_MASK ^ PG_HEAD
     z.page_order[pfn] = -1
     if z.page_flags[pfn] & PG_LRU:
         for p in range(pfn, pfn + (1 << order)):
-            z.page_flags[p] &= ~(PG_LRU | PG_PINNED)
+            z.page_flags[p] &= PG_MASK ^ (PG_LRU | PG_PINNED)
     z.stat[FREE_OPS] += 1
     z.stat[PGFREE] += 1 << order
     if z.zp[ZP_PCP] and pcp_allowed_order(z, order):

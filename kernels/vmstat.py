@@ -66,9 +66,9 @@ def pagetypeinfo_blocks(z):
 
 def _contig_page_info(nr_free: np.ndarray, order: int) -> tuple[int, int, int]:
     """fill_contig_page_info(): (free_pages, free_blocks_total, free_blocks_suitable)."""
-    orders = np.arange(len(nr_free))
-    free_pages = int((nr_free << orders).sum())
-    total = int(nr_free.sum())
+    nr_free = [int(n) for n in nr_free]
+    free_pages = sum(n << o for o, n in enumerate(nr_free))
+    total = sum(nr_free)
     suitable = int(sum(int(nr_free[o]) << (o - order) for o in range(order, len(nr_free))))
     return free_pages, total, suitable
 

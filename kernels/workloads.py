@@ -55,7 +55,7 @@ def smallpages(z, rng, ops, occupancy, cum_weights, mt, live, check_every):
             pfn = live[k]
             nlive -= 1
             live[k] = live[nlive]
-            used -= 1 << z.page_order[pfn]
+            used -= 1 << int(z.page_order[pfn])
             free_pages(z, pfn)
         if check_every > 0 and (i + 1) % check_every == 0:
             code, where = _check_zone(z)
