@@ -69,7 +69,10 @@ ZP_PCP_HIGH = 13
 ZP_MANAGED = 14
 ZP_SECTION_SHIFT = 15     # section size in pages, as a shift
 ZP_MEMBLOCK_SHIFT = 16    # memory block size in pages, as a shift
-ZP_SIZE = 17
+ZP_MOVE_TO_TAIL = 17      # move_to_free_list() appends at the tail (5.10+) rather than the head
+ZP_PCP_HIGH_ORDER = 18    # pcp lists for orders 1..3 and pageblock_order too (5.13+)
+ZP_CMA_BALANCE = 19       # __rmqueue() serves movable requests from CMA when CMA holds most free memory
+ZP_SIZE = 20
 
 # Indices into the counter array `stat` (int64). Names with a /proc/vmstat twin use its name.
 NR_FREE_PAGES = 0

@@ -16,7 +16,8 @@ from .constants import (
     PG_HEAD, PG_LRU, PG_MASK, PG_PCP, PG_PINNED, PG_RESERVED, PGALLOC, PGFREE, RMQUEUE_CLAIM, RMQUEUE_CMA,
     RMQUEUE_NORMAL, RMQUEUE_STEAL, SPLIT_STEPS, WMARK_ORDERS_SCANNED, ZP_BOOT_TO_TAIL,
     ZP_FALLBACK, ZP_MAX_ORDER, ZP_MERGE, ZP_MOBILITY_DISABLED, ZP_NR_PAGES, ZP_PAGEBLOCK_ORDER,
-    ZP_PCP, ZP_PCP_BATCH, ZP_PCP_HIGH, ZP_WMARK_LOW, ZP_WMARK_MIN,
+    ZP_PCP, ZP_PCP_BATCH, ZP_PCP_HIGH, ZP_WMARK_LOW, ZP_WMARK_MIN, ZP_MOVE_TO_TAIL,
+    ZP_PCP_HIGH_ORDER, ZP_CMA_BALANCE,
 )
 
 # ---------------------------------------------------------------------------------------------
@@ -125,12 +126,16 @@ def _del_page_from_free_list(z, pfn, order, mt):
 
 @jit
 def move_to_free_list(z, pfn, order, new_mt):
-    """move_to_free_list(): move a free block to the tail of another type's list."""
+    """move_to_free_list(): move a free block to the tail of another type's list (the head
+    before 5.10)."""
     old_mt = int(z.page_mt[pfn])
     li_old = order * MIGRATE_TYPES + old_mt
     li_new = order * MIGRATE_TYPES + new_mt
     _list_del(z.free_head, z.free_tail, z.next, z.prev, li_old, pfn)
-    _list_add_tail(z.free_head, z.free_tail, z.next, z.prev, li_new, pfn)
+    if z.zp[ZP_MOVE_TO_TAIL]:
+        _list_add_tail(z.free_head, z.free_tail, z.next, z.prev, li_new, pfn)
+    else:
+        _list_add(z.free_head, z.free_tail, z.next, z.prev, li_new, pfn)
     z.page_mt[pfn] = new_mt
     account_freepages(z, -(1 << order), old_mt)
     account_freepages(z, 1 << order, new_mt)
@@ -429,7 +434,7 @@ def _rmqueue_steal(z, order, start_mt):
 @jit
 def _rmqueue(z, order, mt, alloc_cma, mode):
     """__rmqueue(): returns (pfn or -1, rmqueue_mode). `mode` is only used by the 6.15 policy."""
-    if alloc_cma and z.stat[NR_FREE_CMA_PAGES] > z.stat[NR_FREE_PAGES] // 2:
+    if alloc_cma and z.zp[ZP_CMA_BALANCE] and z.stat[NR_FREE_CMA_PAGES] > z.stat[NR_FREE_PAGES] // 2:
         pfn = _rmqueue_smallest(z, order, MIGRATE_CMA)
         if pfn >= 0:
             return pfn, mode
@@ -495,7 +500,10 @@ def zone_watermark_ok(z, order, mark, alloc_cma):
 
 @jit
 def pcp_allowed_order(z, order):
-    """pcp_allowed_order(): orders <= PAGE_ALLOC_COSTLY_ORDER, and pageblock_order (THP)."""
+    """pcp_allowed_order(): orders <= PAGE_ALLOC_COSTLY_ORDER, and pageblock_order (THP);
+    order 0 only before 5.13."""
+    if not z.zp[ZP_PCP_HIGH_ORDER]:
+        return order == 0
     return order <= PAGE_ALLOC_COSTLY_ORDER or order == z.zp[ZP_PAGEBLOCK_ORDER]
 
 
@@ -723,11 +731,14 @@ def prep_new_page(z, pfn, order, mt, pinned):
 
 @jit
 def get_page_from_freelist(z, order, mt, mark, alloc_cma):
-    """get_page_from_freelist() for the single zone: watermark gate, then pcp or buddy."""
+    """get_page_from_freelist() for the single zone: watermark gate, then rmqueue(): the pcp
+    list for pcp orders, falling through to the buddy lists when it yields nothing."""
     if not zone_watermark_ok(z, order, mark, alloc_cma):
         return -1
     if z.zp[ZP_PCP] and pcp_allowed_order(z, order):
-        return _rmqueue_pcplist(z, order, mt, alloc_cma)
+        pfn = _rmqueue_pcplist(z, order, mt, alloc_cma)
+        if pfn >= 0:
+            return pfn
     pfn, _ = _rmqueue(z, order, mt, alloc_cma, RMQUEUE_NORMAL)
     return pfn
 

@@ -110,6 +110,10 @@ def make_zone(nr_pages: int, max_order: int, pageblock_order: int, policy: str =
     zp[C.ZP_MANAGED] = managed
     zp[C.ZP_SECTION_SHIFT] = section_bits - C.PAGE_SHIFT
     zp[C.ZP_MEMBLOCK_SHIFT] = (memory_block_bits or section_bits) - C.PAGE_SHIFT
+    modern = int(policy != "v5.4")
+    zp[C.ZP_MOVE_TO_TAIL] = modern
+    zp[C.ZP_PCP_HIGH_ORDER] = modern
+    zp[C.ZP_CMA_BALANCE] = modern
 
     initial_mt = C.MIGRATE_UNMOVABLE if mobility_disabled else C.MIGRATE_MOVABLE
     return Zone(

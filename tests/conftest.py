@@ -1,0 +1,26 @@
+import sys
+from pathlib import Path
+
+import pytest
+
+TESTS = Path(__file__).resolve().parent
+ROOT = TESTS.parent
+for path in (str(ROOT), str(TESTS)):
+    if path not in sys.path:
+        sys.path.insert(0, path)
+
+
+@pytest.fixture(params=["reference", "numba"])
+def zone_factory(request):
+    """Constructor of a zone model: the pure-Python reference or the numba model. Both take
+    the same keywords and expose the same methods, so policy tests run against each."""
+    if request.param == "reference":
+        from reference import RefZone
+        return RefZone
+    try:
+        from kernels.model import Model
+    except ModuleNotFoundError as exc:
+        if exc.name in ("kernels", "kernels.model"):
+            raise
+        raise
+    return Model

@@ -1,0 +1,904 @@
+"""Pure-Python reference model of the Linux buddy page allocator: the test oracle.
+
+Written from kernels/MODEL.md (the behavioural contract) and the kernel sources it cites
+(mm/page_alloc.c of v5.4, v6.1, v6.10 and v6.15; mm/vmstat.c). It is deliberately plain:
+free lists are ``OrderedDict``s whose key order is the list order (head first), free and
+allocated blocks are dicts keyed by pfn, and every kernel function the contract names has a
+method of the same name (kernel ``__name`` -> ``_name``, since a double underscore is mangled
+inside a Python class). Clarity over speed; zones of ~2^16 pages and a few thousand operations
+run in well under a second.
+
+Conventions: ``max_order`` (M) is the largest order of a free block, inclusive (MAX_PAGE_ORDER);
+``pageblock_order`` is P. The zone spans pfns ``[0, nr_pages)``.
+
+Readings of MODEL.md where it leaves room (the numba model must make the same choices):
+
+* ``ALLOC_CMA`` follows the *list* migratetype (``gfp_migratetype()``), so it is never set
+  under ``nomobility`` even for MOVABLE requests (kernel ``gfp_to_alloc_flags_cma``).
+* The pcp ``batch`` is ``max(1, zone_batchsize)`` (kernel ``zone_set_pageset_high_and_batch``);
+  MODEL's formula alone gives 0 for zones under 8192 managed pages, which would never drain.
+* A page that reaches a pcp list through ``rmqueue_bulk`` records the migratetype of the
+  ``expand()`` that produced it (the free-list type it was split on; kernel 6.1's
+  ``set_pcppage_migratetype`` in ``__rmqueue_smallest``); a page freed to pcp records its
+  pageblock type. v5.4/v6.1 drains free with the recorded type; from 6.10 on drains use the
+  pageblock's type at drain time.
+* A pcp attempt that yields nothing falls through to the buddy path (6.1 ``rmqueue()``).
+* Each iteration of an order loop counts one ``orders_scanned``, including the iteration of
+  ``_rmqueue_claim`` that stops because ``should_try_claim_block`` is false.
+* ``wmark_orders_scanned`` counts every order the order loop of ``__zone_watermark_ok``
+  visits (also orders with ``nr_free == 0``), none for order 0 or when the free-page test fails.
+* ``nr_free_pages`` in ``counters()`` is the live NR_FREE_PAGES value, not an event counter:
+  it is not zeroed after boot.
+"""
+
+from collections import OrderedDict
+from math import isqrt
+
+UNMOVABLE, MOVABLE, RECLAIMABLE, HIGHATOMIC, CMA, ISOLATE = range(6)
+MIGRATE_PCPTYPES = 3
+MIGRATE_TYPES = 6
+MT_NAMES = ("Unmovable", "Movable", "Reclaimable", "HighAtomic", "CMA", "Isolate")
+
+POLICIES = ("v5.4", "v6.1", "v6.10", "v6.15", "nomobility")
+_FALLBACK_A = ("v5.4", "v6.1")          # __rmqueue_fallback + steal_suitable_fallback (pre-hygiene)
+_FALLBACK_B = ("v6.10",)                # hygiene steal_suitable_fallback
+_FALLBACK_D = ("v6.15", "nomobility")   # __rmqueue_claim / __rmqueue_steal, sticky rmqueue_mode
+_HYGIENE = ("v6.10", "v6.15", "nomobility")
+
+# mm/page_alloc.c fallbacks[]: HIGHATOMIC, CMA and ISOLATE never fall back and are never used.
+FALLBACKS = {
+    UNMOVABLE: (RECLAIMABLE, MOVABLE),
+    MOVABLE: (RECLAIMABLE, UNMOVABLE),
+    RECLAIMABLE: (UNMOVABLE, MOVABLE),
+}
+
+RMQUEUE_NORMAL, RMQUEUE_CMA, RMQUEUE_CLAIM, RMQUEUE_STEAL = range(4)
+
+PAGE_ALLOC_COSTLY_ORDER = 3
+NR_PCP_LISTS = (PAGE_ALLOC_COSTLY_ORDER + 2) * MIGRATE_PCPTYPES   # orders 0..3 and pageblock_order
+
+COUNTER_NAMES = ("alloc_ops", "alloc_fail", "free_ops", "split_steps", "merge_steps",
+                 "orders_scanned", "wmark_orders_scanned", "fallback_claim", "fallback_steal",
+                 "pgalloc", "pgfree")
+
+
+def migratetype_is_mergeable(mt):
+    return mt < MIGRATE_PCPTYPES
+
+
+def rounddown_pow_of_two(n):
+    return 1 << (n.bit_length() - 1)
+
+
+class RefZone:
+    """One zone of ``nr_pages`` pfns with buddy free lists, pageblock migratetypes and
+    optional per-cpu lists (one CPU), following the policy named by ``policy``."""
+
+    def __init__(self, nr_pages, max_order, pageblock_order, policy="v6.15", holes=(), pcp=False,
+                 min_free_kbytes=None):
+        nr_pages = int(nr_pages)
+        max_order = int(max_order)
+        pageblock_order = int(pageblock_order)
+        if policy not in POLICIES:
+            raise ValueError(f"unknown policy {policy!r}; expected one of {POLICIES}")
+        if nr_pages < 1:
+            raise ValueError(f"nr_pages must be >= 1, got {nr_pages}")
+        if not 1 <= pageblock_order <= max_order:
+            raise ValueError(f"need 1 <= pageblock_order <= max_order, got {pageblock_order}, {max_order}")
+        self.nr_pages = nr_pages
+        self.max_order = max_order
+        self.pageblock_order = pageblock_order
+        self.policy = policy
+        self.hygiene = policy in _HYGIENE
+        self.mobility_disabled = policy == "nomobility"
+        self.pcp = bool(pcp)
+
+        # PageReserved pages (holes, memblock reservations): never free, never merged across.
+        self.reserved = bytearray(nr_pages)
+        for start, end in holes:
+            start, end = int(start), int(end)
+            if not 0 <= start <= end <= nr_pages:
+                raise ValueError(f"hole ({start}, {end}) is not inside [0, {nr_pages})")
+            self.reserved[start:end] = b"\x01" * (end - start)
+        self.nr_reserved = self.reserved.count(1)
+        self.managed_pages = nr_pages - self.nr_reserved
+
+        # Free blocks: head pfn -> order and -> list migratetype; one OrderedDict per list.
+        self.free_area = [[OrderedDict() for _ in range(MIGRATE_TYPES)] for _ in range(max_order + 1)]
+        self.nr_free = [0] * (max_order + 1)
+        self.free_order = {}
+        self.free_mt = {}
+        self.nr_free_pages = 0       # NR_FREE_PAGES: every list but ISOLATE
+        self.nr_free_cma_pages = 0   # NR_FREE_CMA_PAGES
+
+        # Allocated blocks: head pfn -> order / requested migratetype / pinned; PageLRU per page.
+        self.alloc_order = {}
+        self.alloc_mt = {}
+        self.alloc_pinned = {}
+        self.lru = bytearray(nr_pages)
+
+        boot_mt = UNMOVABLE if self.mobility_disabled else MOVABLE
+        self.nr_pageblocks = (nr_pages + (1 << pageblock_order) - 1) >> pageblock_order
+        self.pageblock_mt = [boot_mt] * self.nr_pageblocks
+
+        self._setup_per_zone_wmarks(min_free_kbytes)
+
+        # Per-cpu lists: OrderedDict per pindex (head first); page -> order / recorded type.
+        self.pcp_lists_ = [OrderedDict() for _ in range(NR_PCP_LISTS)]
+        self.pcp_order = {}
+        self.pcp_mt = {}
+        self.pcp_pindex = {}
+        self.pcp_count = 0
+        self.pcp_free_factor = 0
+        self.pcp_batch = max(1, self._zone_batchsize())
+        self.pcp_high = max(self.wmark_low, self.pcp_batch << 2)
+
+        self.c = dict.fromkeys(COUNTER_NAMES, 0)
+        self._memblock_free_all()
+        self.c = dict.fromkeys(COUNTER_NAMES, 0)
+
+    # ------------------------------------------------------------------ geometry helpers
+
+    def get_pageblock_migratetype(self, pfn):
+        return self.pageblock_mt[pfn >> self.pageblock_order]
+
+    def set_pageblock_migratetype(self, pfn, mt):
+        self.pageblock_mt[pfn >> self.pageblock_order] = mt
+
+    def change_pageblock_range(self, pfn, order, mt):
+        """Set every pageblock covered by the block ``(pfn, order)``, order >= P."""
+        first = pfn >> self.pageblock_order
+        for pb in range(first, first + (1 << (order - self.pageblock_order))):
+            self.pageblock_mt[pb] = mt
+
+    def _retype_covered_pageblocks(self, pfn, order, mt):
+        """Hygiene merge: the model re-types every pageblock the buddy covers (MODEL.md)."""
+        first = pfn >> self.pageblock_order
+        last = (pfn + (1 << order) - 1) >> self.pageblock_order
+        for pb in range(first, last + 1):
+            self.pageblock_mt[pb] = mt
+
+    def _is_free_head(self, pfn, order):
+        return 0 <= pfn < self.nr_pages and self.free_order.get(pfn) == order
+
+    # ------------------------------------------------------------------ free-list primitives
+
+    def _account_freepages(self, nr, mt):
+        if mt != ISOLATE:
+            self.nr_free_pages += nr
+        if mt == CMA:
+            self.nr_free_cma_pages += nr
+
+    def _add_to_free_list(self, pfn, order, mt, tail):
+        lst = self.free_area[order][mt]
+        lst[pfn] = None
+        if not tail:
+            lst.move_to_end(pfn, last=False)
+        self.free_order[pfn] = order
+        self.free_mt[pfn] = mt
+        self.nr_free[order] += 1
+        self._account_freepages(1 << order, mt)
+
+    def _del_page_from_free_list(self, pfn):
+        order = self.free_order.pop(pfn)
+        mt = self.free_mt.pop(pfn)
+        del self.free_area[order][mt][pfn]
+        self.nr_free[order] -= 1
+        self._account_freepages(-(1 << order), mt)
+        return order, mt
+
+    def move_to_free_list(self, pfn, new_mt):
+        """list_move_tail onto free_list[order][new_mt] (list_move, the head, before 5.10)."""
+        order, _ = self._del_page_from_free_list(pfn)
+        self._add_to_free_list(pfn, order, new_mt, tail=self.policy != "v5.4")
+
+    def get_page_from_free_area(self, order, mt):
+        lst = self.free_area[order][mt]
+        return next(iter(lst)) if lst else None
+
+    def free_area_empty(self, order, mt):
+        return not self.free_area[order][mt]
+
+    # ------------------------------------------------------------------ boot
+
+    def _memblock_free_all(self):
+        """memblock_free_all -> __free_pages_memory -> __free_pages_core for every hole-free
+        range: largest naturally aligned chunks, FPI_TO_TAIL except on v5.4."""
+        to_tail = self.policy != "v5.4"
+        n = self.nr_pages
+        pfn = 0
+        while pfn < n:
+            if self.reserved[pfn]:
+                pfn = self.reserved.find(0, pfn)
+                if pfn < 0:
+                    break
+                continue
+            end = self.reserved.find(1, pfn)
+            if end < 0:
+                end = n
+            self._free_pages_memory(pfn, end, to_tail)
+            pfn = end
+
+    def _free_pages_memory(self, start, end, to_tail):
+        pfn = start
+        while pfn < end:
+            order = self.max_order if pfn == 0 else min(self.max_order, (pfn & -pfn).bit_length() - 1)
+            while pfn + (1 << order) > end:
+                order -= 1
+            self.free_one_page(pfn, order, to_tail)
+            pfn += 1 << order
+
+    # ------------------------------------------------------------------ watermarks, pcp sizing
+
+    def _setup_per_zone_wmarks(self, min_free_kbytes):
+        """calculate_min_free_kbytes + __setup_per_zone_wmarks for a single zone."""
+        if min_free_kbytes is None:
+            managed_kbytes = self.managed_pages * 4
+            min_free_kbytes = min(max(isqrt(managed_kbytes * 16), 128), 262144)
+        self.min_free_kbytes = int(min_free_kbytes)
+        self.wmark_min = self.min_free_kbytes >> 2
+        d = max(self.wmark_min >> 2, self.managed_pages * 10 // 10000)
+        self.wmark_low = self.wmark_min + d
+        self.wmark_high = self.wmark_low + d
+
+    def _zone_batchsize(self):
+        batch = min(self.managed_pages >> 10, 256) // 4
+        if batch < 1:
+            batch = 1
+        return rounddown_pow_of_two(batch + batch // 2) - 1
+
+    # ------------------------------------------------------------------ allocation
+
+    def alloc(self, order, mt, pinned=False):
+        """__alloc_pages for one zone without reclaim or compaction: fast path at the low
+        watermark, then once more at the min watermark. Returns the pfn or -1."""
+        order = int(order)
+        mt = int(mt)
+        if not 0 <= order <= self.max_order:
+            raise ValueError(f"order {order} outside [0, {self.max_order}]")
+        if mt not in FALLBACKS:
+            raise ValueError(f"allocation migratetype must be UNMOVABLE, MOVABLE or RECLAIMABLE, got {mt}")
+        self.c["alloc_ops"] += 1
+        # gfp_migratetype(): everything is UNMOVABLE with grouping by mobility disabled.
+        list_mt = UNMOVABLE if self.mobility_disabled else mt
+        alloc_cma = list_mt == MOVABLE
+        for mark in (self.wmark_low, self.wmark_min):
+            if not self._zone_watermark_ok(order, mark, alloc_cma):
+                continue
+            pfn = self.rmqueue(order, list_mt, alloc_cma)
+            if pfn is not None:
+                self._prep_new_page(pfn, order, mt, pinned)
+                return pfn
+        self.c["alloc_fail"] += 1
+        return -1
+
+    def _prep_new_page(self, pfn, order, mt, pinned):
+        self.alloc_order[pfn] = order
+        self.alloc_mt[pfn] = mt
+        self.alloc_pinned[pfn] = bool(pinned)
+        if mt == MOVABLE:
+            self.lru[pfn:pfn + (1 << order)] = b"\x01" * (1 << order)
+        self.c["pgalloc"] += 1 << order
+
+    def _zone_watermark_ok(self, order, mark, alloc_cma):
+        """__zone_watermark_ok (no highatomic reserve, no lowmem_reserve)."""
+        free = self.nr_free_pages - ((1 << order) - 1)
+        if not alloc_cma:
+            free -= self.nr_free_cma_pages
+        if free <= mark:
+            return False
+        if order == 0:
+            return True
+        for o in range(order, self.max_order + 1):
+            self.c["wmark_orders_scanned"] += 1
+            if self.nr_free[o] == 0:
+                continue
+            for mt in range(MIGRATE_PCPTYPES):
+                if not self.free_area_empty(o, mt):
+                    return True
+            if alloc_cma and not self.free_area_empty(o, CMA):
+                return True
+        return False
+
+    def _pcp_allowed_order(self, order):
+        if self.policy == "v5.4":          # high-order pcp lists arrived in 5.13
+            return order == 0
+        return order <= PAGE_ALLOC_COSTLY_ORDER or order == self.pageblock_order
+
+    def rmqueue(self, order, mt, alloc_cma):
+        if self.pcp and self._pcp_allowed_order(order):
+            pfn = self._rmqueue_pcplist(order, mt, alloc_cma)
+            if pfn is not None:
+                return pfn
+        got = self._rmqueue(order, mt, alloc_cma, [RMQUEUE_NORMAL])
+        return None if got is None else got[0]
+
+    def _rmqueue(self, order, mt, alloc_cma, mode):
+        """__rmqueue. Returns (pfn, migratetype of the split that produced it) or None.
+        ``mode`` is a one-element list holding the sticky rmqueue_mode (policy D only)."""
+        # Balance movable allocations between regular and CMA areas.
+        if (alloc_cma and self.policy != "v5.4"
+                and self.nr_free_cma_pages > self.nr_free_pages // 2):
+            got = self._rmqueue_smallest(order, CMA)
+            if got is not None:
+                return got
+
+        if self.policy in _FALLBACK_A:
+            while True:
+                got = self._rmqueue_smallest(order, mt)
+                if got is not None:
+                    return got
+                if alloc_cma:
+                    got = self._rmqueue_smallest(order, CMA)
+                    if got is not None:
+                        return got
+                if not self._rmqueue_fallback(order, mt):
+                    return None
+
+        if self.policy in _FALLBACK_B:
+            got = self._rmqueue_smallest(order, mt)
+            if got is None and alloc_cma:
+                got = self._rmqueue_smallest(order, CMA)
+            if got is None:
+                got = self._rmqueue_fallback(order, mt)
+            return got
+
+        # Variant D: fall through NORMAL -> CMA -> CLAIM -> STEAL from the current mode.
+        assert self.policy in _FALLBACK_D
+        m = mode[0]
+        if m == RMQUEUE_NORMAL:
+            got = self._rmqueue_smallest(order, mt)
+            if got is not None:
+                return got
+            m = RMQUEUE_CMA
+        if m == RMQUEUE_CMA:
+            if alloc_cma:
+                got = self._rmqueue_smallest(order, CMA)
+                if got is not None:
+                    mode[0] = RMQUEUE_CMA
+                    return got
+            m = RMQUEUE_CLAIM
+        if m == RMQUEUE_CLAIM:
+            got = self._rmqueue_claim(order, mt)
+            if got is not None:
+                mode[0] = RMQUEUE_NORMAL
+                return got
+        got = self._rmqueue_steal(order, mt)
+        if got is not None:
+            mode[0] = RMQUEUE_STEAL
+        return got
+
+    def _rmqueue_smallest(self, order, mt):
+        """__rmqueue_smallest: the head of the first non-empty free_list[o][mt], o >= order."""
+        for o in range(order, self.max_order + 1):
+            self.c["orders_scanned"] += 1
+            pfn = self.get_page_from_free_area(o, mt)
+            if pfn is None:
+                continue
+            self._del_page_from_free_list(pfn)
+            self.expand(pfn, order, o, mt)
+            return pfn, mt
+        return None
+
+    def expand(self, pfn, low, high, mt):
+        """expand(): the upper half of each split goes to the head of free_list[high][mt]."""
+        while high > low:
+            high -= 1
+            self._add_to_free_list(pfn + (1 << high), high, mt, tail=False)
+            self.c["split_steps"] += 1
+
+    # ------------------------------------------------------------------ fallback helpers
+
+    def can_steal_fallback(self, order, start_mt):
+        """can_steal_fallback (A, B) == should_try_claim_block (D); ``order`` is the buddy's."""
+        if order >= self.pageblock_order:
+            return True
+        if order >= self.pageblock_order // 2 or start_mt in (RECLAIMABLE, UNMOVABLE):
+            return True
+        return self.mobility_disabled
+
+    should_try_claim_block = can_steal_fallback
+
+    def find_suitable_fallback(self, order, start_mt):
+        """Returns the first fallback type with a non-empty list at ``order``, or -1."""
+        if self.nr_free[order] == 0:
+            return -1
+        for fb in FALLBACKS[start_mt]:
+            if not self.free_area_empty(order, fb):
+                return fb
+        return -1
+
+    def _pageblock_span(self, pfn):
+        start = pfn & ~((1 << self.pageblock_order) - 1)
+        return start, start + (1 << self.pageblock_order)
+
+    def prep_move_freepages_block(self, pfn):
+        """Count the free pages (by buddy heads) and PageLRU pages of pfn's pageblock.
+        Returns (start, free heads in pfn order, nr_free, nr_movable), or None if the
+        pageblock is not wholly inside the zone."""
+        start, end = self._pageblock_span(pfn)
+        if end > self.nr_pages:
+            return None
+        heads = []
+        free = 0
+        p = start
+        while p < end:
+            o = self.free_order.get(p)
+            if o is not None:
+                heads.append(p)
+                free += 1 << o
+                p += 1 << o
+                continue
+            o = self.alloc_order.get(p)
+            if o is None:
+                o = self.pcp_order.get(p)
+            p += 1 if o is None else 1 << o
+        movable = self.lru.count(1, start, end)
+        return start, heads, free, movable
+
+    def _alike_pages(self, start_mt, block_mt, free, movable):
+        if start_mt == MOVABLE:
+            return movable
+        if block_mt == MOVABLE:
+            return (1 << self.pageblock_order) - (free + movable)
+        return 0
+
+    def _claim_threshold_met(self, free, alike):
+        return free + alike >= (1 << (self.pageblock_order - 1)) or self.mobility_disabled
+
+    def move_freepages_block(self, heads, new_mt):
+        """Move each free head (ascending pfn) to the tail of free_list[its order][new_mt]."""
+        for p in heads:
+            self.move_to_free_list(p, new_mt)
+
+    # ------------------------------------------------------------------ fallback A and B
+
+    def _rmqueue_fallback(self, order, start_mt):
+        """__rmqueue_fallback of v5.4-v6.13: top-down search for the largest fallback buddy,
+        bottom-up instead for small movable requests that may not steal the block.
+        A: returns True after stealing (the caller retries __rmqueue_smallest).
+        B: returns (pfn, split type) or None."""
+        found = None
+        for o in range(self.max_order, order - 1, -1):
+            self.c["orders_scanned"] += 1
+            fb = self.find_suitable_fallback(o, start_mt)
+            if fb == -1:
+                continue
+            can_steal = self.can_steal_fallback(o, start_mt)
+            if not can_steal and start_mt == MOVABLE and o > order:
+                break   # find_smallest
+            found = (o, fb, can_steal)
+            break
+        else:
+            return False if self.policy in _FALLBACK_A else None
+        if found is None:
+            for o in range(order, self.max_order + 1):
+                self.c["orders_scanned"] += 1
+                fb = self.find_suitable_fallback(o, start_mt)
+                if fb != -1:
+                    found = (o, fb, self.can_steal_fallback(o, start_mt))
+                    break
+            assert found is not None, "find_smallest found no fallback the top-down scan had seen"
+        o, fb, can_steal = found
+        pfn = self.get_page_from_free_area(o, fb)
+        if self.policy in _FALLBACK_A:
+            self.steal_suitable_fallback(pfn, o, start_mt, can_steal)
+            return True
+        return self._steal_suitable_fallback_hygiene(pfn, o, order, start_mt, can_steal)
+
+    def steal_suitable_fallback(self, pfn, current_order, start_mt, whole_block):
+        """steal_suitable_fallback, v5.4-v6.9 (variant A): moves whole buddies or the whole
+        pageblock's free pages to start_mt's lists before deciding whether to claim."""
+        old_mt = self.get_pageblock_migratetype(pfn)
+        if old_mt != HIGHATOMIC:
+            if current_order >= self.pageblock_order:
+                self.change_pageblock_range(pfn, current_order, start_mt)
+                self.c["fallback_claim"] += 1
+                self.move_to_free_list(pfn, start_mt)
+                return
+            if whole_block:
+                prep = self.prep_move_freepages_block(pfn)
+                if prep is not None:
+                    _, heads, free, movable = prep
+                    self.move_freepages_block(heads, start_mt)
+                    alike = self._alike_pages(start_mt, old_mt, free, movable)
+                    if self._claim_threshold_met(free, alike):
+                        self.set_pageblock_migratetype(pfn, start_mt)
+                        self.c["fallback_claim"] += 1
+                    else:
+                        # Free pages now sit on start_mt lists in a block of another type.
+                        self.c["fallback_steal"] += 1
+                    return
+        # single_page
+        self.move_to_free_list(pfn, start_mt)
+        self.c["fallback_steal"] += 1
+
+    def _steal_suitable_fallback_hygiene(self, pfn, current_order, order, start_mt, whole_block):
+        """steal_suitable_fallback, v6.10 (variant B): claim the whole block, or take only
+        the requested chunk and leave the remainders on the block's own type."""
+        block_mt = self.get_pageblock_migratetype(pfn)
+        if block_mt != HIGHATOMIC:
+            if current_order >= self.pageblock_order:
+                self._del_page_from_free_list(pfn)
+                self.change_pageblock_range(pfn, current_order, start_mt)
+                self.expand(pfn, order, current_order, start_mt)
+                self.c["fallback_claim"] += 1
+                return pfn, start_mt
+            if whole_block:
+                prep = self.prep_move_freepages_block(pfn)
+                if prep is not None:
+                    start, heads, free, movable = prep
+                    alike = self._alike_pages(start_mt, block_mt, free, movable)
+                    if self._claim_threshold_met(free, alike):
+                        self.move_freepages_block(heads, start_mt)
+                        self.set_pageblock_migratetype(start, start_mt)
+                        self.c["fallback_claim"] += 1
+                        return self._rmqueue_smallest(order, start_mt)
+        # single_page: page_del_and_expand onto the block's type
+        self._del_page_from_free_list(pfn)
+        self.expand(pfn, order, current_order, block_mt)
+        self.c["fallback_steal"] += 1
+        return pfn, block_mt
+
+    # ------------------------------------------------------------------ fallback D
+
+    def _rmqueue_claim(self, order, start_mt):
+        """__rmqueue_claim (v6.15): top-down; try to claim a whole pageblock."""
+        for o in range(self.max_order, order - 1, -1):
+            self.c["orders_scanned"] += 1
+            if not self.should_try_claim_block(o, start_mt):
+                break
+            fb = self.find_suitable_fallback(o, start_mt)
+            if fb == -1:
+                continue
+            pfn = self.get_page_from_free_area(o, fb)
+            got = self.try_to_claim_block(pfn, o, order, start_mt, fb)
+            if got is not None:
+                return got
+        return None
+
+    def try_to_claim_block(self, pfn, current_order, order, start_mt, block_mt):
+        if current_order >= self.pageblock_order:
+            self._del_page_from_free_list(pfn)
+            self.change_pageblock_range(pfn, current_order, start_mt)
+            self.expand(pfn, order, current_order, start_mt)
+            self.c["fallback_claim"] += 1
+            return pfn, start_mt
+        prep = self.prep_move_freepages_block(pfn)
+        if prep is None:
+            return None
+        start, heads, free, movable = prep
+        alike = self._alike_pages(start_mt, block_mt, free, movable)
+        if not self._claim_threshold_met(free, alike):
+            return None
+        self.move_freepages_block(heads, start_mt)
+        self.set_pageblock_migratetype(start, start_mt)
+        self.c["fallback_claim"] += 1
+        return self._rmqueue_smallest(order, start_mt)
+
+    def _rmqueue_steal(self, order, start_mt):
+        """__rmqueue_steal (v6.15): bottom-up; take the smallest fallback buddy, remainders
+        stay on the fallback type's lists."""
+        for o in range(order, self.max_order + 1):
+            self.c["orders_scanned"] += 1
+            fb = self.find_suitable_fallback(o, start_mt)
+            if fb == -1:
+                continue
+            pfn = self.get_page_from_free_area(o, fb)
+            self._del_page_from_free_list(pfn)
+            self.expand(pfn, order, o, fb)
+            self.c["fallback_steal"] += 1
+            return pfn, fb
+        return None
+
+    # ------------------------------------------------------------------ per-cpu lists
+
+    def order_to_pindex(self, order, mt):
+        base = order if order <= PAGE_ALLOC_COSTLY_ORDER else PAGE_ALLOC_COSTLY_ORDER + 1
+        return base * MIGRATE_PCPTYPES + mt
+
+    def pindex_to_order(self, pindex):
+        order = pindex // MIGRATE_PCPTYPES
+        return self.pageblock_order if order > PAGE_ALLOC_COSTLY_ORDER else order
+
+    def _pcp_add(self, pfn, order, mt_recorded, pindex, tail):
+        lst = self.pcp_lists_[pindex]
+        lst[pfn] = None
+        if not tail:
+            lst.move_to_end(pfn, last=False)
+        self.pcp_order[pfn] = order
+        self.pcp_mt[pfn] = mt_recorded
+        self.pcp_pindex[pfn] = pindex
+        self.pcp_count += 1 << order
+
+    def _pcp_del(self, pfn):
+        order = self.pcp_order.pop(pfn)
+        mt = self.pcp_mt.pop(pfn)
+        pindex = self.pcp_pindex.pop(pfn)
+        del self.pcp_lists_[pindex][pfn]
+        self.pcp_count -= 1 << order
+        return order, mt
+
+    def _rmqueue_pcplist(self, order, mt, alloc_cma):
+        """rmqueue_pcplist (6.1): refill an empty list with rmqueue_bulk, take the head."""
+        self.pcp_free_factor >>= 1
+        pindex = self.order_to_pindex(order, mt)
+        lst = self.pcp_lists_[pindex]
+        if not lst:
+            batch = self.pcp_batch
+            count = max(batch >> order, 2) if batch > 1 else 1
+            self.rmqueue_bulk(order, count, mt, alloc_cma, pindex)
+        if not lst:
+            return None
+        pfn = next(iter(lst))
+        self._pcp_del(pfn)
+        return pfn
+
+    def rmqueue_bulk(self, order, count, mt, alloc_cma, pindex):
+        mode = [RMQUEUE_NORMAL]   # one sticky rmqueue_mode for the whole batch
+        for _ in range(count):
+            got = self._rmqueue(order, mt, alloc_cma, mode)
+            if got is None:
+                break
+            pfn, split_mt = got
+            self._pcp_add(pfn, order, split_mt, pindex, tail=True)
+
+    def free_unref_page(self, pfn, order):
+        """free_unref_page (6.1): to the head of the pcp list, drain a batch above high."""
+        mt = self.get_pageblock_migratetype(pfn)
+        if mt == ISOLATE:
+            self._free_one_page(pfn, order, mt, to_tail=False)
+            return
+        list_mt = MOVABLE if mt >= MIGRATE_PCPTYPES else mt
+        pindex = self.order_to_pindex(order, list_mt)
+        self._pcp_add(pfn, order, mt, pindex, tail=False)
+        # free_high: a high-order free while frees run without allocations drains everything
+        free_high = self.pcp_free_factor > 0 and 0 < order <= PAGE_ALLOC_COSTLY_ORDER
+        high = 0 if free_high else self.pcp_high
+        if self.pcp_count >= high:
+            self.free_pcppages_bulk(self._nr_pcp_free(high, free_high), pindex)
+
+    def _nr_pcp_free(self, high, free_high):
+        batch = self.pcp_batch
+        if free_high:
+            return self.pcp_count
+        if high < batch:
+            return 1
+        min_nr_free, max_nr_free = batch, high - batch
+        to_free = batch << self.pcp_free_factor
+        if to_free < max_nr_free:
+            self.pcp_free_factor += 1
+        return min(max(to_free, min_nr_free), max_nr_free)
+
+    def free_pcppages_bulk(self, count, pindex):
+        """Round-robin over non-empty lists starting at ``pindex``; from each list free pages
+        from the tail with the migratetype recorded when they went on the pcp list (v5.4, v6.1)
+        or their pageblock's current type (6.10+)."""
+        count = min(count, self.pcp_count)
+        pindex -= 1
+        while count > 0:
+            while True:
+                pindex += 1
+                if pindex >= NR_PCP_LISTS:
+                    pindex = 0
+                if self.pcp_lists_[pindex]:
+                    break
+            lst = self.pcp_lists_[pindex]
+            while True:
+                pfn = next(reversed(lst))
+                order, mt = self._pcp_del(pfn)
+                if self.hygiene:
+                    mt = self.get_pageblock_migratetype(pfn)
+                count -= 1 << order
+                self._free_one_page(pfn, order, mt, to_tail=False)
+                if count <= 0 or not lst:
+                    break
+
+    # ------------------------------------------------------------------ free path
+
+    def free(self, pfn):
+        """__free_pages: the pcp path for pcp orders, else free_one_page."""
+        pfn = int(pfn)
+        order = self.alloc_order.get(pfn)
+        if order is None:
+            raise ValueError(f"pfn {pfn} is not the head of an allocated block")
+        del self.alloc_order[pfn]
+        del self.alloc_mt[pfn]
+        del self.alloc_pinned[pfn]
+        self.lru[pfn:pfn + (1 << order)] = bytes(1 << order)
+        self.c["free_ops"] += 1
+        self.c["pgfree"] += 1 << order
+        if self.pcp and self._pcp_allowed_order(order):
+            self.free_unref_page(pfn, order)
+        else:
+            self.free_one_page(pfn, order, to_tail=False)
+
+    def free_one_page(self, pfn, order, to_tail):
+        """free_one_page: v6.10+ frees blocks larger than a pageblock per pageblock
+        (split_large_buddy); earlier policies free the block with its first pageblock's type."""
+        if self.hygiene:
+            self.split_large_buddy(pfn, order, to_tail)
+        else:
+            self._free_one_page(pfn, order, self.get_pageblock_migratetype(pfn), to_tail)
+
+    def split_large_buddy(self, pfn, order, to_tail):
+        """split_large_buddy (v6.10+): a block larger than a pageblock is freed one pageblock
+        at a time, in address order, each chunk with its own pageblock's type."""
+        end = pfn + (1 << order)
+        order = min(order, self.pageblock_order)
+        while pfn < end:
+            self._free_one_page(pfn, order, self.get_pageblock_migratetype(pfn), to_tail)
+            pfn += 1 << order
+
+    def _free_one_page(self, pfn, order, mt, to_tail):
+        """__free_one_page: merge with free buddies, then insert at head or tail."""
+        P = self.pageblock_order
+        while order < self.max_order:
+            buddy = pfn ^ (1 << order)
+            if not self._is_free_head(buddy, order):
+                break
+            buddy_mt = mt
+            if order >= P:
+                buddy_mt = self.get_pageblock_migratetype(buddy)
+                if not self._may_merge(mt, buddy_mt):
+                    break
+            self._del_page_from_free_list(buddy)
+            if self.hygiene and buddy_mt != mt:
+                self._retype_covered_pageblocks(buddy, order, mt)
+            pfn &= ~(1 << order)
+            order += 1
+            self.c["merge_steps"] += 1
+        if not to_tail:
+            to_tail = self.buddy_merge_likely(pfn, order)
+        self._add_to_free_list(pfn, order, mt, tail=to_tail)
+
+    def _may_merge(self, mt, buddy_mt):
+        """Merge rule at orders >= pageblock_order."""
+        if mt == buddy_mt:
+            return True
+        if self.policy == "v5.4":
+            return mt != ISOLATE and buddy_mt != ISOLATE
+        return migratetype_is_mergeable(mt) and migratetype_is_mergeable(buddy_mt)
+
+    def buddy_merge_likely(self, pfn, order):
+        """True if the buddy of our parent block is free: our own buddy is probably about
+        to be freed too, so keep this block at the tail where it is less likely reused."""
+        if order >= self.max_order - 1:
+            return False
+        parent = pfn & ~((1 << (order + 1)) - 1)
+        return self._is_free_head(parent ^ (1 << (order + 1)), order + 1)
+
+    # ------------------------------------------------------------------ public views
+
+    def free_lists(self):
+        out = {}
+        for order in range(self.max_order + 1):
+            for mt in range(MIGRATE_TYPES):
+                lst = self.free_area[order][mt]
+                if lst:
+                    out[(order, mt)] = list(lst)
+        return out
+
+    def pageblock_types(self):
+        return list(self.pageblock_mt)
+
+    def pcp_lists(self):
+        if not self.pcp:
+            return {}
+        return {i: list(lst) for i, lst in enumerate(self.pcp_lists_) if lst}
+
+    def counters(self):
+        out = dict(self.c)
+        out["nr_free_pages"] = self.nr_free_pages
+        return out
+
+    def buddyinfo(self):
+        return list(self.nr_free)
+
+    def watermarks(self):
+        return (self.wmark_min, self.wmark_low, self.wmark_high)
+
+    def pcp_params(self):
+        return (self.pcp_batch, self.pcp_high)
+
+    # ------------------------------------------------------------------ invariants
+
+    def check(self):
+        """Assert the allocator invariants (MODEL.md; kernel-allocator.md section 11.5)."""
+        n, M, P = self.nr_pages, self.max_order, self.pageblock_order
+        owner = bytearray(n)   # 1 free, 2 allocated, 3 pcp, 4 hole
+
+        def claim(start, size, what, tag):
+            end = start + size
+            assert 0 <= start and end <= n, f"{what} [{start}, {end}) outside the zone [0, {n})"
+            if owner.count(0, start, end) != size:
+                clash = next(p for p in range(start, end) if owner[p])
+                kinds = {1: "a free block", 2: "an allocated block", 3: "a pcp page", 4: "a hole"}
+                raise AssertionError(f"{what} [{start}, {end}) overlaps {kinds[owner[clash]]} at pfn {clash}")
+            owner[start:end] = bytes([tag]) * size
+
+        owner[:] = self.reserved.translate(bytes([0, 4]) + bytes(254))
+
+        # Free lists: each head on exactly the list its records name.
+        seen = 0
+        free_pages = 0
+        nr_free_pages = 0
+        nr_free_cma = 0
+        for order in range(M + 1):
+            on_lists = 0
+            for mt in range(MIGRATE_TYPES):
+                for pfn in self.free_area[order][mt]:
+                    on_lists += 1
+                    assert self.free_order.get(pfn) == order and self.free_mt.get(pfn) == mt, (
+                        f"free head {pfn} on list ({order}, {MT_NAMES[mt]}) but recorded as "
+                        f"({self.free_order.get(pfn)}, {self.free_mt.get(pfn)})")
+                    assert pfn % (1 << order) == 0, f"free head {pfn} of order {order} not naturally aligned"
+                    claim(pfn, 1 << order, f"free block {pfn} order {order}", 1)
+                    free_pages += 1 << order
+                    if mt != ISOLATE:
+                        nr_free_pages += 1 << order
+                    if mt == CMA:
+                        nr_free_cma += 1 << order
+            assert on_lists == self.nr_free[order], (
+                f"nr_free[{order}] = {self.nr_free[order]} but the lists hold {on_lists} blocks")
+            seen += on_lists
+        assert seen == len(self.free_order) == len(self.free_mt), (
+            f"{len(self.free_order)} free heads recorded, {seen} on lists")
+        assert all(0 <= o <= M for o in self.free_order.values()), "free block order outside [0, max_order]"
+        assert nr_free_pages == self.nr_free_pages, (
+            f"NR_FREE_PAGES = {self.nr_free_pages}, free pages on non-ISOLATE lists = {nr_free_pages}")
+        assert nr_free_cma == self.nr_free_cma_pages, (
+            f"NR_FREE_CMA_PAGES = {self.nr_free_cma_pages}, free pages on CMA lists = {nr_free_cma}")
+
+        alloc_pages = 0
+        lru = bytearray(n)
+        for pfn, order in self.alloc_order.items():
+            assert pfn % (1 << order) == 0, f"allocated block {pfn} of order {order} not naturally aligned"
+            claim(pfn, 1 << order, f"allocated block {pfn} order {order}", 2)
+            alloc_pages += 1 << order
+            if self.alloc_mt[pfn] == MOVABLE:
+                lru[pfn:pfn + (1 << order)] = b"\x01" * (1 << order)
+        assert lru == self.lru, "PageLRU does not match the pages of allocated MOVABLE blocks"
+
+        pcp_pages = 0
+        if not self.pcp:
+            assert not self.pcp_order, "pages on pcp lists with pcp disabled"
+        for pindex, lst in enumerate(self.pcp_lists_):
+            for pfn in lst:
+                order = self.pcp_order[pfn]
+                assert self.pcp_pindex[pfn] == pindex, f"pcp page {pfn} recorded on list {self.pcp_pindex[pfn]}"
+                assert order == self.pindex_to_order(pindex), f"pcp page {pfn} order {order} on list {pindex}"
+                claim(pfn, 1 << order, f"pcp page {pfn} order {order}", 3)
+                pcp_pages += 1 << order
+        assert pcp_pages == self.pcp_count, f"pcp count {self.pcp_count} but lists hold {pcp_pages} pages"
+
+        total = free_pages + alloc_pages + pcp_pages + self.nr_reserved
+        assert total == n, (f"free {free_pages} + allocated {alloc_pages} + pcp {pcp_pages} + "
+                            f"holes {self.nr_reserved} = {total} != nr_pages {n}")
+
+        # Every pair of free buddies the merge rule would have merged is merged.
+        for pfn, order in self.free_order.items():
+            if order >= M:
+                continue
+            buddy = pfn ^ (1 << order)
+            if buddy < pfn or self.free_order.get(buddy) != order:
+                continue
+            if order >= P:
+                a = self.get_pageblock_migratetype(pfn)
+                b = self.get_pageblock_migratetype(buddy)
+                if not self._may_merge(a, b):
+                    continue
+            raise AssertionError(f"free buddies {pfn} and {buddy} of order {order} left unmerged")
+
+        if self.mobility_disabled:
+            assert all(mt == UNMOVABLE for mt in self.pageblock_mt), "nomobility with a non-UNMOVABLE pageblock"
+        # Hygiene: a free block's list type is the type of every pageblock it covers.
+        if self.hygiene:
+            for pfn, order in self.free_order.items():
+                mt = self.free_mt[pfn]
+                first = pfn >> P
+                last = (pfn + (1 << order) - 1) >> P
+                for pb in range(first, last + 1):
+                    assert self.pageblock_mt[pb] == mt, (
+                        f"free block {pfn} order {order} on the {MT_NAMES[mt]} list covers pageblock "
+                        f"{pb} of type {MT_NAMES[self.pageblock_mt[pb]]}")

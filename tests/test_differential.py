@@ -1,0 +1,118 @@
+"""The numba model against the pure-Python reference on the same operation sequences.
+
+For every policy, with and without per-cpu lists, Hypothesis draws a zone geometry and a sequence of
+allocations and frees. After every step both models must agree on the returned pfn, every free list
+(contents and order), every pageblock type, the pcp lists and the counters; the kernel invariants are
+checked on the numba model after every step and on the reference regularly.
+"""
+
+import os
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from kernels.model import Model
+from reference import POLICIES, RefZone
+
+pytestmark = pytest.mark.kernels
+
+settings.register_profile("default", max_examples=40, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+settings.register_profile("nojit", max_examples=6, deadline=None,
+                          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+
+@st.composite
+def geometries(draw, pcp=False):
+    max_order = draw(st.integers(2, 7))
+    pageblock_order = draw(st.integers(1, max_order))
+    if pcp:
+        # zone_batchsize() gives a batch above 1 only from 64 MiB: use a large zone, sparse checks
+        nr_pages = draw(st.sampled_from([16384, 16384 + 2 ** max_order + 3]))
+    else:
+        nr_pages = draw(st.integers(2 ** max_order, 12 * 2 ** max_order))
+    holes = []
+    if draw(st.booleans()):
+        start = draw(st.integers(0, nr_pages - 1))
+        end = draw(st.integers(start + 1, min(nr_pages, start + 2 ** max_order)))
+        holes.append((start, end))
+    # small min_free_kbytes give a small pcp `high`, so pcp drains happen within a short sequence
+    mfk = draw(st.sampled_from([0, 8, 64] if pcp else [None, 0, 4 * nr_pages // 16]))
+    return dict(nr_pages=nr_pages, max_order=max_order, pageblock_order=pageblock_order,
+                holes=holes, min_free_kbytes=mfk)
+
+
+def operations(max_order, n):
+    alloc = st.tuples(st.just("alloc"), st.integers(0, max_order), st.sampled_from([0, 1, 1, 2]),
+                      st.booleans())
+    free = st.tuples(st.just("free"), st.integers(0, 10 ** 6), st.just(0), st.just(False))
+    return st.lists(st.one_of(alloc, alloc, free), min_size=1, max_size=n)
+
+
+def _state(m):
+    return m.free_lists(), m.pageblock_types(), m.pcp_lists(), m.counters(), m.buddyinfo()
+
+
+def _drive(geom, policy, pcp, ops, check_ref_every):
+    ref = RefZone(policy=policy, pcp=pcp, **geom)
+    jit = Model(policy=policy, pcp=pcp, **geom)
+    assert _state(jit) == _state(ref), "boot states differ"
+    live = []
+    for step, (kind, a, mt, pinned) in enumerate(ops):
+        if kind == "alloc":
+            # small orders dominate real traffic; keep a mix so fallbacks at every order happen
+            order = a if a <= 3 else a % (geom["max_order"] + 1)
+            p_ref = ref.alloc(order, mt, pinned)
+            p_jit = jit.alloc(order, mt, pinned)
+            assert p_jit == p_ref, f"step {step}: alloc({order}, {mt}) -> {p_jit} vs reference {p_ref}"
+            if p_ref >= 0:
+                live.append(p_ref)
+        elif live:
+            pfn = live.pop(a % len(live))
+            ref.free(pfn)
+            jit.free(pfn)
+        else:
+            continue
+        sj, sr = _state(jit), _state(ref)
+        for name, x, y in zip(("free lists", "pageblock types", "pcp lists", "counters", "buddyinfo"), sj, sr):
+            assert x == y, f"step {step} ({kind}): {name} differ"
+        jit.check()
+        if step % check_ref_every == 0:
+            ref.check()
+    ref.check()
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+@given(data=st.data())
+def test_same_pfns_and_free_lists_as_the_reference(policy, data):
+    geom = data.draw(geometries())
+    ops = data.draw(operations(geom["max_order"], 150))
+    _drive(geom, policy, False, ops, check_ref_every=1)
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+@given(data=st.data())
+def test_same_pcp_behaviour_as_the_reference(policy, data):
+    geom = data.draw(geometries(pcp=True))
+    ops = data.draw(operations(geom["max_order"], 400))
+    _drive(geom, policy, True, ops, check_ref_every=50)
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_long_mixed_sequence_under_pressure(policy):
+    """A long deterministic sequence that fills the zone to its watermarks with all three types,
+    so claim, steal and watermark failures all happen, then frees most of it."""
+    import random
+    rnd = random.Random(policy)
+    geom = dict(nr_pages=2048 + 96, max_order=6, pageblock_order=4, holes=[(700, 705)],
+                min_free_kbytes=None)
+    ops = []
+    for i in range(1500):
+        if i < 900 or rnd.random() < 0.4:
+            ops.append(("alloc", rnd.choice([0, 0, 0, 1, 2, 3, 4, 6]), rnd.choice([0, 1, 1, 1, 2]),
+                        rnd.random() < 0.1))
+        else:
+            ops.append(("free", rnd.randrange(10 ** 6), 0, False))
+    _drive(geom, policy, False, ops, check_ref_every=25)

@@ -1,0 +1,506 @@
+"""Tests of the pure-Python reference model alone. Expected numbers are derived by hand from
+kernels/MODEL.md (derivations in the comments); Hypothesis drives random operation sequences
+through check()."""
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from reference import (CMA, ISOLATE, MOVABLE, POLICIES, RECLAIMABLE, UNMOVABLE, RefZone)
+
+U, M, R = UNMOVABLE, MOVABLE, RECLAIMABLE
+TAIL_POLICIES = ("v6.1", "v6.10", "v6.15", "nomobility")
+
+
+def boot_type(policy):
+    return U if policy == "nomobility" else M
+
+
+def delta(before, after):
+    return {k: after[k] - before[k] for k in after if after[k] != before[k]}
+
+
+# --------------------------------------------------------------------------- boot
+
+
+BOOT_GEOMETRIES = [
+    # (nr_pages, max_order, pageblock_order, holes, buddyinfo)
+    # exactly one max-order block
+    (1024, 10, 9, (), [0] * 10 + [1]),
+    # 3107 = 3 * 1024 + 32 + 2 + 1: 0, 1024, 2048 at order 10; 3072 has ctz 10 but only 35
+    # pages remain: order 5; 3104 -> order 1; 3106 -> order 0.
+    (3107, 10, 9, (), [1, 1, 0, 0, 0, 1, 0, 0, 0, 0, 3]),
+    # [0, 100): 0@6, 64@5, 96@2. [200, 1024): 200@3, 208@4, 224@5, 256@8, 512@9.
+    # [1030, 4096): 1030@1, 1032@3, 1040@4, 1056@5, 1088@6, 1152@7, 1280@8, 1536@9, 2048@10,
+    # 3072@10. Free pages 4096 - 100 - 6 = 3990.
+    (4096, 10, 9, ((100, 200), (1024, 1030)), [0, 1, 1, 2, 2, 3, 2, 1, 2, 2, 2]),
+    # pfn 0 reserved: 1@0, 2@1, 4@2, 8@3, 16@4, 32@5.
+    (64, 5, 3, ((0, 1),), [1, 1, 1, 1, 1, 1]),
+    # [0, 4): 0@2. [16, 28): 16@3 (16 + 16 > 28), 24@2.
+    (32, 5, 2, ((4, 16), (28, 32)), [0, 0, 2, 1, 0, 0]),
+]
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+@pytest.mark.parametrize("nr_pages,max_order,pb_order,holes,buddyinfo", BOOT_GEOMETRIES)
+def test_boot_buddyinfo(policy, nr_pages, max_order, pb_order, holes, buddyinfo):
+    z = RefZone(nr_pages, max_order, pb_order, policy=policy, holes=holes)
+    z.check()
+    assert z.buddyinfo() == buddyinfo
+    free_pages = sum(n << o for o, n in enumerate(buddyinfo))
+    hole_pages = sum(e - s for s, e in holes)
+    assert free_pages == nr_pages - hole_pages
+    c = z.counters()
+    assert c.pop("nr_free_pages") == free_pages
+    assert set(c.values()) == {0}, "event counters are zeroed after boot"
+    nr_pageblocks = -(-nr_pages // (1 << pb_order))
+    assert z.pageblock_types() == [boot_type(policy)] * nr_pageblocks
+    assert {mt for (_, mt) in z.free_lists()} == {boot_type(policy)}
+    assert z.pcp_lists() == {}
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_boot_list_order_head_vs_tail(policy):
+    z = RefZone(4096, 10, 9, policy=policy)
+    mt = boot_type(policy)
+    if policy == "v5.4":
+        assert z.free_lists() == {(10, mt): [3072, 2048, 1024, 0]}
+    else:
+        assert z.free_lists() == {(10, mt): [0, 1024, 2048, 3072]}
+    # The first allocation takes the head of the order-10 list.
+    assert z.alloc(0, M) == (3072 if policy == "v5.4" else 0)
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_boot_list_order_with_holes(policy):
+    # Order-5 chunks at 64, 224, 1056 (see BOOT_GEOMETRIES). v5.4 frees without FPI_TO_TAIL:
+    # 64's parent's buddy (0, order 6) is already free, so buddy_merge_likely puts it at the
+    # tail; 224 (parent 192, its buddy 128 is in the hole) and 1056 (parent 1024, buddy 1088 not
+    # yet freed) go to the head: [1056, 224, 64].
+    z = RefZone(4096, 10, 9, policy=policy, holes=((100, 200), (1024, 1030)))
+    mt = boot_type(policy)
+    lists = z.free_lists()
+    assert lists[(5, mt)] == ([1056, 224, 64] if policy == "v5.4" else [64, 224, 1056])
+    assert lists[(10, mt)] == ([3072, 2048] if policy == "v5.4" else [2048, 3072])
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_boot_buddy_merge_likely_tail(policy):
+    # 0@2 first; then 16@3; then 24@2, whose parent's buddy 16 is a free order-3 block: tail
+    # even on v5.4 (which would otherwise insert at the head, giving [24, 0]).
+    z = RefZone(32, 5, 2, policy=policy, holes=((4, 16), (28, 32)))
+    mt = boot_type(policy)
+    assert z.free_lists() == {(2, mt): [0, 24], (3, mt): [16]}
+
+
+# --------------------------------------------------------------------------- split / merge steps
+
+
+SPLIT_GEOMETRIES = [
+    # (max_order, pageblock_order, nr_pages)
+    (10, 9, 1 << 10),
+    (10, 9, 1 << 11),
+    (10, 3, 1 << 11),
+    (18, 9, 1 << 18),
+    (18, 4, 1 << 18),
+    (18, 9, 1 << 19),
+]
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+@pytest.mark.parametrize("max_order,pb_order,nr_pages", SPLIT_GEOMETRIES)
+def test_first_order0_allocation_split_and_merge_steps(policy, max_order, pb_order, nr_pages):
+    z = RefZone(nr_pages, max_order, pb_order, policy=policy)
+    boot_lists = z.free_lists()
+    boot_info = z.buddyinfo()
+    head = boot_lists[(max_order, boot_type(policy))][0]
+    assert head == (nr_pages - (1 << max_order) if policy == "v5.4" else 0)
+
+    # __rmqueue_smallest scans orders 0..M (M + 1 orders) and finds only the order-M block;
+    # expand() splits it M times. Order 0 passes the watermark gate without scanning.
+    assert z.alloc(0, M) == head
+    c = z.counters()
+    assert c["split_steps"] == max_order
+    assert c["orders_scanned"] == max_order + 1
+    assert (c["alloc_ops"], c["pgalloc"], c["alloc_fail"]) == (1, 1, 0)
+    assert (c["merge_steps"], c["wmark_orders_scanned"]) == (0, 0)
+    assert (c["fallback_claim"], c["fallback_steal"]) == (0, 0)
+    assert c["nr_free_pages"] == nr_pages - 1
+    assert z.buddyinfo()[:max_order] == [1] * max_order
+    z.check()
+
+    # Freeing it merges once per order back to M; an order-M block goes to the head, which
+    # is where it came from, so the boot lists are restored exactly.
+    z.free(head)
+    c = z.counters()
+    assert c["merge_steps"] == max_order
+    assert (c["free_ops"], c["pgfree"]) == (1, 1)
+    assert c["nr_free_pages"] == nr_pages
+    assert z.free_lists() == boot_lists
+    assert z.buddyinfo() == boot_info
+    z.check()
+
+
+def test_whole_block_consumed_costs_2k_minus_1_splits():
+    # Consuming a whole order-k block one page at a time costs 2^k - 1 splits in total.
+    z = RefZone(256, 8, 4, policy="v6.15", min_free_kbytes=0)
+    assert [z.alloc(0, M) for _ in range(256)] == list(range(256))
+    assert z.counters()["split_steps"] == 255
+    assert z.alloc(0, M) == -1
+    z.check()
+
+
+# --------------------------------------------------------------------------- watermarks, pcp sizing
+
+
+@pytest.mark.parametrize("nr_pages,holes,expected", [
+    # 4 GiB: managed_kbytes 2^22, isqrt(2^26) = 8192 -> min 2048;
+    # d = max(512, 2^20 * 10 // 10000 = 1048) = 1048.
+    (1 << 20, (), (2048, 3096, 4144)),
+    # 1 GiB: isqrt(2^24) = 4096 -> min 1024; d = max(256, 262) = 262.
+    (1 << 18, (), (1024, 1286, 1548)),
+    # 16 GiB: isqrt(2^28) = 16384 -> min 4096; d = max(1024, 4194) = 4194.
+    (1 << 22, (), (4096, 8290, 12484)),
+    # 4 MiB: isqrt(4096 * 16) = 256 -> min 64; d = max(16, 1) = 16.
+    (1 << 10, (), (64, 80, 96)),
+    # 1 MiB: isqrt(1024 * 16) = 128 (the floor) -> min 32; d = max(8, 0) = 8.
+    (1 << 8, (), (32, 40, 48)),
+    # 4 GiB with a 2 GiB hole: managed 2^19, isqrt(2^25) = 5792 -> min 1448;
+    # d = max(362, 524) = 524.
+    (1 << 20, ((0, 1 << 19),), (1448, 1972, 2496)),
+])
+def test_watermarks(nr_pages, holes, expected):
+    z = RefZone(nr_pages, 10, 9, holes=holes)
+    assert z.watermarks() == expected
+
+
+def test_watermarks_given_min_free_kbytes():
+    # min = 1000 / 4 = 250; d = max(62, 65536 * 10 // 10000 = 65) = 65.
+    assert RefZone(1 << 16, 10, 9, min_free_kbytes=1000).watermarks() == (250, 315, 380)
+    assert RefZone(1 << 16, 10, 9, min_free_kbytes=0).watermarks() == (0, 65, 130)
+
+
+@pytest.mark.parametrize("nr_pages,expected", [
+    # >= 1 GiB: min(managed >> 10, 256) // 4 = 64, rounddown_pow2(96) - 1 = 63.
+    (1 << 18, (63, 1286)),
+    (1 << 20, (63, 3096)),
+    # 512 MiB: 128 // 4 = 32, rounddown_pow2(48) - 1 = 31; high = low = 905
+    # (isqrt(2^23) = 2896, min 724, d = max(181, 131)).
+    (1 << 17, (31, 905)),
+    # 64 MiB: 16 // 4 = 4, rounddown_pow2(6) - 1 = 3; low = 256 + 64 = 320.
+    (1 << 14, (3, 320)),
+    # 16 MiB: 4 // 4 = 1, rounddown_pow2(1) - 1 = 0, raised to 1; high = max(low 160, 4).
+    (1 << 12, (1, 160)),
+])
+def test_pcp_params(nr_pages, expected):
+    assert RefZone(nr_pages, 10, 9, pcp=True).pcp_params() == expected
+
+
+def test_watermark_gate():
+    # N = 64, min_free_kbytes = 64: min 16, d = max(4, 0) = 4: low 20, high 24.
+    z = RefZone(64, 5, 4, policy="v6.15", min_free_kbytes=64)
+    assert z.watermarks() == (16, 20, 24)
+    # 64 - 15 = 49 > 20; the order loop probes o=4 (empty) and o=5: 2 orders.
+    assert z.alloc(4, M) == 0
+    # 48 - 15 = 33 > 20; o=4 holds 16: 1 order.
+    assert z.alloc(4, M) == 16
+    # 32 - 15 = 17 <= low 20 fails the fast path; 17 > min 16 passes the slow path (2 orders).
+    assert z.alloc(4, M) == 32
+    # 16 <= 20 and 16 <= 16: both fail without scanning.
+    assert z.alloc(0, M) == -1
+    c = z.counters()
+    assert (c["alloc_ops"], c["alloc_fail"], c["wmark_orders_scanned"]) == (4, 1, 5)
+    assert c["nr_free_pages"] == 16
+    z.check()
+
+
+# --------------------------------------------------------------------------- free path details
+
+
+@pytest.mark.parametrize("policy", ("v5.4", "v6.15"))
+def test_runtime_free_to_tail_by_buddy_merge_likely(policy):
+    # Six order-2 allocations: 0, 4, 8, 12, 16, 20 (free_list[3] = [24]). free(0): head.
+    # free(16): buddy 20 allocated, parent 16's buddy 24 is a free order-3 block: tail.
+    z = RefZone(32, 5, 4, policy=policy, min_free_kbytes=0)
+    assert [z.alloc(2, M) for _ in range(6)] == [0, 4, 8, 12, 16, 20]
+    z.free(0)
+    z.free(16)
+    assert z.free_lists() == {(2, M): [0, 16], (3, M): [24]}
+
+
+@pytest.mark.parametrize("policy", ("v6.10", "v6.15", "nomobility"))
+def test_split_large_buddy_on_free(policy):
+    # An order-5 block freed on a hygiene policy goes through split_large_buddy: two order-4
+    # chunks, the second merging with the first (one merge step even with no neighbour free).
+    z = RefZone(64, 5, 4, policy=policy, min_free_kbytes=0)
+    assert z.alloc(5, M) == 0
+    z.free(0)
+    assert z.counters()["merge_steps"] == 1
+    z2 = RefZone(64, 5, 4, policy="v6.1", min_free_kbytes=0)
+    assert z2.alloc(5, M) == 0
+    z2.free(0)
+    assert z2.counters()["merge_steps"] == 0
+
+
+def test_free_errors():
+    z = RefZone(32, 5, 4, min_free_kbytes=0)
+    pfn = z.alloc(2, M)
+    with pytest.raises(ValueError):
+        z.free(pfn + 1)      # inside the block, not its head
+    with pytest.raises(ValueError):
+        z.free(8)            # free, not allocated
+    z.free(pfn)
+    with pytest.raises(ValueError):
+        z.free(pfn)          # double free
+    assert z.counters()["free_ops"] == 1
+    z.check()
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError):
+        RefZone(32, 5, 6)
+    with pytest.raises(ValueError):
+        RefZone(32, 5, 4, policy="v4.4")
+    with pytest.raises(ValueError):
+        RefZone(32, 5, 4, holes=((30, 40),))
+    z = RefZone(32, 5, 4)
+    with pytest.raises(ValueError):
+        z.alloc(6, M)
+    with pytest.raises(ValueError):
+        z.alloc(0, CMA)
+
+
+# --------------------------------------------------------------------------- non-mergeable types
+# CMA and ISOLATE pageblocks have no public constructor; these tests set a pageblock's type
+# directly while the pageblock is wholly allocated, which keeps every invariant.
+
+
+def _two_allocated_pageblocks(policy):
+    z = RefZone(32, 5, 4, policy=policy, min_free_kbytes=0)
+    assert z.alloc(4, M) == 0
+    assert z.alloc(4, M) == 16
+    return z
+
+
+@pytest.mark.parametrize("policy", ("v5.4", "v6.1"))
+def test_cma_merge_rule_v54_vs_v61(policy):
+    # Pageblock 1 CMA. free(16) finds its order-4 buddy 0 free in a MOVABLE pageblock.
+    # v5.4 only refuses to merge with ISOLATE; v6.1 refuses non-mergeable types (CMA).
+    z = _two_allocated_pageblocks(policy)
+    z.set_pageblock_migratetype(16, CMA)
+    z.free(0)
+    z.free(16)
+    if policy == "v5.4":
+        assert z.free_lists() == {(5, CMA): [0]}
+        assert z.counters()["merge_steps"] == 1
+    else:
+        assert z.free_lists() == {(4, M): [0], (4, CMA): [16]}
+        assert z.counters()["merge_steps"] == 0
+    assert z.counters()["nr_free_pages"] == 32
+    z.check()
+
+
+@pytest.mark.parametrize("policy", POLICIES[:4])
+def test_isolate_never_merges(policy):
+    z = _two_allocated_pageblocks(policy)
+    z.set_pageblock_migratetype(16, ISOLATE)
+    z.free(0)
+    z.free(16)
+    assert z.free_lists() == {(4, M): [0], (4, ISOLATE): [16]}
+    assert z.counters()["merge_steps"] == 0
+    assert z.counters()["nr_free_pages"] == 16       # ISOLATE pages are not counted
+    # Freeing into an ISOLATE pageblock with pcp on bypasses the pcp lists.
+    zp = RefZone(32, 5, 4, policy=policy, min_free_kbytes=0, pcp=True)
+    assert zp.alloc(4, M) == 0                       # order 4 = P is a pcp order
+    zp.set_pageblock_migratetype(0, ISOLATE)
+    zp.free(0)
+    assert zp.free_lists()[(4, ISOLATE)] == [0]
+    z.check()
+    zp.check()
+
+
+def test_cma_balance_and_cma_fallback():
+    # v6.1, pageblock 1 CMA and free: free_list[4][MOVABLE] = [0], free_list[4][CMA] = [16].
+    z = _two_allocated_pageblocks("v6.1")
+    z.set_pageblock_migratetype(16, CMA)
+    z.free(0)
+    z.free(16)
+    # Free CMA 16 > 32 // 2 is false: MOVABLE list first: 0 (split 8@3 4@2 2@1 1@0).
+    assert z.alloc(0, M) == 0
+    # Now 16 > 31 // 2 = 15: the CMA balance rule serves the movable request from CMA.
+    assert z.alloc(0, M) == 16
+    assert z.free_lists() == {(0, M): [1], (1, M): [2], (2, M): [4], (3, M): [8],
+                              (0, CMA): [17], (1, CMA): [18], (2, CMA): [20], (3, CMA): [24]}
+    # An UNMOVABLE order-3 request may not count CMA pages: 30 - 15 - 7 = 8 > 0, and order 3
+    # holds a MOVABLE block, so the gate passes (the CMA block alone would not count).
+    before = z.counters()
+    assert z.alloc(3, U) == 8
+    assert delta(before, z.counters())["wmark_orders_scanned"] == 1
+    z.check()
+
+
+# --------------------------------------------------------------------------- readings of MODEL.md
+
+
+def test_nomobility_has_no_alloc_cma():
+    # N = 12290: twelve order-10 blocks and the order-1 block 12288. batch 3 (12290 >> 10 = 12).
+    # With everything but 12288..12289 allocated, alloc(0, M) refills a pcp batch of 3: page 1
+    # splits 12288 (2 orders scanned), page 2 takes 12289 (1), page 3 fails after smallest (11),
+    # claim (11: should_try_claim_block is always true without mobility) and steal (11). No
+    # CMA probe: gfp_migratetype() is UNMOVABLE, so ALLOC_CMA is not set. On v6.15 the same
+    # request probes CMA (11) and its claim loop stops below P // 2 = 4 (o=10..4 and o=3: 8).
+    for policy, scans in (("nomobility", 2 + 1 + 11 + 11 + 11), ("v6.15", 2 + 1 + 11 + 11 + 8 + 11)):
+        z = RefZone(12290, 10, 9, policy=policy, pcp=True, min_free_kbytes=0)
+        assert z.pcp_params()[0] == 3
+        assert [z.alloc(10, U) for _ in range(12)] == list(range(0, 12288, 1024))
+        before = z.counters()
+        assert z.alloc(0, M) == 12288
+        assert delta(before, z.counters())["orders_scanned"] == scans, policy
+        assert z.pcp_lists() == {(0 if policy == "nomobility" else 1): [12289]}
+        z.check()
+
+
+# --------------------------------------------------------------------------- check() itself
+
+
+def test_check_detects_unmerged_buddies():
+    z = RefZone(32, 5, 4)
+    z._del_page_from_free_list(0)
+    z._add_to_free_list(0, 4, M, tail=True)
+    z._add_to_free_list(16, 4, M, tail=True)
+    with pytest.raises(AssertionError, match="unmerged"):
+        z.check()
+
+
+def test_check_detects_overlap_and_counts():
+    z = RefZone(32, 5, 4)
+    z._add_to_free_list(8, 3, M, tail=True)
+    with pytest.raises(AssertionError, match="overlaps"):
+        z.check()
+    z = RefZone(32, 5, 4)
+    z.nr_free[5] += 1
+    with pytest.raises(AssertionError, match="nr_free"):
+        z.check()
+    z = RefZone(32, 5, 4)
+    z.nr_free_pages -= 1
+    with pytest.raises(AssertionError, match="NR_FREE_PAGES"):
+        z.check()
+
+
+def test_check_detects_type_mismatch_on_hygiene_policies():
+    z = RefZone(32, 5, 4, policy="v6.15")
+    z.set_pageblock_migratetype(16, U)
+    with pytest.raises(AssertionError, match="covers pageblock 1"):
+        z.check()
+    z = RefZone(32, 5, 4, policy="v6.1")
+    z.set_pageblock_migratetype(16, U)
+    z.check()     # pre-hygiene policies allow type mismatches
+
+
+def test_check_detects_missing_pages():
+    z = RefZone(32, 5, 4, min_free_kbytes=0)
+    pfn = z.alloc(0, M)
+    del z.alloc_order[pfn], z.alloc_mt[pfn], z.alloc_pinned[pfn]
+    with pytest.raises(AssertionError):
+        z.check()
+
+
+# --------------------------------------------------------------------------- random sequences
+
+
+@st.composite
+def zones(draw, big=False):
+    if big:
+        max_order = draw(st.integers(8, 10))
+        pb_order = draw(st.integers(3, max_order))
+        nr_pages = draw(st.integers(12288, 14000))
+    else:
+        max_order = draw(st.integers(1, 6))
+        pb_order = draw(st.integers(1, max_order))
+        nr_pages = draw(st.integers(1, 5 << max_order))
+    holes = []
+    for _ in range(draw(st.integers(0, 3))):
+        start = draw(st.integers(0, nr_pages - 1))
+        end = draw(st.integers(start, min(nr_pages, start + (1 << max_order) + 3)))
+        holes.append((start, end))
+    policy = draw(st.sampled_from(POLICIES))
+    pcp = draw(st.booleans())
+    mfk = draw(st.sampled_from([None, 0, 8]))
+    return dict(nr_pages=nr_pages, max_order=max_order, pageblock_order=pb_order,
+                policy=policy, holes=tuple(holes), pcp=pcp, min_free_kbytes=mfk)
+
+
+def op_lists(max_ops):
+    alloc = st.tuples(st.just("alloc"), st.integers(0, 12), st.sampled_from([U, M, R]), st.booleans())
+    free = st.tuples(st.just("free"), st.integers(0, 10 ** 6))
+    return st.lists(st.one_of(alloc, alloc, free), max_size=max_ops)
+
+
+def run_ops(kw, ops, check_every=1):
+    z = RefZone(**kw)
+    z.check()
+    boot = z.buddyinfo()
+    live = []
+    allocs = fails = 0
+    for i, op in enumerate(ops):
+        if op[0] == "alloc":
+            order = min(op[1], kw["max_order"])
+            pfn = z.alloc(order, op[2], pinned=op[3])
+            allocs += 1
+            if pfn < 0:
+                fails += 1
+            else:
+                assert pfn % (1 << order) == 0
+                live.append((pfn, order))
+        elif live:
+            pfn, _ = live.pop(op[1] % len(live))
+            z.free(pfn)
+        if i % check_every == 0:
+            z.check()
+    z.check()
+    c = z.counters()
+    assert (c["alloc_ops"], c["alloc_fail"]) == (allocs, fails)
+    assert c["pgalloc"] - c["pgfree"] == sum(1 << o for _, o in live)
+    assert c["nr_free_pages"] == sum(n << o for o, n in enumerate(z.buddyinfo()))
+    assert c["nr_free_pages"] + c["pgalloc"] - c["pgfree"] + z.pcp_count == z.managed_pages
+    # Free everything. Without pcp lists nothing is held back, and a fully merged free zone
+    # is the boot decomposition again.
+    for pfn, _ in live:
+        z.free(pfn)
+    z.check()
+    if not kw["pcp"]:
+        assert z.buddyinfo() == boot
+        assert z.counters()["nr_free_pages"] == z.managed_pages
+    return z
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(kw=zones(), ops=op_lists(80))
+def test_random_sequences_keep_invariants(kw, ops):
+    run_ops(kw, ops)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(kw=zones(big=True), ops=op_lists(150))
+def test_random_sequences_large_zone_with_pcp_batches(kw, ops):
+    kw["pcp"] = True
+    run_ops(kw, ops, check_every=5)
+
+
+def test_thousands_of_operations_keep_invariants():
+    import random
+
+    rng = random.Random(1)
+    for policy in POLICIES:
+        z = RefZone(1 << 16, 10, 9, policy=policy, pcp=(policy == "v6.15"))
+        live = []
+        for _ in range(3000):
+            if live and rng.random() < 0.45:
+                z.free(live.pop(rng.randrange(len(live))))
+            else:
+                pfn = z.alloc(rng.choice([0, 0, 0, 1, 2, 3, 9]), rng.choice([U, M, M, R]))
+                if pfn >= 0:
+                    live.append(pfn)
+        z.check()
+        c = z.counters()
+        assert c["alloc_ops"] + c["free_ops"] == 3000
