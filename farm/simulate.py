@@ -82,9 +82,12 @@ def run(raw: dict[str, Any], zone_out: list | None = None) -> dict[str, Any]:
     rng = seed_state(p["seed"])
     live = np.zeros(live_capacity(p["nr_pages"], p["occupancy"]), dtype=np.int32)
     mt = MIGRATETYPE_CHOICES[p["migratetype"]]
+    weights = _order_weights(p["order_mix"])
+    # Compile (or load from the cache) before the clock starts: a zero-operation call.
+    smallpages(z, rng, 0, p["occupancy"], weights, mt, live, 0)
     t0 = time.perf_counter()
-    nlive, code, where = smallpages(z, rng, p["ops"], p["occupancy"], _order_weights(p["order_mix"]),
-                                    mt, live, p["check_every"])
+    nlive, code, where = smallpages(z, rng, p["ops"], p["occupancy"], weights, mt, live,
+                                    p["check_every"])
     wall = time.perf_counter() - t0
     if code:
         raise SimulationError(f"check_zone failed during the workload: {ERRORS[code]} at pfn {where}")
