@@ -13,11 +13,11 @@ import numpy as np
 from kernels import MODEL_VERSION
 from kernels import constants as C
 from kernels.check import ERRORS, check_zone
-from kernels.page_alloc import boot_zone
+from kernels.page_alloc import boot_node
 from kernels.rng import seed_state
 from kernels.vmstat import extfrag_index, pagetypeinfo_blocks, pagetypeinfo_free, unusable_index
 from kernels.workloads import free_all, live_capacity, smallpages
-from kernels.zone import make_zone
+from kernels.zone import make_node
 
 from .params import MIGRATETYPE_CHOICES, public, resolve
 
@@ -36,16 +36,16 @@ class SimulationError(RuntimeError):
     """The model broke one of its own invariants (a bug in the model, not in the input)."""
 
 
-def build_zone(p: dict[str, Any]):
+def build_node(p: dict[str, Any]):
     memory_block_bits = None
     if p["memory_block_size"] is not None:
         from .params import parse_size
         memory_block_bits = parse_size(p["memory_block_size"]).bit_length() - 1
-    z = make_zone(p["nr_pages"], p["max_order"], p["pageblock_order"], p["policy"],
-                  p["_holes_pfn"], p["pcp"], p["min_free_kbytes"], p["section_bits"],
-                  memory_block_bits)
-    boot_zone(z)
-    return z
+    node = make_node(p["nr_pages"], p["max_order"], p["pageblock_order"], p["policy"],
+                     p["_holes_pfn"], p["pcp"], p["min_free_kbytes"], p["section_bits"],
+                     memory_block_bits)
+    boot_node(node)
+    return node
 
 
 def _order_weights(mix: str) -> np.ndarray:
@@ -56,8 +56,9 @@ def _order_weights(mix: str) -> np.ndarray:
     return np.cumsum(w)
 
 
-def metrics(z) -> dict[str, Any]:
+def metrics(node) -> dict[str, Any]:
     """buddyinfo, pagetypeinfo and the fragmentation indices of the current state."""
+    z = node[0]
     names = C.MIGRATETYPE_NAMES
     free = pagetypeinfo_free(z)
     blocks, mixed = pagetypeinfo_blocks(z)
@@ -78,31 +79,31 @@ def metrics(z) -> dict[str, Any]:
 def run(raw: dict[str, Any], zone_out: list | None = None) -> dict[str, Any]:
     """Resolve `raw` parameters, simulate, and return the result object of `farm simulate --json`."""
     p = resolve(raw)
-    z = build_zone(p)
+    node = build_node(p)
     rng = seed_state(p["seed"])
     live = np.zeros(live_capacity(p["nr_pages"], p["occupancy"]), dtype=np.int32)
     mt = MIGRATETYPE_CHOICES[p["migratetype"]]
     weights = _order_weights(p["order_mix"])
     # Compile (or load from the cache) before the clock starts: a zero-operation call.
-    smallpages(z, rng, 0, p["occupancy"], weights, mt, live, 0)
+    smallpages(node, rng, 0, p["occupancy"], weights, mt, live, 0)
     t0 = time.perf_counter()
-    nlive, code, where = smallpages(z, rng, p["ops"], p["occupancy"], weights, mt, live,
+    nlive, code, where = smallpages(node, rng, p["ops"], p["occupancy"], weights, mt, live,
                                     p["check_every"])
     wall = time.perf_counter() - t0
     if code:
         raise SimulationError(f"check_zone failed during the workload: {ERRORS[code]} at pfn {where}")
-    free_all(z, live, nlive)
+    free_all(node, live, nlive)
     if p["check_every"]:
-        check_zone(z)
+        check_zone(node)
     out = {
         "params": public(p),
         "model_version": MODEL_VERSION,
-        "counters": {name: int(z.stat[i]) for name, i in REPORTED_COUNTERS.items()},
+        "counters": {name: int(sum(z.stat[i] for z in node)) for name, i in REPORTED_COUNTERS.items()},
     }
-    out.update(metrics(z))
+    out.update(metrics(node))
     out["timing"] = {"wall_s": wall, "ns_per_op": wall * 1e9 / p["ops"] if p["ops"] else 0.0}
     if zone_out is not None:
-        zone_out.append(z)
+        zone_out.append(node)
     return out
 
 

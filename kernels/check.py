@@ -10,7 +10,7 @@ from ._jit import jit
 from .constants import (
     MERGE_HYGIENE, MERGE_PRE_5_19, MIGRATE_ISOLATE, MIGRATE_PCPTYPES, MIGRATE_TYPES,
     NR_FREE_CMA_PAGES, NR_FREE_PAGES, NR_PCP_LISTS, PCP_COUNT, PG_BUDDY, PG_HEAD, PG_PCP,
-    PG_RESERVED, MIGRATE_CMA, ZP_MAX_ORDER, ZP_MERGE, ZP_NR_PAGES, ZP_PAGEBLOCK_ORDER,
+    PG_RESERVED, MIGRATE_CMA, ZP_MAX_ORDER, ZP_MERGE, ZP_PAGEBLOCK_ORDER, ZP_ZONE_END, ZP_ZONE_START,
 )
 
 ERRORS = {
@@ -31,7 +31,8 @@ ERRORS = {
 
 @jit
 def _check_zone(z):
-    nr_pages = z.zp[ZP_NR_PAGES]
+    zone_start = z.zp[ZP_ZONE_START]
+    nr_pages = z.zp[ZP_ZONE_END]
     max_order = z.zp[ZP_MAX_ORDER]
     pb_order = z.zp[ZP_PAGEBLOCK_ORDER]
     merge = z.zp[ZP_MERGE]
@@ -42,7 +43,7 @@ def _check_zone(z):
     pcp_pages = 0
     reserved = 0
     nr_free_heads = 0
-    pfn = 0
+    pfn = zone_start
     while pfn < nr_pages:
         f = z.page_flags[pfn]
         if f & PG_RESERVED:
@@ -71,7 +72,7 @@ def _check_zone(z):
             # unmerged buddies
             if order < max_order:
                 buddy = pfn ^ size
-                if (buddy < nr_pages and (z.page_flags[buddy] & PG_BUDDY) != 0
+                if (zone_start <= buddy < nr_pages and (z.page_flags[buddy] & PG_BUDDY) != 0
                         and z.page_order[buddy] == order):
                     mergeable = True
                     if order >= pb_order:
@@ -105,7 +106,7 @@ def _check_zone(z):
             pfn += 1 << order
             continue
         return 3, pfn
-    if free_pages + used_pages + pcp_pages + reserved != nr_pages:
+    if free_pages + used_pages + pcp_pages + reserved != nr_pages - zone_start:
         return 7, -1
     if nr_free_pages != z.stat[NR_FREE_PAGES]:
         return 6, -1
@@ -124,7 +125,7 @@ def _check_zone(z):
                         or z.page_order[p] != o or z.page_mt[p] != mt):
                     return 4, p
                 n += 1
-                if n > nr_pages:
+                if n > nr_pages - zone_start:
                     return 4, p
                 prev = p
                 p = z.next[p]
@@ -152,13 +153,24 @@ def _check_zone(z):
     return 0, -1
 
 
+@jit
+def check_node(node):
+    """_check_zone() of every zone: the first error found."""
+    for i in range(len(node)):
+        code, pfn = _check_zone(node[i])
+        if code:
+            return code, pfn
+    return 0, -1
+
+
 class ZoneCorrupt(AssertionError):
     """An invariant of the buddy allocator does not hold."""
 
 
 def check_zone(z) -> None:
-    """Raise ZoneCorrupt naming the broken invariant and the pfn where it was found."""
-    code, pfn = _check_zone(z)
+    """Raise ZoneCorrupt naming the broken invariant and the pfn where it was found. `z` is a
+    zone or a node (tuple of zones)."""
+    code, pfn = check_node(z) if isinstance(z, tuple) and not hasattr(z, "_fields") else _check_zone(z)
     if code:
         where = f" at pfn {pfn}" if pfn >= 0 else ""
         raise ZoneCorrupt(f"check_zone: {ERRORS[code]}{where}")

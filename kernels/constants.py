@@ -72,7 +72,15 @@ ZP_MEMBLOCK_SHIFT = 16    # memory block size in pages, as a shift
 ZP_MOVE_TO_TAIL = 17      # move_to_free_list() appends at the tail (5.10+) rather than the head
 ZP_PCP_HIGH_ORDER = 18    # pcp lists for orders 1..3 and pageblock_order too (5.13+)
 ZP_CMA_BALANCE = 19       # __rmqueue() serves movable requests from CMA when CMA holds most free memory
-ZP_SIZE = 20
+ZP_ZONE_START = 20        # zone_start_pfn: the zone spans [start, end) of the node's pfns
+ZP_ZONE_END = 21
+ZP_ZONE_IDX = 22          # ZONE_NORMAL or ZONE_MOVABLE
+ZP_LOWMEM_RESERVE = 23    # lowmem_reserve[ZONE_MOVABLE]: pages kept back from movable requests
+ZP_SIZE = 24
+
+ZONE_NORMAL = 0
+ZONE_MOVABLE = 1
+ZONE_NAMES = ("Normal", "Movable")
 
 # Indices into the counter array `stat` (int64). Names with a /proc/vmstat twin use its name.
 NR_FREE_PAGES = 0

@@ -8,8 +8,8 @@ import numpy as np
 
 from . import constants as C
 from .check import check_zone
-from .page_alloc import alloc_pages, boot_zone, drain_pages, free_pages
-from .zone import make_zone
+from .page_alloc import alloc_pages, boot_node, drain_all_pages, free_pages
+from .zone import make_node
 
 
 class Model:
@@ -19,9 +19,10 @@ class Model:
                  min_free_kbytes=None, section_bits=27, memory_block_bits=None):
         if pageblock_order > max_order:
             raise ValueError("pageblock_order must not exceed max_order")
-        self.zone = make_zone(nr_pages, max_order, pageblock_order, policy, holes, pcp,
+        self.node = make_node(nr_pages, max_order, pageblock_order, policy, holes, pcp,
                               min_free_kbytes, section_bits, memory_block_bits)
-        boot_zone(self.zone)
+        boot_node(self.node)
+        self.zone = self.node[0]
         self.max_order = max_order
         self.pageblock_order = pageblock_order
 
@@ -31,16 +32,16 @@ class Model:
             raise ValueError(f"order {order} outside 0..{self.max_order}")
         if mt not in (C.MIGRATE_UNMOVABLE, C.MIGRATE_MOVABLE, C.MIGRATE_RECLAIMABLE):
             raise ValueError(f"migratetype {mt} cannot be requested")
-        return int(alloc_pages(self.zone, order, mt, pinned))
+        return int(alloc_pages(self.node, order, mt, pinned))
 
     def free(self, pfn):
         z = self.zone
         if not (0 <= pfn < len(z.page_flags)) or not (z.page_flags[pfn] & C.PG_HEAD):
             raise ValueError(f"pfn {pfn} is not the head of an allocated block")
-        free_pages(z, pfn)
+        free_pages(self.node, pfn)
 
     def drain(self):
-        drain_pages(self.zone)
+        drain_all_pages(self.node)
 
     # state ------------------------------------------------------------------------------
     def _walk(self, head, nxt, li):

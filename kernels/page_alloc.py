@@ -15,9 +15,10 @@ from .constants import (
     PAGE_ALLOC_COSTLY_ORDER, PCP_COUNT, PCP_DRAINS, PCP_FREE_FACTOR, PCP_REFILLS, PG_BUDDY,
     PG_HEAD, PG_LRU, PG_MASK, PG_PCP, PG_PINNED, PG_RESERVED, PGALLOC, PGFREE, RMQUEUE_CLAIM, RMQUEUE_CMA,
     RMQUEUE_NORMAL, RMQUEUE_STEAL, SPLIT_STEPS, WMARK_ORDERS_SCANNED, ZP_BOOT_TO_TAIL,
-    ZP_FALLBACK, ZP_MAX_ORDER, ZP_MERGE, ZP_MOBILITY_DISABLED, ZP_NR_PAGES, ZP_PAGEBLOCK_ORDER,
+    ZP_FALLBACK, ZP_MAX_ORDER, ZP_MERGE, ZP_MOBILITY_DISABLED, ZP_PAGEBLOCK_ORDER,
     ZP_PCP, ZP_PCP_BATCH, ZP_PCP_HIGH, ZP_WMARK_LOW, ZP_WMARK_MIN, ZP_MOVE_TO_TAIL,
-    ZP_PCP_HIGH_ORDER, ZP_CMA_BALANCE,
+    ZP_PCP_HIGH_ORDER, ZP_CMA_BALANCE, ZP_ZONE_END, ZP_ZONE_START, ZP_ZONE_IDX, ZP_LOWMEM_RESERVE,
+    ZONE_MOVABLE, ZONE_NORMAL,
 )
 
 # ---------------------------------------------------------------------------------------------
@@ -227,7 +228,7 @@ def prep_move_freepages_block(z, pfn):
     pb_order = z.zp[ZP_PAGEBLOCK_ORDER]
     start = (pfn >> pb_order) << pb_order
     end = start + (1 << pb_order)
-    if end > z.zp[ZP_NR_PAGES]:
+    if start < z.zp[ZP_ZONE_START] or end > z.zp[ZP_ZONE_END]:
         return False, start, 0, 0
     nr_free = 0
     nr_movable = 0
@@ -471,12 +472,12 @@ def _rmqueue(z, order, mt, alloc_cma, mode):
 
 
 @jit
-def zone_watermark_ok(z, order, mark, alloc_cma):
-    """__zone_watermark_ok() for one zone, no highatomic reserve, lowmem_reserve 0."""
+def zone_watermark_ok(z, order, mark, alloc_cma, lowmem_reserve):
+    """__zone_watermark_ok() for one zone, no highatomic reserve."""
     free = z.stat[NR_FREE_PAGES] - ((1 << order) - 1)
     if not alloc_cma:
         free -= z.stat[NR_FREE_CMA_PAGES]
-    if free <= mark:
+    if free <= mark + lowmem_reserve:
         return False
     if order == 0:
         return True
@@ -649,10 +650,13 @@ def _free_one_page(z, pfn, order, mt, to_tail):
     max_order = z.zp[ZP_MAX_ORDER]
     pb_order = z.zp[ZP_PAGEBLOCK_ORDER]
     merge = z.zp[ZP_MERGE]
-    nr_pages = z.zp[ZP_NR_PAGES]
+    zone_start = z.zp[ZP_ZONE_START]
+    zone_end = z.zp[ZP_ZONE_END]
     while order < max_order:
         buddy = pfn ^ (1 << order)
-        if buddy >= nr_pages or not (z.page_flags[buddy] & PG_BUDDY) or z.page_order[buddy] != order:
+        # page_is_buddy(): a free head of the same order in the same zone
+        if (buddy < zone_start or buddy >= zone_end or not (z.page_flags[buddy] & PG_BUDDY)
+                or z.page_order[buddy] != order):
             break
         if order >= pb_order:
             buddy_mt = get_pageblock_migratetype(z, buddy)
@@ -685,8 +689,8 @@ def buddy_merge_likely(z, pfn, order):
         return False
     higher = pfn & ~((1 << (order + 1)) - 1)
     higher_buddy = higher ^ (1 << (order + 1))
-    return (higher_buddy < z.zp[ZP_NR_PAGES] and (z.page_flags[higher_buddy] & PG_BUDDY) != 0
-            and z.page_order[higher_buddy] == order + 1)
+    return (z.zp[ZP_ZONE_START] <= higher_buddy < z.zp[ZP_ZONE_END]
+            and (z.page_flags[higher_buddy] & PG_BUDDY) != 0 and z.page_order[higher_buddy] == order + 1)
 
 
 @jit
@@ -730,11 +734,9 @@ def prep_new_page(z, pfn, order, mt, pinned):
 
 
 @jit
-def get_page_from_freelist(z, order, mt, mark, alloc_cma):
-    """get_page_from_freelist() for the single zone: watermark gate, then rmqueue(): the pcp
-    list for pcp orders, falling through to the buddy lists when it yields nothing."""
-    if not zone_watermark_ok(z, order, mark, alloc_cma):
-        return -1
+def rmqueue(z, order, mt, alloc_cma):
+    """rmqueue(): the pcp list for pcp orders, falling through to the buddy lists when it
+    yields nothing."""
     if z.zp[ZP_PCP] and pcp_allowed_order(z, order):
         pfn = _rmqueue_pcplist(z, order, mt, alloc_cma)
         if pfn >= 0:
@@ -744,25 +746,62 @@ def get_page_from_freelist(z, order, mt, mark, alloc_cma):
 
 
 @jit
-def alloc_pages(z, order, mt, pinned):
-    """__alloc_pages(): fast path at the low watermark, slow path at the min watermark (no reclaim,
-    no compaction yet). Returns the pfn of the block or -1 (counted in alloc_fail)."""
-    z.stat[ALLOC_OPS] += 1
-    list_mt = MIGRATE_UNMOVABLE if z.zp[ZP_MOBILITY_DISABLED] else mt
+def gfp_zone(list_mt):
+    """The highest zone a request may use: ZONE_MOVABLE only for __GFP_MOVABLE requests."""
+    return ZONE_MOVABLE if list_mt == MIGRATE_MOVABLE else ZONE_NORMAL
+
+
+@jit
+def get_page_from_freelist(node, order, mt, wmark, alloc_cma):
+    """get_page_from_freelist(): walk the zonelist from the highest usable zone down; in each
+    zone the watermark gate (plus lowmem_reserve when a higher zone could have served), then
+    rmqueue(). Returns (zone index in the node, pfn) or (-1, -1)."""
+    highest = gfp_zone(mt)
+    for i in range(len(node) - 1, -1, -1):
+        z = node[i]
+        zone_idx = z.zp[ZP_ZONE_IDX]
+        if zone_idx > highest:
+            continue
+        reserve = z.zp[ZP_LOWMEM_RESERVE] if highest > zone_idx else 0
+        if not zone_watermark_ok(z, order, z.zp[wmark], alloc_cma, reserve):
+            continue
+        pfn = rmqueue(z, order, mt, alloc_cma)
+        if pfn >= 0:
+            return i, pfn
+    return -1, -1
+
+
+@jit
+def alloc_pages(node, order, mt, pinned):
+    """__alloc_pages(): fast path at the low watermark, slow path at the min watermark (no
+    reclaim). Returns the pfn of the block or -1 (counted in alloc_fail of the first zone)."""
+    first = node[0]
+    first.stat[ALLOC_OPS] += 1
+    list_mt = MIGRATE_UNMOVABLE if first.zp[ZP_MOBILITY_DISABLED] else mt
     alloc_cma = list_mt == MIGRATE_MOVABLE
-    pfn = get_page_from_freelist(z, order, list_mt, z.zp[ZP_WMARK_LOW], alloc_cma)
+    zi, pfn = get_page_from_freelist(node, order, list_mt, ZP_WMARK_LOW, alloc_cma)
     if pfn < 0:
-        pfn = get_page_from_freelist(z, order, list_mt, z.zp[ZP_WMARK_MIN], alloc_cma)
+        zi, pfn = get_page_from_freelist(node, order, list_mt, ZP_WMARK_MIN, alloc_cma)
     if pfn < 0:
-        z.stat[ALLOC_FAIL] += 1
+        first.stat[ALLOC_FAIL] += 1
         return -1
-    prep_new_page(z, pfn, order, mt, pinned)
+    prep_new_page(node[zi], pfn, order, mt, pinned)
     return pfn
 
 
 @jit
-def free_pages(z, pfn):
+def page_zone(node, pfn):
+    """Index in the node of the zone that spans pfn."""
+    for i in range(len(node) - 1, 0, -1):
+        if pfn >= node[i].zp[ZP_ZONE_START]:
+            return i
+    return 0
+
+
+@jit
+def free_pages(node, pfn):
     """__free_pages(): pcp orders through the per-cpu lists, the rest straight to the buddy."""
+    z = node[page_zone(node, pfn)]
     order = int(z.page_order[pfn])
     z.page_flags[pfn] &= PG_MASK ^ PG_HEAD
     z.page_order[pfn] = -1
@@ -778,13 +817,27 @@ def free_pages(z, pfn):
 
 
 @jit
+def drain_all_pages(node):
+    """drain_all_pages(): every zone's pcp lists back to the buddy."""
+    for i in range(len(node)):
+        drain_pages(node[i])
+
+
+@jit
+def boot_node(node):
+    """Boot every zone of the node."""
+    for i in range(len(node)):
+        boot_zone(node[i])
+
+
+@jit
 def boot_zone(z):
     """memblock_free_all() / __free_pages_core(): free every hole-free range in the largest
     naturally aligned chunks (FPI_TO_TAIL from 5.10 on), then zero the counters."""
-    nr_pages = z.zp[ZP_NR_PAGES]
+    nr_pages = z.zp[ZP_ZONE_END]
     max_order = z.zp[ZP_MAX_ORDER]
     to_tail = z.zp[ZP_BOOT_TO_TAIL] != 0
-    pfn = 0
+    pfn = z.zp[ZP_ZONE_START]
     while pfn < nr_pages:
         if z.page_flags[pfn] & PG_RESERVED:
             pfn += 1

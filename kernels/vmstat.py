@@ -5,7 +5,7 @@ import numpy as np
 from numba import njit
 
 from .constants import MIGRATE_CMA, MIGRATE_MOVABLE, MIGRATE_TYPES, PG_HEAD, PG_RESERVED, \
-    ZP_MAX_ORDER, ZP_NR_PAGES, ZP_PAGEBLOCK_ORDER
+    ZP_MAX_ORDER, ZP_PAGEBLOCK_ORDER, ZP_ZONE_END, ZP_ZONE_START
 
 
 @njit(cache=True)
@@ -28,19 +28,20 @@ def pagetypeinfo_blocks(z):
     Mixed (page_owner's showmixedcount): a block holding an allocation whose requested type
     differs from the block's, counted under the block's type (CMA under Movable)."""
     pb_order = z.zp[ZP_PAGEBLOCK_ORDER]
-    nr_pages = z.zp[ZP_NR_PAGES]
+    zone_start = z.zp[ZP_ZONE_START]
+    nr_pages = z.zp[ZP_ZONE_END]
     nr_blocks = z.pb_mt.shape[0]
     blocks = np.zeros(MIGRATE_TYPES, dtype=np.int64)
     mixed = np.zeros(MIGRATE_TYPES, dtype=np.int64)
     is_mixed = np.zeros(nr_blocks, dtype=np.bool_)
-    for b in range(nr_blocks):
+    for b in range(zone_start >> pb_order, (nr_pages + (1 << pb_order) - 1) >> pb_order):
         start = b << pb_order
         end = min(start + (1 << pb_order), nr_pages)
         for p in range(start, end):
             if not (z.page_flags[p] & PG_RESERVED):
                 blocks[z.pb_mt[b]] += 1
                 break
-    pfn = 0
+    pfn = zone_start
     while pfn < nr_pages:
         f = z.page_flags[pfn]
         order = np.int64(z.page_order[pfn])

@@ -7,9 +7,9 @@ are arguments, so a sweep can vary any of them without recompiling.
 import numpy as np
 from ._jit import jit
 
-from .check import _check_zone
+from .check import check_node
 from .constants import PG_HEAD, ZP_MANAGED
-from .page_alloc import alloc_pages, drain_pages, free_pages
+from .page_alloc import alloc_pages, drain_all_pages, free_pages
 from .rng import randbelow, uniform
 
 
@@ -24,13 +24,17 @@ def _pick_order(rng, cum_weights):
 
 
 @jit
-def smallpages(z, rng, ops, occupancy, cum_weights, mt, live, check_every):
+def smallpages(node, rng, ops, occupancy, cum_weights, mt, live, check_every):
     """`smallpages`: order-0 churn (optionally a small order mix) around a target occupancy.
 
     Below the target an operation allocates with probability 3/4, at or above it frees a random
     live block with probability 3/4, so occupancy wanders around the target while pages of every
     age are freed. Returns (live blocks, check error code, pfn of the error)."""
-    target = int(occupancy * z.zp[ZP_MANAGED])
+    managed = 0
+    for i in range(len(node)):
+        managed += node[i].zp[ZP_MANAGED]
+    target = int(occupancy * managed)
+    z = node[0]
     nlive = 0
     used = 0
     cap = live.shape[0]
@@ -45,7 +49,7 @@ def smallpages(z, rng, ops, occupancy, cum_weights, mt, live, check_every):
             do_alloc = uniform(rng) < 0.25
         if do_alloc:
             order = _pick_order(rng, cum_weights)
-            pfn = alloc_pages(z, order, mt, False)
+            pfn = alloc_pages(node, order, mt, False)
             if pfn >= 0:
                 live[nlive] = pfn
                 nlive += 1
@@ -56,22 +60,22 @@ def smallpages(z, rng, ops, occupancy, cum_weights, mt, live, check_every):
             nlive -= 1
             live[k] = live[nlive]
             used -= 1 << int(z.page_order[pfn])
-            free_pages(z, pfn)
+            free_pages(node, pfn)
         if check_every > 0 and (i + 1) % check_every == 0:
-            code, where = _check_zone(z)
+            code, where = check_node(node)
             if code:
                 return nlive, code, where
     return nlive, 0, -1
 
 
 @jit
-def free_all(z, live, nlive):
+def free_all(node, live, nlive):
     """Free every block still allocated (in allocation-array order), then drain the pcp lists."""
     for k in range(nlive):
         pfn = live[k]
-        if z.page_flags[pfn] & PG_HEAD:
-            free_pages(z, pfn)
-    drain_pages(z)
+        if node[0].page_flags[pfn] & PG_HEAD:
+            free_pages(node, pfn)
+    drain_all_pages(node)
 
 
 def live_capacity(nr_pages: int, occupancy: float) -> int:

@@ -75,65 +75,108 @@ def pcp_sizes(managed_pages: int, low_wmark: int, nr_cpus: int = 1) -> tuple[int
     return batch, high
 
 
-def make_zone(nr_pages: int, max_order: int, pageblock_order: int, policy: str = "v6.15",
+def make_node(nr_pages: int, max_order: int, pageblock_order: int, policy: str = "v6.15",
               holes=(), pcp: bool = False, min_free_kbytes: int | None = None,
-              section_bits: int = 27, memory_block_bits: int | None = None) -> Zone:
-    """Allocate the arrays of an empty zone (no page free yet: see page_alloc.boot_zone)."""
-    nr_orders = max_order + 1
-    nr_pageblocks = (nr_pages + (1 << pageblock_order) - 1) >> pageblock_order
-    fallback, merge, boot_to_tail, mobility_disabled = policy_behaviour(policy)
+              section_bits: int = 27, memory_block_bits: int | None = None,
+              movable_pages: int = 0) -> tuple:
+    """Allocate the arrays of a node (no page free yet: see page_alloc.boot_node).
 
+    The node is ZONE_NORMAL over [0, nr_pages - movable_pages) and, when movable_pages > 0,
+    ZONE_MOVABLE over the rest. Both zones share the pfn-indexed page arrays (the memmap) and
+    the pageblock bitmap; each has its own free lists, counters, watermarks and pcp lists."""
+    fallback, merge, boot_to_tail, mobility_disabled = policy_behaviour(policy)
+    nr_pageblocks = (nr_pages + (1 << pageblock_order) - 1) >> pageblock_order
     page_flags = np.zeros(nr_pages, dtype=np.uint8)
-    hole_pages = 0
     for start, end in holes:
         page_flags[start:end] = C.PG_RESERVED
-    hole_pages = int(np.count_nonzero(page_flags & C.PG_RESERVED))
-    managed = nr_pages - hole_pages
-    wmin, wlow, whigh = watermarks(managed, min_free_kbytes)
-    batch, high = pcp_sizes(managed, wlow)
-
-    zp = np.zeros(C.ZP_SIZE, dtype=np.int64)
-    zp[C.ZP_NR_PAGES] = nr_pages
-    zp[C.ZP_MAX_ORDER] = max_order
-    zp[C.ZP_PAGEBLOCK_ORDER] = pageblock_order
-    zp[C.ZP_POLICY] = C.POLICIES[policy]
-    zp[C.ZP_FALLBACK] = fallback
-    zp[C.ZP_MERGE] = merge
-    zp[C.ZP_BOOT_TO_TAIL] = boot_to_tail
-    zp[C.ZP_MOBILITY_DISABLED] = mobility_disabled
-    zp[C.ZP_WMARK_MIN] = wmin
-    zp[C.ZP_WMARK_LOW] = wlow
-    zp[C.ZP_WMARK_HIGH] = whigh
-    zp[C.ZP_PCP] = int(pcp)
-    zp[C.ZP_PCP_BATCH] = batch
-    zp[C.ZP_PCP_HIGH] = high
-    zp[C.ZP_MANAGED] = managed
-    zp[C.ZP_SECTION_SHIFT] = section_bits - C.PAGE_SHIFT
-    zp[C.ZP_MEMBLOCK_SHIFT] = (memory_block_bits or section_bits) - C.PAGE_SHIFT
-    modern = int(policy != "v5.4")
-    zp[C.ZP_MOVE_TO_TAIL] = modern
-    zp[C.ZP_PCP_HIGH_ORDER] = modern
-    zp[C.ZP_CMA_BALANCE] = modern
-
     initial_mt = C.MIGRATE_UNMOVABLE if mobility_disabled else C.MIGRATE_MOVABLE
-    return Zone(
-        zp=zp,
+    shared = dict(
         page_order=np.full(nr_pages, -1, dtype=np.int8),
         page_flags=page_flags,
         page_mt=np.zeros(nr_pages, dtype=np.uint8),
         next=np.full(nr_pages, -1, dtype=np.int32),
         prev=np.full(nr_pages, -1, dtype=np.int32),
         pb_mt=np.full(nr_pageblocks, initial_mt, dtype=np.uint8),
-        free_head=np.full(nr_orders * C.MIGRATE_TYPES, -1, dtype=np.int32),
-        free_tail=np.full(nr_orders * C.MIGRATE_TYPES, -1, dtype=np.int32),
-        nr_free=np.zeros(nr_orders, dtype=np.int64),
-        pcp_head=np.full(C.NR_PCP_LISTS, -1, dtype=np.int32),
-        pcp_tail=np.full(C.NR_PCP_LISTS, -1, dtype=np.int32),
-        stat=np.zeros(C.NR_STATS, dtype=np.int64),
     )
+    spans = []
+    normal_end = nr_pages - movable_pages
+    if normal_end > 0:
+        spans.append((C.ZONE_NORMAL, 0, normal_end))
+    if movable_pages > 0:
+        spans.append((C.ZONE_MOVABLE, normal_end, nr_pages))
+    reserved = page_flags & C.PG_RESERVED
+    managed = {idx: (e - s) - int(np.count_nonzero(reserved[s:e])) for idx, s, e in spans}
+    lowmem = managed.get(C.ZONE_NORMAL, 0)
+    if min_free_kbytes is None:
+        min_free_kbytes = min_free_kbytes_for(lowmem)
+    pages_min = min_free_kbytes >> (C.PAGE_SHIFT - 10)
+
+    zones = []
+    for idx, start, end in spans:
+        zp = np.zeros(C.ZP_SIZE, dtype=np.int64)
+        # __setup_per_zone_wmarks(): lowmem zones share min_free_kbytes by size; ZONE_MOVABLE
+        # (like highmem) gets managed/1024 clamped to [SWAP_CLUSTER_MAX, 128]
+        tmp = pages_min * managed[idx] // lowmem if lowmem else 0
+        wmin = min(max(managed[idx] // 1024, 32), 128) if idx == C.ZONE_MOVABLE else tmp
+        delta = max(tmp // 4, managed[idx] * 10 // 10000)
+        wlow, whigh = wmin + delta, wmin + 2 * delta
+        batch, high = pcp_sizes(managed[idx], wlow)
+        zp[C.ZP_NR_PAGES] = nr_pages
+        zp[C.ZP_ZONE_START] = start
+        zp[C.ZP_ZONE_END] = end
+        zp[C.ZP_ZONE_IDX] = idx
+        # setup_per_zone_lowmem_reserve(): ZONE_NORMAL keeps managed(ZONE_MOVABLE) / 32 back
+        # from requests that could have used ZONE_MOVABLE
+        if idx == C.ZONE_NORMAL and C.ZONE_MOVABLE in managed:
+            zp[C.ZP_LOWMEM_RESERVE] = managed[C.ZONE_MOVABLE] // 32
+        zp[C.ZP_MAX_ORDER] = max_order
+        zp[C.ZP_PAGEBLOCK_ORDER] = pageblock_order
+        zp[C.ZP_POLICY] = C.POLICIES[policy]
+        zp[C.ZP_FALLBACK] = fallback
+        zp[C.ZP_MERGE] = merge
+        zp[C.ZP_BOOT_TO_TAIL] = boot_to_tail
+        zp[C.ZP_MOBILITY_DISABLED] = mobility_disabled
+        zp[C.ZP_WMARK_MIN] = wmin
+        zp[C.ZP_WMARK_LOW] = wlow
+        zp[C.ZP_WMARK_HIGH] = whigh
+        zp[C.ZP_PCP] = int(pcp)
+        zp[C.ZP_PCP_BATCH] = batch
+        zp[C.ZP_PCP_HIGH] = high
+        zp[C.ZP_MANAGED] = managed[idx]
+        zp[C.ZP_SECTION_SHIFT] = section_bits - C.PAGE_SHIFT
+        zp[C.ZP_MEMBLOCK_SHIFT] = (memory_block_bits or section_bits) - C.PAGE_SHIFT
+        modern = int(policy != "v5.4")
+        zp[C.ZP_MOVE_TO_TAIL] = modern
+        zp[C.ZP_PCP_HIGH_ORDER] = modern
+        zp[C.ZP_CMA_BALANCE] = modern
+        nr_orders = max_order + 1
+        zones.append(Zone(
+            zp=zp,
+            free_head=np.full(nr_orders * C.MIGRATE_TYPES, -1, dtype=np.int32),
+            free_tail=np.full(nr_orders * C.MIGRATE_TYPES, -1, dtype=np.int32),
+            nr_free=np.zeros(nr_orders, dtype=np.int64),
+            pcp_head=np.full(C.NR_PCP_LISTS, -1, dtype=np.int32),
+            pcp_tail=np.full(C.NR_PCP_LISTS, -1, dtype=np.int32),
+            stat=np.zeros(C.NR_STATS, dtype=np.int64),
+            **shared,
+        ))
+    return tuple(zones)
 
 
-def state_bytes_per_page(zone: Zone) -> float:
-    """Bytes of model state per simulated page (all arrays, including per-order/pageblock ones)."""
-    total = sum(a.nbytes for a in zone)
-    return total / int(zone.zp[C.ZP_NR_PAGES])
+def make_zone(nr_pages: int, max_order: int, pageblock_order: int, policy: str = "v6.15",
+              holes=(), pcp: bool = False, min_free_kbytes: int | None = None,
+              section_bits: int = 27, memory_block_bits: int | None = None) -> Zone:
+    """A node with a single ZONE_NORMAL: its zone."""
+    return make_node(nr_pages, max_order, pageblock_order, policy, holes, pcp, min_free_kbytes,
+                     section_bits, memory_block_bits)[0]
+
+
+def state_bytes_per_page(node) -> float:
+    """Bytes of model state per simulated page (all arrays of every zone, shared ones once)."""
+    if isinstance(node, Zone):
+        node = (node,)
+    seen = {}
+    for z in node:
+        for a in z:
+            seen[id(a)] = a.nbytes
+    return sum(seen.values()) / int(node[0].zp[C.ZP_NR_PAGES])
