@@ -53,7 +53,7 @@ def to_markdown(rows: list[dict[str, Any]]) -> str:
 
 def main(out_json: str | None, quick: bool) -> int:
     if quick:
-        rows = bench_smallpages(memory="64M", ops=20_000, repeats=2)
+        rows = bench_smallpages(memory="64M", max_orders=(10, 14), ops=20_000, repeats=2)
     else:
         rows = bench_smallpages()
     info = machine_info()
