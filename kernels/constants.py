@@ -49,6 +49,8 @@ PG_RESERVED = 4   # hole / memblock reserved: never free, never movable
 PG_LRU = 8        # page of a movable allocation (PageLRU): counted as movable by claim logic
 PG_PINNED = 16    # movable but pinned: migration fails
 PG_PCP = 32       # head of a block parked on a per-cpu list
+PG_CONTIG = 64    # page held by alloc_contig_range() (CMA, gigantic pages): unmovable until released
+PG_ISOLATED = 128 # head of a free block isolated by the compaction free scanner (cc->freepages)
 PG_MASK = 0xFF    # all bits: flags are cleared with `&= PG_MASK ^ bit` (no negative masks)
 
 # Indices into the zone parameter array `zp` (int64). Filled in zone.py.
@@ -76,7 +78,10 @@ ZP_ZONE_START = 20        # zone_start_pfn: the zone spans [start, end) of the n
 ZP_ZONE_END = 21
 ZP_ZONE_IDX = 22          # ZONE_NORMAL or ZONE_MOVABLE
 ZP_LOWMEM_RESERVE = 23    # lowmem_reserve[ZONE_MOVABLE]: pages kept back from movable requests
-ZP_SIZE = 24
+ZP_COMPACT_LARGE = 24     # compaction migrates large folios below the target order (6.9+)
+ZP_HUGETLB_SKIP = 25      # alloc_contig_pages() skips ranges holding hugetlb pages (6.3+)
+ZP_CONTIG_MAXORDER = 26   # alloc_contig_range() isolates max(MAX_ORDER, pageblock) blocks (pre-5.19)
+ZP_SIZE = 27
 
 ZONE_NORMAL = 0
 ZONE_MOVABLE = 1
@@ -100,11 +105,31 @@ PCP_COUNT = 13
 PCP_FREE_FACTOR = 14
 PCP_REFILLS = 15
 PCP_DRAINS = 16
-NR_STATS = 17
+COMPACT_STALL = 17
+COMPACT_SUCCESS = 18
+COMPACT_FAIL = 19
+COMPACT_MIGRATE_SCANNED = 20
+COMPACT_FREE_SCANNED = 21
+COMPACT_ISOLATED = 22
+PGMIGRATE_SUCCESS = 23
+PGMIGRATE_FAIL = 24
+COMPACT_DEFERRED = 25
+# zone state kept with the counters (not reported as events)
+CACHED_MIGRATE_PFN = 26    # zone->compact_cached_migrate_pfn
+CACHED_FREE_PFN = 27       # zone->compact_cached_free_pfn
+COMPACT_CONSIDERED = 28    # zone->compact_considered
+COMPACT_DEFER_SHIFT = 29   # zone->compact_defer_shift
+COMPACT_ORDER_FAILED = 30  # zone->compact_order_failed
+NR_ISOLATE_PAGEBLOCK = 31  # zone->nr_isolate_pageblock
+CC_NR_FREEPAGES = 32       # pages on the running compaction's free lists
+NR_STATS = 33
 COUNTER_NAMES = (
     "nr_free_pages", "nr_free_cma", "alloc_ops", "alloc_fail", "free_ops", "split_steps",
     "merge_steps", "orders_scanned", "wmark_orders_scanned", "fallback_claim", "fallback_steal",
     "pgalloc_normal", "pgfree", "pcp_count", "pcp_free_factor", "pcp_refills", "pcp_drains",
+    "compact_stall", "compact_success", "compact_fail", "compact_migrate_scanned",
+    "compact_free_scanned", "compact_isolated", "pgmigrate_success", "pgmigrate_fail",
+    "compact_deferred",
 )
 
 # Per-cpu lists: (orders 0..3, pageblock_order) x (UNMOVABLE, MOVABLE, RECLAIMABLE).

@@ -32,7 +32,7 @@ class Model:
             raise ValueError(f"order {order} outside 0..{self.max_order}")
         if mt not in (C.MIGRATE_UNMOVABLE, C.MIGRATE_MOVABLE, C.MIGRATE_RECLAIMABLE):
             raise ValueError(f"migratetype {mt} cannot be requested")
-        return int(alloc_pages(self.node, order, mt, pinned))
+        return int(alloc_pages(self.node, order, mt, C.PG_PINNED if pinned else 0))
 
     def free(self, pfn):
         z = self.zone

@@ -13,12 +13,12 @@ from .constants import (
     MIGRATE_ISOLATE, MIGRATE_MOVABLE, MIGRATE_PCPTYPES, MIGRATE_RECLAIMABLE, MIGRATE_TYPES,
     MIGRATE_UNMOVABLE, NR_FREE_CMA_PAGES, NR_FREE_PAGES, NR_PCP_LISTS, NR_STATS, ORDERS_SCANNED,
     PAGE_ALLOC_COSTLY_ORDER, PCP_COUNT, PCP_DRAINS, PCP_FREE_FACTOR, PCP_REFILLS, PG_BUDDY,
-    PG_HEAD, PG_LRU, PG_MASK, PG_PCP, PG_PINNED, PG_RESERVED, PGALLOC, PGFREE, RMQUEUE_CLAIM, RMQUEUE_CMA,
+    PG_CONTIG, PG_HEAD, PG_LRU, PG_MASK, PG_PCP, PG_PINNED, PG_RESERVED, PGALLOC, PGFREE, RMQUEUE_CLAIM, RMQUEUE_CMA,
     RMQUEUE_NORMAL, RMQUEUE_STEAL, SPLIT_STEPS, WMARK_ORDERS_SCANNED, ZP_BOOT_TO_TAIL,
     ZP_FALLBACK, ZP_MAX_ORDER, ZP_MERGE, ZP_MOBILITY_DISABLED, ZP_PAGEBLOCK_ORDER,
     ZP_PCP, ZP_PCP_BATCH, ZP_PCP_HIGH, ZP_WMARK_LOW, ZP_WMARK_MIN, ZP_MOVE_TO_TAIL,
     ZP_PCP_HIGH_ORDER, ZP_CMA_BALANCE, ZP_ZONE_END, ZP_ZONE_START, ZP_ZONE_IDX, ZP_LOWMEM_RESERVE,
-    ZONE_MOVABLE, ZONE_NORMAL,
+    ZONE_MOVABLE, ZONE_NORMAL, CACHED_MIGRATE_PFN, CACHED_FREE_PFN,
 )
 
 # ---------------------------------------------------------------------------------------------
@@ -720,14 +720,18 @@ def _free_to_buddy(z, pfn, order, to_tail):
 
 
 @jit
-def prep_new_page(z, pfn, order, mt, pinned):
-    """Record the allocation: head, order, requested type; LRU (and pinned) on every page of a
-    movable allocation."""
+def prep_new_page(z, pfn, order, mt, extra):
+    """Record the allocation: head, order, requested type. A movable allocation is an LRU page
+    on every page (and pinned if `extra` has PG_PINNED) unless `extra` has PG_CONTIG: a page the
+    kernel holds outside the LRU (hugetlb), which the model never migrates."""
     z.page_flags[pfn] |= PG_HEAD
     z.page_order[pfn] = order
     z.page_mt[pfn] = mt
-    if mt == MIGRATE_MOVABLE:
-        bits = PG_LRU | PG_PINNED if pinned else PG_LRU
+    z.next[pfn] = -1
+    if extra & PG_CONTIG:
+        z.page_flags[pfn] |= PG_CONTIG
+    elif mt == MIGRATE_MOVABLE:
+        bits = PG_LRU | (extra & PG_PINNED)
         for p in range(pfn, pfn + (1 << order)):
             z.page_flags[p] |= bits
     z.stat[PGALLOC] += 1 << order
@@ -772,7 +776,7 @@ def get_page_from_freelist(node, order, mt, wmark, alloc_cma):
 
 
 @jit
-def alloc_pages(node, order, mt, pinned):
+def alloc_pages(node, order, mt, extra):
     """__alloc_pages(): fast path at the low watermark, slow path at the min watermark (no
     reclaim). Returns the pfn of the block or -1 (counted in alloc_fail of the first zone)."""
     first = node[0]
@@ -785,7 +789,7 @@ def alloc_pages(node, order, mt, pinned):
     if pfn < 0:
         first.stat[ALLOC_FAIL] += 1
         return -1
-    prep_new_page(node[zi], pfn, order, mt, pinned)
+    prep_new_page(node[zi], pfn, order, mt, extra)
     return pfn
 
 
@@ -803,8 +807,12 @@ def free_pages(node, pfn):
     """__free_pages(): pcp orders through the per-cpu lists, the rest straight to the buddy."""
     z = node[page_zone(node, pfn)]
     order = int(z.page_order[pfn])
-    z.page_flags[pfn] &= PG_MASK ^ PG_HEAD
+    z.page_flags[pfn] &= PG_MASK ^ (PG_HEAD | PG_CONTIG)
     z.page_order[pfn] = -1
+    slot = z.next[pfn]
+    if slot >= 0:
+        z.owner[slot] = -1
+        z.next[pfn] = -1
     if z.page_flags[pfn] & PG_LRU:
         for p in range(pfn, pfn + (1 << order)):
             z.page_flags[p] &= PG_MASK ^ (PG_LRU | PG_PINNED)
@@ -859,3 +867,13 @@ def boot_zone(z):
     for i in range(NR_STATS):
         if i != NR_FREE_PAGES and i != NR_FREE_CMA_PAGES:
             z.stat[i] = 0
+    reset_cached_positions(z)
+
+
+@jit
+def reset_cached_positions(z):
+    """reset_cached_positions(): the migrate scanner restarts at the zone start, the free
+    scanner at the zone's last pageblock."""
+    pb_order = z.zp[ZP_PAGEBLOCK_ORDER]
+    z.stat[CACHED_MIGRATE_PFN] = z.zp[ZP_ZONE_START]
+    z.stat[CACHED_FREE_PFN] = ((z.zp[ZP_ZONE_END] - 1) >> pb_order) << pb_order

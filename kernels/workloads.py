@@ -49,7 +49,7 @@ def smallpages(node, rng, ops, occupancy, cum_weights, mt, live, check_every):
             do_alloc = uniform(rng) < 0.25
         if do_alloc:
             order = _pick_order(rng, cum_weights)
-            pfn = alloc_pages(node, order, mt, False)
+            pfn = alloc_pages(node, order, mt, 0)
             if pfn >= 0:
                 live[nlive] = pfn
                 nlive += 1

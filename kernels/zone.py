@@ -27,7 +27,12 @@ class Zone(NamedTuple):
     nr_free: np.ndarray     # int64[NR]        free_area[order].nr_free
     pcp_head: np.ndarray    # int32[NR_PCP_LISTS]
     pcp_tail: np.ndarray    # int32[NR_PCP_LISTS]
-    stat: np.ndarray        # int64[NR_STATS]  counters (constants.NR_FREE_PAGES ...)
+    stat: np.ndarray        # int64[NR_STATS]  counters (constants.NR_FREE_PAGES ...) and zone state
+    cc_head: np.ndarray     # int32[NR]        the running compaction's isolated free pages, by order
+    cc_tail: np.ndarray     # int32[NR]
+    owner: np.ndarray       # int32[slots]     owner slot -> pfn of the block it holds (shared); an
+                            #                  allocated head keeps its slot in next[] (-1: none),
+                            #                  so migration can tell the owner where its block went
 
 
 def policy_behaviour(policy: str) -> tuple[int, int, int, int]:
@@ -78,7 +83,7 @@ def pcp_sizes(managed_pages: int, low_wmark: int, nr_cpus: int = 1) -> tuple[int
 def make_node(nr_pages: int, max_order: int, pageblock_order: int, policy: str = "v6.15",
               holes=(), pcp: bool = False, min_free_kbytes: int | None = None,
               section_bits: int = 27, memory_block_bits: int | None = None,
-              movable_pages: int = 0) -> tuple:
+              movable_pages: int = 0, owner_slots: int = 0, contig_maxorder: bool = False) -> tuple:
     """Allocate the arrays of a node (no page free yet: see page_alloc.boot_node).
 
     The node is ZONE_NORMAL over [0, nr_pages - movable_pages) and, when movable_pages > 0,
@@ -97,6 +102,7 @@ def make_node(nr_pages: int, max_order: int, pageblock_order: int, policy: str =
         next=np.full(nr_pages, -1, dtype=np.int32),
         prev=np.full(nr_pages, -1, dtype=np.int32),
         pb_mt=np.full(nr_pageblocks, initial_mt, dtype=np.uint8),
+        owner=np.full(max(owner_slots, 1), -1, dtype=np.int32),
     )
     spans = []
     normal_end = nr_pages - movable_pages
@@ -149,6 +155,9 @@ def make_node(nr_pages: int, max_order: int, pageblock_order: int, policy: str =
         zp[C.ZP_MOVE_TO_TAIL] = modern
         zp[C.ZP_PCP_HIGH_ORDER] = modern
         zp[C.ZP_CMA_BALANCE] = modern
+        zp[C.ZP_COMPACT_LARGE] = int(merge == C.MERGE_HYGIENE)
+        zp[C.ZP_HUGETLB_SKIP] = int(merge == C.MERGE_HYGIENE)
+        zp[C.ZP_CONTIG_MAXORDER] = int(contig_maxorder)
         nr_orders = max_order + 1
         zones.append(Zone(
             zp=zp,
@@ -158,6 +167,8 @@ def make_node(nr_pages: int, max_order: int, pageblock_order: int, policy: str =
             pcp_head=np.full(C.NR_PCP_LISTS, -1, dtype=np.int32),
             pcp_tail=np.full(C.NR_PCP_LISTS, -1, dtype=np.int32),
             stat=np.zeros(C.NR_STATS, dtype=np.int64),
+            cc_head=np.full(nr_orders, -1, dtype=np.int32),
+            cc_tail=np.full(nr_orders, -1, dtype=np.int32),
             **shared,
         ))
     return tuple(zones)

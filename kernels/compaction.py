@@ -1,0 +1,507 @@
+"""Compaction and migration (mm/compaction.c, mm/migrate.c) and the allocation slow path that
+calls direct compaction (mm/page_alloc.c __alloc_pages_slowpath).
+
+The migrate scanner walks pageblocks from the zone start up, the free scanner from the zone end
+down; they meet in the middle. A migrated block keeps its attributes (requested type, order, LRU,
+owner slot) at its new pfn; the old block is freed to the buddy lists.
+
+Simplifications (see MODEL.md): one block is migrated as soon as the migrate scanner finds it
+(the kernel batches up to COMPACT_CLUSTER_MAX); no pageblock skip hints, no capture, no
+fast_find_migrateblock / fast_isolate_freepages (they change cost, not the reachable layout).
+"""
+
+from ._jit import jit
+from .constants import (
+    ALLOC_FAIL, ALLOC_OPS, CACHED_FREE_PFN, CACHED_MIGRATE_PFN, CC_NR_FREEPAGES,
+    COMPACT_CONSIDERED, COMPACT_DEFER_SHIFT, COMPACT_DEFERRED, COMPACT_FAIL, COMPACT_FREE_SCANNED,
+    COMPACT_ISOLATED, COMPACT_MIGRATE_SCANNED, COMPACT_ORDER_FAILED, COMPACT_STALL,
+    COMPACT_SUCCESS, MIGRATE_CMA, MIGRATE_MOVABLE, MIGRATE_TYPES, MIGRATE_UNMOVABLE,
+    NR_FREE_PAGES, PAGE_ALLOC_COSTLY_ORDER, PG_BUDDY, PG_CONTIG, PG_HEAD, PG_ISOLATED, PG_LRU,
+    PG_MASK, PG_PINNED, PGMIGRATE_FAIL, PGMIGRATE_SUCCESS, ZP_COMPACT_LARGE, ZP_MAX_ORDER,
+    ZP_MOBILITY_DISABLED, ZP_PAGEBLOCK_ORDER, ZP_WMARK_LOW, ZP_WMARK_MIN, ZP_ZONE_END,
+    ZP_ZONE_IDX, ZP_ZONE_START,
+)
+from .page_alloc import (
+    _del_page_from_free_list, _free_to_buddy, _list_add, _list_add_tail, _list_del,
+    account_freepages, alloc_pages, find_suitable_fallback, get_page_from_freelist,
+    get_pageblock_migratetype, prep_new_page, reset_cached_positions, should_try_claim_block,
+    zone_watermark_ok,
+)
+
+# enum compact_result (include/linux/compaction.h), in the kernel's order
+COMPACT_NOT_SUITABLE_ZONE = 0
+COMPACT_SKIPPED = 1
+COMPACT_DEFERRED_RESULT = 2
+COMPACT_NO_SUITABLE_PAGE = 3
+COMPACT_CONTINUE = 4
+COMPACT_COMPLETE = 5
+COMPACT_PARTIAL_SKIPPED = 6
+COMPACT_CONTENDED = 7
+COMPACT_SUCCESS_RESULT = 8
+
+# enum compact_priority
+COMPACT_PRIO_SYNC_FULL = 0   # MIN_COMPACT_PRIORITY: ignores block suitability of targets
+COMPACT_PRIO_SYNC_LIGHT = 1
+COMPACT_PRIO_ASYNC = 2       # INIT/DEF_COMPACT_PRIORITY: sources only of the request's type
+
+COMPACT_MAX_DEFER_SHIFT = 6
+EXTFRAG_THRESHOLD = 500      # sysctl_extfrag_threshold
+
+# Allocation "gfp" modes of the model's slow path
+GFP_NOCOMPACT = 0   # no direct compaction (atomic, or __GFP_DIRECT_RECLAIM clear)
+GFP_NORETRY = 1     # one async direct compaction (THP faults, __GFP_NORETRY)
+GFP_RETRY = 2       # __GFP_RETRY_MAYFAIL: async, then escalating priorities (hugetlb pool)
+
+ENOMEM = -12
+
+
+# ---------------------------------------------------------------------------------------------
+# Deferral (compaction_deferred / defer_compaction / compaction_defer_reset)
+
+
+@jit
+def compaction_deferred(z, order):
+    if order < z.stat[COMPACT_ORDER_FAILED]:
+        return False
+    limit = 1 << z.stat[COMPACT_DEFER_SHIFT]
+    z.stat[COMPACT_CONSIDERED] += 1
+    if z.stat[COMPACT_CONSIDERED] >= limit:
+        z.stat[COMPACT_CONSIDERED] = limit
+        return False
+    z.stat[COMPACT_DEFERRED] += 1
+    return True
+
+
+@jit
+def defer_compaction(z, order):
+    z.stat[COMPACT_CONSIDERED] = 0
+    z.stat[COMPACT_DEFER_SHIFT] += 1
+    if order < z.stat[COMPACT_ORDER_FAILED]:
+        z.stat[COMPACT_ORDER_FAILED] = order
+    if z.stat[COMPACT_DEFER_SHIFT] > COMPACT_MAX_DEFER_SHIFT:
+        z.stat[COMPACT_DEFER_SHIFT] = COMPACT_MAX_DEFER_SHIFT
+
+
+@jit
+def compaction_defer_reset(z, order, alloc_success):
+    if alloc_success:
+        z.stat[COMPACT_CONSIDERED] = 0
+        z.stat[COMPACT_DEFER_SHIFT] = 0
+    if order >= z.stat[COMPACT_ORDER_FAILED]:
+        z.stat[COMPACT_ORDER_FAILED] = order + 1
+
+
+# ---------------------------------------------------------------------------------------------
+# Suitability
+
+
+@jit
+def fragmentation_index(z, order):
+    """__fragmentation_index() of the zone, in thousandths."""
+    max_order = z.zp[ZP_MAX_ORDER]
+    free_pages = 0
+    total = 0
+    suitable = 0
+    for o in range(max_order + 1):
+        n = z.nr_free[o]
+        free_pages += n << o
+        total += n
+        if o >= order:
+            suitable += n << (o - order)
+    if total == 0:
+        return 0
+    if suitable:
+        return -1000
+    return 1000 - (1000 + free_pages * 1000 // (1 << order)) // total
+
+
+@jit
+def compaction_suitable(z, order):
+    """compaction_suitable(): enough free memory for compaction to work with (watermark plus
+    compact_gap), and for costly orders a failure due to fragmentation, not lack of memory."""
+    watermark = z.zp[ZP_WMARK_MIN] + (2 << order)
+    if order > PAGE_ALLOC_COSTLY_ORDER:
+        watermark += z.zp[ZP_WMARK_LOW] - z.zp[ZP_WMARK_MIN]
+    if not zone_watermark_ok(z, 0, watermark, True, 0):
+        return False
+    if order > PAGE_ALLOC_COSTLY_ORDER:
+        fragindex = fragmentation_index(z, order)
+        if 0 <= fragindex <= EXTFRAG_THRESHOLD:
+            return False
+    return True
+
+
+@jit
+def suitable_migration_target(z, pfn, cc_order, ignore_block_suitable):
+    """suitable_migration_target(): never break up a free block of the target size; only
+    MOVABLE or CMA pageblocks unless block suitability is ignored (sync-full priority)."""
+    if z.page_flags[pfn] & PG_BUDDY:
+        order = cc_order if cc_order > 0 else z.zp[ZP_PAGEBLOCK_ORDER]
+        if z.page_order[pfn] >= order:
+            return False
+    if ignore_block_suitable:
+        return True
+    mt = get_pageblock_migratetype(z, pfn)
+    return mt == MIGRATE_MOVABLE or mt == MIGRATE_CMA
+
+
+@jit
+def suitable_migration_source(z, pfn, cc_mt, async_direct):
+    """suitable_migration_source(): async direct compaction only takes pages from pageblocks of
+    the request's type (MOVABLE requests: MOVABLE or CMA)."""
+    if not async_direct:
+        return True
+    mt = get_pageblock_migratetype(z, pfn)
+    if cc_mt == MIGRATE_MOVABLE:
+        return mt == MIGRATE_MOVABLE or mt == MIGRATE_CMA
+    return mt == cc_mt
+
+
+# ---------------------------------------------------------------------------------------------
+# The free scanner and compaction_alloc
+
+
+@jit
+def _cc_add(z, pfn, order, tail):
+    if tail:
+        _list_add_tail(z.cc_head, z.cc_tail, z.next, z.prev, order, pfn)
+    else:
+        _list_add(z.cc_head, z.cc_tail, z.next, z.prev, order, pfn)
+    z.page_flags[pfn] |= PG_ISOLATED
+    z.page_order[pfn] = order
+    z.stat[CC_NR_FREEPAGES] += 1 << order
+
+
+@jit
+def _cc_del(z, pfn, order):
+    _list_del(z.cc_head, z.cc_tail, z.next, z.prev, order, pfn)
+    z.page_flags[pfn] &= PG_MASK ^ PG_ISOLATED
+    z.page_order[pfn] = -1
+    z.stat[CC_NR_FREEPAGES] -= 1 << order
+
+
+@jit
+def isolate_free_page(z, pfn, order):
+    """__isolate_free_page(): take a free block off its list unless that would breach the min
+    watermark. Returns the pages isolated (0 or 2^order)."""
+    mt = int(z.page_mt[pfn])
+    if not zone_watermark_ok(z, 0, z.zp[ZP_WMARK_MIN] + (1 << order), True, 0):
+        return 0
+    _del_page_from_free_list(z, pfn, order, mt)
+    account_freepages(z, -(1 << order), mt)
+    return 1 << order
+
+
+@jit
+def isolate_freepages_block(z, start, end):
+    """isolate_freepages_block(): isolate every free block in [start, end) onto the compaction's
+    free lists (at the tail, by order). Returns pages isolated."""
+    total = 0
+    p = start
+    while p < end:
+        z.stat[COMPACT_FREE_SCANNED] += 1
+        if z.page_flags[p] & PG_BUDDY:
+            order = int(z.page_order[p])
+            got = isolate_free_page(z, p, order)
+            if got == 0:
+                break
+            _cc_add(z, p, order, True)
+            total += got
+            p += 1 << order
+        else:
+            p += 1
+    z.stat[COMPACT_ISOLATED] += total
+    return total
+
+
+@jit
+def isolate_freepages(z, cc):
+    """isolate_freepages(): the free scanner, pageblock by pageblock from cc free_pfn down,
+    stopping short of the migrate scanner's pageblock; stops after the first block that gave
+    pages. cc = [order, migrate_pfn, free_pfn, ignore_block_suitable, ...]."""
+    pb = 1 << z.zp[ZP_PAGEBLOCK_ORDER]
+    block = cc[2]
+    low = ((cc[1] >> z.zp[ZP_PAGEBLOCK_ORDER]) + 1) << z.zp[ZP_PAGEBLOCK_ORDER]
+    zone_start = z.zp[ZP_ZONE_START]
+    zone_end = z.zp[ZP_ZONE_END]
+    while block >= low:
+        start = max(block, zone_start)
+        end = min(block + pb, zone_end)
+        got = 0
+        if suitable_migration_target(z, start, cc[0], cc[3] != 0):
+            got = isolate_freepages_block(z, start, end)
+        block -= pb
+        if got:
+            break
+    cc[2] = block
+
+
+@jit
+def compaction_alloc(z, cc, order):
+    """compaction_alloc() (6.9+): the smallest isolated free block of at least `order`, split on
+    demand; runs the free scanner once when there is none. Returns the pfn or -1."""
+    max_order = z.zp[ZP_MAX_ORDER]
+    scanned = False
+    while True:
+        for o in range(order, max_order + 1):
+            pfn = z.cc_head[o]
+            if pfn >= 0:
+                _cc_del(z, pfn, o)
+                while o > order:
+                    o -= 1
+                    _cc_add(z, pfn + (1 << o), o, False)
+                return pfn
+        if scanned or (cc[2] >> z.zp[ZP_PAGEBLOCK_ORDER]) <= (cc[1] >> z.zp[ZP_PAGEBLOCK_ORDER]):
+            return -1
+        isolate_freepages(z, cc)
+        scanned = True
+
+
+@jit
+def release_freepages(z):
+    """release_free_list(): give the compaction's unused isolated pages back to the buddy."""
+    for o in range(z.zp[ZP_MAX_ORDER] + 1):
+        while z.cc_head[o] >= 0:
+            pfn = z.cc_head[o]
+            _cc_del(z, pfn, o)
+            _free_to_buddy(z, pfn, o, False)
+
+
+# ---------------------------------------------------------------------------------------------
+# Migration
+
+
+@jit
+def move_block(zs, src, zd, dst, order):
+    """migrate_folio(): the block at src (zone zs) now lives at dst (zone zd), which the caller
+    took from the free lists; dst gets every attribute, src is freed to the buddy."""
+    zd.page_flags[dst] |= PG_HEAD | (zs.page_flags[src] & PG_CONTIG)
+    zd.page_order[dst] = order
+    zd.page_mt[dst] = zs.page_mt[src]
+    slot = zs.next[src]
+    zd.next[dst] = slot
+    if slot >= 0:
+        zs.owner[slot] = dst
+    bits = zs.page_flags[src] & (PG_LRU | PG_PINNED)
+    if bits:
+        for i in range(1 << order):
+            zd.page_flags[dst + i] |= bits
+            zs.page_flags[src + i] &= PG_MASK ^ (PG_LRU | PG_PINNED)
+    zs.page_flags[src] &= PG_MASK ^ (PG_HEAD | PG_CONTIG)
+    zs.page_order[src] = -1
+    zs.next[src] = -1
+    n = 1 << order
+    zs.stat[PGMIGRATE_SUCCESS] += n
+    _free_to_buddy(zs, src, order, False)
+
+
+@jit
+def compaction_may_isolate(z, pfn, order, cc_order):
+    """Which allocated blocks the migrate scanner isolates: LRU blocks; before 6.9 only order-0
+    ones (compound pages were skipped), from 6.9 on those below the target order and below a
+    pageblock (skip_isolation_on_order)."""
+    if not (z.page_flags[pfn] & PG_LRU):
+        return False
+    if order == 0:
+        return True
+    if not z.zp[ZP_COMPACT_LARGE]:
+        return False
+    if cc_order >= 0 and order >= cc_order:
+        return False
+    return order < z.zp[ZP_PAGEBLOCK_ORDER]
+
+
+@jit
+def isolate_migratepages(z, cc):
+    """isolate_migratepages() + migrate_pages() for one pageblock at cc migrate_pfn. Returns 0,
+    or ENOMEM when no migration target could be found."""
+    pb_order = z.zp[ZP_PAGEBLOCK_ORDER]
+    start = max(cc[1], z.zp[ZP_ZONE_START])
+    end = min(((cc[1] >> pb_order) + 1) << pb_order, z.zp[ZP_ZONE_END])
+    cc[1] = end
+    if not suitable_migration_source(z, start, cc[4], cc[5] != 0):
+        return 0
+    f = z.page_flags[start]
+    if (f & PG_HEAD) and z.page_order[start] >= pb_order:
+        return 0   # pageblock_skip_persistent(): a compound page of pageblock size or more
+    p = start
+    while p < end:
+        z.stat[COMPACT_MIGRATE_SCANNED] += 1
+        f = z.page_flags[p]
+        order = int(z.page_order[p])
+        if f & PG_HEAD:
+            if compaction_may_isolate(z, p, order, cc[0]):
+                z.stat[COMPACT_ISOLATED] += 1 << order
+                if f & PG_PINNED:
+                    z.stat[PGMIGRATE_FAIL] += 1 << order
+                else:
+                    dst = compaction_alloc(z, cc, order)
+                    if dst < 0:
+                        return ENOMEM
+                    move_block(z, p, z, dst, order)
+            p += 1 << order
+        elif order >= 0:
+            p += 1 << order
+        else:
+            p += 1
+    return 0
+
+
+@jit
+def compact_finished(z, cc):
+    """__compact_finished()."""
+    pb_order = z.zp[ZP_PAGEBLOCK_ORDER]
+    if (cc[2] >> pb_order) <= (cc[1] >> pb_order):
+        reset_cached_positions(z)
+        return COMPACT_COMPLETE if cc[6] else COMPACT_PARTIAL_SKIPPED
+    order = cc[0]
+    if order < 0:
+        return COMPACT_CONTINUE
+    mt = cc[4]
+    max_order = z.zp[ZP_MAX_ORDER]
+    for o in range(order, max_order + 1):
+        base = o * MIGRATE_TYPES
+        if z.free_head[base + mt] >= 0:
+            return COMPACT_SUCCESS_RESULT
+        if mt == MIGRATE_MOVABLE and z.free_head[base + MIGRATE_CMA] >= 0:
+            return COMPACT_SUCCESS_RESULT
+        if should_try_claim_block(z, o, mt) and find_suitable_fallback(z, o, mt) >= 0:
+            return COMPACT_SUCCESS_RESULT
+    return COMPACT_CONTINUE
+
+
+@jit
+def compact_zone(z, cc):
+    """compact_zone(). cc (int64[8]) = [order (-1: whole zone), migrate_pfn, free_pfn,
+    ignore_block_suitable, migratetype, async direct, whole_zone, result]."""
+    order = cc[0]
+    if order >= 0:
+        # compaction_suit_allocation_order(): nothing to do if the allocation would succeed
+        if zone_watermark_ok(z, order, z.zp[ZP_WMARK_MIN], cc[4] == MIGRATE_MOVABLE, 0):
+            cc[7] = COMPACT_SUCCESS_RESULT
+            return COMPACT_SUCCESS_RESULT
+        if not compaction_suitable(z, order):
+            cc[7] = COMPACT_SKIPPED
+            return COMPACT_SKIPPED
+    if cc[6]:
+        cc[1] = z.zp[ZP_ZONE_START]
+        cc[2] = ((z.zp[ZP_ZONE_END] - 1) >> z.zp[ZP_PAGEBLOCK_ORDER]) << z.zp[ZP_PAGEBLOCK_ORDER]
+    else:
+        cc[1] = z.stat[CACHED_MIGRATE_PFN]
+        cc[2] = z.stat[CACHED_FREE_PFN]
+        if cc[1] == z.zp[ZP_ZONE_START] and cc[2] >= z.zp[ZP_ZONE_END] - (1 << z.zp[ZP_PAGEBLOCK_ORDER]):
+            cc[6] = 1
+    ret = COMPACT_CONTINUE
+    while True:
+        ret = compact_finished(z, cc)
+        if ret != COMPACT_CONTINUE:
+            break
+        if isolate_migratepages(z, cc) == ENOMEM:
+            ret = COMPACT_CONTENDED
+            break
+    release_freepages(z)
+    if ret != COMPACT_COMPLETE and ret != COMPACT_PARTIAL_SKIPPED:
+        z.stat[CACHED_MIGRATE_PFN] = cc[1]
+        z.stat[CACHED_FREE_PFN] = cc[2]
+    cc[7] = ret
+    return ret
+
+
+@jit
+def compact_zone_order(z, cc, order, mt, prio):
+    for i in range(cc.shape[0]):
+        cc[i] = 0
+    cc[0] = order
+    cc[3] = 1 if prio == COMPACT_PRIO_SYNC_FULL else 0
+    cc[4] = mt
+    cc[5] = 1 if prio == COMPACT_PRIO_ASYNC else 0
+    return compact_zone(z, cc)
+
+
+@jit
+def compact_node(node, cc):
+    """compact_node() as /proc/sys/vm/compact_memory runs it: every zone, whole zone, sync."""
+    for i in range(len(node)):
+        z = node[i]
+        for k in range(cc.shape[0]):
+            cc[k] = 0
+        cc[0] = -1
+        cc[4] = MIGRATE_MOVABLE
+        cc[6] = 1
+        compact_zone(z, cc)
+
+
+@jit
+def try_to_compact_pages(node, cc, order, mt, prio):
+    """try_to_compact_pages(): compact each usable zone (highest first) until one reports the
+    allocation should succeed; defer zones whose full scans failed."""
+    rc = COMPACT_SKIPPED
+    highest = 1 if mt == MIGRATE_MOVABLE else 0
+    for i in range(len(node) - 1, -1, -1):
+        z = node[i]
+        if z.zp[ZP_ZONE_IDX] > highest:
+            continue
+        if prio > COMPACT_PRIO_SYNC_FULL and compaction_deferred(z, order):
+            rc = max(rc, COMPACT_DEFERRED_RESULT)
+            continue
+        status = compact_zone_order(z, cc, order, mt, prio)
+        rc = max(rc, status)
+        if status == COMPACT_SUCCESS_RESULT:
+            compaction_defer_reset(z, order, False)
+            break
+        if prio != COMPACT_PRIO_ASYNC and (status == COMPACT_COMPLETE or status == COMPACT_PARTIAL_SKIPPED):
+            defer_compaction(z, order)
+    return rc
+
+
+@jit
+def alloc_pages_direct_compact(node, cc, order, list_mt, mt, extra, prio):
+    """__alloc_pages_direct_compact(): compact, then try the free lists at the min watermark."""
+    rc = try_to_compact_pages(node, cc, order, list_mt, prio)
+    if rc == COMPACT_SKIPPED:
+        return -1, rc
+    first = node[0]
+    first.stat[COMPACT_STALL] += 1
+    zi, pfn = get_page_from_freelist(node, order, list_mt, ZP_WMARK_MIN, list_mt == MIGRATE_MOVABLE)
+    if pfn >= 0:
+        z = node[zi]
+        prep_new_page(z, pfn, order, mt, extra)
+        compaction_defer_reset(z, order, True)
+        first.stat[COMPACT_SUCCESS] += 1
+        return pfn, rc
+    first.stat[COMPACT_FAIL] += 1
+    return -1, rc
+
+
+@jit
+def alloc_pages_gfp(node, cc, order, mt, extra, gfp):
+    """__alloc_pages() with the slow path: fast path (low watermark), min watermark, then direct
+    compaction for costly orders (and for any order > 0 that is not movable) when `gfp` allows:
+    GFP_NORETRY one async attempt, GFP_RETRY async, async, sync-light, sync-full (the priority
+    escalation of should_compact_retry(); there is no reclaim in the model)."""
+    if gfp == GFP_NOCOMPACT or order == 0:
+        return alloc_pages(node, order, mt, extra)
+    first = node[0]
+    first.stat[ALLOC_OPS] += 1
+    list_mt = MIGRATE_UNMOVABLE if first.zp[ZP_MOBILITY_DISABLED] else mt
+    alloc_cma = list_mt == MIGRATE_MOVABLE
+    zi, pfn = get_page_from_freelist(node, order, list_mt, ZP_WMARK_LOW, alloc_cma)
+    if pfn < 0:
+        zi, pfn = get_page_from_freelist(node, order, list_mt, ZP_WMARK_MIN, alloc_cma)
+    if pfn >= 0:
+        prep_new_page(node[zi], pfn, order, mt, extra)
+        return pfn
+    if order > PAGE_ALLOC_COSTLY_ORDER or list_mt != MIGRATE_MOVABLE:
+        pfn, rc = alloc_pages_direct_compact(node, cc, order, list_mt, mt, extra, COMPACT_PRIO_ASYNC)
+        if pfn >= 0:
+            return pfn
+        if gfp == GFP_RETRY:
+            for prio in (COMPACT_PRIO_ASYNC, COMPACT_PRIO_SYNC_LIGHT, COMPACT_PRIO_SYNC_FULL):
+                pfn, rc = alloc_pages_direct_compact(node, cc, order, list_mt, mt, extra, prio)
+                if pfn >= 0:
+                    return pfn
+    first.stat[ALLOC_FAIL] += 1
+    return -1
+
+
+__all__ = ["compact_node", "alloc_pages_gfp", "move_block", "NR_FREE_PAGES", "PG_CONTIG"]
