@@ -81,7 +81,9 @@ ZP_LOWMEM_RESERVE = 23    # lowmem_reserve[ZONE_MOVABLE]: pages kept back from m
 ZP_COMPACT_LARGE = 24     # compaction migrates large folios below the target order (6.9+)
 ZP_HUGETLB_SKIP = 25      # alloc_contig_pages() skips ranges holding hugetlb pages (6.3+)
 ZP_CONTIG_MAXORDER = 26   # alloc_contig_range() isolates max(MAX_ORDER, pageblock) blocks (pre-5.19)
-ZP_SIZE = 27
+ZP_CMA_START = 27         # the CMA area [start, end) inside this zone (start == end: none)
+ZP_CMA_END = 28
+ZP_SIZE = 29
 
 ZONE_NORMAL = 0
 ZONE_MOVABLE = 1

@@ -18,7 +18,7 @@ from .constants import (
     ZP_FALLBACK, ZP_MAX_ORDER, ZP_MERGE, ZP_MOBILITY_DISABLED, ZP_PAGEBLOCK_ORDER,
     ZP_PCP, ZP_PCP_BATCH, ZP_PCP_HIGH, ZP_WMARK_LOW, ZP_WMARK_MIN, ZP_MOVE_TO_TAIL,
     ZP_PCP_HIGH_ORDER, ZP_CMA_BALANCE, ZP_ZONE_END, ZP_ZONE_START, ZP_ZONE_IDX, ZP_LOWMEM_RESERVE,
-    ZONE_MOVABLE, ZONE_NORMAL, CACHED_MIGRATE_PFN, CACHED_FREE_PFN,
+    ZONE_MOVABLE, ZONE_NORMAL, CACHED_MIGRATE_PFN, CACHED_FREE_PFN, ZP_CMA_START, ZP_CMA_END,
 )
 
 # ---------------------------------------------------------------------------------------------
@@ -839,31 +839,45 @@ def boot_node(node):
 
 
 @jit
+def _free_range_boot(z, start, end, to_tail):
+    """__free_pages_memory(): free [start, end) in the largest naturally aligned chunks."""
+    max_order = z.zp[ZP_MAX_ORDER]
+    pfn = start
+    while pfn < end:
+        order = max_order
+        if pfn != 0:
+            tz = 0
+            while (pfn >> tz) & 1 == 0:
+                tz += 1
+            order = min(max_order, tz)
+        while pfn + (1 << order) > end:
+            order -= 1
+        _free_to_buddy(z, pfn, order, to_tail)
+        pfn += 1 << order
+
+
+@jit
 def boot_zone(z):
     """memblock_free_all() / __free_pages_core(): free every hole-free range in the largest
-    naturally aligned chunks (FPI_TO_TAIL from 5.10 on), then zero the counters."""
+    naturally aligned chunks (FPI_TO_TAIL from 5.10 on); then cma_init_reserved_areas(): the CMA
+    area one pageblock at a time; then zero the counters."""
     nr_pages = z.zp[ZP_ZONE_END]
-    max_order = z.zp[ZP_MAX_ORDER]
     to_tail = z.zp[ZP_BOOT_TO_TAIL] != 0
+    cma_start = z.zp[ZP_CMA_START]
+    cma_end = z.zp[ZP_CMA_END]
     pfn = z.zp[ZP_ZONE_START]
     while pfn < nr_pages:
-        if z.page_flags[pfn] & PG_RESERVED:
+        if (z.page_flags[pfn] & PG_RESERVED) or (cma_start <= pfn < cma_end):
             pfn += 1
             continue
         end = pfn
-        while end < nr_pages and not (z.page_flags[end] & PG_RESERVED):
+        while end < nr_pages and not (z.page_flags[end] & PG_RESERVED) and not (cma_start <= end < cma_end):
             end += 1
-        while pfn < end:
-            order = max_order
-            if pfn != 0:
-                tz = 0
-                while (pfn >> tz) & 1 == 0:
-                    tz += 1
-                order = min(max_order, tz)
-            while pfn + (1 << order) > end:
-                order -= 1
-            _free_to_buddy(z, pfn, order, to_tail)
-            pfn += 1 << order
+        _free_range_boot(z, pfn, end, to_tail)
+        pfn = end
+    pb = 1 << z.zp[ZP_PAGEBLOCK_ORDER]
+    for block in range(cma_start, cma_end, pb):
+        _free_range_boot(z, block, block + pb, False)
     for i in range(NR_STATS):
         if i != NR_FREE_PAGES and i != NR_FREE_CMA_PAGES:
             z.stat[i] = 0

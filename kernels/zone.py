@@ -83,7 +83,8 @@ def pcp_sizes(managed_pages: int, low_wmark: int, nr_cpus: int = 1) -> tuple[int
 def make_node(nr_pages: int, max_order: int, pageblock_order: int, policy: str = "v6.15",
               holes=(), pcp: bool = False, min_free_kbytes: int | None = None,
               section_bits: int = 27, memory_block_bits: int | None = None,
-              movable_pages: int = 0, owner_slots: int = 0, contig_maxorder: bool = False) -> tuple:
+              movable_pages: int = 0, owner_slots: int = 0, contig_maxorder: bool = False,
+              cma_pages: int = 0) -> tuple:
     """Allocate the arrays of a node (no page free yet: see page_alloc.boot_node).
 
     The node is ZONE_NORMAL over [0, nr_pages - movable_pages) and, when movable_pages > 0,
@@ -158,6 +159,14 @@ def make_node(nr_pages: int, max_order: int, pageblock_order: int, policy: str =
         zp[C.ZP_COMPACT_LARGE] = int(merge == C.MERGE_HYGIENE)
         zp[C.ZP_HUGETLB_SKIP] = int(merge == C.MERGE_HYGIENE)
         zp[C.ZP_CONTIG_MAXORDER] = int(contig_maxorder)
+        if idx == C.ZONE_NORMAL and cma_pages:
+            # the CMA area sits at the top of ZONE_NORMAL, aligned as cma_init_reserved_mem()
+            # requires (pageblock; max(MAX_ORDER, pageblock) before 5.19)
+            align = 1 << (max(max_order, pageblock_order) if contig_maxorder else pageblock_order)
+            cma_end = end // align * align
+            zp[C.ZP_CMA_START] = cma_end - cma_pages
+            zp[C.ZP_CMA_END] = cma_end
+            shared["pb_mt"][(cma_end - cma_pages) >> pageblock_order:cma_end >> pageblock_order] = C.MIGRATE_CMA
         nr_orders = max_order + 1
         zones.append(Zone(
             zp=zp,
