@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 from kernels.constants import PAGE_SHIFT, POLICIES
 
-WORKLOADS = ("smallpages",)
+WORKLOADS = ("smallpages", "mixed", "fragmenter", "thp", "cma", "hotplug")
 MIGRATETYPE_CHOICES = {"unmovable": 0, "movable": 1, "reclaimable": 2}
 _UNITS = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
@@ -114,6 +114,25 @@ def _holes(key, v):
     return out
 
 
+def _weights(names):
+    """NAME=WEIGHT[,NAME=WEIGHT...] over a fixed set of names -> canonical string."""
+    def parse(key, v):
+        out = {}
+        for part in str(v).split(","):
+            m = re.fullmatch(r"\s*([a-z]+)\s*=\s*([0-9.eE+]+)\s*", part)
+            if not m or m.group(1) not in names:
+                raise ParamError(key, f"expected NAME=NUMBER pairs with NAME in {', '.join(names)}, got {v!r}")
+            out[m.group(1)] = float(m.group(2))
+        return ",".join(f"{n}={out[n]:g}" for n in names if n in out)
+    return parse
+
+
+def _probes(key, v):
+    from .probes import parse_probe
+    items = v if isinstance(v, (list, tuple)) else [v]
+    return [parse_probe(str(item), key)[2] for item in items]
+
+
 def _order_mix(key, v):
     """'0=0.9,3=0.1' -> '0=0.9,3=0.1' (weights per order 0..3; normalised later)."""
     weights = {}
@@ -152,6 +171,12 @@ PARAMS: dict[str, Param] = {p.name: p for p in [
     Param("policy", _choice(tuple(POLICIES)), "v6.15", "allocator policy: " + ", ".join(POLICIES)),
     Param("pcp", _bool, False, "per-cpu page lists (one CPU; batch/high as the kernel sizes them)"),
     Param("min_free_kbytes", _opt_int, None, "vm.min_free_kbytes (default: as the kernel computes it)"),
+    Param("isolation", _choice(("pageblock", "maxorder")), "pageblock",
+          "alloc_contig_range isolation: pageblock (5.19+) or maxorder (before 5.19: whole "
+          "max(MAX_ORDER, pageblock) blocks)"),
+    Param("movable_fraction", _float01, 0.0,
+          "share of memory in ZONE_MOVABLE (at the top, rounded to memory blocks)"),
+    Param("cma_size", _size, "0", "CMA area at the top of ZONE_NORMAL (0 = none)"),
     Param("workload", _choice(WORKLOADS), "smallpages", "workload: " + ", ".join(WORKLOADS), "workload"),
     Param("ops", lambda k, v: _int(k, v, 0), 200000, "workload operations (allocations + frees)", "workload"),
     Param("seed", lambda k, v: _int(k, v, 0), 1, "random seed", "workload"),
@@ -159,9 +184,41 @@ PARAMS: dict[str, Param] = {p.name: p for p in [
     Param("order_mix", _order_mix, "0=1", "small-order mix, ORDER=WEIGHT,... (orders 0..3)", "workload"),
     Param("migratetype", _choice(tuple(MIGRATETYPE_CHOICES)), "movable",
           "migratetype of the workload's allocations", "workload"),
+    Param("mix", _weights(("movable", "unmovable", "reclaimable")), None,
+          "steady-state class weights (mixed, thp, cma, hotplug)", "workload"),
+    Param("lifetime", _weights(("movable", "unmovable", "reclaimable")), None,
+          "mean lifetimes in operations per class (steady-state workloads)", "workload"),
+    Param("thp_fraction", _float01, None,
+          "share of movable allocations that are THP faults (order pageblock_order, one async "
+          "compaction, fallback to a base page)", "workload"),
+    Param("pinned_fraction", _float01, 0.0, "share of movable allocations that are pinned", "workload"),
+    Param("period", lambda k, v: _int(k, v, 1), 2000,
+          "cma / hotplug: operations between periodic cma_alloc or offline attempts", "workload"),
+    Param("hold", lambda k, v: _int(k, v, 1), 1000,
+          "cma / hotplug: operations a CMA allocation or an offline block is held", "workload"),
+    Param("cma_chunk", _size, "4M", "cma workload: size of each cma_alloc", "workload"),
+    Param("fill", _float01, 0.43, "fragmenter: anon memory allocated, as a share of memory", "workload"),
+    Param("holders", lambda k, v: _int(k, v, 0), None,
+          "fragmenter: unmovable pipe buffers held (default 200 per GiB)", "workload"),
+    Param("keep_files", lambda k, v: _int(k, v, 1), 4, "fragmenter: one file in N is kept", "workload"),
+    Param("probe", _probes, [], "probes run in order on the final state (repeatable): compact, "
+          "hugepages:order=9,count=N, contig:size=2M,isolation=pageblock,attempts=N, "
+          "gigantic:count=N[,size=1G], offline:block=128M, cma:size=4M,count=N", "probe"),
     Param("check_every", lambda k, v: _int(k, v, 0), 0,
           "run check_zone() every N operations (debug; 0 = off)", "workload"),
 ]}
+
+WORKLOAD_DEFAULTS = {
+    # mixed: page cache and anon churn, long-lived slab, a few THP faults
+    "mixed": {"mix": "movable=0.85,unmovable=0.08,reclaimable=0.07",
+              "lifetime": "movable=20000,unmovable=400000,reclaimable=100000", "thp_fraction": 0.02},
+    "thp": {"mix": "movable=0.95,unmovable=0.03,reclaimable=0.02",
+            "lifetime": "movable=20000,unmovable=400000,reclaimable=100000", "thp_fraction": 0.3},
+    "cma": {"mix": "movable=0.9,unmovable=0.05,reclaimable=0.05",
+            "lifetime": "movable=20000,unmovable=400000,reclaimable=100000", "thp_fraction": 0.0},
+    "hotplug": {"mix": "movable=0.9,unmovable=0.05,reclaimable=0.05",
+                "lifetime": "movable=20000,unmovable=400000,reclaimable=100000", "thp_fraction": 0.0},
+}
 
 
 def resolve(raw: dict[str, Any]) -> dict[str, Any]:
@@ -173,6 +230,9 @@ def resolve(raw: dict[str, Any]) -> dict[str, Any]:
             raise ParamError(key, "unknown parameter")
     p = {name: (spec.parse(name, raw[name]) if raw.get(name) is not None else spec.default)
          for name, spec in PARAMS.items()}
+    for name, value in WORKLOAD_DEFAULTS.get(p["workload"], {}).items():
+        if p[name] is None:
+            p[name] = PARAMS[name].parse(name, value)
     memory = parse_size(p["memory"])
     page = 1 << PAGE_SHIFT
     if memory % page:
@@ -204,6 +264,31 @@ def resolve(raw: dict[str, Any]) -> dict[str, Any]:
         if start % page or end % page or end > memory:
             raise ParamError("holes", f"hole {h} is not page aligned inside memory {p['memory']}")
         holes.append((start >> PAGE_SHIFT, end >> PAGE_SHIFT))
+    if p["workload"] == "fragmenter" and p["holders"] is None:
+        p["holders"] = 200 * memory // (1 << 30)
+    cma = parse_size(p["cma_size"])
+    align = page << (max(p["max_order"], p["pageblock_order"]) if p["isolation"] == "maxorder"
+                     else p["pageblock_order"])
+    if cma % align:
+        raise ParamError("cma_size", f"{p['cma_size']} is not a multiple of the CMA alignment "
+                         f"({format_size(align)} with isolation = {p['isolation']})")
+    if cma > memory // 2:
+        raise ParamError("cma_size", f"{p['cma_size']} is more than half of memory")
+    if p["workload"] == "cma" and not cma:
+        raise ParamError("cma_size", "the cma workload needs a CMA area (cma_size > 0)")
+    if p["cma_chunk"] and parse_size(p["cma_chunk"]) > cma and p["workload"] == "cma":
+        raise ParamError("cma_chunk", f"{p['cma_chunk']} is larger than the CMA area")
+    block = parse_size(p["memory_block_size"]) if p["memory_block_size"] else section
+    movable_unit = max(block, page << p["max_order"])
+    movable = int(memory * p["movable_fraction"]) // movable_unit * movable_unit
+    if p["movable_fraction"] > 0 and movable == 0:
+        raise ParamError("movable_fraction", f"{p['movable_fraction']} of {p['memory']} is less than "
+                         f"one {format_size(movable_unit)} unit")
+    if cma and memory - movable < 2 * cma:
+        raise ParamError("cma_size", "the CMA area does not fit in ZONE_NORMAL")
+    p["_movable_pages"] = movable >> PAGE_SHIFT
+    p["_cma_pages"] = cma >> PAGE_SHIFT
+    p["_memory_block_pages"] = block >> PAGE_SHIFT
     p["nr_pages"] = nr_pages
     p["_holes_pfn"] = holes
     return p

@@ -1,4 +1,4 @@
-"""One simulation: build the zone, boot it, run the workload, collect the metrics.
+"""One simulation: build the node, boot it, run the workload, collect the metrics, run the probes.
 
 This is what a sweep cell runs; it returns plain Python data (JSON-ready).
 """
@@ -12,16 +12,17 @@ import numpy as np
 
 from kernels import MODEL_VERSION
 from kernels import constants as C
+from kernels import workloads as W
 from kernels.check import ERRORS, check_zone
 from kernels.page_alloc import boot_node
 from kernels.rng import seed_state
 from kernels.vmstat import extfrag_index, pagetypeinfo_blocks, pagetypeinfo_free, unusable_index
-from kernels.workloads import free_all, live_capacity, smallpages
 from kernels.zone import make_node
 
-from .params import MIGRATETYPE_CHOICES, public, resolve
+from .params import MIGRATETYPE_CHOICES, parse_size, public, resolve
+from .probes import run_probes
 
-# Counters reported in `counters`, by output name.
+# Counters reported in `counters`, by output name (summed over the zones).
 REPORTED_COUNTERS = {
     "alloc_ops": C.ALLOC_OPS, "alloc_fail": C.ALLOC_FAIL, "free_ops": C.FREE_OPS,
     "split_steps": C.SPLIT_STEPS, "merge_steps": C.MERGE_STEPS,
@@ -29,21 +30,31 @@ REPORTED_COUNTERS = {
     "fallback_claim": C.FALLBACK_CLAIM, "fallback_steal": C.FALLBACK_STEAL,
     "pgalloc_normal": C.PGALLOC, "pgfree": C.PGFREE,
     "pcp_refills": C.PCP_REFILLS, "pcp_drains": C.PCP_DRAINS,
+    "compact_stall": C.COMPACT_STALL, "compact_success": C.COMPACT_SUCCESS,
+    "compact_fail": C.COMPACT_FAIL, "compact_migrate_scanned": C.COMPACT_MIGRATE_SCANNED,
+    "compact_free_scanned": C.COMPACT_FREE_SCANNED, "compact_isolated": C.COMPACT_ISOLATED,
+    "pgmigrate_success": C.PGMIGRATE_SUCCESS, "pgmigrate_fail": C.PGMIGRATE_FAIL,
+    "compact_deferred": C.COMPACT_DEFERRED,
 }
+CLASS_ORDER_MIX = (  # small-order mixes per class of the steady-state workloads (orders 0..3)
+    (0.70, 0.15, 0.10, 0.05),   # unmovable: slab of several page orders, page tables, stacks
+    (0.90, 0.05, 0.03, 0.02),   # movable: anon and page cache, a few large folios
+    (0.90, 0.10, 0.00, 0.00),   # reclaimable: dentries, inodes
+)
 
 
 class SimulationError(RuntimeError):
     """The model broke one of its own invariants (a bug in the model, not in the input)."""
 
 
-def build_node(p: dict[str, Any]):
+def build_node(p: dict[str, Any], owner_slots: int = 0):
     memory_block_bits = None
     if p["memory_block_size"] is not None:
-        from .params import parse_size
         memory_block_bits = parse_size(p["memory_block_size"]).bit_length() - 1
     node = make_node(p["nr_pages"], p["max_order"], p["pageblock_order"], p["policy"],
                      p["_holes_pfn"], p["pcp"], p["min_free_kbytes"], p["section_bits"],
-                     memory_block_bits)
+                     memory_block_bits, p["_movable_pages"], owner_slots,
+                     p["isolation"] == "maxorder", p["_cma_pages"])
     boot_node(node)
     return node
 
@@ -56,54 +67,169 @@ def _order_weights(mix: str) -> np.ndarray:
     return np.cumsum(w)
 
 
+def _named(weights: str) -> dict[str, float]:
+    return {k: float(v) for k, v in (x.split("=") for x in weights.split(","))}
+
+
 def metrics(node) -> dict[str, Any]:
-    """buddyinfo, pagetypeinfo and the fragmentation indices of the current state."""
-    z = node[0]
+    """buddyinfo, pagetypeinfo and the fragmentation indices of the node (zones summed), and per
+    zone when there is more than one."""
     names = C.MIGRATETYPE_NAMES
-    free = pagetypeinfo_free(z)
-    blocks, mixed = pagetypeinfo_blocks(z)
-    nr_free = z.nr_free.copy()
-    return {
-        "buddyinfo": [int(x) for x in nr_free],
-        "nr_free_pages": int(z.stat[C.NR_FREE_PAGES]),
-        "pagetypeinfo": {
-            "free": {names[t]: [int(x) for x in free[t]] for t in range(C.MIGRATE_TYPES)},
-            "blocks": {names[t]: int(blocks[t]) for t in range(C.MIGRATE_TYPES)},
-            "mixed_blocks": {names[t]: int(mixed[t]) for t in range(C.MIGRATE_TYPES)},
-        },
-        "unusable_index": unusable_index(nr_free),
-        "extfrag_index": extfrag_index(nr_free),
-    }
+    per_zone = []
+    for z in node:
+        free = pagetypeinfo_free(z)
+        blocks, mixed = pagetypeinfo_blocks(z)
+        per_zone.append((z.nr_free.copy(), int(z.stat[C.NR_FREE_PAGES]), free, blocks, mixed))
+    nr_free = sum(x[0] for x in per_zone)
+    free = sum(x[2] for x in per_zone)
+    blocks = sum(x[3] for x in per_zone)
+    mixed = sum(x[4] for x in per_zone)
+
+    def shape(nr_free, nr_free_pages, free, blocks, mixed):
+        return {
+            "buddyinfo": [int(x) for x in nr_free],
+            "nr_free_pages": nr_free_pages,
+            "pagetypeinfo": {
+                "free": {names[t]: [int(x) for x in free[t]] for t in range(C.MIGRATE_TYPES)},
+                "blocks": {names[t]: int(blocks[t]) for t in range(C.MIGRATE_TYPES)},
+                "mixed_blocks": {names[t]: int(mixed[t]) for t in range(C.MIGRATE_TYPES)},
+            },
+            "unusable_index": unusable_index(nr_free),
+            "extfrag_index": extfrag_index(nr_free),
+        }
+
+    out = shape(nr_free, sum(x[1] for x in per_zone), free, blocks, mixed)
+    if len(node) > 1:
+        out["zones"] = {C.ZONE_NAMES[int(z.zp[C.ZP_ZONE_IDX])]: shape(*x) for z, x in zip(node, per_zone)}
+    return out
 
 
-def run(raw: dict[str, Any], zone_out: list | None = None) -> dict[str, Any]:
-    """Resolve `raw` parameters, simulate, and return the result object of `farm simulate --json`."""
-    p = resolve(raw)
-    node = build_node(p)
-    rng = seed_state(p["seed"])
-    live = np.zeros(live_capacity(p["nr_pages"], p["occupancy"]), dtype=np.int32)
+def _run_smallpages(node, p, rng, extra):
+    live = np.zeros(W.live_capacity(p["nr_pages"], p["occupancy"]), dtype=np.int32)
     mt = MIGRATETYPE_CHOICES[p["migratetype"]]
     weights = _order_weights(p["order_mix"])
-    # Compile (or load from the cache) before the clock starts: a zero-operation call.
-    smallpages(node, rng, 0, p["occupancy"], weights, mt, live, 0)
+    W.smallpages(node, rng, 0, p["occupancy"], weights, mt, live, 0)  # compile before the clock
     t0 = time.perf_counter()
-    nlive, code, where = smallpages(node, rng, p["ops"], p["occupancy"], weights, mt, live,
-                                    p["check_every"])
+    nlive, code, where = W.smallpages(node, rng, p["ops"], p["occupancy"], weights, mt, live,
+                                      p["check_every"])
     wall = time.perf_counter() - t0
+    if not code:
+        W.free_all(node, live, nlive)
+    return wall, p["ops"], code, where
+
+
+def _run_fragmenter(node, p, rng, extra):
+    nr_anon = int(p["fill"] * p["nr_pages"])
+    slots = len(node[0].owner)
+    kind = np.full(slots, -1, dtype=np.int8)
+    files = np.zeros(2 * (nr_anon // 64 + 2), dtype=np.int64)
+    t0 = time.perf_counter()
+    code, where, kept, pipes = W.fragmenter(node, rng, nr_anon, p["holders"], 64, 8, p["keep_files"],
+                                            32, kind, files, p["check_every"])
+    wall = time.perf_counter() - t0
+    extra.update({"fragmenter_files_kept": int(kept), "fragmenter_pipes": int(pipes)})
+    ops = int(sum(int(z.stat[C.ALLOC_OPS]) + int(z.stat[C.FREE_OPS]) for z in node))
+    return wall, ops, code, where
+
+
+def _run_steady_state(node, p, rng, extra):
+    wp = np.zeros(W.WP_SIZE, dtype=np.float64)
+    mix, life = _named(p["mix"]), _named(p["lifetime"])
+    wp[W.WP_OCCUPANCY] = p["occupancy"]
+    wp[W.WP_W_MOVABLE], wp[W.WP_W_UNMOVABLE], wp[W.WP_W_RECLAIMABLE] = (
+        mix.get("movable", 0), mix.get("unmovable", 0), mix.get("reclaimable", 0))
+    wp[W.WP_LIFE_MOVABLE], wp[W.WP_LIFE_UNMOVABLE], wp[W.WP_LIFE_RECLAIMABLE] = (
+        life.get("movable", 1), life.get("unmovable", 1), life.get("reclaimable", 1))
+    wp[W.WP_THP_FRACTION] = p["thp_fraction"]
+    wp[W.WP_PINNED_FRACTION] = p["pinned_fraction"]
+    wp[W.WP_PERIOD] = p["period"]
+    wp[W.WP_HOLD] = p["hold"]
+    wp[W.WP_THP_ORDER] = p["pageblock_order"]
+    normal = node[0]
+    if p["workload"] == "cma":
+        wp[W.WP_ACTION] = 1
+        count = parse_size(p["cma_chunk"]) >> C.PAGE_SHIFT
+        wp[W.WP_CMA_COUNT] = count
+        start, end = int(normal.zp[C.ZP_CMA_START]), int(normal.zp[C.ZP_CMA_END])
+        align = 1 << p["pageblock_order"] if count >= 1 << p["pageblock_order"] else 1
+        area = np.zeros(4 + end - start, dtype=np.int64)
+        area[:4] = (start, end, align, count)
+    elif p["workload"] == "hotplug":
+        wp[W.WP_ACTION] = 2
+        block = p["_memory_block_pages"]
+        area = np.array([0, block, p["nr_pages"] // block], dtype=np.int64)
+    else:
+        area = np.zeros(4, dtype=np.int64)
+    cum = np.array([np.cumsum(m) for m in CLASS_ORDER_MIX], dtype=np.float64)
+    slots_n = len(normal.owner)
+    slots = np.arange(slots_n, dtype=np.int32)[::-1].copy()
+    ht = np.zeros(slots_n, dtype=np.int64)
+    hs = np.zeros(slots_n, dtype=np.int32)
+    ws = np.zeros(W.WS_SIZE, dtype=np.int64)
+    ws[W.WS_FREE_SLOTS] = slots_n
+    ws[W.WS_HELD_PFN] = -1
+    reasons = np.zeros(16, dtype=np.int64)
+    cc = np.zeros(8, dtype=np.int64)
+    W.steady_state(node, cc, rng, 0, wp, cum, slots, ht, hs, ws, reasons, area, 0)
+    t0 = time.perf_counter()
+    code, where = W.steady_state(node, cc, rng, p["ops"], wp, cum, slots, ht, hs, ws, reasons,
+                                 area, p["check_every"])
+    wall = time.perf_counter() - t0
+    W.steady_state_drain(node, slots, ht, hs, ws, int(wp[W.WP_ACTION]), area)
+    extra.update({"thp_fault_alloc": int(ws[W.WS_THP_FAULT_ALLOC]),
+                  "thp_fault_fallback": int(ws[W.WS_THP_FAULT_FALLBACK]),
+                  "workload_alloc_failed": int(ws[W.WS_ALLOC_FAILED])})
+    if p["workload"] == "cma":
+        extra.update({"cma_alloc_success": int(ws[W.WS_ACTION_OK]),
+                      "cma_alloc_fail": int(ws[W.WS_ACTIONS] - ws[W.WS_ACTION_OK])})
+    if p["workload"] == "hotplug":
+        extra.update({"offline_success": int(ws[W.WS_ACTION_OK]),
+                      "offline_fail": int(ws[W.WS_ACTIONS] - ws[W.WS_ACTION_OK])})
+    return wall, p["ops"], code, where
+
+
+WORKLOAD_RUNNERS = {"smallpages": _run_smallpages, "fragmenter": _run_fragmenter,
+                    "mixed": _run_steady_state, "thp": _run_steady_state,
+                    "cma": _run_steady_state, "hotplug": _run_steady_state}
+
+
+def _owner_slots(p):
+    if p["workload"] == "fragmenter":
+        return int(p["fill"] * p["nr_pages"] * 1.25) + p["holders"] + 1024
+    if p["workload"] == "smallpages":
+        return 0
+    return W.live_capacity(p["nr_pages"], p["occupancy"])
+
+
+def run(raw: dict[str, Any], node_out: list | None = None) -> dict[str, Any]:
+    """Resolve `raw` parameters, simulate, and return the result object of `farm simulate --json`."""
+    p = resolve(raw)
+    node = build_node(p, _owner_slots(p))
+    rng = seed_state(p["seed"])
+    extra: dict[str, int] = {}
+    wall, ops, code, where = WORKLOAD_RUNNERS[p["workload"]](node, p, rng, extra)
     if code:
         raise SimulationError(f"check_zone failed during the workload: {ERRORS[code]} at pfn {where}")
-    free_all(node, live, nlive)
     if p["check_every"]:
         check_zone(node)
     out = {
         "params": public(p),
         "model_version": MODEL_VERSION,
-        "counters": {name: int(sum(z.stat[i] for z in node)) for name, i in REPORTED_COUNTERS.items()},
+        "counters": {name: int(sum(int(z.stat[i]) for z in node)) for name, i in REPORTED_COUNTERS.items()},
     }
+    out["counters"].update(extra)
     out.update(metrics(node))
-    out["timing"] = {"wall_s": wall, "ns_per_op": wall * 1e9 / p["ops"] if p["ops"] else 0.0}
-    if zone_out is not None:
-        zone_out.append(node)
+    out["timing"] = {"wall_s": wall, "ns_per_op": wall * 1e9 / ops if ops else 0.0}
+    if p["probe"]:
+        cc = np.zeros(8, dtype=np.int64)
+        bitmap = np.zeros(max(p["_cma_pages"], 1), dtype=np.int64)
+        t0 = time.perf_counter()
+        out["probes"] = run_probes(node, p["probe"], p, cc, bitmap)
+        out["timing"]["probes_s"] = time.perf_counter() - t0
+        if p["check_every"]:
+            check_zone(node)
+    if node_out is not None:
+        node_out.append(node)
     return out
 
 

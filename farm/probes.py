@@ -1,0 +1,178 @@
+"""Probes: what users measure on the final state of a simulation, as the kernel would be asked.
+
+A probe spec is `KIND[:KEY=VALUE,...]`. Probes run in order; pages they obtain (huge pages,
+gigantic pages) stay allocated until every probe has run, as a hugetlb pool keeps them.
+
+- `compact`: full compaction (echo 1 > /proc/sys/vm/compact_memory).
+- `hugepages:order=9,count=N`: allocate up to N blocks of that order the way hugetlb grows its
+  pool (movable allocation, direct compaction with retries; after the first failure the kernel
+  stops retrying hard on the node: __GFP_NORETRY).
+- `contig:size=2M,isolation=pageblock,attempts=N`: alloc_contig_range() on N naturally aligned
+  candidate ranges spread evenly over ZONE_NORMAL; each range obtained is released at once.
+- `gigantic:count=N[,size=1G]`: alloc_contig_pages() N times (hugetlb gigantic pages).
+- `offline:block=128M`: try to offline every memory block of that size (each success is put
+  online again before the next block is tried).
+- `cma:size=4M,count=N`: cma_alloc() N times from the CMA area; released when the probe ends.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from kernels import constants as C
+from kernels.compaction import GFP_NORETRY, GFP_RETRY, alloc_pages_gfp, compact_node
+from kernels.page_alloc import drain_all_pages, free_pages
+from kernels.page_isolation import (
+    CONTIG_OK, FAIL_REASON_NAMES, NR_FAIL_REASONS, alloc_contig_pages, alloc_contig_range,
+    cma_alloc, cma_release, free_contig_range, offline_pages, online_pages,
+)
+
+from .params import ParamError, format_size, parse_size
+
+# kind -> {key: (parser, default)}; a default of None means required
+PROBE_KEYS = {
+    "compact": {},
+    "hugepages": {"order": (int, 9), "count": (int, None)},
+    "contig": {"size": (parse_size, "2M"), "isolation": (str, None), "attempts": (int, 64)},
+    "gigantic": {"count": (int, 1), "size": (parse_size, "1G")},
+    "offline": {"block": (parse_size, None)},
+    "cma": {"size": (parse_size, "4M"), "count": (int, 1)},
+}
+
+
+def parse_probe(spec: str, key: str = "probe") -> tuple[str, dict, str]:
+    """'hugepages:order=9,count=100' -> ('hugepages', {'order': 9, 'count': 100}, canonical spec)."""
+    kind, _, rest = spec.strip().partition(":")
+    if kind not in PROBE_KEYS:
+        raise ParamError(key, f"unknown probe {kind!r}; probes: {', '.join(PROBE_KEYS)}")
+    given = {}
+    for part in filter(None, (x.strip() for x in rest.split(","))):
+        k, eq, v = part.partition("=")
+        if not eq or k not in PROBE_KEYS[kind]:
+            raise ParamError(key, f"probe {kind}: unknown or malformed setting {part!r} "
+                             f"(settings: {', '.join(PROBE_KEYS[kind]) or 'none'})")
+        parser = PROBE_KEYS[kind][k][0]
+        try:
+            given[k] = parser(v)
+        except (ValueError, ParamError):
+            raise ParamError(key, f"probe {kind}: bad value for {k}: {v!r}") from None
+    params = {}
+    for k, (parser, default) in PROBE_KEYS[kind].items():
+        if k in given:
+            params[k] = given[k]
+        elif default is not None:
+            params[k] = parser(default) if isinstance(default, str) and parser is parse_size else default
+        elif not (kind == "contig" and k == "isolation"):
+            raise ParamError(key, f"probe {kind} needs {k}=...")
+    if "isolation" in params and params["isolation"] not in ("pageblock", "maxorder"):
+        raise ParamError(key, "probe contig: isolation is pageblock or maxorder")
+    for k in ("count", "attempts"):
+        if k in params and params[k] < 0:
+            raise ParamError(key, f"probe {kind}: {k} must not be negative")
+    canon = ",".join(f"{k}={format_size(v) if PROBE_KEYS[kind][k][0] is parse_size else v}"
+                     for k, v in params.items())
+    return kind, params, f"{kind}:{canon}" if canon else kind
+
+
+def _stat_sum(node, idx):
+    return int(sum(int(z.stat[idx]) for z in node))
+
+
+def _result(kind, params, asked, obtained, migrated, reasons):
+    failures = {FAIL_REASON_NAMES[i]: int(n) for i, n in enumerate(reasons) if i != CONTIG_OK and n}
+    if kind == "hugepages" and obtained < asked:
+        failures = {"no_free_block_after_compaction": int(asked - obtained)}
+    return {"kind": kind, "params": params, "asked": int(asked), "obtained": int(obtained),
+            "success_rate": (obtained / asked) if asked else None,
+            "pages_migrated": int(migrated), "failure_reasons": failures}
+
+
+def run_probes(node, specs: list[str], p: dict, cc: np.ndarray, cma_bitmap: np.ndarray) -> list[dict]:
+    held: list[tuple[int, int]] = []     # (pfn, pages) obtained by hugepages / gigantic probes
+    out = []
+    normal = node[0]
+    for spec in specs:
+        kind, params, _ = parse_probe(spec)
+        reasons = np.zeros(NR_FAIL_REASONS, dtype=np.int64)
+        before = _stat_sum(node, C.PGMIGRATE_SUCCESS)
+        asked = obtained = 0
+        if kind == "compact":
+            drain_all_pages(node)
+            compact_node(node, cc)
+            asked = obtained = 1
+        elif kind == "hugepages":
+            order, asked = params["order"], params["count"]
+            if order > p["max_order"]:
+                raise ParamError("probe", f"hugepages order {order} exceeds max_order {p['max_order']}")
+            gfp = GFP_RETRY
+            for _ in range(asked):
+                pfn = alloc_pages_gfp(node, cc, order, C.MIGRATE_MOVABLE, C.PG_CONTIG, gfp)
+                if pfn >= 0:
+                    obtained += 1
+                    held.append((pfn, 0))
+                    gfp = GFP_RETRY
+                else:
+                    gfp = GFP_NORETRY
+        elif kind == "contig":
+            nr = params["size"] >> C.PAGE_SHIFT
+            old = int(normal.zp[C.ZP_CONTIG_MAXORDER])
+            if "isolation" in params:
+                normal.zp[C.ZP_CONTIG_MAXORDER] = int(params["isolation"] == "maxorder")
+            start, end = int(normal.zp[C.ZP_ZONE_START]), int(normal.zp[C.ZP_ZONE_END])
+            first = (start + nr - 1) // nr * nr
+            candidates = (end - first) // nr if nr else 0
+            asked = min(params["attempts"], candidates)
+            for i in range(asked):
+                pfn = first + (i * candidates // asked) * nr
+                r = alloc_contig_range(node, 0, pfn, pfn + nr, C.MIGRATE_MOVABLE)
+                reasons[r] += 1
+                if r == CONTIG_OK:
+                    obtained += 1
+                    free_contig_range(node, pfn, nr)
+            normal.zp[C.ZP_CONTIG_MAXORDER] = old
+        elif kind == "gigantic":
+            nr = params["size"] >> C.PAGE_SHIFT
+            asked = params["count"]
+            for _ in range(asked):
+                pfn = alloc_contig_pages(node, nr, reasons)
+                if pfn < 0:
+                    break
+                obtained += 1
+                held.append((pfn, nr))
+        elif kind == "offline":
+            nr = params["block"] >> C.PAGE_SHIFT
+            if nr < 1 << p["pageblock_order"] or nr & (nr - 1):
+                raise ParamError("probe", "offline block must be a power of two of at least a pageblock")
+            total = int(node[-1].zp[C.ZP_ZONE_END])
+            for start in range(0, total - nr + 1, nr):
+                asked += 1
+                r = offline_pages(node, start, nr)
+                reasons[r] += 1
+                if r == CONTIG_OK:
+                    obtained += 1
+                    online_pages(node, start, nr)
+        elif kind == "cma":
+            cma_start, cma_end = int(normal.zp[C.ZP_CMA_START]), int(normal.zp[C.ZP_CMA_END])
+            if cma_start == cma_end:
+                raise ParamError("probe", "the cma probe needs a CMA area (cma_size > 0)")
+            nr = params["size"] >> C.PAGE_SHIFT
+            align = 1 << p["pageblock_order"] if nr >= 1 << p["pageblock_order"] else 1
+            asked = params["count"]
+            got = []
+            for _ in range(asked):
+                pfn = cma_alloc(node, cma_start, cma_end, nr, align, cma_bitmap, reasons)
+                if pfn < 0:
+                    continue
+                obtained += 1
+                got.append(pfn)
+            for pfn in got:
+                cma_release(node, cma_start, pfn, nr, cma_bitmap)
+        migrated = _stat_sum(node, C.PGMIGRATE_SUCCESS) - before
+        out.append(_result(kind, {k: (format_size(v) if PROBE_KEYS[kind][k][0] is parse_size else v)
+                                  for k, v in params.items()}, asked, obtained, migrated, reasons))
+    for pfn, nr in held:
+        if nr:
+            free_contig_range(node, pfn, nr)
+        else:
+            free_pages(node, pfn)
+    return out
