@@ -1,6 +1,8 @@
 import sys
 from pathlib import Path
 
+import os
+
 import pytest
 
 TESTS = Path(__file__).resolve().parent
@@ -24,3 +26,14 @@ def zone_factory(request):
             raise
         raise
     return Model
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `heavy` simulate whole gigabytes: with NUMBA_DISABLE_JIT=1 (the coverage pass,
+    where the model runs as plain Python) they would take hours, so that pass skips them; the
+    smaller tests of the same files cover the same code."""
+    if os.environ.get("NUMBA_DISABLE_JIT") == "1":
+        skip = pytest.mark.skip(reason="heavy: run with the JIT only")
+        for item in items:
+            if "heavy" in item.keywords:
+                item.add_marker(skip)
