@@ -97,7 +97,7 @@ def find_large_buddy(z, pfn):
         if cand < z.zp[ZP_ZONE_START]:
             return -1
         if (z.page_flags[cand] & PG_BUDDY) and z.page_order[cand] > pb_order and \
-                cand + (1 << z.page_order[cand]) > pfn:
+                cand + (1 << int(z.page_order[cand])) > pfn:
             return cand
     return -1
 
@@ -279,7 +279,7 @@ def test_pages_isolated(z, start, end):
             return False
         if z.page_mt[p] != MIGRATE_ISOLATE:
             return False
-        p += 1 << z.page_order[p]
+        p += 1 << int(z.page_order[p])
     return True
 
 
