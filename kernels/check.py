@@ -8,6 +8,7 @@ import numpy as np
 from ._jit import jit
 
 from .constants import (
+    ZP_PCP_BASE,
     MERGE_HYGIENE, MERGE_PRE_5_19, MIGRATE_ISOLATE, MIGRATE_PCPTYPES, MIGRATE_TYPES,
     NR_FREE_CMA_PAGES, NR_FREE_PAGES, NR_PCP_LISTS, PCP_COUNT, PG_BUDDY, PG_HEAD, PG_PCP,
     PG_RESERVED, MIGRATE_CMA, ZP_MAX_ORDER, ZP_MERGE, ZP_PAGEBLOCK_ORDER, ZP_ZONE_END, ZP_ZONE_START,
@@ -118,7 +119,7 @@ def _check_zone(z):
         n = 0
         for mt in range(MIGRATE_TYPES):
             li = o * MIGRATE_TYPES + mt
-            p = z.free_head[li]
+            p = z.list_head[li]
             prev = -1
             while p >= 0:
                 if (z.prev[p] != prev or not (z.page_flags[p] & PG_BUDDY)
@@ -129,7 +130,7 @@ def _check_zone(z):
                     return 4, p
                 prev = p
                 p = z.next[p]
-            if z.free_tail[li] != prev:
+            if z.list_tail[li] != prev:
                 return 4, prev
         if n != z.nr_free[o]:
             return 5, o
@@ -138,7 +139,7 @@ def _check_zone(z):
         return 11, -1
     pcp_count = 0
     for pindex in range(NR_PCP_LISTS):
-        p = z.pcp_head[pindex]
+        p = z.list_head[z.zp[ZP_PCP_BASE] + pindex]
         prev = -1
         while p >= 0:
             if z.prev[p] != prev or not (z.page_flags[p] & PG_PCP):
@@ -146,7 +147,7 @@ def _check_zone(z):
             pcp_count += 1 << np.int64(z.page_order[p])
             prev = p
             p = z.next[p]
-        if z.pcp_tail[pindex] != prev:
+        if z.list_tail[z.zp[ZP_PCP_BASE] + pindex] != prev:
             return 10, prev
     if pcp_count != pcp_pages or pcp_count != z.stat[PCP_COUNT]:
         return 10, -1

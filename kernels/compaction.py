@@ -12,6 +12,7 @@ fast_find_migrateblock / fast_isolate_freepages (they change cost, not the reach
 
 from ._jit import jit
 from .constants import (
+    ZP_CC_BASE,
     ALLOC_FAIL, ALLOC_OPS, CACHED_FREE_PFN, CACHED_MIGRATE_PFN, CC_NR_FREEPAGES,
     COMPACT_CONSIDERED, COMPACT_DEFER_SHIFT, COMPACT_DEFERRED, COMPACT_FAIL, COMPACT_FREE_SCANNED,
     COMPACT_ISOLATED, COMPACT_MIGRATE_SCANNED, COMPACT_ORDER_FAILED, COMPACT_STALL,
@@ -164,9 +165,9 @@ def suitable_migration_source(z, pfn, cc_mt, async_direct):
 @jit
 def _cc_add(z, pfn, order, tail):
     if tail:
-        _list_add_tail(z.cc_head, z.cc_tail, z.next, z.prev, order, pfn)
+        _list_add_tail(z.list_head, z.list_tail, z.next, z.prev, z.zp[ZP_CC_BASE] + order, pfn)
     else:
-        _list_add(z.cc_head, z.cc_tail, z.next, z.prev, order, pfn)
+        _list_add(z.list_head, z.list_tail, z.next, z.prev, z.zp[ZP_CC_BASE] + order, pfn)
     z.page_flags[pfn] |= PG_ISOLATED
     z.page_order[pfn] = order
     z.stat[CC_NR_FREEPAGES] += 1 << order
@@ -174,7 +175,7 @@ def _cc_add(z, pfn, order, tail):
 
 @jit
 def _cc_del(z, pfn, order):
-    _list_del(z.cc_head, z.cc_tail, z.next, z.prev, order, pfn)
+    _list_del(z.list_head, z.list_tail, z.next, z.prev, z.zp[ZP_CC_BASE] + order, pfn)
     z.page_flags[pfn] &= PG_MASK ^ PG_ISOLATED
     z.page_order[pfn] = -1
     z.stat[CC_NR_FREEPAGES] -= 1 << order
@@ -244,7 +245,7 @@ def compaction_alloc(z, cc, order):
     scanned = False
     while True:
         for o in range(order, max_order + 1):
-            pfn = z.cc_head[o]
+            pfn = z.list_head[z.zp[ZP_CC_BASE] + o]
             if pfn >= 0:
                 _cc_del(z, pfn, o)
                 while o > order:
@@ -261,8 +262,8 @@ def compaction_alloc(z, cc, order):
 def release_freepages(z):
     """release_free_list(): give the compaction's unused isolated pages back to the buddy."""
     for o in range(z.zp[ZP_MAX_ORDER] + 1):
-        while z.cc_head[o] >= 0:
-            pfn = z.cc_head[o]
+        while z.list_head[z.zp[ZP_CC_BASE] + o] >= 0:
+            pfn = z.list_head[z.zp[ZP_CC_BASE] + o]
             _cc_del(z, pfn, o)
             _free_to_buddy(z, pfn, o, False)
 
@@ -361,9 +362,9 @@ def compact_finished(z, cc):
     max_order = z.zp[ZP_MAX_ORDER]
     for o in range(order, max_order + 1):
         base = o * MIGRATE_TYPES
-        if z.free_head[base + mt] >= 0:
+        if z.list_head[base + mt] >= 0:
             return COMPACT_SUCCESS_RESULT
-        if mt == MIGRATE_MOVABLE and z.free_head[base + MIGRATE_CMA] >= 0:
+        if mt == MIGRATE_MOVABLE and z.list_head[base + MIGRATE_CMA] >= 0:
             return COMPACT_SUCCESS_RESULT
         if should_try_claim_block(z, o, mt) and find_suitable_fallback(z, o, mt) >= 0:
             return COMPACT_SUCCESS_RESULT

@@ -83,7 +83,9 @@ ZP_HUGETLB_SKIP = 25      # alloc_contig_pages() skips ranges holding hugetlb pa
 ZP_CONTIG_MAXORDER = 26   # alloc_contig_range() isolates max(MAX_ORDER, pageblock) blocks (pre-5.19)
 ZP_CMA_START = 27         # the CMA area [start, end) inside this zone (start == end: none)
 ZP_CMA_END = 28
-ZP_SIZE = 29
+ZP_PCP_BASE = 29          # first pcp list in the zone's list_head / list_tail arrays
+ZP_CC_BASE = 30           # first list of compaction's isolated free pages
+ZP_SIZE = 31
 
 ZONE_NORMAL = 0
 ZONE_MOVABLE = 1

@@ -57,7 +57,7 @@ class Model:
         out = {}
         for o in range(self.max_order + 1):
             for mt in range(C.MIGRATE_TYPES):
-                lst = self._walk(z.free_head, z.next, o * C.MIGRATE_TYPES + mt)
+                lst = self._walk(z.list_head, z.next, o * C.MIGRATE_TYPES + mt)
                 if lst:
                     out[(o, mt)] = lst
         return out
@@ -66,7 +66,7 @@ class Model:
         z = self.zone
         out = {}
         for i in range(C.NR_PCP_LISTS):
-            lst = self._walk(z.pcp_head, z.next, i)
+            lst = self._walk(z.list_head, z.next, int(z.zp[C.ZP_PCP_BASE]) + i)
             if lst:
                 out[i] = lst
         return out

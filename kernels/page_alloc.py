@@ -8,6 +8,7 @@ NUMBA_DISABLE_JIT=1 they run as plain Python (the coverage pass of the test suit
 from ._jit import jit
 
 from .constants import (
+    ZP_PCP_BASE,
     ALLOC_FAIL, ALLOC_OPS, FALLBACK_A, FALLBACK_B, FALLBACK_CLAIM, FALLBACK_D, FALLBACK_STEAL,
     FREE_OPS, MERGE_HYGIENE, MERGE_PRE_5_19, MERGE_STEPS, MIGRATE_CMA, MIGRATE_HIGHATOMIC,
     MIGRATE_ISOLATE, MIGRATE_MOVABLE, MIGRATE_PCPTYPES, MIGRATE_RECLAIMABLE, MIGRATE_TYPES,
@@ -106,9 +107,9 @@ def _add_to_free_list(z, pfn, order, mt, tail):
     """__add_to_free_list() + set_buddy_order(): no accounting."""
     li = order * MIGRATE_TYPES + mt
     if tail:
-        _list_add_tail(z.free_head, z.free_tail, z.next, z.prev, li, pfn)
+        _list_add_tail(z.list_head, z.list_tail, z.next, z.prev, li, pfn)
     else:
-        _list_add(z.free_head, z.free_tail, z.next, z.prev, li, pfn)
+        _list_add(z.list_head, z.list_tail, z.next, z.prev, li, pfn)
     z.page_flags[pfn] |= PG_BUDDY
     z.page_order[pfn] = order
     z.page_mt[pfn] = mt
@@ -119,7 +120,7 @@ def _add_to_free_list(z, pfn, order, mt, tail):
 def _del_page_from_free_list(z, pfn, order, mt):
     """__del_page_from_free_list(): unlink, clear PageBuddy; no accounting."""
     li = order * MIGRATE_TYPES + mt
-    _list_del(z.free_head, z.free_tail, z.next, z.prev, li, pfn)
+    _list_del(z.list_head, z.list_tail, z.next, z.prev, li, pfn)
     z.page_flags[pfn] &= PG_MASK ^ PG_BUDDY
     z.page_order[pfn] = -1
     z.nr_free[order] -= 1
@@ -132,11 +133,11 @@ def move_to_free_list(z, pfn, order, new_mt):
     old_mt = int(z.page_mt[pfn])
     li_old = order * MIGRATE_TYPES + old_mt
     li_new = order * MIGRATE_TYPES + new_mt
-    _list_del(z.free_head, z.free_tail, z.next, z.prev, li_old, pfn)
+    _list_del(z.list_head, z.list_tail, z.next, z.prev, li_old, pfn)
     if z.zp[ZP_MOVE_TO_TAIL]:
-        _list_add_tail(z.free_head, z.free_tail, z.next, z.prev, li_new, pfn)
+        _list_add_tail(z.list_head, z.list_tail, z.next, z.prev, li_new, pfn)
     else:
-        _list_add(z.free_head, z.free_tail, z.next, z.prev, li_new, pfn)
+        _list_add(z.list_head, z.list_tail, z.next, z.prev, li_new, pfn)
     z.page_mt[pfn] = new_mt
     account_freepages(z, -(1 << order), old_mt)
     account_freepages(z, 1 << order, new_mt)
@@ -176,7 +177,7 @@ def _rmqueue_smallest(z, order, mt):
     max_order = z.zp[ZP_MAX_ORDER]
     for o in range(order, max_order + 1):
         z.stat[ORDERS_SCANNED] += 1
-        pfn = z.free_head[o * MIGRATE_TYPES + mt]
+        pfn = z.list_head[o * MIGRATE_TYPES + mt]
         if pfn < 0:
             continue
         page_del_and_expand(z, pfn, order, o, mt)
@@ -216,7 +217,7 @@ def find_suitable_fallback(z, order, start_mt):
         return -1
     for i in range(2):
         fb = _fallback_type(start_mt, i)
-        if z.free_head[order * MIGRATE_TYPES + fb] >= 0:
+        if z.list_head[order * MIGRATE_TYPES + fb] >= 0:
             return fb
     return -1
 
@@ -335,7 +336,7 @@ def _rmqueue_fallback_v6_1(z, order, start_mt):
     o, fb, can_steal = _fallback_search(z, order, start_mt)
     if o < 0:
         return False
-    pfn = z.free_head[o * MIGRATE_TYPES + fb]
+    pfn = z.list_head[o * MIGRATE_TYPES + fb]
     steal_suitable_fallback_v6_1(z, pfn, start_mt, can_steal)
     return True
 
@@ -372,7 +373,7 @@ def _rmqueue_fallback_v6_10(z, order, start_mt):
     o, fb, can_steal = _fallback_search(z, order, start_mt)
     if o < 0:
         return -1
-    pfn = z.free_head[o * MIGRATE_TYPES + fb]
+    pfn = z.list_head[o * MIGRATE_TYPES + fb]
     return steal_suitable_fallback_v6_10(z, pfn, o, order, start_mt, can_steal)
 
 
@@ -409,7 +410,7 @@ def _rmqueue_claim(z, order, start_mt):
         fb = find_suitable_fallback(z, o, start_mt)
         if fb < 0:
             continue
-        pfn = z.free_head[o * MIGRATE_TYPES + fb]
+        pfn = z.list_head[o * MIGRATE_TYPES + fb]
         pfn = try_to_claim_block(z, pfn, o, order, start_mt, fb)
         if pfn >= 0:
             return pfn
@@ -425,7 +426,7 @@ def _rmqueue_steal(z, order, start_mt):
         fb = find_suitable_fallback(z, o, start_mt)
         if fb < 0:
             continue
-        pfn = z.free_head[o * MIGRATE_TYPES + fb]
+        pfn = z.list_head[o * MIGRATE_TYPES + fb]
         page_del_and_expand(z, pfn, order, o, fb)
         z.stat[FALLBACK_STEAL] += 1
         return pfn
@@ -488,9 +489,9 @@ def zone_watermark_ok(z, order, mark, alloc_cma, lowmem_reserve):
             continue
         base = o * MIGRATE_TYPES
         for mt in range(MIGRATE_PCPTYPES):
-            if z.free_head[base + mt] >= 0:
+            if z.list_head[base + mt] >= 0:
                 return True
-        if alloc_cma and z.free_head[base + MIGRATE_CMA] >= 0:
+        if alloc_cma and z.list_head[base + MIGRATE_CMA] >= 0:
             return True
     return False
 
@@ -527,7 +528,7 @@ def pindex_to_order(z, pindex):
 
 @jit
 def _pcp_del(z, pindex, pfn):
-    _list_del(z.pcp_head, z.pcp_tail, z.next, z.prev, pindex, pfn)
+    _list_del(z.list_head, z.list_tail, z.next, z.prev, z.zp[ZP_PCP_BASE] + pindex, pfn)
     z.page_flags[pfn] &= PG_MASK ^ PG_PCP
     z.page_order[pfn] = -1
     z.stat[PCP_COUNT] -= 1 << pindex_to_order(z, pindex)
@@ -544,7 +545,7 @@ def rmqueue_bulk(z, order, count, pindex, mt, alloc_cma):
         pfn, mode = _rmqueue(z, order, mt, alloc_cma, mode)
         if pfn < 0:
             break
-        _list_add_tail(z.pcp_head, z.pcp_tail, z.next, z.prev, pindex, pfn)
+        _list_add_tail(z.list_head, z.list_tail, z.next, z.prev, z.zp[ZP_PCP_BASE] + pindex, pfn)
         z.page_flags[pfn] |= PG_PCP
         z.page_order[pfn] = order
         allocated += 1
@@ -557,12 +558,12 @@ def _rmqueue_pcplist(z, order, mt, alloc_cma):
     """rmqueue_pcplist() / __rmqueue_pcplist()."""
     pindex = order_to_pindex(order, mt)
     z.stat[PCP_FREE_FACTOR] >>= 1
-    if z.pcp_head[pindex] < 0:
+    if z.list_head[z.zp[ZP_PCP_BASE] + pindex] < 0:
         batch = z.zp[ZP_PCP_BATCH]
         if batch > 1:
             batch = max(batch >> order, 2)
         rmqueue_bulk(z, order, batch, pindex, mt, alloc_cma)
-    pfn = z.pcp_head[pindex]
+    pfn = z.list_head[z.zp[ZP_PCP_BASE] + pindex]
     if pfn >= 0:
         _pcp_del(z, pindex, pfn)
     return pfn
@@ -580,17 +581,17 @@ def _free_pcppages_bulk(z, count, pindex):
             pindex += 1
             if pindex > NR_PCP_LISTS - 1:
                 pindex = 0
-            if z.pcp_head[pindex] >= 0:
+            if z.list_head[z.zp[ZP_PCP_BASE] + pindex] >= 0:
                 break
         order = pindex_to_order(z, pindex)
         while True:
-            pfn = z.pcp_tail[pindex]
+            pfn = z.list_tail[z.zp[ZP_PCP_BASE] + pindex]
             # <= 6.9: the type recorded with the page; 6.10+: the pageblock's current type
             mt = int(z.page_mt[pfn]) if pre_hygiene else get_pageblock_migratetype(z, pfn)
             _pcp_del(z, pindex, pfn)
             count -= 1 << order
             _free_one_page(z, pfn, order, mt, False)
-            if count <= 0 or z.pcp_head[pindex] < 0:
+            if count <= 0 or z.list_head[z.zp[ZP_PCP_BASE] + pindex] < 0:
                 break
 
 
@@ -621,7 +622,7 @@ def free_unref_page(z, pfn, order):
     if mt >= MIGRATE_PCPTYPES:
         mt = MIGRATE_MOVABLE
     pindex = order_to_pindex(order, mt)
-    _list_add(z.pcp_head, z.pcp_tail, z.next, z.prev, pindex, pfn)
+    _list_add(z.list_head, z.list_tail, z.next, z.prev, z.zp[ZP_PCP_BASE] + pindex, pfn)
     z.page_flags[pfn] |= PG_PCP
     z.page_order[pfn] = order
     z.stat[PCP_COUNT] += 1 << order

@@ -15,7 +15,7 @@ def pagetypeinfo_free(z):
     out = np.zeros((MIGRATE_TYPES, nr_orders), dtype=np.int64)
     for o in range(nr_orders):
         for mt in range(MIGRATE_TYPES):
-            p = z.free_head[o * MIGRATE_TYPES + mt]
+            p = z.list_head[o * MIGRATE_TYPES + mt]
             while p >= 0:
                 out[mt, o] += 1
                 p = z.next[p]

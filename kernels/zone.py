@@ -22,14 +22,15 @@ class Zone(NamedTuple):
     next: np.ndarray        # int32[N]         intrusive list links (free lists and pcp lists), -1 = none
     prev: np.ndarray        # int32[N]
     pb_mt: np.ndarray       # uint8[nr_pageblocks]   pageblock migratetype
-    free_head: np.ndarray   # int32[NR * MIGRATE_TYPES]  free_area[order].free_list[mt] at order*MIGRATE_TYPES+mt
-    free_tail: np.ndarray   # int32[NR * MIGRATE_TYPES]
+    list_head: np.ndarray   # int32[lists]     heads of every list of the zone: free_area[order].free_list[mt]
+                            #                  at order*MIGRATE_TYPES+mt, then the pcp lists from
+                            #                  zp[ZP_PCP_BASE], then compaction's isolated free pages by
+                            #                  order from zp[ZP_CC_BASE] (one array: numba passes
+                            #                  every field of the tuple, and fewer fields keep the
+                            #                  hot calls inlined and cheap)
+    list_tail: np.ndarray   # int32[lists]
     nr_free: np.ndarray     # int64[NR]        free_area[order].nr_free
-    pcp_head: np.ndarray    # int32[NR_PCP_LISTS]
-    pcp_tail: np.ndarray    # int32[NR_PCP_LISTS]
     stat: np.ndarray        # int64[NR_STATS]  counters (constants.NR_FREE_PAGES ...) and zone state
-    cc_head: np.ndarray     # int32[NR]        the running compaction's isolated free pages, by order
-    cc_tail: np.ndarray     # int32[NR]
     owner: np.ndarray       # int32[slots]     owner slot -> pfn of the block it holds (shared); an
                             #                  allocated head keeps its slot in next[] (-1: none),
                             #                  so migration can tell the owner where its block went
@@ -168,16 +169,15 @@ def make_node(nr_pages: int, max_order: int, pageblock_order: int, policy: str =
             zp[C.ZP_CMA_END] = cma_end
             shared["pb_mt"][(cma_end - cma_pages) >> pageblock_order:cma_end >> pageblock_order] = C.MIGRATE_CMA
         nr_orders = max_order + 1
+        zp[C.ZP_PCP_BASE] = nr_orders * C.MIGRATE_TYPES
+        zp[C.ZP_CC_BASE] = zp[C.ZP_PCP_BASE] + C.NR_PCP_LISTS
+        nr_lists = zp[C.ZP_CC_BASE] + nr_orders
         zones.append(Zone(
             zp=zp,
-            free_head=np.full(nr_orders * C.MIGRATE_TYPES, -1, dtype=np.int32),
-            free_tail=np.full(nr_orders * C.MIGRATE_TYPES, -1, dtype=np.int32),
+            list_head=np.full(nr_lists, -1, dtype=np.int32),
+            list_tail=np.full(nr_lists, -1, dtype=np.int32),
             nr_free=np.zeros(nr_orders, dtype=np.int64),
-            pcp_head=np.full(C.NR_PCP_LISTS, -1, dtype=np.int32),
-            pcp_tail=np.full(C.NR_PCP_LISTS, -1, dtype=np.int32),
             stat=np.zeros(C.NR_STATS, dtype=np.int64),
-            cc_head=np.full(nr_orders, -1, dtype=np.int32),
-            cc_tail=np.full(nr_orders, -1, dtype=np.int32),
             **shared,
         ))
     return tuple(zones)

@@ -164,7 +164,7 @@ def test_check_zone_catches_hygiene_violation():
 
 def test_check_zone_catches_broken_links():
     def unlink(z, pfn):
-        head = z.free_head[1 * C.MIGRATE_TYPES + C.MIGRATE_MOVABLE]
+        head = z.list_head[1 * C.MIGRATE_TYPES + C.MIGRATE_MOVABLE]
         z.prev[head] = 5
     _corrupt(unlink)
 
