@@ -65,3 +65,81 @@ def main(out_json: str | None, quick: bool) -> int:
         with open(os.path.splitext(out_json)[0] + ".md", "w") as f:
             f.write(f"machine: {info}\n\n{to_markdown(rows)}\n")
     return 0
+
+
+def bench_sweep(path: str, workers=(1, 2), cells: int | None = None) -> list[dict[str, Any]]:
+    """Run a sweep (or its first `cells` cells) on an embedded Ray with 1 and then 2 workers,
+    each into a fresh temporary folder, and time the compute phase (first task submitted to last
+    result stored; Ray's start and the numba warm-up are reported apart)."""
+    import dataclasses
+    import tempfile
+
+    from .runner import run_sweep
+    from .sweep import load_plan
+
+    plan = load_plan(path)
+    if cells:
+        plan = dataclasses.replace(plan, cells=plan.cells[:cells])
+    rows = []
+    for n in workers:
+        with tempfile.TemporaryDirectory(prefix="farm-bench-") as out:
+            s = run_sweep(plan, out, workers=n, progress=False)
+        if s.status != "complete" or s.computed != len(plan.cells):
+            raise RuntimeError(f"bench run with {n} workers did not finish: {s.status}, "
+                               f"{s.computed} of {len(plan.cells)} cells")
+        rows.append({"benchmark": f"sweep {plan.name}", "cells": s.computed, "workers": n,
+                     "batches": s.batches, "compute_s": round(s.compute_s, 2),
+                     "cells_per_min": round(60 * s.computed / s.compute_s, 1),
+                     "ray_start_s": round(s.ray_start_s, 2), "wall_s": round(s.wall_s, 2),
+                     "errors": s.errors})
+    t1 = rows[0]["compute_s"]
+    for r in rows:
+        r["efficiency"] = round(t1 / (r["workers"] * r["compute_s"]), 3)
+    return rows
+
+
+_SCALING_LOOP = """
+import sys, time
+from farm.simulate import run
+params = {"memory": "64M", "ops": int(sys.argv[1])}
+run({**params, "ops": 1000})
+t0 = time.perf_counter()
+for _ in range(3):
+    run(params)
+print(time.perf_counter() - t0)
+"""
+
+
+def machine_scaling(processes: int = 2, ops: int = 300_000) -> float:
+    """What the machine itself gives: the same model loop in 1 process, then in `processes`
+    processes at once, without Ray; -> t1 / t_n (1.0 = perfect scaling). The ceiling of a
+    sweep's parallel efficiency (cores that are SMT siblings, or a CPU quota, give less)."""
+    import subprocess
+    import sys
+
+    def timed(n: int) -> float:
+        procs = [subprocess.Popen([sys.executable, "-c", _SCALING_LOOP, str(ops)], stdout=subprocess.PIPE,
+                                  text=True) for _ in range(n)]
+        return statistics.mean(float(p.communicate()[0]) for p in procs)
+
+    return timed(1) / timed(processes)
+
+
+def sweep_main(path: str, out_json: str | None, quick: bool, cells: int | None) -> int:
+    rows = bench_sweep(path, cells=cells or (8 if quick else None))
+    ceiling = machine_scaling(ops=20_000 if quick else 300_000)
+    info = machine_info()
+    print(f"machine: {info}")
+    print(to_markdown(rows))
+    n = rows[-1]["workers"]
+    eff = rows[-1]["efficiency"]
+    summary = (f"parallel efficiency, {n} workers vs 1: {eff:.3f} (t1 / ({n} t2)); the machine's own "
+               f"scaling, the same model loop in 1 and {n} plain processes: {ceiling:.3f}")
+    print(summary)
+    if out_json:
+        with open(out_json, "w") as f:
+            json.dump({"machine": info, "results": rows, "efficiency": eff,
+                       "machine_scaling": round(ceiling, 3)}, f, indent=2)
+        with open(os.path.splitext(out_json)[0] + ".md", "w") as f:
+            f.write(f"machine: {info}\n\n{to_markdown(rows)}\n\n{summary}\n")
+    return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from .params import PARAMS, ParamError
 
@@ -15,12 +16,16 @@ def _option(name: str) -> str:
 
 def _add_param_options(parser: argparse.ArgumentParser) -> None:
     groups = {"model": parser.add_argument_group("model"),
-              "workload": parser.add_argument_group("workload")}
+              "workload": parser.add_argument_group("workload"),
+              "probe": parser.add_argument_group("probes")}
     for spec in PARAMS.values():
         g = groups[spec.group]
         default = spec.default if spec.default not in (None, []) else "-"
         help_text = f"{spec.help} [default: {default}]"
-        if isinstance(spec.default, bool):
+        if isinstance(spec.default, list):
+            g.add_argument(_option(spec.name), dest=spec.name, default=None, metavar="SPEC",
+                           action="append", help=help_text)
+        elif isinstance(spec.default, bool):
             g.add_argument(_option(spec.name), dest=spec.name, default=None,
                            action=argparse.BooleanOptionalAction, help=help_text)
         else:
@@ -57,8 +62,153 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    if args.sweep:
+        from .bench import sweep_main
+        from .sweep import SweepError
+        try:
+            return sweep_main(args.sweep, args.out, args.quick, args.cells)
+        except SweepError as e:
+            return _fail("bench", str(e))
     from .bench import main as bench_main
     return bench_main(args.out, args.quick)
+
+
+# -- sweeps ---------------------------------------------------------------------------------
+
+def _fail(command: str, message: str) -> int:
+    print(f"farm {command}: error: {message}", file=sys.stderr)
+    return 2
+
+
+def _default_out(plan) -> Path:
+    return Path("runs") / plan.name
+
+
+def _stored_counts(out: Path, ids: list[str]) -> tuple[int, int]:
+    """(ok, error) cells of `ids` stored in `out` (nothing is created)."""
+    from .store import Store
+    store = Store(out)
+    if not store.exists():
+        return 0, 0
+    status = store.status()
+    ok = sum(1 for i in ids if status.get(i) == "ok")
+    return ok, sum(1 for i in ids if status.get(i) == "error")
+
+
+def _values(values: list) -> str:
+    return ", ".join(str(v) if v != "" else '""' for v in values)
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from .store import StoreError
+    from .sweep import SweepError, load_plan
+    try:
+        plan = load_plan(args.sweep)
+        out = Path(args.out) if args.out else _default_out(plan)
+        done, errors = _stored_counts(out, [c.id for c in plan.cells])
+    except SweepError as e:
+        return _fail("plan", str(e))
+    except StoreError as e:
+        return _fail("plan", str(e))
+    info = plan.summary()
+    info.update(out=str(out), done=done, errors=errors, missing=len(plan.cells) - done - errors)
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    print(f"sweep {plan.name} ({plan.file})" + (f": {plan.description}" if plan.description else ""))
+    print(f"cells: {len(plan.cells)} ({plan.candidates} combinations x seeds, minus {plan.excluded} "
+          f"excluded, {plan.dropped} dropped, {plan.duplicates} duplicates)")
+    for key, why in plan.dropped_reasons.items():
+        print(f"  dropped {why['cells']} on {key}, e.g. {why['example']}")
+    print(f"seeds: {_values(plan.seeds)}")
+    width = max((len(k) for k in info["axes"]), default=0)
+    print("axes:" + ("" if info["axes"] else " none"))
+    for name, values in info["axes"].items():
+        tag = "  (zip)" if name in plan.zip else ""
+        print(f"  {name:<{width}}  {_values(values)}{tag}")
+    if info["base"]:
+        print("base: " + ", ".join(f"{k} = {v}" for k, v in info["base"].items()))
+    print(f"stored in {out}: {done} done, {errors} errors, {info['missing']} missing")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .store import StoreError
+    from .sweep import SweepError, load_plan
+    try:
+        plan = load_plan(args.sweep)
+    except SweepError as e:
+        return _fail("run", str(e))
+    if args.workers is not None and args.workers < 1:
+        return _fail("run", f"--workers: expected at least 1, got {args.workers}")
+    if args.batch_size is not None and args.batch_size < 1:
+        return _fail("run", f"--batch-size: expected at least 1, got {args.batch_size}")
+    out = Path(args.out) if args.out else _default_out(plan)
+    if out.exists() and not out.is_dir():
+        return _fail("run", f"{out}: exists and is not a folder")
+
+    def log(message: str) -> None:
+        if not args.quiet:
+            print(f"farm run: {message}", file=sys.stderr)
+
+    try:
+        from .runner import RunnerError, run_sweep
+        try:
+            s = run_sweep(plan, out, address=args.address, workers=args.workers,
+                          rerun_failed=args.rerun_failed, batch_size=args.batch_size,
+                          progress=not args.quiet, log=log)
+        except (RunnerError, StoreError) as e:
+            return _fail("run", str(e))
+    except KeyboardInterrupt:  # outside the runner's own handling (importing Ray, shutting it down)
+        print(f"{plan.name}: interrupted; run the same command again to compute the missing cells")
+        return 130
+    rate = s.computed / s.compute_s if s.compute_s > 0 else 0.0
+    if s.status == "nothing to do":
+        print(f"{plan.name}: nothing to compute: all {s.planned} cells are stored in {out}"
+              + (f" ({s.errors_total} errors; --rerun-failed computes them again)" if s.errors_total else ""))
+    elif s.batches == 0:
+        print(f"{plan.name}: {s.planned} cells; {s.stored_before} already stored; none computed")
+    else:
+        print(f"{plan.name}: {s.planned} cells; {s.stored_before} already stored; computed {s.computed} "
+              f"({s.errors} errors) in {s.compute_s:.1f} s, {rate:.2f} cells/s on {s.workers} workers, "
+              f"{s.nodes} node(s); numba warm-up {s.warm_s:.1f} s; wall {s.wall_s:.1f} s")
+        for ex in s.error_examples:
+            print(f"  error in cell {ex['cell_id']}: {ex['error']}")
+    if s.status == "interrupted":
+        missing = s.todo - s.computed
+        print(f"interrupted: {missing} cells missing; run the same command again to compute them")
+        return 130
+    print(f"results: {out} (farm ls {out})")
+    return 1 if s.errors_total else 0
+
+
+def cmd_ls(args: argparse.Namespace) -> int:
+    from .store import StoreError, summarise
+    try:
+        info = summarise(Path(args.dir))
+    except StoreError as e:
+        return _fail("ls", str(e))
+    if args.json:
+        print(json.dumps(info, indent=2, default=str))
+        return 0
+    print(f"{args.dir}: {info['rows']} cells stored ({info['ok']} ok, {info['error']} errors), "
+          f"{info['columns']} columns ({len(info['params'])} parameters, {info['metrics']} metrics)")
+    for name, sw in info["sweeps"].items():
+        print(f"  sweep {name} ({sw.get('file', '?')}), model {sw.get('model_version', '?')}: "
+              f"{sw['stored']} of {sw['cells']} planned cells stored, {sw['missing']} missing")
+    print(f"  model versions: {', '.join(info['model_versions'])}")
+    width = max((len(k) for k in info["axes"]), default=0)
+    for name, values in info["axes"].items():
+        print(f"  {name:<{width}}  {_values(values)}")
+    if info["cell_s_total"] is not None:
+        print(f"  cell time: {info['cell_s_total']:.1f} s in all, median {info['cell_s_median']:.3f} s")
+    for run in info["runs"][-3:]:
+        print(f"  run {run['run_id']}: {run['status']}, computed {run['computed']} ({run['errors']} errors) "
+              f"in {run['compute_s']:.1f} s on {run['workers']} workers")
+    for err in info["errors"][:10]:
+        print(f"  error {err['cell_id']}: {err['error']}")
+        print(f"    rerun: {err['command']}")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -79,7 +229,43 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("-o", "--out", metavar="FILE.json",
                        help="also write the results as JSON and a Markdown table beside it")
     bench.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run")
+    bench.add_argument("--sweep", metavar="SWEEP.toml",
+                       help="instead: run this sweep with 1 and then 2 workers (embedded Ray) and "
+                            "report cells per minute and the parallel efficiency t1 / (2 t2)")
+    bench.add_argument("--cells", type=int, metavar="N", help="with --sweep: only the first N cells")
     bench.set_defaults(func=cmd_bench)
+
+    plan = sub.add_parser("plan", help="validate and expand a sweep file; count its cells",
+                          description="Validate a sweep file, expand it into cells and count them, "
+                                      "and how many are already stored in the output folder.")
+    plan.add_argument("sweep", metavar="SWEEP.toml")
+    plan.add_argument("--out", metavar="DIR", help="results folder [default: runs/<sweep name>]")
+    plan.add_argument("--json", action="store_true", help="print the plan as one JSON object")
+    plan.set_defaults(func=cmd_plan)
+
+    run = sub.add_parser("run", help="run a sweep on Ray (embedded, or a cluster with --address)",
+                         description="Run the cells of a sweep that are not stored yet, on an embedded "
+                                     "local Ray or on a cluster; results are stored as they arrive.")
+    run.add_argument("sweep", metavar="SWEEP.toml")
+    run.add_argument("--out", metavar="DIR", help="results folder [default: runs/<sweep name>]")
+    run.add_argument("--address", metavar="ADDR",
+                     help="join the Ray cluster at ADDR (HEAD:6379) [default: $RAY_ADDRESS, else an "
+                          "embedded local Ray]")
+    run.add_argument("--workers", type=int, metavar="N",
+                     help="worker processes (embedded) or at most N cells at once (cluster) "
+                          "[default: every core]")
+    run.add_argument("--rerun-failed", action="store_true",
+                     help="compute the cells stored with status error again")
+    run.add_argument("--batch-size", type=int, metavar="N",
+                     help="cells per Ray task [default: about 2 s of work per task]")
+    run.add_argument("-q", "--quiet", action="store_true", help="no progress line")
+    run.set_defaults(func=cmd_run)
+
+    ls = sub.add_parser("ls", help="summarise a results folder",
+                        description="Summarise the results stored in a folder.")
+    ls.add_argument("dir", metavar="DIR")
+    ls.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    ls.set_defaults(func=cmd_ls)
     return parser
 
 
