@@ -35,6 +35,8 @@ REPORTED_COUNTERS = {
     "compact_free_scanned": C.COMPACT_FREE_SCANNED, "compact_isolated": C.COMPACT_ISOLATED,
     "pgmigrate_success": C.PGMIGRATE_SUCCESS, "pgmigrate_fail": C.PGMIGRATE_FAIL,
     "compact_deferred": C.COMPACT_DEFERRED,
+    "max_split_steps": C.MAX_SPLIT_STEPS, "max_merge_steps": C.MAX_MERGE_STEPS,
+    "max_orders_scanned": C.MAX_ORDERS_SCANNED,
 }
 CLASS_ORDER_MIX = (  # small-order mixes per class of the steady-state workloads (orders 0..3)
     (0.70, 0.15, 0.10, 0.05),   # unmovable: slab of several page orders, page tables, stacks

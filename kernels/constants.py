@@ -126,14 +126,19 @@ COMPACT_DEFER_SHIFT = 29   # zone->compact_defer_shift
 COMPACT_ORDER_FAILED = 30  # zone->compact_order_failed
 NR_ISOLATE_PAGEBLOCK = 31  # zone->nr_isolate_pageblock
 CC_NR_FREEPAGES = 32       # pages on the running compaction's free lists
-NR_STATS = 33
+MAX_SPLIT_STEPS = 33       # the most split steps one allocation took (worst case)
+MAX_MERGE_STEPS = 34       # the most merge steps one free took
+MAX_ORDERS_SCANNED = 35    # the most free-list orders one allocation probed
+NR_STATS = 36
 COUNTER_NAMES = (
     "nr_free_pages", "nr_free_cma", "alloc_ops", "alloc_fail", "free_ops", "split_steps",
     "merge_steps", "orders_scanned", "wmark_orders_scanned", "fallback_claim", "fallback_steal",
     "pgalloc_normal", "pgfree", "pcp_count", "pcp_free_factor", "pcp_refills", "pcp_drains",
     "compact_stall", "compact_success", "compact_fail", "compact_migrate_scanned",
     "compact_free_scanned", "compact_isolated", "pgmigrate_success", "pgmigrate_fail",
-    "compact_deferred",
+    "compact_deferred", "compact_cached_migrate_pfn", "compact_cached_free_pfn",
+    "compact_considered", "compact_defer_shift", "compact_order_failed", "nr_isolate_pageblock",
+    "cc_nr_freepages", "max_split_steps", "max_merge_steps", "max_orders_scanned",
 )
 
 # Per-cpu lists: (orders 0..3, pageblock_order) x (UNMOVABLE, MOVABLE, RECLAIMABLE).

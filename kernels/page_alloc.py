@@ -8,7 +8,7 @@ NUMBA_DISABLE_JIT=1 they run as plain Python (the coverage pass of the test suit
 from ._jit import jit
 
 from .constants import (
-    ZP_PCP_BASE,
+    ZP_PCP_BASE, MAX_SPLIT_STEPS, MAX_MERGE_STEPS, MAX_ORDERS_SCANNED,
     ALLOC_FAIL, ALLOC_OPS, FALLBACK_A, FALLBACK_B, FALLBACK_CLAIM, FALLBACK_D, FALLBACK_STEAL,
     FREE_OPS, MERGE_HYGIENE, MERGE_PRE_5_19, MERGE_STEPS, MIGRATE_CMA, MIGRATE_HIGHATOMIC,
     MIGRATE_ISOLATE, MIGRATE_MOVABLE, MIGRATE_PCPTYPES, MIGRATE_RECLAIMABLE, MIGRATE_TYPES,
@@ -782,16 +782,35 @@ def alloc_pages(node, order, mt, extra):
     reclaim). Returns the pfn of the block or -1 (counted in alloc_fail of the first zone)."""
     first = node[0]
     first.stat[ALLOC_OPS] += 1
+    splits = node_stat(node, SPLIT_STEPS)
+    scanned = node_stat(node, ORDERS_SCANNED)
     list_mt = MIGRATE_UNMOVABLE if first.zp[ZP_MOBILITY_DISABLED] else mt
     alloc_cma = list_mt == MIGRATE_MOVABLE
     zi, pfn = get_page_from_freelist(node, order, list_mt, ZP_WMARK_LOW, alloc_cma)
     if pfn < 0:
         zi, pfn = get_page_from_freelist(node, order, list_mt, ZP_WMARK_MIN, alloc_cma)
+    record_max(first, MAX_SPLIT_STEPS, node_stat(node, SPLIT_STEPS) - splits)
+    record_max(first, MAX_ORDERS_SCANNED, node_stat(node, ORDERS_SCANNED) - scanned)
     if pfn < 0:
         first.stat[ALLOC_FAIL] += 1
         return -1
     prep_new_page(node[zi], pfn, order, mt, extra)
     return pfn
+
+
+@jit
+def node_stat(node, idx):
+    """A counter summed over the node's zones."""
+    total = 0
+    for i in range(len(node)):
+        total += node[i].stat[idx]
+    return total
+
+
+@jit
+def record_max(z, idx, value):
+    if value > z.stat[idx]:
+        z.stat[idx] = value
 
 
 @jit
@@ -819,10 +838,12 @@ def free_pages(node, pfn):
             z.page_flags[p] &= PG_MASK ^ (PG_LRU | PG_PINNED)
     z.stat[FREE_OPS] += 1
     z.stat[PGFREE] += 1 << order
+    merges = z.stat[MERGE_STEPS]
     if z.zp[ZP_PCP] and pcp_allowed_order(z, order):
         free_unref_page(z, pfn, order)
     else:
         _free_to_buddy(z, pfn, order, False)
+    record_max(node[0], MAX_MERGE_STEPS, z.stat[MERGE_STEPS] - merges)
 
 
 @jit
