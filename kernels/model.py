@@ -4,7 +4,6 @@ The same interface as the pure-Python reference in tests/reference.py, so the tw
 one operation sequence and compared after every step.
 """
 
-import numpy as np
 
 from . import constants as C
 from .check import check_zone
@@ -100,5 +99,3 @@ class Model:
     def check(self):
         check_zone(self.zone)
 
-
-__all__ = ["Model", "np"]

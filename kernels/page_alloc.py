@@ -251,7 +251,7 @@ def prep_move_freepages_block(z, pfn):
 def _move_freepages_block(z, start, new_mt):
     """Move every free block of the pageblock at `start` to the tail of new_mt's lists
     (the list walk of move_freepages() / __move_freepages_block()). Returns pages moved."""
-    end = start + (1 << z.zp[ZP_PAGEBLOCK_ORDER])
+    end = min(start + (1 << z.zp[ZP_PAGEBLOCK_ORDER]), z.zp[ZP_ZONE_END])
     moved = 0
     p = start
     while p < end:

@@ -14,15 +14,16 @@ kernel hands back 2^k pages of refcount 1; free_contig_range() frees them one by
 from ._jit import jit
 from .compaction import move_block
 from .constants import (
-    MIGRATE_CMA, MIGRATE_ISOLATE, MIGRATE_MOVABLE, MIGRATE_TYPES, NR_ISOLATE_PAGEBLOCK, PG_BUDDY,
-    PG_CONTIG, PG_HEAD, PG_LRU, PG_MASK, PG_PCP, PG_PINNED, PG_RESERVED, ZONE_MOVABLE,
+    MIGRATE_CMA, MIGRATE_ISOLATE, MIGRATE_MOVABLE, NR_ISOLATE_PAGEBLOCK, PG_BUDDY,
+    PG_CONTIG, PG_HEAD, PG_LRU, PG_PCP, PG_PINNED, PG_RESERVED, ZONE_MOVABLE,
     ZP_BOOT_TO_TAIL, ZP_CONTIG_MAXORDER, ZP_HUGETLB_SKIP, ZP_MAX_ORDER, ZP_PAGEBLOCK_ORDER,
     ZP_ZONE_END, ZP_ZONE_IDX, ZP_ZONE_START, PGALLOC, PGMIGRATE_FAIL, ZP_WMARK_MIN,
 )
 from .page_alloc import (
-    _del_page_from_free_list, _free_one_page, _free_range_boot, account_freepages,
+    _del_page_from_free_list, _free_one_page, _free_range_boot, _move_freepages_block,
+    account_freepages,
     change_pageblock_range, drain_all_pages, free_pages, get_page_from_freelist,
-    get_pageblock_migratetype, move_to_free_list, page_zone, split_large_buddy,
+    get_pageblock_migratetype, page_zone, split_large_buddy,
 )
 
 # Why a contiguous allocation or an offline failed (index into a reason-count array)
@@ -118,15 +119,7 @@ def move_freepages_block_isolate(z, block):
         z.pb_mt[block >> pb_order] = MIGRATE_ISOLATE
         split_large_buddy(z, buddy, order, False)
         return
-    end = min(block + (1 << pb_order), z.zp[ZP_ZONE_END])
-    p = block
-    while p < end:
-        if z.page_flags[p] & PG_BUDDY:
-            order = int(z.page_order[p])
-            move_to_free_list(z, p, order, MIGRATE_ISOLATE)
-            p += 1 << order
-        else:
-            p += 1
+    _move_freepages_block(z, block, MIGRATE_ISOLATE)
     z.pb_mt[block >> pb_order] = MIGRATE_ISOLATE
 
 
@@ -168,15 +161,7 @@ def unset_migratetype_isolate(z, block, mt):
                 z.stat[NR_ISOLATE_PAGEBLOCK] -= 1
                 _free_one_page(z, block, order, mt, True)
                 return
-    end = min(block + (1 << pb_order), z.zp[ZP_ZONE_END])
-    p = block
-    while p < end:
-        if z.page_flags[p] & PG_BUDDY:
-            order = int(z.page_order[p])
-            move_to_free_list(z, p, order, mt)
-            p += 1 << order
-        else:
-            p += 1
+    _move_freepages_block(z, block, mt)
     z.pb_mt[block >> pb_order] = mt
     z.stat[NR_ISOLATE_PAGEBLOCK] -= 1
 
@@ -462,7 +447,3 @@ def cma_release(node, cma_start, pfn, count, bitmap):
     free_contig_range(node, pfn, count)
     for i in range(pfn - cma_start, pfn - cma_start + count):
         bitmap[i] = 0
-
-
-__all__ = ["alloc_contig_range", "alloc_contig_pages", "offline_pages", "online_pages", "NR_FAIL_REASONS",
-           "cma_alloc", "cma_release", "PG_MASK", "MIGRATE_TYPES", "MIGRATE_MOVABLE"]

@@ -85,7 +85,6 @@ def live_capacity(nr_pages: int, occupancy: float) -> int:
     return int(min(nr_pages, int(occupancy * nr_pages) + 65536))
 
 
-__all__ = ["smallpages", "free_all", "live_capacity", "np"]
 
 
 # ---------------------------------------------------------------------------------------------

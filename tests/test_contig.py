@@ -3,8 +3,7 @@
 import numpy as np
 import pytest
 
-from farm.simulate import build_node, run
-from farm.params import resolve
+from farm.simulate import run
 from kernels import constants as C
 from kernels.check import check_zone
 from kernels.compaction import compact_node
