@@ -16,15 +16,15 @@ from .constants import (
     ALLOC_FAIL, ALLOC_OPS, CACHED_FREE_PFN, CACHED_MIGRATE_PFN, CC_NR_FREEPAGES,
     COMPACT_CONSIDERED, COMPACT_DEFER_SHIFT, COMPACT_DEFERRED, COMPACT_FAIL, COMPACT_FREE_SCANNED,
     COMPACT_ISOLATED, COMPACT_MIGRATE_SCANNED, COMPACT_ORDER_FAILED, COMPACT_STALL,
-    COMPACT_SUCCESS, MIGRATE_CMA, MIGRATE_MOVABLE, MIGRATE_TYPES, MIGRATE_UNMOVABLE,
+    COMPACT_SUCCESS, MIGRATE_CMA, MIGRATE_MOVABLE, MIGRATE_TYPES,
     PAGE_ALLOC_COSTLY_ORDER, PG_BUDDY, PG_CONTIG, PG_HEAD, PG_ISOLATED, PG_LRU,
     PG_MASK, PG_PINNED, PGMIGRATE_FAIL, PGMIGRATE_SUCCESS, ZP_COMPACT_LARGE, ZP_MAX_ORDER,
-    ZP_MOBILITY_DISABLED, ZP_PAGEBLOCK_ORDER, ZP_WMARK_LOW, ZP_WMARK_MIN, ZP_ZONE_END,
+    ZP_PAGEBLOCK_ORDER, ZP_WMARK_LOW, ZP_WMARK_MIN, ZP_ZONE_END,
     ZP_ZONE_IDX, ZP_ZONE_START,
 )
 from .page_alloc import (
     _del_page_from_free_list, _free_to_buddy, _list_add, _list_add_tail, _list_del,
-    account_freepages, alloc_pages, find_suitable_fallback, get_page_from_freelist,
+    account_freepages, alloc_pages, alloc_pages_fast, find_suitable_fallback, gfp_migratetype, get_page_from_freelist,
     get_pageblock_migratetype, prep_new_page, reset_cached_positions, should_try_claim_block,
     zone_watermark_ok,
 )
@@ -484,14 +484,10 @@ def alloc_pages_gfp(node, cc, order, mt, extra, gfp):
         return alloc_pages(node, order, mt, extra)
     first = node[0]
     first.stat[ALLOC_OPS] += 1
-    list_mt = MIGRATE_UNMOVABLE if first.zp[ZP_MOBILITY_DISABLED] else mt
-    alloc_cma = list_mt == MIGRATE_MOVABLE
-    zi, pfn = get_page_from_freelist(node, order, list_mt, ZP_WMARK_LOW, alloc_cma)
-    if pfn < 0:
-        zi, pfn = get_page_from_freelist(node, order, list_mt, ZP_WMARK_MIN, alloc_cma)
+    pfn = alloc_pages_fast(node, order, mt, extra)
     if pfn >= 0:
-        prep_new_page(node[zi], pfn, order, mt, extra)
         return pfn
+    list_mt = gfp_migratetype(node, mt)
     if order > PAGE_ALLOC_COSTLY_ORDER or list_mt != MIGRATE_MOVABLE:
         pfn, rc = alloc_pages_direct_compact(node, cc, order, list_mt, mt, extra, COMPACT_PRIO_ASYNC)
         if pfn >= 0:

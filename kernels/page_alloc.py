@@ -782,19 +782,33 @@ def alloc_pages(node, order, mt, extra):
     reclaim). Returns the pfn of the block or -1 (counted in alloc_fail of the first zone)."""
     first = node[0]
     first.stat[ALLOC_OPS] += 1
+    pfn = alloc_pages_fast(node, order, mt, extra)
+    if pfn < 0:
+        first.stat[ALLOC_FAIL] += 1
+    return pfn
+
+
+@jit
+def gfp_migratetype(node, mt):
+    """gfp_migratetype(): every request is UNMOVABLE with grouping by mobility disabled."""
+    return MIGRATE_UNMOVABLE if node[0].zp[ZP_MOBILITY_DISABLED] else mt
+
+
+@jit
+def alloc_pages_fast(node, order, mt, extra):
+    """get_page_from_freelist() at the low watermark, then at the min watermark; on success the
+    block is prepared. Records the worst split and scan cost of one allocation."""
     splits = node_stat(node, SPLIT_STEPS)
     scanned = node_stat(node, ORDERS_SCANNED)
-    list_mt = MIGRATE_UNMOVABLE if first.zp[ZP_MOBILITY_DISABLED] else mt
+    list_mt = gfp_migratetype(node, mt)
     alloc_cma = list_mt == MIGRATE_MOVABLE
     zi, pfn = get_page_from_freelist(node, order, list_mt, ZP_WMARK_LOW, alloc_cma)
     if pfn < 0:
         zi, pfn = get_page_from_freelist(node, order, list_mt, ZP_WMARK_MIN, alloc_cma)
-    record_max(first, MAX_SPLIT_STEPS, node_stat(node, SPLIT_STEPS) - splits)
-    record_max(first, MAX_ORDERS_SCANNED, node_stat(node, ORDERS_SCANNED) - scanned)
-    if pfn < 0:
-        first.stat[ALLOC_FAIL] += 1
-        return -1
-    prep_new_page(node[zi], pfn, order, mt, extra)
+    record_max(node[0], MAX_SPLIT_STEPS, node_stat(node, SPLIT_STEPS) - splits)
+    record_max(node[0], MAX_ORDERS_SCANNED, node_stat(node, ORDERS_SCANNED) - scanned)
+    if pfn >= 0:
+        prep_new_page(node[zi], pfn, order, mt, extra)
     return pfn
 
 
