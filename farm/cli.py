@@ -179,7 +179,39 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"interrupted: {missing} cells missing; run the same command again to compute them")
         return 130
     print(f"results: {out} (farm ls {out})")
+    if not args.no_report:
+        from reports import ReportError, make_report
+        try:
+            html, md = make_report(str(out))
+        except ReportError as e:
+            return _fail("run", f"report: {e}")
+        print(f"report: {html} (Markdown: {md})")
     return 1 if s.errors_total else 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from reports import ReportError, make_report
+    try:
+        html, md = make_report(args.dir, args.out)
+    except ReportError as e:
+        return _fail("report", str(e))
+    print(f"report: {html}")
+    print(f"markdown: {md}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from reports import ReportError, make_comparison
+    if (args.b is None) == (args.axis is None):
+        return _fail("compare", "give either a second results folder B or --axis NAME=V1,V2")
+    try:
+        table, html, md = make_comparison(args.a, args.b, args.axis, args.out)
+    except ReportError as e:
+        return _fail("compare", str(e))
+    print(table)
+    print(f"report: {html}")
+    print(f"markdown: {md}")
+    return 0
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
@@ -259,7 +291,26 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--batch-size", type=int, metavar="N",
                      help="cells per Ray task [default: about 2 s of work per task]")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress line")
+    run.add_argument("--no-report", action="store_true", help="do not write the report at the end")
     run.set_defaults(func=cmd_run)
+
+    rep = sub.add_parser("report", help="write the HTML and Markdown report of a results folder",
+                         description="Turn a results folder into a self-contained HTML report and a "
+                                     "Markdown report with PNG figures.")
+    rep.add_argument("dir", metavar="DIR")
+    rep.add_argument("-o", "--out", metavar="OUT", help="output folder [default: DIR/report]")
+    rep.set_defaults(func=cmd_report)
+
+    cmp_ = sub.add_parser("compare", help="compare two result sets the way compare-kernels does",
+                          description="Compare two results folders (cells matched by parameters), or "
+                                      "two values of one axis inside a folder: per metric both means, "
+                                      "% change (better is positive) and * where the 95% confidence "
+                                      "intervals do not overlap.")
+    cmp_.add_argument("a", metavar="A")
+    cmp_.add_argument("b", metavar="B", nargs="?")
+    cmp_.add_argument("--axis", metavar="NAME=V1,V2", help="compare two values of one axis of A")
+    cmp_.add_argument("-o", "--out", metavar="OUT", help="output folder")
+    cmp_.set_defaults(func=cmd_compare)
 
     ls = sub.add_parser("ls", help="summarise a results folder",
                         description="Summarise the results stored in a folder.")
