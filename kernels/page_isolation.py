@@ -61,6 +61,14 @@ def find_head(z, pfn):
 
 
 @jit
+def walk_start(z, pfn):
+    """Where a walk over [pfn, ...) begins: the head of a block that starts before pfn and covers
+    it, else pfn itself."""
+    h = find_head(z, pfn)
+    return h if 0 <= h < pfn else pfn
+
+
+@jit
 def has_unmovable_pages(z, start, end, mt):
     """has_unmovable_pages(): the first unmovable pfn in [start, end), or -1. Reserved pages
     (holes) count as unmovable; in ZONE_MOVABLE nothing else does; free and pcp pages and LRU
@@ -69,10 +77,7 @@ def has_unmovable_pages(z, start, end, mt):
     if block_mt == MIGRATE_CMA:
         return -1 if mt == MIGRATE_CMA else start
     zone_movable = z.zp[ZP_ZONE_IDX] == ZONE_MOVABLE
-    p = start
-    h = find_head(z, p)
-    if h >= 0 and h < p:
-        p = h
+    p = walk_start(z, start)
     while p < end:
         f = z.page_flags[p]
         if f & PG_RESERVED:
@@ -228,10 +233,7 @@ def migrate_range(node, zi, start, end):
     to free memory outside the isolated blocks (alloc_migration_target(): the normal allocator,
     movable). Returns CONTIG_OK, FAIL_MIGRATION (a pinned page) or FAIL_NO_TARGET."""
     z = node[zi]
-    p = start
-    h = find_head(z, p)
-    if h >= 0 and h < p:
-        p = h
+    p = walk_start(z, start)
     while p < end:
         f = z.page_flags[p]
         order = int(z.page_order[p])
@@ -255,10 +257,7 @@ def migrate_range(node, zi, start, end):
 @jit
 def test_pages_isolated(z, start, end):
     """test_pages_isolated(): every page of [start, end) is free on an isolated list."""
-    p = start
-    h = find_head(z, p)
-    if h >= 0 and h < p:
-        p = h
+    p = walk_start(z, start)
     while p < end:
         if not (z.page_flags[p] & PG_BUDDY):
             return False
@@ -273,10 +272,7 @@ def take_isolated_range(z, start, end, mt):
     """isolate_freepages_range() + the trimming of alloc_contig_range(): take [start, end) off
     the isolated free lists as order-0 pages held by the caller (PG_CONTIG); the parts of the
     outer free blocks outside the range go back to the free lists."""
-    p = start
-    h = find_head(z, p)
-    if h >= 0 and h < p:
-        p = h
+    p = walk_start(z, start)
     while p < end:
         order = int(z.page_order[p])
         size = 1 << order
