@@ -60,7 +60,12 @@ def cell_id(params: dict[str, Any], model_version: str = MODEL_VERSION) -> str:
     """Stable id of a cell: a hash of its canonical parameters, its seed and the model version.
 
     `params` is `public(resolve(raw))`; the JSON is sorted and compact, so the id does not depend
-    on the order the sweep file lists things in, on the process or on the machine."""
+    on the order the sweep file lists things in, on the process or on the machine. Parameters at
+    their registry default are left out, so adding a parameter (with a default that keeps the old
+    behaviour) leaves every stored cell id valid; a change of a default's meaning is a change of
+    MODEL_VERSION."""
+    params = {k: v for k, v in params.items()
+              if k == "seed" or k not in PARAMS or v != PARAMS[k].default}
     blob = json.dumps({"model_version": model_version, "params": params, "seed": params["seed"]},
                       sort_keys=True, separators=(",", ":"), allow_nan=False)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]

@@ -428,3 +428,14 @@ def test_a_failure_reason_a_probe_did_not_meet_reads_as_zero(tmp_path):
     assert df.loc["b", "probe0_contig_fail_unmovable_in_range"] == 0
     assert math.isnan(df.loc["c", "probe0_contig_fail_unmovable_in_range"])
     assert math.isnan(df.loc["c", "probe0_contig_asked"])
+
+
+def test_a_new_parameter_at_its_default_keeps_every_cell_id(monkeypatch):
+    from farm import params as P
+    from farm.sweep import cell_id
+    cell = P.public(P.resolve({"memory": "64M", "seed": 2}))
+    before = cell_id(cell)
+    monkeypatch.setitem(P.PARAMS, "future_knob", P.Param("future_knob", lambda k, v: int(v), 0, "x"))
+    assert cell_id({**cell, "future_knob": 0}) == before
+    assert cell_id({**cell, "future_knob": 1}) != before
+    assert cell_id({**cell, "seed": 3}) != before
