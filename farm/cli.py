@@ -62,6 +62,13 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    if args.trace:
+        from .bench import trace_main
+        from .trace import TraceError
+        try:
+            return trace_main(args.trace, args.out, args.quick)
+        except TraceError as e:
+            return _fail("bench", str(e))
     if args.sweep:
         from .bench import sweep_main
         from .sweep import SweepError
@@ -243,6 +250,39 @@ def cmd_ls(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- real-kernel traces ---------------------------------------------------------------------
+
+def cmd_trace_parse(args: argparse.Namespace) -> int:
+    import time
+
+    from .trace import TraceError, parse_trace, trace_info, write_table
+    t0 = time.perf_counter()
+    try:
+        table = parse_trace(args.trace, lenient=args.lenient)
+        elapsed = time.perf_counter() - t0
+        write_table(table, args.out)
+    except TraceError as e:
+        return _fail("trace", str(e))
+    info = trace_info(table)
+    extra = [f"{len(info['unknown_events'])} unknown event types" if info["unknown_events"] else "",
+             f"{info['malformed']} malformed lines skipped" if info["malformed"] else "",
+             f"{info['lost_events']} events lost by the kernel" if info["lost_events"] else ""]
+    extra = "".join(f", {x}" for x in extra if x)
+    print(f"{args.trace}: {table.num_rows} events on {info['lines']} lines{extra}; parsed in {elapsed:.2f} s "
+          f"({table.num_rows / max(elapsed, 1e-9):,.0f} events/s) -> {args.out}")
+    return 0
+
+
+def cmd_trace_summary(args: argparse.Namespace) -> int:
+    from .trace import TraceError, format_summary, read_table, summarize
+    try:
+        summary = summarize(read_table(args.trace, lenient=args.lenient))
+    except TraceError as e:
+        return _fail("trace", str(e))
+    print(json.dumps(summary, indent=2) if args.json else format_summary(summary))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="farm", description="buddyfarm: parameter sweeps over a model of the Linux buddy allocator")
@@ -265,6 +305,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="instead: run this sweep with 1 and then 2 workers (embedded Ray) and "
                             "report cells per minute and the parallel efficiency t1 / (2 t2)")
     bench.add_argument("--cells", type=int, metavar="N", help="with --sweep: only the first N cells")
+    bench.add_argument("--trace", metavar="TRACE",
+                       help="instead: parse this real-kernel trace (farm trace parse) and report events "
+                            "per second, on every core and on one")
     bench.set_defaults(func=cmd_bench)
 
     plan = sub.add_parser("plan", help="validate and expand a sweep file; count its cells",
@@ -317,6 +360,29 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("dir", metavar="DIR")
     ls.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     ls.set_defaults(func=cmd_ls)
+
+    trace = sub.add_parser("trace", help="real-kernel ftrace captures: parse and summarise",
+                           description="Read the text of /sys/kernel/tracing/trace or of `trace-cmd "
+                                       "report` (plain or gzip): kmem page events, compaction events "
+                                       "and trace_marker phases.")
+    tsub = trace.add_subparsers(dest="trace_command", required=True)
+    tparse = tsub.add_parser("parse", help="parse a trace into a Parquet event table",
+                             description="Parse a trace into a Parquet event table, one row per event.")
+    tparse.add_argument("trace", metavar="TRACE")
+    tparse.add_argument("-o", "--out", required=True, metavar="EVENTS.parquet", help="the table to write")
+    tparse.add_argument("--lenient", action="store_true",
+                        help="skip and count malformed lines instead of stopping at the first")
+    tparse.set_defaults(func=cmd_trace_parse)
+    tsum = tsub.add_parser("summary", help="events per type, orders, migratetypes and phases of a trace",
+                           description="Summarise a trace (or a table written by `farm trace parse`): "
+                                       "events per type, orders and migratetypes of the page events, "
+                                       "phases with their events and time span, unknown and malformed "
+                                       "counts.")
+    tsum.add_argument("trace", metavar="TRACE")
+    tsum.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    tsum.add_argument("--lenient", action="store_true",
+                      help="skip and count malformed lines instead of stopping at the first")
+    tsum.set_defaults(func=cmd_trace_summary)
     return parser
 
 
