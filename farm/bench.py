@@ -51,11 +51,8 @@ def to_markdown(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def main(out_json: str | None, quick: bool) -> int:
-    if quick:
-        rows = bench_smallpages(memory="64M", max_orders=(10, 14), ops=20_000, repeats=2)
-    else:
-        rows = bench_smallpages()
+def record(rows: list[dict[str, Any]], out_json: str | None) -> int:
+    """Print the results with the machine info; with out_json also write JSON and Markdown."""
     info = machine_info()
     print(f"machine: {info}")
     print(to_markdown(rows))
@@ -65,6 +62,14 @@ def main(out_json: str | None, quick: bool) -> int:
         with open(os.path.splitext(out_json)[0] + ".md", "w") as f:
             f.write(f"machine: {info}\n\n{to_markdown(rows)}\n")
     return 0
+
+
+def main(out_json: str | None, quick: bool) -> int:
+    if quick:
+        rows = bench_smallpages(memory="64M", max_orders=(10, 14), ops=20_000, repeats=2)
+    else:
+        rows = bench_smallpages()
+    return record(rows, out_json)
 
 
 def bench_sweep(path: str, workers=(1, 2), cells: int | None = None) -> list[dict[str, Any]]:
@@ -172,12 +177,4 @@ def bench_trace(path: str, repeats: int = 3, workers=(None, 1)) -> list[dict[str
 
 def trace_main(path: str, out_json: str | None, quick: bool) -> int:
     rows = bench_trace(path, repeats=1 if quick else 3)
-    info = machine_info()
-    print(f"machine: {info}")
-    print(to_markdown(rows))
-    if out_json:
-        with open(out_json, "w") as f:
-            json.dump({"machine": info, "results": rows}, f, indent=2)
-        with open(os.path.splitext(out_json)[0] + ".md", "w") as f:
-            f.write(f"machine: {info}\n\n{to_markdown(rows)}\n")
-    return 0
+    return record(rows, out_json)
