@@ -177,7 +177,7 @@ def _run_steady_state(node, p, rng, extra):
     code, where = W.steady_state(node, cc, rng, p["ops"], wp, cum, slots, ht, hs, ws, reasons,
                                  area, p["check_every"])
     wall = time.perf_counter() - t0
-    W.steady_state_drain(node, slots, ht, hs, ws, int(wp[W.WP_ACTION]), area)
+    W.steady_state_drain(node, ws, int(wp[W.WP_ACTION]), area)
     extra.update({"thp_fault_alloc": int(ws[W.WS_THP_FAULT_ALLOC]),
                   "thp_fault_fallback": int(ws[W.WS_THP_FAULT_FALLBACK]),
                   "workload_alloc_failed": int(ws[W.WS_ALLOC_FAILED])})

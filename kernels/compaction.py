@@ -22,6 +22,7 @@ from .constants import (
     ZP_PAGEBLOCK_ORDER, ZP_WMARK_LOW, ZP_WMARK_MIN, ZP_ZONE_END,
     ZP_ZONE_IDX, ZP_ZONE_START,
 )
+from .vmstat import fragmentation_index
 from .page_alloc import (
     _del_page_from_free_list, _free_to_buddy, _list_add, _list_add_tail, _list_del,
     account_freepages, alloc_pages, alloc_pages_fast, find_suitable_fallback, gfp_migratetype, get_page_from_freelist,
@@ -97,26 +98,6 @@ def compaction_defer_reset(z, order, alloc_success):
 
 
 @jit
-def fragmentation_index(z, order):
-    """__fragmentation_index() of the zone, in thousandths."""
-    max_order = z.zp[ZP_MAX_ORDER]
-    free_pages = 0
-    total = 0
-    suitable = 0
-    for o in range(max_order + 1):
-        n = z.nr_free[o]
-        free_pages += n << o
-        total += n
-        if o >= order:
-            suitable += n << (o - order)
-    if total == 0:
-        return 0
-    if suitable:
-        return -1000
-    return 1000 - (1000 + free_pages * 1000 // (1 << order)) // total
-
-
-@jit
 def compaction_suitable(z, order):
     """compaction_suitable(): enough free memory for compaction to work with (watermark plus
     compact_gap), and for costly orders a failure due to fragmentation, not lack of memory."""
@@ -126,7 +107,7 @@ def compaction_suitable(z, order):
     if not zone_watermark_ok(z, 0, watermark, True, 0):
         return False
     if order > PAGE_ALLOC_COSTLY_ORDER:
-        fragindex = fragmentation_index(z, order)
+        fragindex = fragmentation_index(z.nr_free, order)
         if 0 <= fragindex <= EXTFRAG_THRESHOLD:
             return False
     return True

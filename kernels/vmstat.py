@@ -4,6 +4,7 @@ fragmentation (extfrag) indices."""
 import numpy as np
 from numba import njit
 
+from ._jit import jit
 from .constants import MIGRATE_CMA, MIGRATE_MOVABLE, MIGRATE_TYPES, PG_HEAD, PG_RESERVED, \
     ZP_MAX_ORDER, ZP_PAGEBLOCK_ORDER, ZP_ZONE_END, ZP_ZONE_START
 
@@ -65,37 +66,46 @@ def pagetypeinfo_blocks(z):
     return blocks, mixed
 
 
-def _contig_page_info(nr_free: np.ndarray, order: int) -> tuple[int, int, int]:
+@jit
+def fill_contig_page_info(nr_free, order):
     """fill_contig_page_info(): (free_pages, free_blocks_total, free_blocks_suitable)."""
-    nr_free = [int(n) for n in nr_free]
-    free_pages = sum(n << o for o, n in enumerate(nr_free))
-    total = sum(nr_free)
-    suitable = int(sum(int(nr_free[o]) << (o - order) for o in range(order, len(nr_free))))
+    free_pages = 0
+    total = 0
+    suitable = 0
+    for o in range(nr_free.shape[0]):
+        n = int(nr_free[o])
+        free_pages += n << o
+        total += n
+        if o >= order:
+            suitable += n << (o - order)
     return free_pages, total, suitable
 
 
-def unusable_index(nr_free: np.ndarray) -> list[int]:
+@jit
+def fragmentation_index(nr_free, order):
+    """__fragmentation_index(): in thousandths; -1000 when the order would succeed."""
+    free_pages, total, suitable = fill_contig_page_info(nr_free, order)
+    if total == 0:
+        return 0
+    if suitable:
+        return -1000
+    return 1000 - (1000 + free_pages * 1000 // (1 << order)) // total
+
+
+def unusable_index(nr_free) -> list[int]:
     """unusable_free_index() per order, in thousandths (1000 = nothing usable)."""
+    nr_free = np.asarray(nr_free, dtype=np.int64)
     out = []
     for order in range(len(nr_free)):
-        free_pages, _, suitable = _contig_page_info(nr_free, order)
+        free_pages, _, suitable = fill_contig_page_info(nr_free, order)
         if free_pages == 0:
             out.append(1000)
         else:
-            out.append((free_pages - (suitable << order)) * 1000 // free_pages)
+            out.append(int((free_pages - (suitable << order)) * 1000 // free_pages))
     return out
 
 
-def extfrag_index(nr_free: np.ndarray) -> list[int]:
-    """__fragmentation_index() per order, in thousandths; -1000 when the order would succeed."""
-    out = []
-    for order in range(len(nr_free)):
-        free_pages, total, suitable = _contig_page_info(nr_free, order)
-        if total == 0:
-            out.append(0)
-        elif suitable:
-            out.append(-1000)
-        else:
-            requested = 1 << order
-            out.append(1000 - (1000 + free_pages * 1000 // requested) // total)
-    return out
+def extfrag_index(nr_free) -> list[int]:
+    """fragmentation_index() for every order."""
+    nr_free = np.asarray(nr_free, dtype=np.int64)
+    return [int(fragmentation_index(nr_free, order)) for order in range(len(nr_free))]

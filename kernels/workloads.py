@@ -302,7 +302,7 @@ def _periodic_undo(node, action, ws, area):
 
 
 @jit
-def steady_state_drain(node, slots, ht, hs, ws, action, area):
+def steady_state_drain(node, ws, action, area):
     """End of a steady-state run: nothing is freed (the final state is what probes look at),
     but a held CMA allocation or offline block is given back."""
     if action != 0 and ws[WS_HELD_PFN] >= 0:

@@ -57,16 +57,6 @@ def min_free_kbytes_for(managed_pages: int) -> int:
     return min(max(isqrt(lowmem_kbytes * 16), 128), 262144)
 
 
-def watermarks(managed_pages: int, min_free_kbytes: int | None = None,
-               watermark_scale_factor: int = 10) -> tuple[int, int, int]:
-    """__setup_per_zone_wmarks() for a single zone: (min, low, high) in pages."""
-    if min_free_kbytes is None:
-        min_free_kbytes = min_free_kbytes_for(managed_pages)
-    wmin = min_free_kbytes >> (C.PAGE_SHIFT - 10)
-    delta = max(wmin // 4, managed_pages * watermark_scale_factor // 10000)
-    return wmin, wmin + delta, wmin + 2 * delta
-
-
 def _rounddown_pow_of_two(n: int) -> int:
     return 1 << (n.bit_length() - 1)
 
@@ -181,14 +171,6 @@ def make_node(nr_pages: int, max_order: int, pageblock_order: int, policy: str =
             **shared,
         ))
     return tuple(zones)
-
-
-def make_zone(nr_pages: int, max_order: int, pageblock_order: int, policy: str = "v6.15",
-              holes=(), pcp: bool = False, min_free_kbytes: int | None = None,
-              section_bits: int = 27, memory_block_bits: int | None = None) -> Zone:
-    """A node with a single ZONE_NORMAL: its zone."""
-    return make_node(nr_pages, max_order, pageblock_order, policy, holes, pcp, min_free_kbytes,
-                     section_bits, memory_block_bits)[0]
 
 
 def state_bytes_per_page(node) -> float:
