@@ -281,7 +281,9 @@ def test_a_multi_node_cluster_gives_the_embedded_results(tiny_plan, reference, t
         for _ in range(2):
             cluster.add_node(num_cpus=1)
         cluster.wait_for_nodes()
-        s = run_sweep(tiny_plan, tmp_path, address=cluster.address, progress=False)
+        # one cell per task: the batcher would otherwise pack these quick cells into one task,
+        # which then runs on a single node; three one-CPU nodes and three tasks in flight spread
+        s = run_sweep(tiny_plan, tmp_path, address=cluster.address, progress=False, batch_size=1)
         assert not ray.is_initialized()  # the runner connected, so the runner disconnected
     finally:
         cluster.shutdown()
