@@ -283,6 +283,67 @@ def cmd_trace_summary(args: argparse.Namespace) -> int:
     return 0
 
 
+def _replay_errors():
+    from .captures import CaptureError
+    from .replay import ReplayError
+    from .trace import TraceError
+    return (ReplayError, TraceError, CaptureError, ParamError)
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from .replay import replay
+    try:
+        result = replay(args.source, args.mode, until=args.until, until_ts=args.until_ts,
+                        probes=args.probe or [], max_order=args.max_order,
+                        pageblock_order=args.pageblock_order, policy=args.policy,
+                        check_every=args.check_every)
+    except _replay_errors() as e:
+        return _fail("replay", str(e))
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    from .simulate import format_buddyinfo
+    ev, rs = result["events"], result["replay"]
+    print(f"{result['capture']}: {result['mode']} replay of {ev['replayed']} of {ev['total']} events "
+          f"(until {result['until'] or result['until_ts'] or 'the end'}), policy {result['policy']}, "
+          f"max_order {result['max_order']}, pageblock_order {result['pageblock_order']}")
+    print(f"  initial state from {result['initial_state']['source']}; "
+          f"{result['timing']['events_per_s'] or 0:,.0f} events/s")
+    if "placement_agreement" in rs:
+        print(f"  placement agreement {100 * rs['placement_agreement']:.2f}% "
+              f"({rs['same_pfn']} of {rs['allocs']} allocations at the kernel's pfn)")
+    print("  " + format_buddyinfo(result["state"]["buddyinfo"], result["zone"]["name"]))
+    for key, value in result.items():
+        if key.startswith("versus_"):
+            print(f"  versus {value['phase']}: buddyinfo L1 error {100 * value['buddyinfo_l1']:.2f}%, "
+                  f"nr_free_pages error {100 * value['nr_free_err']:.3f}%")
+    for p in result.get("probes", []):
+        print(f"  probe {p['kind']} {p['params']}: {p['obtained']} of {p['asked']}")
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from .replay import format_validation, validate
+    out = []
+    folders = [d for d in args.dirs if Path(d).is_dir()]
+    for d in args.dirs:
+        if not Path(d).is_dir():
+            print(f"farm validate: skipping {d}: not a capture folder", file=sys.stderr)
+    if not folders:
+        return _fail("validate", "no capture folder among " + " ".join(args.dirs))
+    for folder in folders:
+        try:
+            v = validate(folder, with_policy=not args.no_policy)
+        except _replay_errors() as e:
+            return _fail("validate", str(e))
+        out.append(v)
+        if not args.json:
+            print(format_validation(v), flush=True)
+    if args.json:
+        print(json.dumps(out, indent=2))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="farm", description="buddyfarm: parameter sweeps over a model of the Linux buddy allocator")
@@ -383,6 +444,36 @@ def build_parser() -> argparse.ArgumentParser:
     tsum.add_argument("--lenient", action="store_true",
                       help="skip and count malformed lines instead of stopping at the first")
     tsum.set_defaults(func=cmd_trace_summary)
+
+    rp = sub.add_parser("replay", help="replay a real kernel trace into the model",
+                        description="Replay a capture folder (trace + /proc snapshots + kpageflags) or a "
+                                    "lone trace into the model: pinned (every event at the kernel's pfn) "
+                                    "or by the model's policy (same allocations and frees, placed by the "
+                                    "model), then run probes on the state reached.")
+    rp.add_argument("source", metavar="DIR|TRACE")
+    rp.add_argument("--mode", choices=("pinned", "policy"), default="pinned")
+    rp.add_argument("--until", metavar="phase=NAME", help="stop at this trace marker")
+    rp.add_argument("--until-ts", type=float, metavar="SECONDS", help="stop after this trace timestamp")
+    rp.add_argument("--probe", action="append", metavar="SPEC",
+                    help="probe on the replayed state, e.g. compact or hugepages:order=9,count=3000 "
+                         "(repeatable, run in order)")
+    rp.add_argument("--max-order", type=int, default=10, metavar="N")
+    rp.add_argument("--pageblock-order", type=int, default=9, metavar="N")
+    rp.add_argument("--policy", metavar="NAME",
+                    help="model policy [default: the one matching the capture's uname]")
+    rp.add_argument("--check-every", type=int, default=0, metavar="N",
+                    help="check the model's invariants every N events")
+    rp.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    rp.set_defaults(func=cmd_replay)
+
+    val = sub.add_parser("validate", help="judge the model against real kernel captures",
+                         description="For each capture folder: pinned replay to phase=mid against the "
+                                     "mid snapshots, then compaction, 2 MiB and 1 GiB huge pages as the "
+                                     "kernel was asked, against what it obtained.")
+    val.add_argument("dirs", nargs="+", metavar="DIR")
+    val.add_argument("--json", action="store_true", help="print a JSON list, one object per capture")
+    val.add_argument("--no-policy", action="store_true", help="skip the policy replay (placement agreement)")
+    val.set_defaults(func=cmd_validate)
     return parser
 
 

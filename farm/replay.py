@@ -1,0 +1,691 @@
+"""Replay a real kernel trace into the model, and judge the model against what the kernel did.
+
+- `initial_state()`: the zone as the capture's `before` snapshot shows it. From kpageflags when
+  the capture has it (every page KPF_BUDDY is free; allocated pages are movable when on the LRU),
+  else synthesised from buddyinfo and pagetypeinfo.
+- `replay()`: the trace's events up to a phase marker or timestamp, pinned (at the kernel's
+  pfns) or by the model's policy, then probes on the state reached.
+- `validate()`: per capture folder, the figures `farm validate` prints.
+
+The replayed zone is the one the trace's page events fall in (DMA32 in the shared captures): the
+model's node spans pfns [0, zone end) with everything below the zone start a hole, so every pfn
+and every buddy alignment is the kernel's.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from kernels import constants as C
+from kernels import replay as R
+from kernels.check import ERRORS, check_zone
+from kernels.vmstat import pagetypeinfo_free
+from kernels.zone import make_node
+
+from .captures import KPF_BUDDY, KPF_COMPOUND_HEAD, KPF_COMPOUND_TAIL, KPF_LRU, KPF_NOPAGE, \
+    KPF_RESERVED, read_capture
+from .trace import read_table
+
+MODES = ("pinned", "policy")
+# kernel version -> the model policy whose rules it follows (MODEL.md, policies)
+_POLICY_BY_VERSION = ((5, 19, "v5.4"), (6, 10, "v6.1"), (6, 15, "v6.10"))
+_KIND = {"mm_page_alloc": R.EV_ALLOC, "mm_page_free": R.EV_FREE,
+         "mm_page_alloc_zone_locked": R.EV_ZONE_LOCKED, "mm_page_pcpu_drain": R.EV_DRAIN,
+         "mm_page_alloc_extfrag": R.EV_EXTFRAG}
+
+
+class ReplayError(ValueError):
+    """Input a replay cannot use (names the file or option)."""
+
+
+def policy_for_kernel(version: tuple[int, int] | None) -> str:
+    """The policy of the model that follows a kernel release's allocator."""
+    if version is None:
+        return "v6.15"
+    for major, minor, policy in _POLICY_BY_VERSION:
+        if version < (major, minor):
+            return policy
+    return "v6.15"
+
+
+# -- events -------------------------------------------------------------------------------------
+
+
+@dataclass
+class Events:
+    kind: np.ndarray
+    pfn: np.ndarray
+    order: np.ndarray
+    mt: np.ndarray
+    aux0: np.ndarray
+    aux1: np.ndarray
+    fallback_mt: np.ndarray
+    ts: np.ndarray
+    markers: list[tuple[int, str]]     # (index in these arrays of the next event, marker text)
+    source: str = ""
+
+    def __len__(self) -> int:
+        return len(self.kind)
+
+
+def _col(table, name, dtype, fill=-1):
+    a = table.column(name)
+    return np.asarray(pc.fill_null(a, fill).to_numpy(zero_copy_only=False), dtype=dtype)
+
+
+def load_events(trace, source: str = "") -> Events:
+    """The replayable events of a trace file, Parquet event table or pyarrow Table, in order.
+    mm_page_free_batched is left out: the kernel emits mm_page_free for the same page too."""
+    table = trace if isinstance(trace, pa.Table) else read_table(trace)
+    source = source or (str(trace) if not isinstance(trace, pa.Table) else "<table>")
+    names = np.asarray(pc.cast(table.column("event"), pa.string()).to_numpy(zero_copy_only=False), dtype=object)
+    kind = np.full(len(names), -1, dtype=np.int8)
+    for name, k in _KIND.items():
+        kind[names == name] = k
+    pfn = _col(table, "pfn", np.int64)
+    order = _col(table, "order", np.int64)
+    mt = _col(table, "migratetype", np.int64)
+    aux0 = np.zeros(len(kind), dtype=np.int64)
+    aux1 = np.zeros(len(kind), dtype=np.int64)
+    fallback_mt = np.full(len(kind), -1, dtype=np.int64)
+    zl = kind == R.EV_ZONE_LOCKED
+    aux0[zl] = _col(table, "percpu_refill", np.int64)[zl]
+    ef = kind == R.EV_EXTFRAG
+    if ef.any():
+        order[ef] = _col(table, "alloc_order", np.int64)[ef]
+        mt[ef] = _col(table, "alloc_migratetype", np.int64)[ef]
+        aux0[ef] = _col(table, "change_ownership", np.int64)[ef]
+        aux1[ef] = _col(table, "fallback_order", np.int64)[ef]
+        fallback_mt[ef] = _col(table, "fallback_migratetype", np.int64)[ef]
+    marker_rows = np.nonzero(names == "tracing_mark_write")[0]
+    markers_text = table.column("marker").to_pylist() if len(marker_rows) else []
+    keep = (kind >= 0) & (pfn >= 0) & (order >= 0)
+    # a marker's position: how many kept events precede it
+    before = np.cumsum(keep) - keep
+    markers = [(int(before[i]), str(markers_text[i] or "").strip()) for i in marker_rows]
+    ts = _col(table, "ts", np.float64, 0.0)
+    return Events(kind[keep], pfn[keep], order[keep], mt[keep], aux0[keep], aux1[keep],
+                  fallback_mt[keep], ts[keep], markers, source)
+
+
+def stop_index(events: Events, until: str | None = None, until_ts: float | None = None) -> int:
+    """Where a replay stops: at the marker `phase=NAME` (`until`, as written in the trace), at
+    the first event after `until_ts` seconds, or at the end."""
+    stop = len(events)
+    if until:
+        key = until if "=" in until else f"phase={until}"
+        found = [i for i, text in events.markers if text == key or text.startswith(key + " ")]
+        if not found:
+            known = ", ".join(sorted({t.split()[0] for _, t in events.markers})) or "none"
+            raise ReplayError(f"--until {until}: no such marker in {events.source} (markers: {known})")
+        stop = found[0]
+    if until_ts is not None:
+        stop = min(stop, int(np.searchsorted(events.ts, until_ts, side="right")))
+    return stop
+
+
+# -- the zone and its initial state --------------------------------------------------------------
+
+
+@dataclass
+class Geometry:
+    zone: str
+    zone_start: int
+    zone_end: int
+    wmark: tuple[int, int, int] | None = None
+    managed: int | None = None
+    pcp_batch: int | None = None
+    pcp_high: int | None = None
+    pcp_count: int | None = None
+
+
+def zone_geometry(capture: dict, events: Events | None) -> Geometry:
+    """The zone the trace's page events fall in, from zoneinfo.before (or the events alone)."""
+    zi = (capture.get("zoneinfo") or {}).get("before")
+    if zi:
+        spans = []
+        for key, z in zi.items():
+            start, spanned = z.get("start_pfn"), z.get("spanned")
+            if start is None or not spanned:
+                continue
+            spans.append((key, int(start), int(start) + int(spanned), z))
+        if events is not None and len(events):
+            inside = [(np.count_nonzero((events.pfn >= s) & (events.pfn < e)), key, s, e, z)
+                      for key, s, e, z in spans]
+            inside.sort(key=lambda x: -x[0])
+            _, key, s, e, z = inside[0]
+        else:
+            key, s, e, z = max(spans, key=lambda x: x[2] - x[1])
+        pagesets = z.get("pagesets") or []
+        cpu = pagesets[0] if pagesets else {}
+        return Geometry(key.split(":")[-1], s, e, (z.get("min"), z.get("low"), z.get("high")),
+                        z.get("managed"), cpu.get("batch"), cpu.get("high"), cpu.get("count"))
+    if events is None or not len(events):
+        raise ReplayError(f"{capture.get('path')}: no zoneinfo.before and no events to size the zone")
+    return Geometry("Normal", 0, int(events.pfn.max()) + 1)
+
+
+@dataclass
+class InitialState:
+    geometry: Geometry
+    pb_mt: np.ndarray                 # pageblock types (whole node, blocks below the zone unused)
+    reserved: np.ndarray              # bool per pfn: holes and memblock-reserved pages
+    free_pfn: np.ndarray
+    free_order: np.ndarray
+    alloc_pfn: np.ndarray
+    alloc_order: np.ndarray
+    alloc_mt: np.ndarray
+    pcp_pfn: np.ndarray
+    pcp_order: np.ndarray
+    pcp_mt: np.ndarray
+    source: str
+    notes: list[str] = field(default_factory=list)
+
+
+def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    d = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
+    return list(zip(np.nonzero(d == 1)[0].tolist(), np.nonzero(d == -1)[0].tolist()))
+
+
+def infer_pageblock_types(events: Events, nr_blocks: int, pageblock_order: int,
+                          default: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The type of each pageblock when the trace starts, as the trace shows it: the type a pcp
+    drain freed into it with (the pageblock's type when the page was freed), or the type a claim
+    took it from (mm_page_alloc_extfrag fallback_migratetype), whichever comes first; else the
+    list type of the first block taken from it (zone_locked); else `default`. Returns the types
+    and, per block, which evidence decided (0 default, 1 drain/claim, 2 zone_locked)."""
+    out = default.copy()
+    how = np.zeros(nr_blocks, dtype=np.int8)
+    k, pfn, mt = events.kind, events.pfn, events.mt
+    idx = np.arange(len(k))
+    strong_i, strong_b, strong_mt = [], [], []
+    d = k == R.EV_DRAIN
+    strong_i.append(idx[d])
+    strong_b.append(pfn[d] >> pageblock_order)
+    strong_mt.append(mt[d])
+    for i in np.nonzero((k == R.EV_EXTFRAG) & (events.aux0 == 1))[0]:
+        fo = int(events.aux1[i])
+        if fo >= pageblock_order:
+            base = int(pfn[i]) & ~((1 << fo) - 1)
+            blocks = np.arange(base >> pageblock_order, (base >> pageblock_order) + (1 << (fo - pageblock_order)))
+        else:
+            blocks = np.array([int(pfn[i]) >> pageblock_order])
+        # the type the block had before the claim: the fallback type of the event
+        strong_i.append(np.full(len(blocks), i))
+        strong_b.append(blocks)
+        strong_mt.append(np.full(len(blocks), int(events.fallback_mt[i])))
+    for level, (ii, bb, mm) in ((2, (idx[k == R.EV_ZONE_LOCKED], pfn[k == R.EV_ZONE_LOCKED] >> pageblock_order,
+                                     mt[k == R.EV_ZONE_LOCKED])),
+                                (1, (np.concatenate(strong_i), np.concatenate(strong_b), np.concatenate(strong_mt)))):
+        order = np.argsort(ii, kind="stable")
+        bb, mm = bb[order], mm[order]
+        ok = (bb >= 0) & (bb < nr_blocks) & (mm >= 0) & (mm < C.MIGRATE_PCPTYPES)
+        bb, mm = bb[ok], mm[ok]
+        first_b, first = np.unique(bb, return_index=True)
+        out[first_b] = mm[first]
+        how[first_b] = level
+    return out, how
+
+
+def _zone_snapshot(capture: dict, kind: str, phase: str, zone: str):
+    snap = (capture.get(kind) or {}).get(phase)
+    if snap is None:
+        return None
+    if kind == "pagetypeinfo":
+        return {"free": snap["free"].get(zone), "blocks": snap["blocks"].get(zone)}
+    return snap.get(zone)
+
+
+def _decompose(mask: np.ndarray, start: int, end: int, max_order: int) -> tuple[np.ndarray, np.ndarray]:
+    n_max = int(np.count_nonzero(mask[start:end]))
+    out_pfn = np.zeros(n_max, dtype=np.int64)
+    out_order = np.zeros(n_max, dtype=np.int64)
+    n = R.decompose_free(mask, start, end, max_order, out_pfn, out_order)
+    return out_pfn[:n], out_order[:n]
+
+
+def _pcp_at_start(events: Events, nr_pages: int, allocated: np.ndarray):
+    """Blocks the trace shows on a pcp list when it starts (first event: an mm_page_alloc with no
+    zone_locked before it, or a pcp drain) that the snapshot shows neither free nor reserved."""
+    n = len(events)
+    seen = np.zeros(nr_pages, dtype=np.uint8)
+    out_pfn = np.zeros(max(n, 1), dtype=np.int64)
+    out_order = np.zeros(max(n, 1), dtype=np.int64)
+    out_mt = np.zeros(max(n, 1), dtype=np.int64)
+    m = R.first_touch(events.kind, events.pfn, events.order, events.mt, nr_pages, seen,
+                      out_pfn, out_order, out_mt)
+    pfn, order, mt = out_pfn[:m], out_order[:m], out_mt[:m]
+    ok = np.array([allocated[p:p + (1 << o)].all() for p, o in zip(pfn.tolist(), order.tolist())],
+                  dtype=bool) if m else np.zeros(0, dtype=bool)
+    ok &= (mt >= 0) & (mt < C.MIGRATE_PCPTYPES)
+    return pfn[ok], order[ok], mt[ok]
+
+
+def _allocated_blocks(kpf: np.ndarray, allocated: np.ndarray, start: int, end: int):
+    """Allocated pages as blocks: a compound page (head + 2^k - 1 tails, aligned) is one block
+    of order k, every other page an order-0 block. Movable when on the LRU."""
+    pfns = np.nonzero(allocated[start:end])[0] + start
+    order = np.zeros(len(pfns), dtype=np.int64)
+    keep = np.ones(len(pfns), dtype=bool)
+    heads = pfns[((kpf[pfns] >> KPF_COMPOUND_HEAD) & 1) == 1]
+    tail = ((kpf >> KPF_COMPOUND_TAIL) & 1).astype(bool)
+    index = np.searchsorted(pfns, heads)
+    for h, i in zip(heads.tolist(), index.tolist()):
+        n = 1
+        while h + n < end and tail[h + n] and allocated[h + n]:
+            n += 1
+        k = n.bit_length() - 1
+        if n == 1 << k and k > 0 and h % n == 0:
+            order[i] = k
+            keep[i + 1:i + n] = False
+    pfns, order = pfns[keep], order[keep]
+    lru = ((kpf[pfns] >> KPF_LRU) & 1) == 1
+    mt = np.where(lru, C.MIGRATE_MOVABLE, C.MIGRATE_UNMOVABLE).astype(np.int64)
+    return pfns, order, mt
+
+
+def initial_state(capture: dict, events: Events | None, max_order: int, pageblock_order: int,
+                  hygiene: bool) -> InitialState:
+    """The zone at the start of the trace (see the module docstring)."""
+    geo = zone_geometry(capture, events)
+    nr = geo.zone_end
+    nr_blocks = (nr + (1 << pageblock_order) - 1) >> pageblock_order
+    kpf = (capture.get("kpageflags") or {}).get("before")
+    notes: list[str] = []
+    empty = np.zeros(0, dtype=np.int64)
+    if kpf is not None:
+        flags = np.zeros(nr, dtype=np.uint64)
+        flags[:min(nr, len(kpf))] = kpf[:nr]
+        if len(kpf) < nr:
+            flags[len(kpf):] = np.uint64(1) << np.uint64(KPF_NOPAGE)
+        reserved = (((flags >> np.uint64(KPF_RESERVED)) | (flags >> np.uint64(KPF_NOPAGE))) & np.uint64(1)).astype(bool)
+        reserved[:geo.zone_start] = True
+        free = ((flags >> np.uint64(KPF_BUDDY)) & np.uint64(1)).astype(bool) & ~reserved
+        allocated = ~free & ~reserved
+        source = "kpageflags.before"
+    else:
+        synth = synthesise_state(capture, geo, max_order, pageblock_order)
+        if synth is None:
+            notes.append("no kpageflags.before and no buddyinfo.before/pagetypeinfo.before: "
+                         "the zone starts all free")
+            reserved = np.zeros(nr, dtype=bool)
+            reserved[:geo.zone_start] = True
+            free = ~reserved
+            pb_mt = np.full(nr_blocks, C.MIGRATE_MOVABLE, dtype=np.uint8)
+            fp, fo = _decompose(free, geo.zone_start, nr, max_order)
+            return InitialState(geo, pb_mt, reserved, fp, fo, empty, empty, empty, empty, empty,
+                                empty, "boot", notes)
+        return synth
+    pcp_pfn, pcp_order, pcp_mt = (_pcp_at_start(events, nr, allocated) if events is not None
+                                  else (empty, empty, empty))
+    on_pcp = np.zeros(nr, dtype=bool)
+    for p, o in zip(pcp_pfn.tolist(), pcp_order.tolist()):
+        on_pcp[p:p + (1 << o)] = True
+    # Without evidence in the trace, a pageblock holding allocated pages that are neither on the
+    # LRU nor reserved (slab, page tables, kernel allocations) is taken as Unmovable; the rest are
+    # Movable, as memmap_init() leaves every pageblock.
+    unmov = allocated & ~(((flags >> np.uint64(KPF_LRU)) & np.uint64(1)).astype(bool))
+    pad = np.zeros(nr_blocks << pageblock_order, dtype=bool)
+    pad[:nr] = unmov
+    default = np.where(pad.reshape(nr_blocks, -1).any(axis=1), C.MIGRATE_UNMOVABLE,
+                       C.MIGRATE_MOVABLE).astype(np.int64)
+    if events is not None:
+        pb_mt, how = infer_pageblock_types(events, nr_blocks, pageblock_order, default)
+    else:
+        pb_mt, how = default, np.zeros(nr_blocks, dtype=np.int8)
+    pb_mt = pb_mt.astype(np.uint8)
+    fp, fo = _decompose(free, geo.zone_start, nr, max_order)
+    if hygiene:
+        # 6.10+ keeps a free buddy within pageblocks of one type: where the inferred types
+        # disagree inside one free block, the block's first pageblock decides
+        for p, o in zip(fp[fo > pageblock_order].tolist(), fo[fo > pageblock_order].tolist()):
+            b = p >> pageblock_order
+            pb_mt[b:b + (1 << (o - pageblock_order))] = pb_mt[b]
+    ap, ao, am = _allocated_blocks(flags, allocated & ~on_pcp, geo.zone_start, nr)
+    counts = np.bincount(how[geo.zone_start >> pageblock_order:], minlength=3)
+    notes.append(f"pageblock types: {counts[1]} from pcp drains and claims, {counts[2]} from "
+                 f"zone_locked list types, {counts[0]} from their kpageflags content")
+    return InitialState(geo, pb_mt, reserved, fp, fo, ap, ao, am, pcp_pfn, pcp_order, pcp_mt,
+                        source, notes)
+
+
+def synthesise_state(capture: dict, geo: Geometry, max_order: int, pageblock_order: int):
+    """A zone that matches buddyinfo.before and pagetypeinfo.before: pageblocks typed as
+    pagetypeinfo counts them (Unmovable, Reclaimable, then the rest Movable, from the zone
+    start), each type's free blocks packed into its own pageblocks from the top order down, and
+    every other page allocated with its pageblock's type. None without those snapshots."""
+    pt = _zone_snapshot(capture, "pagetypeinfo", "before", geo.zone)
+    if not pt or not pt["free"] or not pt["blocks"]:
+        return None
+    nr = geo.zone_end
+    pb = 1 << pageblock_order
+    nr_blocks = (nr + pb - 1) >> pageblock_order
+    reserved = np.zeros(nr, dtype=bool)
+    reserved[:geo.zone_start] = True
+    pb_mt = np.full(nr_blocks, C.MIGRATE_MOVABLE, dtype=np.uint8)
+    first = geo.zone_start >> pageblock_order
+    b = first
+    for name, t in (("Unmovable", C.MIGRATE_UNMOVABLE), ("Reclaimable", C.MIGRATE_RECLAIMABLE)):
+        n = int(pt["blocks"].get(name, 0))
+        pb_mt[b:b + n] = t
+        b += n
+    free = np.zeros(nr, dtype=bool)
+    fp, fo = [], []
+    used = np.zeros(nr, dtype=bool)
+    used[:geo.zone_start] = True
+    for name, t in (("Unmovable", 0), ("Movable", 1), ("Reclaimable", 2)):
+        counts = pt["free"].get(name) or []
+        blocks_of_t = np.nonzero(pb_mt[first:] == t)[0] + first
+        for o in range(min(len(counts), max_order + 1) - 1, -1, -1):
+            want = counts[o]
+            size = 1 << o
+            for blk in blocks_of_t.tolist():
+                if want == 0:
+                    break
+                start = blk << pageblock_order
+                step_end = min(start + max(pb, size), nr)
+                for p in range(start, step_end, size):
+                    if want == 0 or p + size > nr:
+                        break
+                    if p % size:
+                        continue
+                    if not used[p:p + size].any() and all(pb_mt[q >> pageblock_order] == t
+                                                          for q in range(p, p + size, pb)):
+                        used[p:p + size] = True
+                        free[p:p + size] = True
+                        fp.append(p)
+                        fo.append(o)
+                        want -= 1
+    allocated = ~used
+    ap = np.nonzero(allocated)[0].astype(np.int64)
+    am = pb_mt[ap >> pageblock_order].astype(np.int64)
+    order = np.argsort(fp, kind="stable")
+    return InitialState(geo, pb_mt, reserved, np.asarray(fp, dtype=np.int64)[order],
+                        np.asarray(fo, dtype=np.int64)[order], ap, np.zeros(len(ap), dtype=np.int64),
+                        am, np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64),
+                        np.zeros(0, dtype=np.int64), "synthesised from buddyinfo/pagetypeinfo.before",
+                        ["no kpageflags: pageblock positions and allocated pages are synthesised"])
+
+
+def build_replay_node(state: InitialState, max_order: int, pageblock_order: int, policy: str,
+                      pcp: bool = True):
+    """The model's node in the initial state: one zone spanning the traced zone's pfns, with the
+    capture's watermarks and pcp batch/high where zoneinfo gives them."""
+    geo = state.geometry
+    node = make_node(geo.zone_end, max_order, pageblock_order, policy, holes=_runs(state.reserved),
+                     pcp=pcp)
+    z = node[0]
+    z.zp[C.ZP_ZONE_START] = geo.zone_start
+    if geo.wmark and None not in geo.wmark:
+        z.zp[C.ZP_WMARK_MIN], z.zp[C.ZP_WMARK_LOW], z.zp[C.ZP_WMARK_HIGH] = geo.wmark
+    if geo.managed:
+        z.zp[C.ZP_MANAGED] = geo.managed
+    if geo.pcp_batch:
+        z.zp[C.ZP_PCP_BATCH] = geo.pcp_batch
+    if geo.pcp_high:
+        z.zp[C.ZP_PCP_HIGH] = geo.pcp_high
+    n = min(len(z.pb_mt), len(state.pb_mt))
+    z.pb_mt[:n] = state.pb_mt[:n]
+    if policy == "nomobility":
+        z.pb_mt[:] = C.MIGRATE_UNMOVABLE
+    R.build_state(z, state.free_pfn, state.free_order, state.alloc_pfn, state.alloc_order,
+                  state.alloc_mt, state.pcp_pfn, state.pcp_order, state.pcp_mt)
+    from kernels.page_alloc import reset_cached_positions
+    reset_cached_positions(z)
+    check_zone(node)
+    return node
+
+
+def zone_figures(node) -> dict[str, Any]:
+    """buddyinfo, nr_free_pages, free blocks per type and order, pageblocks per type."""
+    z = node[0]
+    names = C.MIGRATETYPE_NAMES
+    free = pagetypeinfo_free(z)
+    pb_order = int(z.zp[C.ZP_PAGEBLOCK_ORDER])
+    first = int(z.zp[C.ZP_ZONE_START]) >> pb_order
+    last = (int(z.zp[C.ZP_ZONE_END]) + (1 << pb_order) - 1) >> pb_order
+    # pagetypeinfo counts every pageblock the zone spans, reserved ones included
+    blocks = np.bincount(z.pb_mt[first:last], minlength=C.MIGRATE_TYPES)
+    return {"buddyinfo": [int(x) for x in z.nr_free], "nr_free_pages": int(z.stat[C.NR_FREE_PAGES]),
+            "pcp_pages": int(z.stat[C.PCP_COUNT]),
+            "free_by_type": {names[t]: [int(x) for x in free[t]] for t in range(C.MIGRATE_TYPES) if free[t].any()},
+            "blocks": {names[t]: int(blocks[t]) for t in range(C.MIGRATE_TYPES) if blocks[t]}}
+
+
+def buddyinfo_l1(model: list[int], real: list[int]) -> float:
+    """sum over orders |model - real| / sum of real (orders beyond either list count as 0)."""
+    n = max(len(model), len(real))
+    m = np.zeros(n)
+    r = np.zeros(n)
+    m[:len(model)] = model
+    r[:len(real)] = real
+    return float(np.abs(m - r).sum() / r.sum()) if r.sum() else float("nan")
+
+
+def _nr_free_pages(buddyinfo: list[int]) -> int:
+    return int(sum(n << o for o, n in enumerate(buddyinfo)))
+
+
+def _compare(capture: dict, zone: str, phase: str, figures: dict) -> dict | None:
+    real_bi = _zone_snapshot(capture, "buddyinfo", phase, zone)
+    if real_bi is None:
+        return None
+    pt = _zone_snapshot(capture, "pagetypeinfo", phase, zone)
+    out = {"phase": phase, "buddyinfo": {"real": real_bi, "model": figures["buddyinfo"]},
+           "buddyinfo_l1": buddyinfo_l1(figures["buddyinfo"], real_bi)}
+    real_free = _nr_free_pages(real_bi)
+    out["nr_free_pages"] = {"real": real_free, "model": figures["nr_free_pages"]}
+    out["nr_free_err"] = abs(figures["nr_free_pages"] - real_free) / real_free if real_free else float("nan")
+    if pt and pt["blocks"]:
+        real_blocks = {k: int(v) for k, v in pt["blocks"].items() if v}
+        out["blocks"] = {"real": real_blocks, "model": figures["blocks"]}
+    return out
+
+
+def _phase_of(until: str | None) -> str | None:
+    if not until:
+        return None
+    return until.split("=", 1)[1].split()[0] if "=" in until else until
+
+
+def open_source(source) -> tuple[dict, Path | None]:
+    """A capture folder (its trace inside) or a lone trace / Parquet event table."""
+    path = Path(source)
+    if path.is_dir():
+        capture = read_capture(path)
+        if not capture.get("trace"):
+            raise ReplayError(f"{path}: no trace.txt or trace.txt.gz in this capture folder")
+        return capture, Path(capture["trace"])
+    if not path.exists():
+        raise ReplayError(f"{path}: no such file or folder")
+    return {"path": str(path), "kernel": None, "kernel_version": None}, path
+
+
+def replay(source, mode: str = "pinned", until: str | None = None, until_ts: float | None = None,
+           probes: list[str] | tuple = (), max_order: int = 10, pageblock_order: int = 9,
+           policy: str | None = None, check_every: int = 0, events: Events | None = None,
+           capture: dict | None = None, node_out: list | None = None) -> dict[str, Any]:
+    """Replay a capture folder or trace (see `farm replay`); returns the JSON-ready result."""
+    if mode not in MODES:
+        raise ReplayError(f"--mode {mode}: modes are {', '.join(MODES)}")
+    if capture is None:
+        capture, trace_path = open_source(source)
+    else:
+        trace_path = Path(capture["trace"]) if capture.get("trace") else None
+    if events is None:
+        events = load_events(trace_path)
+    policy = policy or policy_for_kernel(capture.get("kernel_version"))
+    if policy not in C.POLICIES:
+        raise ReplayError(f"--policy {policy}: policies are {', '.join(C.POLICIES)}")
+    if not 1 <= pageblock_order <= max_order:
+        raise ReplayError(f"--pageblock-order {pageblock_order} must be in 1..max_order ({max_order})")
+    stop = stop_index(events, until, until_ts)
+    hygiene = policy in ("v6.10", "v6.15", "nomobility")
+    t0 = time.perf_counter()
+    state = initial_state(capture, events, max_order, pageblock_order, hygiene)
+    node = build_replay_node(state, max_order, pageblock_order, policy)
+    t_init = time.perf_counter() - t0
+    geo = state.geometry
+    out: dict[str, Any] = {
+        "capture": capture.get("path"), "kernel": capture.get("kernel"), "policy": policy,
+        "mode": mode, "max_order": max_order, "pageblock_order": pageblock_order,
+        "zone": {"name": geo.zone, "start_pfn": geo.zone_start, "end_pfn": geo.zone_end},
+        "until": until, "until_ts": until_ts, "events": {"total": len(events), "replayed": stop},
+        "initial_state": {"source": state.source, "notes": state.notes,
+                          "pcp_pages": int(sum(1 << int(o) for o in state.pcp_order)),
+                          "pcp_pages_real": geo.pcp_count},
+    }
+    start_fig = zone_figures(node)
+    cmp0 = _compare(capture, geo.zone, "before", start_fig)
+    if cmp0:
+        out["initial_state"]["before"] = cmp0
+    rs = np.zeros(R.RS_SIZE, dtype=np.int64)
+    z = node[0]
+    # inside the zone only
+    inside = (events.pfn >= geo.zone_start) & (events.pfn + (1 << np.clip(events.order, 0, 30)) <= geo.zone_end)
+    sel = np.nonzero(inside[:stop])[0]
+    k, p, o, m = events.kind[sel], events.pfn[sel], events.order[sel], events.mt[sel]
+    a0, a1 = events.aux0[sel], events.aux1[sel]
+    t0 = time.perf_counter()
+    if mode == "pinned":
+        code, at = R.replay_pinned(z, k, p, o, m, a0, a1, 0, len(sel), rs, check_every)
+    else:
+        alloc_of = np.full(len(sel), -1, dtype=np.int64)
+        offset_of = np.zeros(len(sel), dtype=np.int64)
+        owner = np.zeros(geo.zone_end, dtype=np.int64)
+        base = np.zeros(len(sel), dtype=np.int64)
+        R.real_owners(k, p, o, geo.zone_end, alloc_of, offset_of, owner, base)
+        placed = np.full(len(sel), -1, dtype=np.int64)
+        code, at = R.replay_policy(node, k, p, o, m, alloc_of, offset_of, placed, 0, len(sel), rs,
+                                   check_every)
+    wall = time.perf_counter() - t0
+    if code:
+        raise ReplayError(f"the model's invariants broke at event {int(sel[at])} "
+                          f"({R.EVENT_KIND_NAMES[int(k[at])]} pfn {int(p[at])}): {ERRORS[code]}")
+    if check_every:
+        check_zone(node)
+    out["events"]["outside_zone"] = int(stop - len(sel))
+    out["replay"] = {name: int(rs[i]) for i, name in enumerate(R.RS_NAMES)}
+    if mode == "policy" and rs[R.RS_ALLOCS]:
+        out["replay"]["placement_agreement"] = float(rs[R.RS_SAME_PFN] / rs[R.RS_ALLOCS])
+    out["timing"] = {"initial_state_s": t_init, "replay_s": wall,
+                     "events_per_s": len(sel) / wall if wall > 0 else None}
+    fig = zone_figures(node)
+    out["state"] = fig
+    phase = _phase_of(until)
+    if phase:
+        cmp = _compare(capture, geo.zone, phase, fig)
+        if cmp:
+            out["versus_" + phase] = cmp
+    if probes:
+        from .probes import run_probes
+        cc = np.zeros(8, dtype=np.int64)
+        t0 = time.perf_counter()
+        out["probes"] = run_probes(node, list(probes), {"max_order": max_order,
+                                                        "pageblock_order": pageblock_order},
+                                   cc, np.zeros(1, dtype=np.int64))
+        out["timing"]["probes_s"] = time.perf_counter() - t0
+    if node_out is not None:
+        node_out.append(node)
+    return out
+
+
+# -- validation ---------------------------------------------------------------------------------
+
+VALIDATE_PHASE = "mid"
+
+
+def validate(folder, with_policy: bool = True) -> dict[str, Any]:
+    """The judgement of one capture folder (`farm validate`): pinned replay to phase=mid against
+    the mid snapshots, then the kernel's own sequence after it (compact, hugepages with the
+    asked count, gigantic pages) against what the kernel obtained; with `with_policy`, the
+    placement agreement of the model's policy on the same sequence."""
+    capture, trace_path = open_source(folder)
+    if not Path(folder).is_dir():
+        raise ReplayError(f"{folder}: farm validate takes capture folders (laid out like ../shared/data/*)")
+    events = load_events(trace_path)
+    policy = policy_for_kernel(capture.get("kernel_version"))
+    skipped: list[str] = []
+    has_mid = any(text.split()[0] == f"phase={VALIDATE_PHASE}" for _, text in events.markers if text)
+    until = f"phase={VALIDATE_PHASE}" if has_mid else None
+    if not has_mid:
+        skipped.append(f"no phase={VALIDATE_PHASE} marker in the trace: buddyinfo_mid_l1, "
+                       "nr_free_mid_err, blocks_mid and the huge page predictions need the state at "
+                       "that point")
+    if (capture.get("kpageflags") or {}).get("before") is None:
+        skipped.append("no kpageflags.before: the initial state is synthesised from "
+                       "buddyinfo.before and pagetypeinfo.before")
+    probes = []
+    asked_2m, asked_1g = capture.get("hugepages_2m_asked"), capture.get("hugepages_1g_asked")
+    if has_mid:
+        probes.append("compact")
+        if asked_2m:
+            probes.append(f"hugepages:order=9,count={asked_2m}")
+        if asked_1g:
+            probes.append(f"gigantic:count={asked_1g},size=1G")
+    r = replay(folder, "pinned", until=until, probes=probes, policy=policy, events=events,
+               capture=capture)
+    mid = r.get(f"versus_{VALIDATE_PHASE}")
+    if has_mid and mid is None:
+        skipped.append(f"no buddyinfo.{VALIDATE_PHASE}: nothing to compare the replayed state with")
+    got = {p["kind"]: p["obtained"] for p in r.get("probes", [])}
+    out = {
+        "capture": Path(folder).name, "kernel": capture.get("kernel"), "policy": policy,
+        "buddyinfo_mid_l1": mid["buddyinfo_l1"] if mid else None,
+        "nr_free_mid_err": mid["nr_free_err"] if mid else None,
+        "blocks_mid": mid.get("blocks") if mid else None,
+        "hugepages_2m": {"asked": asked_2m, "real": capture.get("hugepages_2m"),
+                         "model": got.get("hugepages")},
+        "hugepages_1g": {"asked": asked_1g, "real": capture.get("hugepages_1g"),
+                         "model": got.get("gigantic")},
+        "buddyinfo_mid": mid["buddyinfo"] if mid else None,
+        "nr_free_mid": mid["nr_free_pages"] if mid else None,
+        "initial_state": r["initial_state"],
+        "replay": r["replay"],
+        "events_per_s": r["timing"]["events_per_s"],
+    }
+    for key in ("hugepages_2m", "hugepages_1g"):
+        if out[key]["asked"] and out[key]["real"] is None:
+            skipped.append(f"{key}: the capture does not say how many the kernel obtained")
+    if with_policy:
+        pol = replay(folder, "policy", until=until, policy=policy, events=events, capture=capture)
+        out["placement_agreement"] = pol["replay"].get("placement_agreement")
+        pmid = pol.get(f"versus_{VALIDATE_PHASE}")
+        out["policy_buddyinfo_mid_l1"] = pmid["buddyinfo_l1"] if pmid else None
+    out["skipped"] = skipped
+    return out
+
+
+def format_validation(v: dict) -> str:
+    def pct(x):
+        return "-" if x is None else f"{100 * x:.2f}%"
+
+    lines = [f"{v['capture']}: Linux {v['kernel']}, policy {v['policy']}"]
+    if v["buddyinfo_mid_l1"] is not None:
+        lines.append(f"  pinned replay to phase=mid: buddyinfo L1 error {pct(v['buddyinfo_mid_l1'])}, "
+                     f"nr_free_pages error {pct(v['nr_free_mid_err'])} "
+                     f"(model {v['nr_free_mid']['model']}, real {v['nr_free_mid']['real']})")
+        lines.append(f"    buddyinfo real  {' '.join(f'{x:5d}' for x in v['buddyinfo_mid']['real'])}")
+        lines.append(f"    buddyinfo model {' '.join(f'{x:5d}' for x in v['buddyinfo_mid']['model'])}")
+    if v["blocks_mid"]:
+        b = v["blocks_mid"]
+        names = [n for n in C.MIGRATETYPE_NAMES if n in b["real"] or n in b["model"]]
+        lines.append("    pageblocks " + ", ".join(f"{n} {b['model'].get(n, 0)} (real {b['real'].get(n, 0)})"
+                                                   for n in names))
+    for key, label in (("hugepages_2m", "2 MiB"), ("hugepages_1g", "1 GiB")):
+        h = v[key]
+        if h["asked"]:
+            lines.append(f"  {label} huge pages: asked {h['asked']}, kernel got {h['real']}, model got {h['model']}")
+    if v.get("placement_agreement") is not None:
+        lines.append(f"  policy replay: {pct(v['placement_agreement'])} of allocations at the kernel's pfn, "
+                     f"buddyinfo L1 error {pct(v['policy_buddyinfo_mid_l1'])}")
+    for s in v["skipped"]:
+        lines.append(f"  skipped: {s}")
+    return "\n".join(lines)

@@ -1,0 +1,302 @@
+"""Trace replay (kernels/replay.py, farm/replay.py): hand-worked event sequences on a small zone,
+the check_zone invariants along a real trace, and the model judged by the real captures."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from farm import replay as RP
+from farm.captures import KPF_BUDDY, read_capture, read_kpageflags
+from farm.cli import main
+from kernels import constants as C
+from kernels import replay as R
+from kernels.check import check_zone
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+F61 = DATA / "kernel-6.1-fragmenter-2560m"
+F612 = DATA / "kernel-6.12-fragmenter-2560m"
+MIX = DATA / "kernel-6.1-mixed-1536m"
+need_data = pytest.mark.skipif(not F61.exists(), reason="the shared captures are not here")
+
+E = np.empty(0, dtype=np.int64)
+
+
+def small_node(policy="v6.1", nr=64, max_order=4, pb_order=3, free=None, alloc=()):
+    """A 64-page zone, all free in order-4 blocks unless `free` says otherwise."""
+    free = [(p, max_order) for p in range(0, nr, 1 << max_order)] if free is None else free
+    state = RP.InitialState(
+        RP.Geometry("Normal", 0, nr), np.full(nr >> pb_order, C.MIGRATE_MOVABLE, dtype=np.uint8),
+        np.zeros(nr, dtype=bool),
+        np.array([p for p, _ in free], dtype=np.int64), np.array([o for _, o in free], dtype=np.int64),
+        np.array([p for p, _, _ in alloc], dtype=np.int64), np.array([o for _, o, _ in alloc], dtype=np.int64),
+        np.array([m for _, _, m in alloc], dtype=np.int64), E, E, E, "test")
+    return RP.build_replay_node(state, max_order, pb_order, policy)
+
+
+def run(node, events, hygiene_check=True):
+    """Apply (kind, pfn, order, mt, aux0, aux1) events one at a time with check_zone after each."""
+    rs = np.zeros(R.RS_SIZE, dtype=np.int64)
+    cols = [np.array([e[i] for e in events], dtype=np.int64) for i in range(6)]
+    kind = cols[0].astype(np.int8)
+    code, at = R.replay_pinned(node[0], kind, cols[1], cols[2], cols[3], cols[4], cols[5], 0,
+                               len(events), rs, 1)
+    assert code == 0, (code, at)
+    check_zone(node)
+    return rs
+
+
+def free_blocks(z):
+    """{pfn: (order, list type)} of every free block."""
+    out = {}
+    for p in range(int(z.zp[C.ZP_ZONE_START]), int(z.zp[C.ZP_ZONE_END])):
+        if z.page_flags[p] & C.PG_BUDDY:
+            out[p] = (int(z.page_order[p]), int(z.page_mt[p]))
+    return out
+
+
+@pytest.mark.kernels
+def test_zone_locked_refill_alloc_free_drain_round_trip():
+    node = small_node()
+    z = node[0]
+    # a pcp refill takes pfn 5 out of the order-4 block at 0: the rest goes back in pieces
+    run(node, [(R.EV_ZONE_LOCKED, 5, 0, 1, 1, 0)])
+    assert free_blocks(z) == {0: (2, 1), 4: (0, 1), 6: (1, 1), 8: (3, 1), 16: (4, 1), 32: (4, 1), 48: (4, 1)}
+    assert z.page_flags[5] & C.PG_PCP and z.stat[C.PCP_COUNT] == 1
+    assert list(z.nr_free) == [1, 1, 1, 1, 3]
+    assert z.stat[C.NR_FREE_PAGES] == 63
+    rs = run(node, [(R.EV_ALLOC, 5, 0, 1, 0, 0)])
+    assert z.page_flags[5] & C.PG_HEAD and z.page_flags[5] & C.PG_LRU and z.stat[C.PCP_COUNT] == 0
+    assert rs[R.RS_FROM_BUDDY] == 0 and rs[R.RS_FROM_UNKNOWN] == 0
+    # the free parks it on a pcp list (order 0), the drain merges it back to order 4
+    rs = run(node, [(R.EV_FREE, 5, 0, -1, 0, 0)])
+    assert rs[R.RS_FREE_TO_PCP] == 1 and z.page_flags[5] & C.PG_PCP and not z.page_flags[5] & C.PG_LRU
+    run(node, [(R.EV_DRAIN, 5, 0, 1, 0, 0)])
+    assert free_blocks(z) == {0: (4, 1), 16: (4, 1), 32: (4, 1), 48: (4, 1)}
+    assert z.stat[C.PCP_COUNT] == 0 and z.stat[C.NR_FREE_PAGES] == 64
+
+
+@pytest.mark.kernels
+def test_direct_buddy_free_of_a_non_pcp_order_and_a_split_allocation():
+    node = small_node()
+    z = node[0]
+    # an order-2 allocation taken straight from the buddy (percpu_refill=0), then mm_page_alloc
+    rs = run(node, [(R.EV_ZONE_LOCKED, 16, 2, 0, 0, 0), (R.EV_ALLOC, 16, 2, 0, 0, 0)])
+    assert z.page_flags[16] & C.PG_HEAD and z.page_order[16] == 2 and not z.page_flags[16] & C.PG_LRU
+    assert free_blocks(z)[20] == (2, 1) and free_blocks(z)[24] == (3, 1)
+    # the block is freed one page at a time (split_page), pages 16..18 to the pcp, 19 drained
+    run(node, [(R.EV_FREE, 19, 0, -1, 0, 0), (R.EV_DRAIN, 19, 0, 1, 0, 0)])
+    assert free_blocks(z)[19] == (0, 1)
+    assert z.page_order[16] == 0 and z.page_flags[17] & C.PG_HEAD and z.page_flags[18] & C.PG_HEAD
+    # order 3 is not... a pcp order here is <= 3 or pageblock_order; order 4 > 3 and != 3: buddy
+    rs = run(node, [(R.EV_ZONE_LOCKED, 32, 4, 1, 0, 0), (R.EV_ALLOC, 32, 4, 1, 0, 0),
+                    (R.EV_FREE, 32, 4, -1, 0, 0)])
+    assert rs[R.RS_FREE_TO_BUDDY] == 1 and free_blocks(z)[32] == (4, 1)
+
+
+@pytest.mark.kernels
+def test_conflicting_events_are_counted_and_leave_a_sound_state():
+    node = small_node()
+    z = node[0]
+    before = free_blocks(z)
+    # freeing a page that is free already (pcp order and buddy order)
+    rs = run(node, [(R.EV_FREE, 20, 0, -1, 0, 0), (R.EV_DRAIN, 20, 0, 1, 0, 0)])
+    assert rs[R.RS_FREE_NOT_USED] == 1 and free_blocks(z) == before
+    # a drain of a page the model holds allocated (a pcp page when the trace started)
+    node = small_node(free=[(0, 4), (16, 4), (32, 4), (48, 3), (58, 1), (60, 2)], alloc=[(56, 0, 1), (57, 0, 1)])
+    z = node[0]
+    rs = run(node, [(R.EV_DRAIN, 56, 0, 1, 0, 0), (R.EV_ALLOC, 57, 0, 1, 0, 0)])
+    assert rs[R.RS_DRAIN_UNKNOWN] == 1 and rs[R.RS_FROM_UNKNOWN] == 0
+    assert free_blocks(z)[56] == (0, 1) and z.page_flags[57] & C.PG_HEAD
+    # mm_page_alloc of a page still on the buddy lists (compaction capture): taken off
+    rs = run(node, [(R.EV_ALLOC, 40, 1, 1, 0, 0)])
+    assert rs[R.RS_FROM_BUDDY] == 1 and 40 not in free_blocks(z) and free_blocks(z)[42] == (1, 1)
+
+
+@pytest.mark.kernels
+def test_extfrag_claim_retypes_the_fallback_pageblocks():
+    # 6.1: the claim of an order-4 block (two pageblocks of order 3) for an unmovable request
+    node = small_node("v6.1")
+    z = node[0]
+    rs = run(node, [(R.EV_EXTFRAG, 16, 0, 0, 1, 4), (R.EV_ZONE_LOCKED, 16, 0, 0, 1, 0)])
+    assert rs[R.RS_CLAIMS] == 2 and list(z.pb_mt[:8]) == [1, 1, 0, 0, 1, 1, 1, 1]
+    assert free_blocks(z)[24] == (3, 0) and free_blocks(z)[17] == (0, 0)
+    # 6.1 steal without claim: the free block moves to the requested type's list
+    rs = run(node, [(R.EV_EXTFRAG, 32, 0, 2, 0, 4)])
+    assert free_blocks(z)[32] == (4, 2) and rs[R.RS_CLAIMS] == 0
+    # 6.10+: a steal without claim takes the page itself (no zone_locked follows)
+    node = small_node("v6.10")
+    z = node[0]
+    run(node, [(R.EV_EXTFRAG, 48, 0, 0, 0, 4)])
+    assert z.page_flags[48] & C.PG_HEAD and free_blocks(z)[49] == (0, 1) and z.pb_mt[6] == 1
+
+
+@pytest.mark.kernels
+def test_policy_replay_places_with_the_model_and_ends_the_right_allocation():
+    node = small_node()
+    kind = np.array([R.EV_ALLOC, R.EV_ALLOC, R.EV_FREE, R.EV_FREE], dtype=np.int8)
+    # the kernel put the two allocations at 40 and 8; the free of 8 ends the second one
+    pfn = np.array([40, 8, 8, 40], dtype=np.int64)
+    order = np.array([0, 1, 1, 0], dtype=np.int64)
+    mt = np.array([1, 1, -1, -1], dtype=np.int64)
+    alloc_of = np.full(4, -1, dtype=np.int64)
+    offset_of = np.zeros(4, dtype=np.int64)
+    R.real_owners(kind, pfn, order, 64, alloc_of, offset_of, np.zeros(64, dtype=np.int64),
+                  np.zeros(4, dtype=np.int64))
+    assert list(alloc_of) == [-1, -1, 1, 0]
+    placed = np.full(4, -1, dtype=np.int64)
+    rs = np.zeros(R.RS_SIZE, dtype=np.int64)
+    code, _ = R.replay_policy(node, kind, pfn, order, mt, alloc_of, offset_of, placed, 0, 4, rs, 1)
+    assert code == 0
+    # the model's own choice: both from the head of the movable lists (pcp refills)
+    assert placed[0] >= 0 and placed[1] >= 0 and placed[0] != 40
+    assert rs[R.RS_ALLOCS] == 2 and rs[R.RS_SAME_PFN] == 0
+    z = node[0]
+    assert not z.page_flags[placed[0]] & C.PG_HEAD and not z.page_flags[placed[1]] & C.PG_HEAD
+    check_zone(node)
+
+
+def test_pageblock_types_from_the_trace():
+    ev = RP.Events(kind=np.array([R.EV_ZONE_LOCKED, R.EV_DRAIN, R.EV_EXTFRAG, R.EV_DRAIN], dtype=np.int8),
+                   pfn=np.array([0, 5, 1024, 1030]), order=np.zeros(4, dtype=np.int64),
+                   mt=np.array([0, 1, 0, 0]), aux0=np.array([1, 0, 1, 0]), aux1=np.array([0, 0, 10, 0]),
+                   fallback_mt=np.array([-1, -1, 2, -1]), ts=np.zeros(4), markers=[])
+    types, how = RP.infer_pageblock_types(ev, 6, 9, np.full(6, 1))
+    # block 0: the drain (strong) beats the earlier zone_locked; blocks 2-3: the type before the claim
+    assert list(types) == [1, 1, 2, 2, 1, 1] and list(how) == [1, 0, 1, 1, 0, 0]
+
+
+def test_stop_index_and_unknown_marker():
+    ev = RP.Events(kind=np.zeros(3, dtype=np.int8), pfn=np.arange(3), order=np.zeros(3, dtype=np.int64),
+                   mt=np.ones(3, dtype=np.int64), aux0=np.zeros(3, dtype=np.int64), aux1=np.zeros(3, dtype=np.int64),
+                   fallback_mt=np.zeros(3, dtype=np.int64), ts=np.array([1.0, 2.0, 3.0]),
+                   markers=[(1, "phase=mid"), (2, "phase=hugepages-2m-done got=5")], source="t")
+    assert RP.stop_index(ev, "phase=mid") == 1 and RP.stop_index(ev, "hugepages-2m-done") == 2
+    assert RP.stop_index(ev, until_ts=2.0) == 2 and RP.stop_index(ev) == 3
+    with pytest.raises(RP.ReplayError, match="no such marker.*phase=mid"):
+        RP.stop_index(ev, "phase=nope")
+
+
+def test_policy_for_kernel():
+    assert [RP.policy_for_kernel(v) for v in [(5, 4), (6, 1), (6, 9), (6, 12), (6, 15), None]] == [
+        "v5.4", "v6.1", "v6.1", "v6.10", "v6.15", "v6.15"]
+
+
+# -- the real captures -----------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def events61():
+    return RP.load_events(F61 / "trace.txt.gz")
+
+
+@pytest.fixture(scope="module")
+def events612():
+    return RP.load_events(F612 / "trace.txt.gz")
+
+
+@need_data
+def test_initial_state_from_kpageflags_is_the_kernels(events61):
+    cap = read_capture(F61)
+    r = RP.replay(None, until="phase=work-start", events=events61, capture=cap)
+    before = r["initial_state"]["before"]
+    # every KPF_BUDDY page is free and merging leaves exactly the kernel's buddyinfo
+    assert before["buddyinfo"]["model"] == before["buddyinfo"]["real"]
+    assert before["nr_free_pages"]["model"] == before["nr_free_pages"]["real"]
+    # pages the trace shows on the pcp list at the start, against zoneinfo's pcp count
+    assert abs(r["initial_state"]["pcp_pages"] - r["initial_state"]["pcp_pages_real"]) <= 0.05 * r["initial_state"]["pcp_pages_real"]
+
+
+@need_data
+@pytest.mark.slow
+@pytest.mark.heavy
+@pytest.mark.parametrize("which", ["6.1", "6.12"])
+def test_pinned_replay_keeps_the_invariants(which, events61, events612):
+    ev = events61 if which == "6.1" else events612
+    cap = read_capture(F61 if which == "6.1" else F612)
+    # every event checked for the first 400 events, then every 40000
+    short = RP.Events(*(getattr(ev, f)[:400] for f in ("kind", "pfn", "order", "mt", "aux0", "aux1",
+                                                       "fallback_mt", "ts")), markers=[], source="head")
+    r = RP.replay(None, events=short, capture=cap, check_every=1)
+    assert r["replay"]["events"] == 400
+    r = RP.replay(None, until="phase=mid", events=ev, capture=cap, check_every=40000)
+    assert r["replay"]["events"] > 1_000_000
+
+
+@need_data
+@pytest.mark.slow
+@pytest.mark.heavy
+@pytest.mark.parametrize("folder,events", [(F61, "events61"), (F612, "events612")])
+def test_pinned_replay_reaches_the_kernels_mid_state(folder, events, request):
+    ev = request.getfixturevalue(events)
+    cap = read_capture(folder)
+    node_out = []
+    r = RP.replay(None, until="phase=mid", events=ev, capture=cap, node_out=node_out)
+    mid = r["versus_mid"]
+    assert mid["buddyinfo_l1"] <= 0.05
+    assert mid["nr_free_err"] <= 0.01
+    # page by page: the model's free pages against the KPF_BUDDY pages of kpageflags.mid
+    z = node_out[0][0]
+    free = np.zeros(int(z.zp[C.ZP_ZONE_END]), dtype=bool)
+    for p in np.nonzero(z.page_flags & C.PG_BUDDY)[0]:
+        free[p:p + (1 << int(z.page_order[p]))] = True
+    kpf = read_kpageflags(folder / "kpageflags.mid.gz")[:len(free)]
+    real = ((kpf >> KPF_BUDDY) & 1).astype(bool)
+    real[:int(z.zp[C.ZP_ZONE_START])] = False
+    differ = int(np.count_nonzero(free != real))
+    assert differ <= 0.001 * int(real.sum()), differ
+
+
+@need_data
+@pytest.mark.slow
+@pytest.mark.heavy
+def test_validate_matches_what_the_kernels_obtained(tmp_path, capsys):
+    assert main(["validate", "--json", str(F61), str(F612), str(DATA / "README.md")]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert [v["capture"] for v in out] == [F61.name, F612.name]
+    for v in out:
+        assert set(v) >= {"capture", "kernel", "policy", "buddyinfo_mid_l1", "nr_free_mid_err",
+                          "blocks_mid", "hugepages_2m", "hugepages_1g"}
+        assert v["buddyinfo_mid_l1"] <= 0.05 and v["nr_free_mid_err"] <= 0.01
+        h = v["hugepages_2m"]
+        assert h["asked"] == 3000 and abs(h["model"] - h["real"]) <= 0.10 * h["real"]
+        assert v["hugepages_1g"]["model"] == v["hugepages_1g"]["real"] == 0
+        assert set(v["blocks_mid"]) == {"real", "model"}
+    assert [v["policy"] for v in out] == ["v6.1", "v6.10"]
+    # the model's v6.1 policy puts nearly every allocation where Linux 6.1 did
+    assert out[0]["placement_agreement"] >= 0.95
+
+
+@need_data
+def test_validate_says_what_it_skipped_without_markers_or_kpageflags(capsys):
+    assert main(["validate", "--json", "--no-policy", str(MIX)]) == 0
+    v = json.loads(capsys.readouterr().out)[0]
+    assert v["buddyinfo_mid_l1"] is None and v["hugepages_2m"] == {"asked": 400, "real": 400, "model": None}
+    assert any("no phase=mid marker" in s for s in v["skipped"])
+    assert any("no kpageflags.before" in s for s in v["skipped"])
+
+
+@need_data
+def test_synthesised_state_matches_the_snapshots():
+    cap = read_capture(MIX)
+    geo = RP.zone_geometry(cap, None)
+    state = RP.synthesise_state(cap, geo, 10, 9)
+    node = RP.build_replay_node(state, 10, 9, "v6.1")
+    fig = RP.zone_figures(node)
+    assert fig["buddyinfo"] == cap["buddyinfo"]["before"][geo.zone]
+    real = {k: v for k, v in cap["pagetypeinfo"]["before"]["blocks"][geo.zone].items() if v}
+    assert fig["blocks"] == real
+
+
+def test_replay_cli_errors(tmp_path, capsys):
+    assert main(["replay", str(tmp_path / "nope")]) == 2
+    assert "no such file or folder" in capsys.readouterr().err
+    trace = tmp_path / "t.txt"
+    trace.write_text("  a-1 [000] ..... 1.000000: mm_page_alloc: page=0x1 pfn=0x10 order=0 "
+                     "migratetype=1 gfp_flags=GFP_KERNEL\n")
+    assert main(["replay", str(trace), "--until", "phase=mid"]) == 2
+    assert "no such marker" in capsys.readouterr().err
+    assert main(["replay", str(trace), "--mode", "policy", "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["replay"]["allocs"] == 1 and r["initial_state"]["source"] == "boot"
+    assert main(["validate", str(trace)]) == 2
