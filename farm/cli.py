@@ -62,25 +62,31 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    if args.trace:
+    from .bench import DEFAULT_SWEEP, SECTIONS
+    from .sweep import SweepError
+    from .trace import TraceError
+    if args.only is None and args.trace:
         from .bench import trace_main
-        from .trace import TraceError
         try:
             return trace_main(args.trace, args.out, args.quick)
         except TraceError as e:
             return _fail("bench", str(e))
-    if args.sweep:
+    if args.only is None and args.sweep:
         from .bench import sweep_main
-        from .sweep import SweepError
         try:
             return sweep_main(args.sweep, args.out, args.quick, args.cells)
         except SweepError as e:
             return _fail("bench", str(e))
+    sections = SECTIONS if args.only is None else tuple(x.strip() for x in args.only.split(",") if x.strip())
+    unknown = [x for x in sections if x not in SECTIONS]
+    if unknown:
+        return _fail("bench", f"--only: unknown section {unknown[0]!r}; sections: {', '.join(SECTIONS)}")
     from .bench import main as bench_main
-    return bench_main(args.out, args.quick)
+    try:
+        return bench_main(args.out, args.quick, sections, args.sweep or DEFAULT_SWEEP, args.trace)
+    except (SweepError, TraceError) as e:
+        return _fail("bench", str(e))
 
-
-# -- sweeps ---------------------------------------------------------------------------------
 
 def _fail(command: str, message: str) -> int:
     print(f"farm {command}: error: {message}", file=sys.stderr)
@@ -358,17 +364,25 @@ def build_parser() -> argparse.ArgumentParser:
                      help="print the final state in /proc/buddyinfo format")
     sim.set_defaults(func=cmd_simulate)
 
-    bench = sub.add_parser("bench", help="measure model throughput (recorded, never asserted)")
+    bench = sub.add_parser("bench", help="benchmarks: throughput, reference speed-up, memory, cold start, "
+                                         "sweep scaling, trace parse and replay (recorded, never asserted)",
+                           description="Run the benchmark suite (every section unless --only) and print "
+                                       "one Markdown table per section with the machine's description. "
+                                       "Each figure is a median of several runs after a warm-up; ratios "
+                                       "are measured in the same run.")
     bench.add_argument("-o", "--out", metavar="FILE.json",
                        help="also write the results as JSON and a Markdown table beside it")
     bench.add_argument("--quick", action="store_true", help="tiny sizes: a smoke run")
+    bench.add_argument("--only", metavar="SECTIONS",
+                       help="comma-separated: throughput, reference, memory, cold_start, sweep, trace")
     bench.add_argument("--sweep", metavar="SWEEP.toml",
-                       help="instead: run this sweep with 1 and then 2 workers (embedded Ray) and "
-                            "report cells per minute and the parallel efficiency t1 / (2 t2)")
-    bench.add_argument("--cells", type=int, metavar="N", help="with --sweep: only the first N cells")
-    bench.add_argument("--trace", metavar="TRACE",
-                       help="instead: parse this real-kernel trace (farm trace parse) and report events "
-                            "per second, on every core and on one")
+                       help="the sweep of the sweep and cold_start sections [default: sweeps/laptop.toml]; "
+                            "alone (without --only): only that sweep, with 1 and then 2 workers")
+    bench.add_argument("--cells", type=int, metavar="N", help="with --sweep alone: only the first N cells")
+    bench.add_argument("--trace", metavar="TRACE|DIR",
+                       help="the trace (or capture folder, also replayed) of the trace section [default: "
+                            "../shared/data/kernel-6.1-fragmenter-2560m when present]; alone: only "
+                            "parse that trace")
     bench.set_defaults(func=cmd_bench)
 
     plan = sub.add_parser("plan", help="validate and expand a sweep file; count its cells",

@@ -371,3 +371,26 @@ def fragmenter(node, rng, nr_anon, holders, files_every, file_pages_max, keep_fi
             free_pages(node, node[0].owner[sl])
             kind[sl] = -1
     return 0, -1, kept, pipes
+
+
+@jit
+def run_ops(node, is_alloc, orders, victims, mt, live, out):
+    """A recorded operation sequence (the reference-model benchmark runs the same one): an
+    allocation of orders[i], or the free of live block victims[i] % (live blocks) (swap-remove).
+    out[i] = the pfn allocated (-1: failed) or freed. Returns the live blocks left."""
+    nlive = 0
+    for i in range(is_alloc.shape[0]):
+        if is_alloc[i] or nlive == 0:
+            pfn = alloc_pages(node, int(orders[i]), mt, 0)
+            out[i] = pfn
+            if pfn >= 0:
+                live[nlive] = pfn
+                nlive += 1
+        else:
+            k = victims[i] % nlive
+            pfn = live[k]
+            nlive -= 1
+            live[k] = live[nlive]
+            out[i] = pfn
+            free_pages(node, pfn)
+    return nlive
