@@ -5,7 +5,7 @@ All functions take the Zone NamedTuple `z` (zone.py) and are compiled with numba
 NUMBA_DISABLE_JIT=1 they run as plain Python (the coverage pass of the test suite).
 """
 
-from ._jit import jit
+from ._jit import jit, jit_inline
 
 from .constants import (
     ZP_PCP_BASE, MAX_SPLIT_STEPS, MAX_MERGE_STEPS, MAX_ORDERS_SCANNED,
@@ -26,7 +26,7 @@ from .constants import (
 # Intrusive doubly linked lists over the pfn-indexed next/prev arrays (include/linux/list.h)
 
 
-@jit
+@jit_inline
 def _list_add(head, tail, nxt, prv, li, pfn):
     """list_add(): insert at the head."""
     first = head[li]
@@ -39,7 +39,7 @@ def _list_add(head, tail, nxt, prv, li, pfn):
     head[li] = pfn
 
 
-@jit
+@jit_inline
 def _list_add_tail(head, tail, nxt, prv, li, pfn):
     """list_add_tail(): insert at the tail."""
     last = tail[li]
@@ -52,7 +52,7 @@ def _list_add_tail(head, tail, nxt, prv, li, pfn):
     tail[li] = pfn
 
 
-@jit
+@jit_inline
 def _list_del(head, tail, nxt, prv, li, pfn):
     """list_del()."""
     p = prv[pfn]
@@ -73,7 +73,7 @@ def _list_del(head, tail, nxt, prv, li, pfn):
 # Free-list primitives (6.10+ names: raw list operations apart from accounting)
 
 
-@jit
+@jit_inline
 def get_pageblock_migratetype(z, pfn):
     """get_pfnblock_migratetype()."""
     return int(z.pb_mt[pfn >> z.zp[ZP_PAGEBLOCK_ORDER]])
@@ -92,7 +92,7 @@ def change_pageblock_range(z, pfn, order, mt):
         z.pb_mt[b] = mt
 
 
-@jit
+@jit_inline
 def account_freepages(z, nr_pages, mt):
     """account_freepages(): NR_FREE_PAGES excludes ISOLATE; CMA is also counted apart."""
     if mt == MIGRATE_ISOLATE:
@@ -102,7 +102,7 @@ def account_freepages(z, nr_pages, mt):
         z.stat[NR_FREE_CMA_PAGES] += nr_pages
 
 
-@jit
+@jit_inline
 def _add_to_free_list(z, pfn, order, mt, tail):
     """__add_to_free_list() + set_buddy_order(): no accounting."""
     li = order * MIGRATE_TYPES + mt
@@ -116,7 +116,7 @@ def _add_to_free_list(z, pfn, order, mt, tail):
     z.nr_free[order] += 1
 
 
-@jit
+@jit_inline
 def _del_page_from_free_list(z, pfn, order, mt):
     """__del_page_from_free_list(): unlink, clear PageBuddy; no accounting."""
     li = order * MIGRATE_TYPES + mt
@@ -143,7 +143,7 @@ def move_to_free_list(z, pfn, order, new_mt):
     account_freepages(z, 1 << order, new_mt)
 
 
-@jit
+@jit_inline
 def expand(z, pfn, low, high, mt):
     """expand(): split a block of order `high` down to `low`, upper halves to the list heads.
     Returns the number of pages put back on free lists."""
@@ -157,7 +157,7 @@ def expand(z, pfn, low, high, mt):
     return nr_added
 
 
-@jit
+@jit_inline
 def page_del_and_expand(z, pfn, low, high, mt):
     """page_del_and_expand(): take a free block off its list and split it for an order-`low` request."""
     _del_page_from_free_list(z, pfn, high, mt)
@@ -171,7 +171,7 @@ def page_del_and_expand(z, pfn, low, high, mt):
 # Allocation
 
 
-@jit
+@jit_inline
 def _rmqueue_smallest(z, order, mt):
     """__rmqueue_smallest(): first non-empty list of `mt` from `order` up; take its head."""
     max_order = z.zp[ZP_MAX_ORDER]
@@ -433,16 +433,30 @@ def _rmqueue_steal(z, order, start_mt):
     return -1
 
 
-@jit
+@jit_inline
 def _rmqueue(z, order, mt, alloc_cma, mode):
-    """__rmqueue(): returns (pfn or -1, rmqueue_mode). `mode` is only used by the 6.15 policy."""
-    if alloc_cma and z.zp[ZP_CMA_BALANCE] and z.stat[NR_FREE_CMA_PAGES] > z.stat[NR_FREE_PAGES] // 2:
+    """__rmqueue(): returns (pfn or -1, rmqueue_mode). `mode` is only used by the 6.15 policy.
+    The usual first try, the requested type's own lists, is inlined; the rest is _rmqueue_slow."""
+    if not (alloc_cma and z.zp[ZP_CMA_BALANCE] and z.stat[NR_FREE_CMA_PAGES] > z.stat[NR_FREE_PAGES] // 2):
+        if z.zp[ZP_FALLBACK] != FALLBACK_D or mode == RMQUEUE_NORMAL:
+            pfn = _rmqueue_smallest(z, order, mt)
+            if pfn >= 0:
+                return pfn, mode
+            return _rmqueue_slow(z, order, mt, alloc_cma, mode, True)
+    return _rmqueue_slow(z, order, mt, alloc_cma, mode, False)
+
+
+@jit
+def _rmqueue_slow(z, order, mt, alloc_cma, mode, tried):
+    """The rest of __rmqueue(), after `_rmqueue_smallest(order, mt)` found nothing (`tried`),
+    or all of it (CMA balancing first)."""
+    if not tried and alloc_cma and z.zp[ZP_CMA_BALANCE] and z.stat[NR_FREE_CMA_PAGES] > z.stat[NR_FREE_PAGES] // 2:
         pfn = _rmqueue_smallest(z, order, MIGRATE_CMA)
         if pfn >= 0:
             return pfn, mode
     fallback = z.zp[ZP_FALLBACK]
     if fallback == FALLBACK_D:
-        if mode == RMQUEUE_NORMAL:
+        if mode == RMQUEUE_NORMAL and not tried:
             pfn = _rmqueue_smallest(z, order, mt)
             if pfn >= 0:
                 return pfn, mode
@@ -459,9 +473,11 @@ def _rmqueue(z, order, mt, alloc_cma, mode):
             return pfn, RMQUEUE_STEAL
         return -1, mode
     while True:
-        pfn = _rmqueue_smallest(z, order, mt)
-        if pfn >= 0:
-            return pfn, mode
+        if not tried:
+            pfn = _rmqueue_smallest(z, order, mt)
+            if pfn >= 0:
+                return pfn, mode
+        tried = False
         if alloc_cma:
             pfn = _rmqueue_smallest(z, order, MIGRATE_CMA)
             if pfn >= 0:
@@ -472,7 +488,7 @@ def _rmqueue(z, order, mt, alloc_cma, mode):
             return -1, mode
 
 
-@jit
+@jit_inline
 def zone_watermark_ok(z, order, mark, alloc_cma, lowmem_reserve):
     """__zone_watermark_ok() for one zone, no highatomic reserve."""
     free = z.stat[NR_FREE_PAGES] - ((1 << order) - 1)
@@ -500,7 +516,7 @@ def zone_watermark_ok(z, order, mark, alloc_cma, lowmem_reserve):
 # Per-cpu page lists (one CPU, 6.1 rules)
 
 
-@jit
+@jit_inline
 def pcp_allowed_order(z, order):
     """pcp_allowed_order(): orders <= PAGE_ALLOC_COSTLY_ORDER, and pageblock_order (THP);
     order 0 only before 5.13."""
@@ -644,7 +660,7 @@ def drain_pages(z):
 # Free path
 
 
-@jit
+@jit_inline
 def _free_one_page(z, pfn, order, mt, to_tail):
     """__free_one_page(): merge with free buddies as far as the policy's rules allow, then put
     the block at the tail (FPI_TO_TAIL or buddy_merge_likely) or head of free_list[order][mt]."""
@@ -682,7 +698,7 @@ def _free_one_page(z, pfn, order, mt, to_tail):
     _add_to_free_list(z, pfn, order, mt, to_tail)
 
 
-@jit
+@jit_inline
 def buddy_merge_likely(z, pfn, order):
     """buddy_merge_likely(): is the parent's buddy free, so that freeing our buddy would merge
     two levels? Then the block goes to the tail, where it is less likely to be allocated."""
@@ -707,7 +723,7 @@ def split_large_buddy(z, pfn, order, to_tail):
         pfn += 1 << order
 
 
-@jit
+@jit_inline
 def _free_to_buddy(z, pfn, order, to_tail):
     """free_one_page(): the buddy part of freeing, per policy."""
     if z.zp[ZP_MERGE] == MERGE_HYGIENE:
@@ -720,7 +736,7 @@ def _free_to_buddy(z, pfn, order, to_tail):
 # The page allocator's entry points
 
 
-@jit
+@jit_inline
 def prep_new_page(z, pfn, order, mt, extra):
     """Record the allocation: head, order, requested type. A movable allocation is an LRU page
     on every page (and pinned if `extra` has PG_PINNED) unless `extra` has PG_CONTIG: a page the
@@ -738,7 +754,7 @@ def prep_new_page(z, pfn, order, mt, extra):
     z.stat[PGALLOC] += 1 << order
 
 
-@jit
+@jit_inline
 def rmqueue(z, order, mt, alloc_cma):
     """rmqueue(): the pcp list for pcp orders, falling through to the buddy lists when it
     yields nothing."""
@@ -750,7 +766,7 @@ def rmqueue(z, order, mt, alloc_cma):
     return pfn
 
 
-@jit
+@jit_inline
 def gfp_zone(list_mt):
     """The highest zone a request may use: ZONE_MOVABLE only for __GFP_MOVABLE requests."""
     return ZONE_MOVABLE if list_mt == MIGRATE_MOVABLE else ZONE_NORMAL
@@ -788,7 +804,7 @@ def alloc_pages(node, order, mt, extra):
     return pfn
 
 
-@jit
+@jit_inline
 def gfp_migratetype(node, mt):
     """gfp_migratetype(): every request is UNMOVABLE with grouping by mobility disabled."""
     return MIGRATE_UNMOVABLE if node[0].zp[ZP_MOBILITY_DISABLED] else mt
@@ -812,7 +828,7 @@ def alloc_pages_fast(node, order, mt, extra):
     return pfn
 
 
-@jit
+@jit_inline
 def node_stat(node, idx):
     """A counter summed over the node's zones."""
     total = 0
@@ -821,13 +837,13 @@ def node_stat(node, idx):
     return total
 
 
-@jit
+@jit_inline
 def record_max(z, idx, value):
     if value > z.stat[idx]:
         z.stat[idx] = value
 
 
-@jit
+@jit_inline
 def page_zone(node, pfn):
     """Index in the node of the zone that spans pfn."""
     for i in range(len(node) - 1, 0, -1):
