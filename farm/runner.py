@@ -411,12 +411,15 @@ def _schedule(plan: Plan, todo: list[Cell], store: Store, summary: RunSummary, b
     batcher = Batcher(todo, summary.workers, batch_size)
     fn_ref = ray.put(cell_fn) if cell_fn is not None else None
     pending: dict[Any, list[Cell]] = {}
+    # On a cluster, spread the tasks over the nodes: Ray's default packs them on the driver's
+    # node while it has a free CPU, and short tasks free it again before the next is submitted.
+    task = _run_batch_task.options(scheduling_strategy="SPREAD") if summary.nodes > 1 else _run_batch_task
 
     def submit() -> None:
         while len(batcher) and len(pending) < summary.workers:
             batch = batcher.take()
             summary.batches += 1
-            ref = _run_batch_task.remote(batch, plan.name, summary.run_id, MODEL_VERSION, fn_ref)
+            ref = task.remote(batch, plan.name, summary.run_id, MODEL_VERSION, fn_ref)
             pending[ref] = batch
 
     bar = _progress(len(todo), plan.name, progress)
