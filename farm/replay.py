@@ -26,8 +26,9 @@ import pyarrow.compute as pc
 from kernels import constants as C
 from kernels import replay as R
 from kernels.check import ERRORS, check_zone
+from kernels.page_alloc import reset_cached_positions
 from kernels.vmstat import pagetypeinfo_free
-from kernels.zone import make_node
+from kernels.zone import make_node, policy_behaviour
 
 from .captures import KPF_BUDDY, KPF_COMPOUND_HEAD, KPF_COMPOUND_TAIL, KPF_LRU, KPF_NOPAGE, \
     KPF_RESERVED, read_capture
@@ -431,13 +432,11 @@ def build_replay_node(state: InitialState, max_order: int, pageblock_order: int,
         z.zp[C.ZP_PCP_BATCH] = geo.pcp_batch
     if geo.pcp_high:
         z.zp[C.ZP_PCP_HIGH] = geo.pcp_high
-    n = min(len(z.pb_mt), len(state.pb_mt))
-    z.pb_mt[:n] = state.pb_mt[:n]
-    if policy == "nomobility":
-        z.pb_mt[:] = C.MIGRATE_UNMOVABLE
+    if not z.zp[C.ZP_MOBILITY_DISABLED]:    # else make_node typed every pageblock UNMOVABLE
+        n = min(len(z.pb_mt), len(state.pb_mt))
+        z.pb_mt[:n] = state.pb_mt[:n]
     R.build_state(z, state.free_pfn, state.free_order, state.alloc_pfn, state.alloc_order,
                   state.alloc_mt, state.pcp_pfn, state.pcp_order, state.pcp_mt)
-    from kernels.page_alloc import reset_cached_positions
     reset_cached_positions(z)
     check_zone(node)
     return node
@@ -527,7 +526,7 @@ def replay(source, mode: str = "pinned", until: str | None = None, until_ts: flo
     if not 1 <= pageblock_order <= max_order:
         raise ReplayError(f"--pageblock-order {pageblock_order} must be in 1..max_order ({max_order})")
     stop = stop_index(events, until, until_ts)
-    hygiene = policy in ("v6.10", "v6.15", "nomobility")
+    hygiene = policy_behaviour(policy)[1] == C.MERGE_HYGIENE
     t0 = time.perf_counter()
     state = initial_state(capture, events, max_order, pageblock_order, hygiene)
     node = build_replay_node(state, max_order, pageblock_order, policy)
