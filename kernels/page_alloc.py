@@ -891,19 +891,21 @@ def boot_node(node):
 
 
 @jit
+def largest_aligned_order(pfn, end, max_order):
+    """The largest order <= max_order of a naturally aligned block at pfn that ends by `end`."""
+    o = 0
+    while o < max_order and (pfn & ((2 << o) - 1)) == 0 and pfn + (2 << o) <= end:
+        o += 1
+    return o
+
+
+@jit
 def _free_range_boot(z, start, end, to_tail):
     """__free_pages_memory(): free [start, end) in the largest naturally aligned chunks."""
     max_order = z.zp[ZP_MAX_ORDER]
     pfn = start
     while pfn < end:
-        order = max_order
-        if pfn != 0:
-            tz = 0
-            while (pfn >> tz) & 1 == 0:
-                tz += 1
-            order = min(max_order, tz)
-        while pfn + (1 << order) > end:
-            order -= 1
+        order = largest_aligned_order(pfn, end, max_order)
         _free_to_buddy(z, pfn, order, to_tail)
         pfn += 1 << order
 

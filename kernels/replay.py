@@ -22,14 +22,15 @@ from ._jit import jit
 from .constants import (
     MIGRATE_ISOLATE, MIGRATE_MOVABLE, MIGRATE_PCPTYPES, PCP_COUNT, PG_BUDDY,
     PG_CONTIG, PG_HEAD, PG_LRU, PG_MASK, PG_PCP, PG_PINNED, PG_RESERVED, PGALLOC, PGFREE,
-    ALLOC_OPS, FREE_OPS, ZP_PAGEBLOCK_ORDER, ZP_PCP_BASE, ZP_ZONE_END,
+    ALLOC_OPS, FREE_OPS, ZP_MAX_ORDER, ZP_PAGEBLOCK_ORDER, ZP_PCP_BASE, ZP_ZONE_END,
     MERGE_HYGIENE, ZP_MERGE, ZP_PCP,
 )
 from .check import _check_zone
 from .page_alloc import (
     _add_to_free_list, _del_page_from_free_list, _free_one_page, _free_to_buddy, _list_add,
     _list_add_tail, _move_freepages_block, _pcp_del, account_freepages, alloc_pages,
-    change_pageblock_range, free_unref_page, get_pageblock_migratetype, order_to_pindex,
+    change_pageblock_range, free_unref_page, get_pageblock_migratetype, largest_aligned_order,
+    order_to_pindex,
     pcp_allowed_order, move_to_free_list,
 )
 from .page_isolation import find_head
@@ -79,9 +80,7 @@ def _give_back(z, start, end, mt):
     as expand() does), without merging: the pieces' buddies are not free."""
     p = start
     while p < end:
-        o = 0
-        while (p & ((2 << o) - 1)) == 0 and p + (2 << o) <= end:
-            o += 1
+        o = largest_aligned_order(p, end, z.zp[ZP_MAX_ORDER])
         _add_to_free_list(z, p, o, mt, False)
         account_freepages(z, 1 << o, mt)
         p += 1 << o
@@ -467,9 +466,7 @@ def decompose_free(is_free, start, end, max_order, out_pfn, out_order):
         while q < end and is_free[q]:
             q += 1
         while p < q:
-            o = 0
-            while o < max_order and (p & ((2 << o) - 1)) == 0 and p + (2 << o) <= q:
-                o += 1
+            o = largest_aligned_order(p, q, max_order)
             out_pfn[n] = p
             out_order[n] = o
             n += 1
