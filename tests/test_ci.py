@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tools import require_tool
+
 ROOT = Path(__file__).resolve().parent.parent
 CI_RUN = ROOT / ".ci" / "run"
 BASH = shutil.which("bash")
@@ -36,6 +38,7 @@ def readme_test_command() -> str:
 
 
 def run_ci(tmp_path: Path, fail_at: str = "", chromium: bool = True) -> tuple[int, list[str]]:
+    require_tool("bash", BASH)
     project = tmp_path / "project"
     (project / ".ci").mkdir(parents=True)
     shutil.copy(CI_RUN, project / ".ci" / "run")
@@ -58,9 +61,6 @@ def run_ci(tmp_path: Path, fail_at: str = "", chromium: bool = True) -> tuple[in
     return r.returncode, [line.split(" CI=")[0] for line in log.read_text().splitlines()]
 
 
-pytestmark = pytest.mark.skipif(BASH is None, reason="no bash")
-
-
 def test_every_step_runs_in_order_with_the_readme_test_command(tmp_path):
     code, calls = run_ci(tmp_path)
     assert code == 0
@@ -69,6 +69,7 @@ def test_every_step_runs_in_order_with_the_readme_test_command(tmp_path):
                      "python -m pytest -q -m kernels"]
     log = (tmp_path / "calls").read_text().splitlines()
     assert log[-1].endswith("NUMBA_DISABLE_JIT=1") and not log[-2].endswith("NUMBA_DISABLE_JIT=1")
+    assert all(" CI=true " in line for line in log), "tests run with CI=true: a missing tool fails them"
 
 
 def test_chromium_is_installed_when_it_is_missing(tmp_path):

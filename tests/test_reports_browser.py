@@ -14,15 +14,20 @@ from browser import find_chromium, inspect
 from reports import render
 from reports.golden import MANIFEST, SOURCE, golden_frame
 from reports.report import build_report
+from tools import require_tool
 
 CHROMIUM = find_chromium()
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None, reason="chromium is not installed (CI installs it: apt-get install -y chromium)")
 SCREENSHOTS = Path(os.environ.get("BUDDYFARM_SCREENSHOT_DIR", Path(__file__).resolve().parent.parent / "build"
                                   / "screenshots"))
 
 
+def need_chromium() -> str:
+    """Every test here needs Chromium: skipped without it, failed under CI=true (CI installs it)."""
+    return require_tool("chromium", CHROMIUM, "apt-get install -y chromium")
+
+
 def test_html_report_in_a_browser(tmp_path):
+    need_chromium()
     doc = build_report(golden_frame(), SOURCE, MANIFEST)
     html, _ = render.write(doc, tmp_path)
     shot = SCREENSHOTS / "report-golden.png"
@@ -37,6 +42,7 @@ def test_html_report_in_a_browser(tmp_path):
 
 
 def test_the_check_sees_broken_images_and_console_errors(tmp_path):
+    need_chromium()
     page = tmp_path / "broken.html"
     page.write_text('<!DOCTYPE html><html><head><link rel="icon" href="data:,"><title>x</title></head><body>'
                     '<img alt="ok" src="data:image/png;base64,iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAA'
