@@ -1,8 +1,8 @@
 """The farm: run the cells of a sweep on Ray and store every finished cell as it arrives.
 
-The only module that imports Ray. Default: an embedded local Ray (no dashboard, worker logs not
-forwarded, one worker per core); with an address (`--address` or RAY_ADDRESS) it joins a
-cluster started with `ray start`.
+The only module that imports Ray. Default: an embedded local Ray (listening on 127.0.0.1 only, no
+dashboard, worker logs not forwarded, one worker per core); with an address (`--address` or
+RAY_ADDRESS) it joins a cluster started with `ray start`.
 
 - Resume is a set difference: the cells whose id already has a row are not run again (failed
   ones are, with `rerun_failed`).
@@ -23,7 +23,9 @@ cluster started with `ray start`.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import ipaddress
 import logging
 import os
 import signal
@@ -257,9 +259,42 @@ def _adopt_auth_token() -> None:
     maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
 
 
+LOOPBACK = "127.0.0.1"
+
+
+@contextlib.contextmanager
+def _single_machine_addresses():
+    """While an embedded Ray starts, let it take the loopback address as its node address.
+
+    Ray 2.60 binds its servers (GCS, the raylet's node manager and object manager, each worker's
+    and the driver's core worker, the runtime env and dashboard agents, the metrics exporter) to
+    the loopback address when the node address is a loopback one, else to all interfaces (a few
+    to the node address). But on Linux `ray.init`
+    replaces a loopback node address by the machine's outward one (it expects other nodes to join),
+    unless cluster support is off: `ray_constants.ENABLE_RAY_CLUSTER`, which Ray reads from
+    RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER when it is imported and leaves off on Windows and macOS
+    for this very reason. An embedded Ray is never joined, so cluster support is off while it
+    starts; it is put back at once, for a later `ray.init(address=...)` in the same process."""
+    from ray._private import ray_constants
+    previous = getattr(ray_constants, "ENABLE_RAY_CLUSTER", None)
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = previous
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
 def start_ray(address: str | None, workers: int | None) -> bool:
     """Connect to `address`, or start an embedded local Ray with `workers` CPUs (default: all
-    cores). Returns whether this call started Ray (and so must shut it down)."""
+    cores) that listens on the loopback address only (no dashboard, no client server). Returns
+    whether this call started Ray (and so must shut it down)."""
     if ray.is_initialized():
         return False
     _quiet_ray_logs()
@@ -269,13 +304,21 @@ def start_ray(address: str | None, workers: int | None) -> bool:
             _adopt_auth_token()
             ray.init(address=address, **common)
         else:
-            ray.init(address="local", num_cpus=workers or os.cpu_count() or 1,
-                     include_dashboard=False, **common)
+            with _single_machine_addresses():
+                ray.init(address="local", num_cpus=workers or os.cpu_count() or 1,
+                         _node_ip_address=LOOPBACK, include_dashboard=False, dashboard_host=LOOPBACK,
+                         **common)
     except Exception as e:
         if address:
             raise RunnerError("--address", f"cannot connect to a Ray cluster at {address}: "
                               f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
         raise
+    if not address:
+        node_ip = ray.util.get_node_ip_address()
+        if not _is_loopback(node_ip):  # this Ray's rule changed: its servers listen on the network
+            ray.shutdown()
+            raise RuntimeError(f"the embedded Ray took the node address {node_ip} instead of {LOOPBACK}, "
+                               f"so its servers would listen on the network: stopped it")
     return True
 
 

@@ -5,6 +5,7 @@ One embedded Ray (2 CPUs) is shared by the tests of this module; the cluster tes
 and starts a `ray.cluster_utils.Cluster` (head + two nodes) of its own. Cells are tiny."""
 
 import functools
+import ipaddress
 import json
 import math
 import os
@@ -14,13 +15,14 @@ import sys
 import textwrap
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import ray
 
 import sweep_hooks
 from farm.results import volatile_columns
-from farm.runner import TARGET_TASK_S, Batcher, estimate_s, make_batches, run_sweep
+from farm.runner import TARGET_TASK_S, Batcher, estimate_s, make_batches, run_sweep, start_ray
 from farm.store import Store, load
 from farm.sweep import load_plan
 
@@ -42,10 +44,10 @@ TINY = """
 
 @pytest.fixture
 def local_ray():
-    """An embedded 2-CPU Ray, started once and shared (a test that needs another Ray stops it)."""
+    """The runner's embedded Ray with 2 CPUs, started once and shared (a test that needs another
+    Ray stops it)."""
     if not ray.is_initialized():
-        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
-                 logging_level="ERROR")
+        start_ray(None, 2)
     yield
 
 
@@ -67,8 +69,7 @@ def tiny_plan(tmp_path_factory):
 def reference(tiny_plan, tmp_path_factory):
     """The tiny sweep run once, cleanly, on the embedded Ray: what every other run must equal."""
     if not ray.is_initialized():
-        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
-                 logging_level="ERROR")
+        start_ray(None, 2)
     out = tmp_path_factory.mktemp("reference")
     s = run_sweep(tiny_plan, out, progress=False)
     assert (s.status, s.computed, s.errors) == ("complete", 18, 0)
@@ -184,6 +185,79 @@ def test_a_killed_worker_is_retried_and_every_cell_is_stored_exactly_once(local_
     assert len(rows) == len(set(rows)) == 18
     assert sorted(rows) == sorted(c.id for c in tiny_plan.cells)
     assert_same_results(load(tmp_path / "out"), reference)
+
+
+def _descendants(root):
+    """pids of `root` and of every process below it."""
+    children = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            pid, rest = stat.read_text().split(" (", 1)
+            ppid = int(rest.rsplit(") ", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue  # gone meanwhile
+        children.setdefault(ppid, []).append(int(pid))
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo.extend(children.get(pid, []))
+    return out
+
+
+def _proc_address(hex_addr):
+    """An address of /proc/net/tcp or tcp6 (32-bit words in host order, x86: little-endian)."""
+    host, port = hex_addr.split(":")
+    raw = b"".join(bytes.fromhex(host[i:i + 8])[::-1] for i in range(0, len(host), 8))
+    return ipaddress.ip_address(raw), int(port, 16)
+
+
+def listening_sockets(pids):
+    """[(process name, pid, address, port)] of the TCP sockets in LISTEN state owned by `pids`."""
+    listening = {}
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A":  # TCP_LISTEN
+                listening[fields[9]] = _proc_address(fields[1])
+    out = []
+    for pid in pids:
+        try:
+            name = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
+            fds = list(Path(f"/proc/{pid}/fd").iterdir())
+        except OSError:
+            continue  # gone meanwhile
+        for fd in fds:
+            try:
+                link = os.readlink(fd)
+            except OSError:
+                continue  # closed meanwhile (such as the one that listed the folder)
+            if link.startswith("socket:[") and link[8:-1] in listening:
+                out.append((os.path.basename(name.split()[0]) if name else "?", pid, *listening[link[8:-1]]))
+    return out
+
+
+def is_loopback(address):
+    mapped = getattr(address, "ipv4_mapped", None)
+    return (mapped or address).is_loopback
+
+
+@pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads Linux's /proc")
+def test_the_embedded_ray_listens_on_the_loopback_address_only(local_ray):
+    @ray.remote
+    def pid():
+        time.sleep(0.5)  # both workers busy at once: two worker processes
+        return os.getpid()
+
+    workers = set(ray.get([pid.remote() for _ in range(2)]))
+    sockets = listening_sockets(_descendants(os.getpid()))
+    names = {name for name, *_ in sockets}
+    # Ray's own servers are all seen: the GCS, the raylet, the driver (this process) and the workers.
+    assert {"gcs_server", "raylet"} <= names, sockets
+    assert os.getpid() in {p for _, p, *_ in sockets}, sockets
+    assert workers <= {p for _, p, *_ in sockets}, sockets
+    exposed = [s for s in sockets if not is_loopback(s[2])]
+    assert not exposed, f"Ray processes listening beyond the loopback address: {exposed}"
 
 
 SLOW = """
