@@ -173,10 +173,13 @@ def test_a_killed_worker_is_retried_and_every_cell_is_stored_exactly_once(local_
 
     thread = threading.Thread(target=killer)
     thread.start()
-    s = run_sweep(tiny_plan, tmp_path / "out", progress=False, batch_size=3,
+    notes = []
+    s = run_sweep(tiny_plan, tmp_path / "out", progress=False, batch_size=3, warn=notes.append,
                   cell_fn=functools.partial(sweep_hooks.report_and_wait, str(marker), match, 2.0))
     thread.join()
     assert killed, "the worker was never seen"
+    assert notes == [f"worker process {killed[0]} died (killed or crashed); its task is retried "
+                     f"(at most 3 times), no stored cell is lost"]
     pids = [int(x) for x in marker.read_text().split()]
     assert len(pids) == 2 and pids[0] == killed[0] and pids[1] != pids[0]  # retried in a new process
     assert (s.status, s.computed, s.errors) == ("complete", 18, 0)
@@ -185,6 +188,30 @@ def test_a_killed_worker_is_retried_and_every_cell_is_stored_exactly_once(local_
     assert len(rows) == len(set(rows)) == 18
     assert sorted(rows) == sorted(c.id for c in tiny_plan.cells)
     assert_same_results(load(tmp_path / "out"), reference)
+
+
+@pytest.mark.slow
+def test_a_cell_that_kills_every_worker_ends_as_the_only_error(local_ray, tiny_plan, reference, tmp_path):
+    match = {"max_order": 11, "policy": "v6.15", "seed": 2}
+    notes = []
+    s = run_sweep(tiny_plan, tmp_path, progress=False, batch_size=3, warn=notes.append,
+                  cell_fn=functools.partial(sweep_hooks.die_on, match))
+    assert (s.status, s.computed, s.errors, s.split_batches) == ("complete", 18, 1, 1)
+    df = load(tmp_path)
+    bad = df[(df["max_order"] == 11) & (df["policy"] == "v6.15") & (df["seed"] == 2)]
+    assert list(bad["status"]) == ["error"]
+    assert bad["error"].iloc[0].startswith("WorkerCrashedError: the task failed after 3 retries")
+    assert_same_results(df[df["status"] == "ok"], reference[~reference["cell_id"].isin(bad["cell_id"])])
+    # One line per event: 4 deaths of the 3-cell task, then 4 of the lone cell's task (Ray tells
+    # the last one after the task's failure; a heavily loaded machine could make it late even for
+    # the runner's grace period, when Ray's text is printed instead).
+    died = [n for n in notes if " died (killed or crashed); its task is retried" in n]
+    assert len(died) in (7, 8), notes
+    assert "a task of 3 cells failed after 3 retries (WorkerCrashedError); its cells run again, one per task" \
+        in notes
+    assert f"cell {bad['cell_id'].iloc[0]} failed after 3 retries (WorkerCrashedError); stored as an error" \
+        in notes
+    assert len(notes) == 2 + len(died), notes
 
 
 def _descendants(root):
@@ -327,6 +354,52 @@ def test_ctrl_c_keeps_finished_cells_and_a_rerun_computes_only_the_missing_ones(
     whole = run_sweep(plan, tmp_path / "whole", progress=False)
     assert whole.computed == 32
     assert_same_results(df, load(tmp_path / "whole"))
+
+
+def _kill_a_running_task(proc, killed):
+    """Kill (SIGKILL) the first worker process below `proc` seen running a cell task; its pid goes
+    to `killed`."""
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and proc.poll() is None:
+        for pid in _descendants(proc.pid):
+            try:
+                title = Path(f"/proc/{pid}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if title.startswith(b"ray::run_batch"):
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+                return
+        time.sleep(0.05)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads Linux's /proc")
+def test_farm_run_tells_a_killed_worker_in_one_line_and_ray_s_text_only_when_verbose(tmp_path):
+    path = tmp_path / "slow.toml"
+    path.write_text(textwrap.dedent(SLOW.format(ops=_ops_for(1.0))).replace("seeds = 8", "seeds = 1"))
+    for verbose in (False, True):
+        out = tmp_path / f"out-{verbose}"
+        proc = _farm("run", str(path), "--out", str(out), "--batch-size", "1", "--workers", "2",
+                     "--no-report", *(["--verbose"] if verbose else []), cwd=tmp_path)
+        killed = []
+        thread = threading.Thread(target=_kill_a_running_task, args=(proc, killed))
+        thread.start()
+        stdout, stderr = proc.communicate(timeout=600)
+        thread.join()
+        assert killed, "no worker was seen running a cell"
+        assert proc.returncode == 0, stderr
+        assert "computed 4 (0 errors)" in stdout
+        ours = (f"farm run: worker process {killed[0]} died (killed or crashed); its task is retried "
+                f"(at most 3 times), no stored cell is lost\n")
+        assert stderr.count(ours) == 1, stderr
+        assert "retries remaining" not in stderr
+        # Ray's own text (on stdout, with lease, worker and node ids) only with --verbose
+        for ray_text in ("A worker died or was killed", f"Worker PID: {killed[0]}",
+                         "so the task will be retried"):
+            assert (ray_text in stdout + stderr) == verbose, (ray_text, stdout, stderr)
+        rows = raw_rows(out)
+        assert len(rows) == len(set(rows)) == 4
 
 
 @pytest.mark.slow
