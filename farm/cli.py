@@ -164,12 +164,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         if not args.quiet:
             print(f"farm run: {message}", file=sys.stderr)
 
+    def warn(message: str) -> None:  # an event of the run (a worker process died): even with -q
+        print(f"farm run: {message}", file=sys.stderr)
+
     try:
         from .runner import RunnerError, run_sweep
         try:
             s = run_sweep(plan, out, address=args.address, workers=args.workers,
                           rerun_failed=args.rerun_failed, batch_size=args.batch_size,
-                          progress=not args.quiet, log=log)
+                          progress=not args.quiet, log=log, warn=warn, verbose=args.verbose)
         except (RunnerError, StoreError) as e:
             return _fail("run", str(e))
     except KeyboardInterrupt:  # outside the runner's own handling (importing Ray, shutting it down)
@@ -409,6 +412,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--batch-size", type=int, metavar="N",
                      help="cells per Ray task [default: about 2 s of work per task]")
     run.add_argument("-q", "--quiet", action="store_true", help="no progress line")
+    run.add_argument("--verbose", action="store_true",
+                     help="also print Ray's own messages as Ray words them (such as a dead worker's "
+                          "lease, worker and node ids, and each retry of its task)")
     run.add_argument("--no-report", action="store_true", help="do not write the report at the end")
     run.set_defaults(func=cmd_run)
 

@@ -1,8 +1,8 @@
 """The farm: run the cells of a sweep on Ray and store every finished cell as it arrives.
 
-The only module that imports Ray. Default: an embedded local Ray (no dashboard, worker logs not
-forwarded, one worker per core); with an address (`--address` or RAY_ADDRESS) it joins a
-cluster started with `ray start`.
+The only module that imports Ray. Default: an embedded local Ray (listening on 127.0.0.1 only, no
+dashboard, worker logs not forwarded, one worker per core); with an address (`--address` or
+RAY_ADDRESS) it joins a cluster started with `ray start`.
 
 - Resume is a set difference: the cells whose id already has a row are not run again (failed
   ones are, with `rerun_failed`).
@@ -16,16 +16,20 @@ cluster started with `ray start`.
 - A cell that raises is stored with status `error` and its message. A worker process that dies is
   retried by Ray (`max_retries`); the driver writes a task's rows only when the task returns, so
   a retried cell is stored once. A task that still fails is split into one task per cell, so only
-  the cell that kills its worker ends as an error.
+  the cell that kills its worker ends as an error. Each such event is told in one line (`warn`)
+  instead of Ray's own text, which `verbose` prints as well.
 - Ctrl-C (SIGINT) stops scheduling, cancels the running tasks and returns; every stored cell is
   kept and the next run computes only the missing ones.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import ipaddress
 import logging
 import os
+import re
 import signal
 import socket
 import sys
@@ -257,9 +261,42 @@ def _adopt_auth_token() -> None:
     maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
 
 
+LOOPBACK = "127.0.0.1"
+
+
+@contextlib.contextmanager
+def _single_machine_addresses():
+    """While an embedded Ray starts, let it take the loopback address as its node address.
+
+    Ray 2.60 binds its servers (GCS, the raylet's node manager and object manager, each worker's
+    and the driver's core worker, the runtime env and dashboard agents, the metrics exporter) to
+    the loopback address when the node address is a loopback one, else to all interfaces (a few
+    to the node address). But on Linux `ray.init`
+    replaces a loopback node address by the machine's outward one (it expects other nodes to join),
+    unless cluster support is off: `ray_constants.ENABLE_RAY_CLUSTER`, which Ray reads from
+    RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER when it is imported and leaves off on Windows and macOS
+    for this very reason. An embedded Ray is never joined, so cluster support is off while it
+    starts; it is put back at once, for a later `ray.init(address=...)` in the same process."""
+    from ray._private import ray_constants
+    previous = getattr(ray_constants, "ENABLE_RAY_CLUSTER", None)
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = previous
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
 def start_ray(address: str | None, workers: int | None) -> bool:
     """Connect to `address`, or start an embedded local Ray with `workers` CPUs (default: all
-    cores). Returns whether this call started Ray (and so must shut it down)."""
+    cores) that listens on the loopback address only (no dashboard, no client server). Returns
+    whether this call started Ray (and so must shut it down)."""
     if ray.is_initialized():
         return False
     _quiet_ray_logs()
@@ -269,13 +306,21 @@ def start_ray(address: str | None, workers: int | None) -> bool:
             _adopt_auth_token()
             ray.init(address=address, **common)
         else:
-            ray.init(address="local", num_cpus=workers or os.cpu_count() or 1,
-                     include_dashboard=False, **common)
+            with _single_machine_addresses():
+                ray.init(address="local", num_cpus=workers or os.cpu_count() or 1,
+                         _node_ip_address=LOOPBACK, include_dashboard=False, dashboard_host=LOOPBACK,
+                         **common)
     except Exception as e:
         if address:
             raise RunnerError("--address", f"cannot connect to a Ray cluster at {address}: "
                               f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
         raise
+    if not address:
+        node_ip = ray.util.get_node_ip_address()
+        if not _is_loopback(node_ip):  # this Ray's rule changed: its servers listen on the network
+            ray.shutdown()
+            raise RuntimeError(f"the embedded Ray took the node address {node_ip} instead of {LOOPBACK}, "
+                               f"so its servers would listen on the network: stopped it")
     return True
 
 
@@ -328,13 +373,18 @@ def new_run_id() -> str:
 def run_sweep(plan: Plan, out: str | Path, *, address: str | None = None, workers: int | None = None,
               rerun_failed: bool = False, batch_size: int | None = None, progress: bool = True,
               log: Callable[[str], None] | None = None,
-              cell_fn: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> RunSummary:
+              cell_fn: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+              warn: Callable[[str], None] | None = None, verbose: bool = False) -> RunSummary:
     """Compute the cells of `plan` missing from the store at `out`; see the module docstring.
 
+    `log` gets the progress messages; `warn` (default: `log`, else stderr) one line per event of
+    the run a user should know of (a worker process died, a task failed after Ray's retries), in
+    place of Ray's own multi-line messages, which are printed as well with `verbose`.
     `cell_fn` replaces `farm.simulate.run` in the workers (tests use it to make cells fail or
     report their process). If Ray is already initialised in this process it is used as it is."""
     t_start = time.perf_counter()
     say = log or (lambda msg: None)
+    warn = warn or log or (lambda msg: print(msg, file=sys.stderr))
     address = address or os.environ.get("RAY_ADDRESS") or None
     store = Store(out)
     summary = RunSummary(sweep=plan.name, out=str(out), run_id=new_run_id(), planned=len(plan.cells),
@@ -375,7 +425,8 @@ def run_sweep(plan: Plan, out: str | Path, *, address: str | None = None, worker
             with store.lock():
                 store.clean_temporaries()
                 store.write_manifest(plan.summary(), [c.id for c in plan.cells])
-                _schedule(plan, todo, store, summary, batch_size, progress, cell_fn, stored, interrupt)
+                _schedule(plan, todo, store, summary, batch_size, progress, cell_fn, stored, interrupt,
+                          warn, verbose)
     except KeyboardInterrupt:
         summary.status = "interrupted"
     finally:
@@ -404,8 +455,94 @@ def _warm_nodes(nodes: list[dict[str, Any]], warm: list[dict[str, Any]], interru
                           f"this one is {MODEL_VERSION} (install the same buddyfarm everywhere)")
 
 
+_WORKER_DIED = "A worker died or was killed"
+_TASK_RETRIED = re.compile(r"Task \S+ failed\. There are .*retries remaining, so the task will be retried")
+_WORKER_FIELDS = re.compile(r"Worker (PID|IP address|exit type): (\S+)")
+_EXIT_CAUSES = {"SYSTEM_ERROR": "killed or crashed",  # Ray's WorkerExitType
+                "NODE_OUT_OF_MEMORY": "killed by Ray: the node was low on memory",
+                "USER_ERROR": "exited with an error",
+                "INTENDED_USER_EXIT": "exited on request",
+                "INTENDED_SYSTEM_EXIT": "stopped by Ray"}
+
+
+class _RayMessages:
+    """Ray's messages about this run's workers, one line each.
+
+    The driver prints the errors that Ray publishes for its job as Ray's text, on stdout, several
+    lines and ids per event: a thread of ray._private.worker (listen_error_messages) hands each to
+    its module's print_to_stdstream. While installed, this stands in for that function: a worker
+    that died becomes one line through `note`, and Ray's announcement that the task is retried is
+    dropped; Ray's own text is printed as well only if `verbose`. Any other message is printed as
+    Ray prints it."""
+
+    GRACE_S = 1.0
+
+    def __init__(self, note: Callable[[str], None], verbose: bool, bar) -> None:
+        self.note = note
+        self.verbose = verbose
+        self.bar = bar
+        self.failed_at: float | None = None  # when a task last failed after Ray's retries
+        self._module = None
+        self._ray_print = None
+
+    def start(self) -> "_RayMessages":
+        import ray._private.worker as module
+        self._ray_print = getattr(module, "print_to_stdstream", None)
+        if self._ray_print is not None:
+            self._module = module
+            module.print_to_stdstream = self._print
+        return self
+
+    def stop(self) -> None:
+        if self.failed_at is not None:
+            # Ray's message about the worker whose death failed a task can come after the failure
+            # itself: it is still told in one line when the failure ended the run.
+            time.sleep(max(0.0, self.failed_at + self.GRACE_S - time.monotonic()))
+        if self._module is not None:
+            self._module.print_to_stdstream = self._ray_print
+            self._module = None
+
+    @staticmethod
+    def summary(line: str) -> str | None:
+        """Our line for one of Ray's messages; "" to drop it; None to print it as it is."""
+        if line.startswith(_WORKER_DIED):
+            fields = dict(_WORKER_FIELDS.findall(line))
+            who = f"worker process {fields['PID']}" if "PID" in fields else "a worker process"
+            if fields.get("IP address") and not _is_loopback(fields["IP address"]):
+                who += f" on {fields['IP address']}"
+            exit_type = fields.get("exit type", "SYSTEM_ERROR")
+            cause = _EXIT_CAUSES.get(exit_type, exit_type.lower().replace("_", " "))
+            return (f"{who} died ({cause}); its task is retried (at most {MAX_RETRIES} times), "
+                    f"no stored cell is lost")
+        if _TASK_RETRIED.match(line):
+            return ""
+        return None
+
+    def _print(self, data: dict[str, Any], ignore_prefix: bool) -> None:
+        # Runs in Ray's thread: whatever goes wrong here, Ray's message is printed as it is.
+        try:
+            if data.get("pid") != "raylet":
+                return self._ray_write(data, ignore_prefix)
+            raw = []
+            for line in data.get("lines", []):
+                ours = self.summary(line)
+                if ours:
+                    self.note(ours)
+                if ours is None or self.verbose:
+                    raw.append(line)
+            if raw:
+                self._ray_write({**data, "lines": raw}, ignore_prefix)
+        except Exception:
+            self._ray_print(data, ignore_prefix)
+
+    def _ray_write(self, data: dict[str, Any], ignore_prefix: bool) -> None:
+        with self.bar.external_write_mode(file=sys.stderr):
+            self._ray_print(data, ignore_prefix)
+
+
 def _schedule(plan: Plan, todo: list[Cell], store: Store, summary: RunSummary, batch_size: int | None,
-              progress: bool, cell_fn, stored: dict[str, str], interrupt: "_Interrupt") -> None:
+              progress: bool, cell_fn, stored: dict[str, str], interrupt: "_Interrupt",
+              warn: Callable[[str], None], verbose: bool) -> None:
     """Keep one task per worker slot in flight; write each task's rows when it returns."""
     params = list(plan.cells[0].params)
     batcher = Batcher(todo, summary.workers, batch_size)
@@ -423,6 +560,12 @@ def _schedule(plan: Plan, todo: list[Cell], store: Store, summary: RunSummary, b
             pending[ref] = batch
 
     bar = _progress(len(todo), plan.name, progress)
+
+    def note(message: str) -> None:
+        with bar.external_write_mode(file=sys.stderr):  # clear the progress line, write, redraw it
+            warn(message)
+
+    messages = _RayMessages(note, verbose, bar).start()
     t0 = time.perf_counter()
     try:
         submit()
@@ -438,12 +581,17 @@ def _schedule(plan: Plan, todo: list[Cell], store: Store, summary: RunSummary, b
                     if isinstance(getattr(e, "cause", None), KeyboardInterrupt):
                         interrupt.stop = True  # Ctrl-C in a terminal reaches the workers too
                         break
+                    messages.failed_at = time.monotonic()
                     if len(batch) > 1:
                         # Ray's retries are spent: find the cell that kills its worker.
+                        note(f"a task of {len(batch)} cells failed after {MAX_RETRIES} retries "
+                             f"({type(e).__name__}); its cells run again, one per task")
                         summary.split_batches += 1
                         batcher.put_back(batch)
                         submit()
                         continue
+                    note(f"cell {batch[0].id} failed after {MAX_RETRIES} retries ({type(e).__name__}); "
+                         f"stored as an error")
                     rows = [_lost_row(plan.name, summary.run_id, batch[0], e)]
                 batcher.observe(batch, rows)
                 submit()
@@ -467,6 +615,7 @@ def _schedule(plan: Plan, todo: list[Cell], store: Store, summary: RunSummary, b
                 except Exception:
                     pass
     finally:
+        messages.stop()
         bar.close()
         summary.compute_s = time.perf_counter() - t0
         store.compact(summary.run_id)

@@ -25,3 +25,11 @@ def report_and_wait(marker, match, delay, params):
             f.write(f"{os.getpid()}\n")
         time.sleep(delay)
     return simulate(params)
+
+
+def die_on(match, params):
+    """In the cells matching `match`: kill this worker process (SIGKILL), as a crash would."""
+    if all(params[k] == v for k, v in match.items()):
+        import signal
+        os.kill(os.getpid(), signal.SIGKILL)
+    return simulate(params)

@@ -5,6 +5,7 @@ One embedded Ray (2 CPUs) is shared by the tests of this module; the cluster tes
 and starts a `ray.cluster_utils.Cluster` (head + two nodes) of its own. Cells are tiny."""
 
 import functools
+import ipaddress
 import json
 import math
 import os
@@ -14,13 +15,14 @@ import sys
 import textwrap
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import ray
 
 import sweep_hooks
 from farm.results import volatile_columns
-from farm.runner import TARGET_TASK_S, Batcher, estimate_s, make_batches, run_sweep
+from farm.runner import TARGET_TASK_S, Batcher, estimate_s, make_batches, run_sweep, start_ray
 from farm.store import Store, load
 from farm.sweep import load_plan
 
@@ -42,10 +44,10 @@ TINY = """
 
 @pytest.fixture
 def local_ray():
-    """An embedded 2-CPU Ray, started once and shared (a test that needs another Ray stops it)."""
+    """The runner's embedded Ray with 2 CPUs, started once and shared (a test that needs another
+    Ray stops it)."""
     if not ray.is_initialized():
-        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
-                 logging_level="ERROR")
+        start_ray(None, 2)
     yield
 
 
@@ -67,8 +69,7 @@ def tiny_plan(tmp_path_factory):
 def reference(tiny_plan, tmp_path_factory):
     """The tiny sweep run once, cleanly, on the embedded Ray: what every other run must equal."""
     if not ray.is_initialized():
-        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False,
-                 logging_level="ERROR")
+        start_ray(None, 2)
     out = tmp_path_factory.mktemp("reference")
     s = run_sweep(tiny_plan, out, progress=False)
     assert (s.status, s.computed, s.errors) == ("complete", 18, 0)
@@ -172,10 +173,13 @@ def test_a_killed_worker_is_retried_and_every_cell_is_stored_exactly_once(local_
 
     thread = threading.Thread(target=killer)
     thread.start()
-    s = run_sweep(tiny_plan, tmp_path / "out", progress=False, batch_size=3,
+    notes = []
+    s = run_sweep(tiny_plan, tmp_path / "out", progress=False, batch_size=3, warn=notes.append,
                   cell_fn=functools.partial(sweep_hooks.report_and_wait, str(marker), match, 2.0))
     thread.join()
     assert killed, "the worker was never seen"
+    assert notes == [f"worker process {killed[0]} died (killed or crashed); its task is retried "
+                     f"(at most 3 times), no stored cell is lost"]
     pids = [int(x) for x in marker.read_text().split()]
     assert len(pids) == 2 and pids[0] == killed[0] and pids[1] != pids[0]  # retried in a new process
     assert (s.status, s.computed, s.errors) == ("complete", 18, 0)
@@ -184,6 +188,103 @@ def test_a_killed_worker_is_retried_and_every_cell_is_stored_exactly_once(local_
     assert len(rows) == len(set(rows)) == 18
     assert sorted(rows) == sorted(c.id for c in tiny_plan.cells)
     assert_same_results(load(tmp_path / "out"), reference)
+
+
+@pytest.mark.slow
+def test_a_cell_that_kills_every_worker_ends_as_the_only_error(local_ray, tiny_plan, reference, tmp_path):
+    match = {"max_order": 11, "policy": "v6.15", "seed": 2}
+    notes = []
+    s = run_sweep(tiny_plan, tmp_path, progress=False, batch_size=3, warn=notes.append,
+                  cell_fn=functools.partial(sweep_hooks.die_on, match))
+    assert (s.status, s.computed, s.errors, s.split_batches) == ("complete", 18, 1, 1)
+    df = load(tmp_path)
+    bad = df[(df["max_order"] == 11) & (df["policy"] == "v6.15") & (df["seed"] == 2)]
+    assert list(bad["status"]) == ["error"]
+    assert bad["error"].iloc[0].startswith("WorkerCrashedError: the task failed after 3 retries")
+    assert_same_results(df[df["status"] == "ok"], reference[~reference["cell_id"].isin(bad["cell_id"])])
+    # One line per event: 4 deaths of the 3-cell task, then 4 of the lone cell's task (Ray tells
+    # the last one after the task's failure; a heavily loaded machine could make it late even for
+    # the runner's grace period, when Ray's text is printed instead).
+    died = [n for n in notes if " died (killed or crashed); its task is retried" in n]
+    assert len(died) in (7, 8), notes
+    assert "a task of 3 cells failed after 3 retries (WorkerCrashedError); its cells run again, one per task" \
+        in notes
+    assert f"cell {bad['cell_id'].iloc[0]} failed after 3 retries (WorkerCrashedError); stored as an error" \
+        in notes
+    assert len(notes) == 2 + len(died), notes
+
+
+def _descendants(root):
+    """pids of `root` and of every process below it."""
+    children = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            pid, rest = stat.read_text().split(" (", 1)
+            ppid = int(rest.rsplit(") ", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue  # gone meanwhile
+        children.setdefault(ppid, []).append(int(pid))
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo.extend(children.get(pid, []))
+    return out
+
+
+def _proc_address(hex_addr):
+    """An address of /proc/net/tcp or tcp6 (32-bit words in host order, x86: little-endian)."""
+    host, port = hex_addr.split(":")
+    raw = b"".join(bytes.fromhex(host[i:i + 8])[::-1] for i in range(0, len(host), 8))
+    return ipaddress.ip_address(raw), int(port, 16)
+
+
+def listening_sockets(pids):
+    """[(process name, pid, address, port)] of the TCP sockets in LISTEN state owned by `pids`."""
+    listening = {}
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A":  # TCP_LISTEN
+                listening[fields[9]] = _proc_address(fields[1])
+    out = []
+    for pid in pids:
+        try:
+            name = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0].decode(errors="replace")
+            fds = list(Path(f"/proc/{pid}/fd").iterdir())
+        except OSError:
+            continue  # gone meanwhile
+        for fd in fds:
+            try:
+                link = os.readlink(fd)
+            except OSError:
+                continue  # closed meanwhile (such as the one that listed the folder)
+            if link.startswith("socket:[") and link[8:-1] in listening:
+                out.append((os.path.basename(name.split()[0]) if name else "?", pid, *listening[link[8:-1]]))
+    return out
+
+
+def is_loopback(address):
+    mapped = getattr(address, "ipv4_mapped", None)
+    return (mapped or address).is_loopback
+
+
+@pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads Linux's /proc")
+def test_the_embedded_ray_listens_on_the_loopback_address_only(local_ray):
+    @ray.remote
+    def pid():
+        time.sleep(0.5)  # both workers busy at once: two worker processes
+        return os.getpid()
+
+    workers = set(ray.get([pid.remote() for _ in range(2)]))
+    sockets = listening_sockets(_descendants(os.getpid()))
+    names = {name for name, *_ in sockets}
+    # Ray's own servers are all seen: the GCS, the raylet, the driver (this process) and the workers.
+    assert {"gcs_server", "raylet"} <= names, sockets
+    assert os.getpid() in {p for _, p, *_ in sockets}, sockets
+    assert workers <= {p for _, p, *_ in sockets}, sockets
+    exposed = [s for s in sockets if not is_loopback(s[2])]
+    assert not exposed, f"Ray processes listening beyond the loopback address: {exposed}"
 
 
 SLOW = """
@@ -253,6 +354,52 @@ def test_ctrl_c_keeps_finished_cells_and_a_rerun_computes_only_the_missing_ones(
     whole = run_sweep(plan, tmp_path / "whole", progress=False)
     assert whole.computed == 32
     assert_same_results(df, load(tmp_path / "whole"))
+
+
+def _kill_a_running_task(proc, killed):
+    """Kill (SIGKILL) the first worker process below `proc` seen running a cell task; its pid goes
+    to `killed`."""
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and proc.poll() is None:
+        for pid in _descendants(proc.pid):
+            try:
+                title = Path(f"/proc/{pid}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if title.startswith(b"ray::run_batch"):
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+                return
+        time.sleep(0.05)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="reads Linux's /proc")
+def test_farm_run_tells_a_killed_worker_in_one_line_and_ray_s_text_only_when_verbose(tmp_path):
+    path = tmp_path / "slow.toml"
+    path.write_text(textwrap.dedent(SLOW.format(ops=_ops_for(1.0))).replace("seeds = 8", "seeds = 1"))
+    for verbose in (False, True):
+        out = tmp_path / f"out-{verbose}"
+        proc = _farm("run", str(path), "--out", str(out), "--batch-size", "1", "--workers", "2",
+                     "--no-report", *(["--verbose"] if verbose else []), cwd=tmp_path)
+        killed = []
+        thread = threading.Thread(target=_kill_a_running_task, args=(proc, killed))
+        thread.start()
+        stdout, stderr = proc.communicate(timeout=600)
+        thread.join()
+        assert killed, "no worker was seen running a cell"
+        assert proc.returncode == 0, stderr
+        assert "computed 4 (0 errors)" in stdout
+        ours = (f"farm run: worker process {killed[0]} died (killed or crashed); its task is retried "
+                f"(at most 3 times), no stored cell is lost\n")
+        assert stderr.count(ours) == 1, stderr
+        assert "retries remaining" not in stderr
+        # Ray's own text (on stdout, with lease, worker and node ids) only with --verbose
+        for ray_text in ("A worker died or was killed", f"Worker PID: {killed[0]}",
+                         "so the task will be retried"):
+            assert (ray_text in stdout + stderr) == verbose, (ray_text, stdout, stderr)
+        rows = raw_rows(out)
+        assert len(rows) == len(set(rows)) == 4
 
 
 @pytest.mark.slow
