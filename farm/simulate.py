@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import numba
 import numpy as np
 
 from kernels import MODEL_VERSION
@@ -106,35 +107,65 @@ def metrics(node) -> dict[str, Any]:
     return out
 
 
-def _run_smallpages(node, p, rng, extra):
+def _loop_state(node, rng, *more: np.ndarray | int) -> tuple:
+    """What a workload loop left behind, to check that a timing repeat did the same work: the
+    zones' counters and free-list lengths, the RNG state, and the workload's own state."""
+    return (tuple(z.stat.tobytes() for z in node), tuple(z.nr_free.tobytes() for z in node), rng.tobytes(),
+            tuple(x.tobytes() if isinstance(x, np.ndarray) else int(x) for x in more))
+
+
+def _clock() -> tuple[float, float]:
+    return time.perf_counter(), time.thread_time()
+
+
+def _since(start: tuple[float, float]) -> tuple[float, float]:
+    """(wall-clock seconds, CPU seconds of this thread) since `start` = _clock()."""
+    wall, cpu = _clock()
+    return wall - start[0], cpu - start[1]
+
+
+# Each runner times its workload loop and returns ((wall, CPU) seconds of the loop, operations,
+# check error code, pfn of the error, _loop_state right after the loop); finish=False (a timing
+# repeat, whose node is thrown away) skips the work after the loop.
+
+def _run_smallpages(node, p, rng, extra, finish=True):
     live = np.zeros(W.live_capacity(p["nr_pages"], p["occupancy"]), dtype=np.int32)
     mt = MIGRATETYPE_CHOICES[p["migratetype"]]
     weights = _order_weights(p["order_mix"])
     W.smallpages(node, rng, 0, p["occupancy"], weights, mt, live, 0)  # compile before the clock
-    t0 = time.perf_counter()
+    t0 = _clock()
     nlive, code, where = W.smallpages(node, rng, p["ops"], p["occupancy"], weights, mt, live,
                                       p["check_every"])
-    wall = time.perf_counter() - t0
-    if not code:
+    times = _since(t0)
+    state = _loop_state(node, rng, nlive, live[:nlive])
+    if finish and not code:
         W.free_all(node, live, nlive)
-    return wall, p["ops"], code, where
+    return times, p["ops"], code, where, state
 
 
-def _run_fragmenter(node, p, rng, extra):
+def _compile(fn, args) -> None:
+    """Compile `fn` for the types of `args` (or load it from numba's cache) without running it."""
+    if hasattr(fn, "compile") and not numba.config.DISABLE_JIT:
+        fn.compile(tuple(numba.typeof(a) for a in args))
+
+
+def _run_fragmenter(node, p, rng, extra, finish=True):
     nr_anon = int(p["fill"] * p["nr_pages"])
     slots = len(node[0].owner)
     kind = np.full(slots, -1, dtype=np.int8)
     files = np.zeros(2 * (nr_anon // 64 + 2), dtype=np.int64)
-    t0 = time.perf_counter()
-    code, where, kept, pipes = W.fragmenter(node, rng, nr_anon, p["holders"], 64, 8, p["keep_files"],
-                                            32, kind, files, p["check_every"])
-    wall = time.perf_counter() - t0
+    args = (node, rng, nr_anon, p["holders"], 64, 8, p["keep_files"], 32, kind, files, p["check_every"])
+    _compile(W.fragmenter, args)  # compile (or load the cache) before the clock
+    t0 = _clock()
+    code, where, kept, pipes = W.fragmenter(*args)
+    times = _since(t0)
+    state = _loop_state(node, rng, kept, pipes, kind, files)
     extra.update({"fragmenter_files_kept": int(kept), "fragmenter_pipes": int(pipes)})
     ops = int(sum(int(z.stat[C.ALLOC_OPS]) + int(z.stat[C.FREE_OPS]) for z in node))
-    return wall, ops, code, where
+    return times, ops, code, where, state
 
 
-def _run_steady_state(node, p, rng, extra):
+def _run_steady_state(node, p, rng, extra, finish=True):
     wp = np.zeros(W.WP_SIZE, dtype=np.float64)
     mix, life = _named(p["mix"]), _named(p["lifetime"])
     wp[W.WP_OCCUPANCY] = p["occupancy"]
@@ -173,10 +204,13 @@ def _run_steady_state(node, p, rng, extra):
     reasons = np.zeros(16, dtype=np.int64)
     cc = np.zeros(8, dtype=np.int64)
     W.steady_state(node, cc, rng, 0, wp, cum, slots, ht, hs, ws, reasons, area, 0)
-    t0 = time.perf_counter()
+    t0 = _clock()
     code, where = W.steady_state(node, cc, rng, p["ops"], wp, cum, slots, ht, hs, ws, reasons,
                                  area, p["check_every"])
-    wall = time.perf_counter() - t0
+    times = _since(t0)
+    state = _loop_state(node, rng, ws, reasons, ht, hs, slots, cc)
+    if not finish:
+        return times, p["ops"], code, where, state
     W.steady_state_drain(node, ws, int(wp[W.WP_ACTION]), area)
     extra.update({"thp_fault_alloc": int(ws[W.WS_THP_FAULT_ALLOC]),
                   "thp_fault_fallback": int(ws[W.WS_THP_FAULT_FALLBACK]),
@@ -187,7 +221,7 @@ def _run_steady_state(node, p, rng, extra):
     if p["workload"] == "hotplug":
         extra.update({"offline_success": int(ws[W.WS_ACTION_OK]),
                       "offline_fail": int(ws[W.WS_ACTIONS] - ws[W.WS_ACTION_OK])})
-    return wall, p["ops"], code, where
+    return times, p["ops"], code, where, state
 
 
 WORKLOAD_RUNNERS = {"smallpages": _run_smallpages, "fragmenter": _run_fragmenter,
@@ -203,15 +237,126 @@ def _owner_slots(p):
     return W.live_capacity(p["nr_pages"], p["occupancy"])
 
 
-def run(raw: dict[str, Any], node_out: list | None = None) -> dict[str, Any]:
-    """Resolve `raw` parameters, simulate, and return the result object of `farm simulate --json`."""
-    p = resolve(raw)
+# -- timing ---------------------------------------------------------------------------------------
+#
+# A cell's workload loop shares the machine with other cells: one run of 10-50 ms can wait for a
+# core, or be slowed down by a neighbour, for much of its length. Three things make its time per
+# operation a measure of the loop rather than of the neighbours:
+# - the CPU time of the thread is measured beside the wall-clock time, so that time spent
+#   waiting for a core is left out;
+# - the workloads are deterministic for a seed, so the loop is run again on a node built afresh
+#   (it must leave the same counters, free lists, RNG and workload state behind) and the fastest
+#   run is kept;
+# - a fixed calibration loop (the smallpages workload on a fixed 16 MiB zone), timed before each
+#   run and after the last, gives the machine's speed at that moment: ns_per_op_norm =
+#   ns_per_op / calib_ns is the time of an operation in calibration operations, which a machine
+#   slower for the whole cell (a busy neighbour core, a lower clock) leaves alone.
+#
+# The cost: a loop that took more than TIMING_LONG_S of CPU time is timed once (a long loop
+# averages over more of the noise, and a repeat would double the cell); a shorter one is run once
+# more, and then again while the repeats and calibration have cost less than TIMING_SHARE of the
+# first run (node, loop and the work after it), up to TIMING_REPEATS runs. On the laptop sweep
+# (1 GiB, 200,000 operations) smallpages and fragmenter loops of 10-20 ms are repeated, mixed
+# loops of 50-120 ms are not.
+
+TIMING_REPEATS = 5
+TIMING_SHARE = 1.0
+TIMING_LONG_S = 0.04
+CALIB_PARAMS = {"workload": "smallpages", "memory": "16M", "max_order": 10, "pageblock_order": 9,
+                "policy": "v6.15", "pcp": False, "ops": 20_000, "seed": 1, "check_every": 0}
+_calib: dict[str, Any] = {}
+
+
+def _simulate_once(p: dict[str, Any], finish: bool = True, runner=None):
+    """Build and boot the node, run the workload: -> (node, extra counters, (wall, CPU) seconds of
+    the loop, operations, _loop_state after the loop)."""
     node = build_node(p, _owner_slots(p))
     rng = seed_state(p["seed"])
     extra: dict[str, int] = {}
-    wall, ops, code, where = WORKLOAD_RUNNERS[p["workload"]](node, p, rng, extra)
+    times, ops, code, where, state = (runner or WORKLOAD_RUNNERS[p["workload"]])(node, p, rng, extra, finish)
     if code:
         raise SimulationError(f"check_zone failed during the workload: {ERRORS[code]} at pfn {where}")
+    return node, extra, times, ops, state
+
+
+def calibrate() -> float | None:
+    """CPU ns per operation of one run of the calibration loop (None without the JIT: the times of
+    plain Python say nothing about the model)."""
+    if numba.config.DISABLE_JIT:
+        return None
+    p = _calib.get("params")
+    if p is None:
+        p = _calib["params"] = resolve(CALIB_PARAMS)
+    _, _, (_, cpu), ops, state = _simulate_once(p, finish=False, runner=_run_smallpages)
+    if _calib.setdefault("state", state) != state:
+        raise SimulationError("the calibration loop left a different state from one run to the next")
+    return cpu * 1e9 / ops
+
+
+def _spread(xs: list[float]) -> float | None:
+    return max(xs) / min(xs) if len(xs) > 1 and min(xs) > 0 else None
+
+
+def timed_workload(p: dict[str, Any], repeats: int | None = None, share: float | None = None,
+                   long_s: float | None = None):
+    """Run the workload of `p`, then time its loop again on fresh nodes (see above), with the
+    calibration loop before each run and after the last; the limits default to TIMING_REPEATS
+    (1 without the JIT, whose times say nothing), TIMING_SHARE and TIMING_LONG_S.
+    -> (node of the first run, its extra counters, operations, the `timing` dict).
+
+    Raises SimulationError when a repeat leaves a different state from the first run's."""
+    if repeats is None:
+        repeats = 1 if numba.config.DISABLE_JIT else TIMING_REPEATS
+    share = TIMING_SHARE if share is None else share
+    long_s = TIMING_LONG_S if long_s is None else long_s
+    start = time.perf_counter()
+    calib = [calibrate()]
+    t0 = time.perf_counter()
+    node, extra, times, ops, state = _simulate_once(p)
+    first_s = time.perf_counter() - t0
+    runs = [times]
+    last = 0.0
+
+    def spent() -> float:
+        return time.perf_counter() - start - first_s
+
+    while (ops and times[1] <= long_s and len(runs) < repeats
+           and (len(runs) == 1 or spent() + last <= share * first_s)):
+        t1 = time.perf_counter()
+        calib.append(calibrate())
+        _, _, times_r, ops_r, state_r = _simulate_once(p, finish=False)
+        if ops_r != ops or state_r != state:
+            raise SimulationError(f"timing run {len(runs) + 1} of the workload left other counters or state "
+                                  "than the first: the workload is not deterministic for its seed")
+        runs.append(times_r)
+        last = time.perf_counter() - t1
+    calib.append(calibrate())
+    repeat_s = spent()
+    cpu = [c * 1e9 / ops if ops else 0.0 for _, c in runs]
+    calib = [c for c in calib if c is not None]
+    calib_ns = min(calib) if calib else None
+    ns = min(cpu)
+    wall = min(w for w, _ in runs)
+    timing = {
+        "wall_s": wall,                          # the fastest run of the workload loop, wall clock
+        "cpu_s": min(c for _, c in runs),        # the least CPU time of a run
+        "ns_per_op": ns,                         # the same per operation
+        "ns_per_op_wall": wall * 1e9 / ops if ops else 0.0,
+        "repeats": len(runs),                    # runs of the loop timed
+        "ns_per_op_runs": cpu,                   # CPU ns per operation of each, in order
+        "ns_per_op_spread": _spread(cpu),        # slowest / fastest (None when timed once)
+        "calib_ns": calib_ns,                    # fastest run of the calibration loop, CPU ns per operation
+        "calib_spread": _spread(calib),          # its slowest / fastest
+        "ns_per_op_norm": ns / calib_ns if calib_ns and ns else None,
+        "repeat_s": repeat_s,                    # seconds the repeats and the calibration added to the cell
+    }
+    return node, extra, ops, timing
+
+
+def run(raw: dict[str, Any], node_out: list | None = None) -> dict[str, Any]:
+    """Resolve `raw` parameters, simulate, and return the result object of `farm simulate --json`."""
+    p = resolve(raw)
+    node, extra, ops, timing = timed_workload(p)
     if p["check_every"]:
         check_zone(node)
     out = {
@@ -221,7 +366,7 @@ def run(raw: dict[str, Any], node_out: list | None = None) -> dict[str, Any]:
     }
     out["counters"].update(extra)
     out.update(metrics(node))
-    out["timing"] = {"wall_s": wall, "ns_per_op": wall * 1e9 / ops if ops else 0.0}
+    out["timing"] = timing
     if p["probe"]:
         cc = np.zeros(8, dtype=np.int64)
         bitmap = np.zeros(max(p["_cma_pages"], 1), dtype=np.int64)

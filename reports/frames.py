@@ -116,8 +116,22 @@ SLOWDOWN_METRICS = (
            _per("merge_steps", "free_ops"), ("merge_steps", "free_ops")),
     Metric("scanned_per_alloc", "free-list orders scanned per allocation", "orders", "lower", "slowdown",
            _per("orders_scanned", "alloc_ops"), ("orders_scanned", "alloc_ops")),
+    # the CPU time of the workload loop per operation, the least of the cell's timing repeats
+    # (wall-clock time before farm/simulate.py measured CPU time and repeated the loop)
     Metric("ns_per_op", "time per operation", "ns", "lower", "slowdown",
            lambda df: _col(df, "timing_ns_per_op"), ("timing_ns_per_op",)),
+    # the same time divided by the time per operation of a fixed calibration loop timed in the same
+    # task (farm/simulate.py): a machine slower for the whole cell slows both and leaves the ratio alone
+    Metric("ns_per_op_norm", "time per operation, normalised", "calibration operations", "lower", "slowdown",
+           lambda df: _col(df, "timing_ns_per_op_norm"), ("timing_ns_per_op_norm",)),
+)
+TIME_METRICS = ("ns_per_op", "ns_per_op_norm")
+
+# How much the timing repeats of one cell differ (slowest / fastest run of the workload loop).
+# Carried beside the slowdown metrics to judge the time ratios; never drawn or compared.
+NOISE_METRICS = (
+    Metric("repeat_spread", "slowest / fastest timing repeat of a cell", "ratio", "lower", "noise",
+           lambda df: _col(df, "timing_ns_per_op_spread"), ("timing_ns_per_op_spread",)),
 )
 
 # The most work one operation did (the model's max_* counters): the worst case, measured.
@@ -273,7 +287,7 @@ def format_value(name: str, v: Any) -> str:
 def derive(df: pd.DataFrame) -> pd.DataFrame:
     """ok cells with one column per cell metric (NaN where the result lacks its inputs)."""
     out = normalise_params(ok_cells(df))
-    for m in CELL_METRICS:
+    for m in CELL_METRICS + NOISE_METRICS:
         out[m.name] = m.compute(out) if len(out) else pd.Series(dtype=float)
     return out
 
@@ -355,17 +369,20 @@ def no_effect_params(d: pd.DataFrame, keys: Sequence[str], metrics: Sequence[str
 def slowdown_ratios(df: pd.DataFrame, base_order: int = BASE_MAX_ORDER) -> pd.DataFrame:
     """Per cell and slowdown metric: its value and its ratio to the same configuration and seed
     at the baseline max_order (10; the smallest max_order of the configuration when it has no
-    cell at 10, as pageblock_order 11 cannot have).
+    cell at 10, as pageblock_order 11 cannot have). The noise metrics (the spread of a cell's
+    timing repeats) come along as rows of their own, to judge the time ratios by.
 
     Columns: the configuration keys, seed, max_order, metric, value, baseline_max_order,
     baseline_value, ratio."""
     d = derive(df)
     keys = slowdown_config_keys(d)
-    metrics = [m for m in SLOWDOWN_METRICS + WORST_METRICS if m.name in d and d[m.name].notna().any()]
+    metrics = [m for m in SLOWDOWN_METRICS + WORST_METRICS + NOISE_METRICS
+               if m.name in d and d[m.name].notna().any()]
     cols = keys + ["seed", "max_order", "metric", "value", "baseline_max_order", "baseline_value", "ratio"]
     if d.empty or "max_order" not in d or "seed" not in d:
         return pd.DataFrame(columns=cols)
-    for p in no_effect_params(d, keys, [m.name for m in metrics if m.name != "ns_per_op"]):
+    timing = set(TIME_METRICS) | {m.name for m in NOISE_METRICS}
+    for p in no_effect_params(d, keys, [m.name for m in metrics if m.name not in timing]):
         keys.remove(p)
         cols.remove(p)
     # cells differing only in `probe` have the same workload counters: one row per configuration
@@ -401,11 +418,18 @@ def slowdown_summary(ratios: pd.DataFrame, display: Sequence[str] | None = None)
     return r.merge(v, on=by, how="left")
 
 
-def timing_spread(ratios: pd.DataFrame) -> float:
+def time_metric(ratios: pd.DataFrame) -> str:
+    """The time measure to judge: the normalised time per operation when the cells have it (results
+    since the calibration loop), else the time per operation in ns."""
+    norm = ratios[(ratios["metric"] == "ns_per_op_norm") & (ratios["value"] > 0)] if len(ratios) else ratios
+    return "ns_per_op_norm" if len(norm) else "ns_per_op"
+
+
+def timing_spread(ratios: pd.DataFrame, metric: str = "ns_per_op") -> float:
     """How much the time per operation of one configuration varies between its seeds: the median
     over configurations and max_orders of (slowest seed / fastest seed). Near 1 when the cells ran
     under the same load; far above 1 when they shared the machine with heavier cells."""
-    t = ratios[(ratios["metric"] == "ns_per_op") & (ratios["value"] > 0)]
+    t = ratios[(ratios["metric"] == metric) & (ratios["value"] > 0)]
     if t.empty:
         return float("nan")
     keys = [c for c in t.columns if c in PARAM_NAMES and c != "seed"]
@@ -414,7 +438,40 @@ def timing_spread(ratios: pd.DataFrame) -> float:
     return float(spread.median()) if len(spread) else float("nan")
 
 
-NOISY_TIMING = 1.25
+def repeat_spread(ratios: pd.DataFrame) -> float:
+    """How much the timing repeats inside one cell differ: the median over cells of (slowest run /
+    fastest run of the workload loop). NaN for results timed once."""
+    t = ratios[(ratios["metric"] == "repeat_spread") & (ratios["value"] > 0)]
+    return float(t["value"].median()) if len(t) else float("nan")
+
+
+@dataclass(frozen=True)
+class TimingNoise:
+    """The noise of the time measure of a group of cells, as factors (1 = none): `within`, the
+    median spread of the timing repeats of a cell; `between`, the median spread between the seeds
+    of one configuration; `factor`, the larger of the two (NaN when neither could be measured)."""
+    metric: str
+    within: float
+    between: float
+
+    @property
+    def factor(self) -> float:
+        known = [x for x in (self.within, self.between) if x == x]
+        return max(known) if known else float("nan")
+
+    def beyond(self, lo: float, hi: float) -> bool:
+        """True when a ratio's confidence interval [lo, hi] lies wholly outside [1/factor, factor]:
+        the difference in time is larger than the machine's measured noise."""
+        f = self.factor
+        if f != f or lo != lo or hi != hi:
+            return False
+        return lo > f or hi < 1.0 / f
+
+
+def timing_noise(ratios: pd.DataFrame) -> TimingNoise:
+    """The noise of the time measure `time_metric(ratios)` in these cells."""
+    metric = time_metric(ratios)
+    return TimingNoise(metric, repeat_spread(ratios), timing_spread(ratios, metric))
 
 
 def pooled_over(frame: pd.DataFrame, group: Sequence[str]) -> dict[str, list[Any]]:

@@ -203,8 +203,9 @@ def slowdown_section(df: pd.DataFrame, findings: list[str]) -> Section:
 
 
 def _short_finding(whole: pd.DataFrame, top: int, base: int, wl: Any, om: Any, where: str,
-                   spread: float) -> str:
-    """One line for the Findings: split steps amortised and worst case, and time."""
+                   noise: T.TimingNoise) -> str:
+    """One line for the Findings: split steps amortised and worst case, and time when it differs by
+    more than the machine's noise."""
     def get(metric: str, order: int):
         r = whole[(whole["metric"] == metric) & (whole["max_order"] == order)]
         return None if r.empty else r.iloc[0]
@@ -221,21 +222,38 @@ def _short_finding(whole: pd.DataFrame, top: int, base: int, wl: Any, om: Any, w
     if w is not None and w0 is not None:
         parts.append(f"{ratio(w['mean'])} times in the worst case ({num(w0['value_mean'])} → "
                      f"{num(w['value_mean'])} steps for one allocation)")
-    t = get("ns_per_op", top)
+    t = get(noise.metric, top)
     if t is not None:
-        noisy = f"; {_noise_text(spread)}" if spread > T.NOISY_TIMING else ""
-        parts.append(f"time per operation {ratio(t['mean'])} times ({ci_text(t['lo'], t['hi'])}{noisy})")
+        how = "normalised to the calibration loop; " if noise.metric == "ns_per_op_norm" else ""
+        if noise.beyond(t["lo"], t["hi"]):
+            parts.append(f"time per operation {ratio(t['mean'])} times ({ci_text(t['lo'], t['hi'])}; {how}"
+                         f"beyond the machine's noise of {noise.factor:.3f} times)")
+        else:
+            parts.append(f"time per operation within the machine's noise ({ratio(t['mean'])} times, "
+                         f"{ci_text(t['lo'], t['hi'])}; {how}{_noise_text(noise)})")
     text = head + ", ".join(parts) + "."
     return text[0].upper() + text[1:]
 
 
-def _noise_text(spread: float) -> str:
-    return (f"noisy: the seeds of one configuration differ by {spread:.2f} times in the median, as the cells "
-            "shared the machine with other cells; `farm bench` measures time alone")
+def _noise_figures(noise: T.TimingNoise) -> str:
+    """What the noise of the time measure is made of, in words."""
+    parts = []
+    if noise.within == noise.within:
+        parts.append(f"the timing repeats of one cell differ by {noise.within:.3f} times")
+    if noise.between == noise.between:
+        parts.append(f"the seeds of one configuration by {noise.between:.3f} times")
+    if not parts:
+        return "the noise could not be measured: one seed and one timing run"
+    return " and ".join(parts) + " in the median"
+
+
+def _noise_text(noise: T.TimingNoise) -> str:
+    return f"{_noise_figures(noise)}; `farm bench` measures time alone"
 
 
 _PER = {"split_per_alloc": "per allocation", "merge_per_free": "per free", "scanned_per_alloc": "per allocation",
-        "ns_per_op": "ns per operation", "max_split": "", "max_merge": "", "max_scanned": ""}
+        "ns_per_op": "ns per operation", "ns_per_op_norm": "per operation", "max_split": "", "max_merge": "",
+        "max_scanned": ""}
 
 
 def _slowdown_tables(sub: pd.DataFrame, summary: pd.DataFrame, display: list[str], metrics, keys: dict,
@@ -249,7 +267,7 @@ def _slowdown_tables(sub: pd.DataFrame, summary: pd.DataFrame, display: list[str
         return out
     fig_keys = [k for k in T.FIGURE_KEYS if k in sub]
     whole = T.slowdown_summary(at_base, display=fig_keys)
-    spread = T.timing_spread(sub)
+    noise = T.timing_noise(at_base)
     wl = sub["workload"].iloc[0] if "workload" in sub else None
     om = sub["order_mix"].iloc[0] if "order_mix" in sub else None
     phrases = {}
@@ -261,27 +279,26 @@ def _slowdown_tables(sub: pd.DataFrame, summary: pd.DataFrame, display: list[str
         r, b = r.iloc[0], b.iloc[0]
         unit = "" if m.name == "ns_per_op" else " " + m.unit
         per = (" " + _PER[m.name]) if _PER.get(m.name) else ""
-        phrases[m.name] = (r["mean"], f"{ci_text(r['lo'], r['hi'])}; {num(b['value_mean'])} → "
-                                      f"{num(r['value_mean'])}{unit}{per}")
+        phrases[m.name] = (r["mean"], r["lo"], r["hi"],
+                           f"{num(b['value_mean'])} → {num(r['value_mean'])}{unit}{per}")
 
     def say(name: str, template: str) -> str | None:
         if name not in phrases:
             return None
-        x, detail = phrases[name]
-        return template.format(x=ratio(x)) + f" ({detail})"
+        x, lo, hi, values = phrases[name]
+        return template.format(x=ratio(x)) + f" ({ci_text(lo, hi)}; {values})"
 
     clauses = []
     alloc = [p for p in (say("split_per_alloc", "does {x} times the split steps"),
                          say("scanned_per_alloc", "probes {x} times the free-list orders")) if p]
     if alloc:
         clauses.append(f"{_allocation_noun(om, wl)} " + " and ".join(alloc))
-    for name, template in (("merge_per_free", "a free does {x} times the merge steps"),
-                           ("ns_per_op", "an operation takes {x} times the time")):
-        p = say(name, template)
-        if p and name == "ns_per_op" and spread > T.NOISY_TIMING:
-            p += f" ({_noise_text(spread)})"
-        if p:
-            clauses.append(p)
+    p = say("merge_per_free", "a free does {x} times the merge steps")
+    if p:
+        clauses.append(p)
+    p = _time_clause(phrases, noise)
+    if p:
+        clauses.append(p)
     pooled = T.pooled_over(at_base, fig_keys)
     where = _group_title(keys)
     context = ", ".join(x for x in (where, "mean over seeds" + _pooled_text(pooled)) if x)
@@ -297,7 +314,7 @@ def _slowdown_tables(sub: pd.DataFrame, summary: pd.DataFrame, display: list[str
         sentence += (f" Worst case, from the algorithm: one allocation splits at most {top - lo} times instead "
                      f"of {base - lo}.")
     out.append(sentence)
-    findings.append(_short_finding(whole, top, base, wl, om, where, spread))
+    findings.append(_short_finding(whole, top, base, wl, om, where, noise))
     # per configuration: ratio at the largest max_order, with its CI
     rows = []
     tab = summary[(summary["max_order"] == top) & (summary["baseline_max_order"] == base)]
@@ -317,13 +334,42 @@ def _slowdown_tables(sub: pd.DataFrame, summary: pd.DataFrame, display: list[str
     pooled = _pooled_text(T.pooled_over(at_base, fig_keys + display))
     for group, what in (("slowdown", "amortised"), ("worst", "worst case")):
         idx = [i for i, m in enumerate(shown) if m.group == group]
+        timed = any(shown[i].name in T.TIME_METRICS for i in idx)
         if rows and idx:
             out.append(Table(cfg_cols + [shown[i].label for i in idx],
                              [r[:len(cfg_cols)] + [r[len(cfg_cols) + i] for i in idx] for r in rows],
                              caption=(f"{what[0].upper() + what[1:]}: ratio to max_order {base} at max_order {top}, "
-                                      f"mean [95% CI] over seeds{pooled}."),
+                                      f"mean [95% CI] over seeds{pooled}."
+                                      + (" " + _noise_caption(noise) if timed else "")),
                              align="l" * len(cfg_cols) + "r" * len(idx)))
     return out
+
+
+def _time_clause(phrases: dict, noise: T.TimingNoise) -> str | None:
+    """The time per operation in the answer: as a difference only when its CI lies beyond the noise."""
+    if noise.metric not in phrases:
+        return None
+    x, lo, hi, values = phrases[noise.metric]
+    detail = f"{ci_text(lo, hi)}; {values}"
+    if noise.metric == "ns_per_op_norm" and "ns_per_op" in phrases:
+        detail += f"; {phrases['ns_per_op'][3]}"
+    if noise.metric == "ns_per_op_norm":
+        detail = "normalised to the calibration loop; " + detail
+    if noise.beyond(lo, hi):
+        return (f"an operation takes {ratio(x)} times the time ({detail}), beyond the machine's noise of "
+                f"{noise.factor:.3f} times")
+    return (f"the time per operation differs by no more than the machine's noise: {ratio(x)} times "
+            f"({detail}), while {_noise_text(noise)}")
+
+
+def _noise_caption(noise: T.TimingNoise) -> str:
+    f = noise.factor
+    if f != f:
+        return ("The noise of the time measure could not be measured (one seed and one timing run): no time "
+                "ratio is a finding.")
+    what = "normalised time" if noise.metric == "ns_per_op_norm" else "time"
+    return (f"A {what} ratio is a difference only when its 95% CI lies outside {1 / f:.3f}–{f:.3f}, the machine's "
+            f"noise ({_noise_figures(noise)}).")
 
 
 # -- contiguous-allocation success ---------------------------------------------------------------------
@@ -594,8 +640,14 @@ def build_report(df: pd.DataFrame, source: str, manifest: dict | None = None) ->
         "line averages several configurations, they are averaged per seed first.",
         f"Ratios are paired: each cell is divided by the cell of the same configuration and seed at max_order "
         f"{T.BASE_MAX_ORDER} (or the smallest max_order that configuration has).",
-        "Time per operation is the wall-clock time of the workload loop in a worker sharing the machine with "
-        "other workers: compare step counts first, and times only across cells run under the same load.",
+        "Time per operation is the CPU time of the workload loop in a worker sharing the machine with other "
+        "workers (time spent waiting for a core left out): the least of the cell's timing repeats (the "
+        "workload run again on a node built afresh, with the same counters); normalised, that time divided "
+        "by the time per operation of a fixed calibration loop timed in the same task (results made before "
+        "these measures hold the wall-clock time of a single run, and no normalised time). A time ratio is "
+        "stated as a difference only when its 95% CI lies beyond the measured noise (how much the repeats "
+        "of one cell, and the seeds of one configuration, differ); compare step counts first. `farm bench` "
+        "measures time alone.",
         "Success rates are the share of a probe's requests that succeeded; probes run on the state the "
         "workload leaves behind, in the order the sweep lists them.",
     ])])

@@ -255,6 +255,85 @@ def test_dependent_parameters_are_not_axes():
     assert info["dependent"] == {"mix": "workload"}
 
 
+# -- time differences against the machine's noise -----------------------------------------------------
+
+def timed_frame(top, spread=None, between=0.0, normalised=True):
+    """smallpages at max_order 10 and 18, three seeds. Time per operation (normalised to the
+    calibration loop, or in ns when `normalised` is False) 1 at max_order 10 and `top` at 18, both
+    times (1 + between * seed), so the ratio is `top` on every seed while the seeds of one
+    configuration differ by (1 + 3 between) / (1 + between); every cell's timing repeats differ
+    by `spread` (None: timed once, as before the repeats)."""
+    rows = []
+    for seed in (1, 2, 3):
+        for mo, t in ((10, 1.0), (18, top)):
+            v = t * (1 + between * seed)
+            over = {"split_steps": 400 + 10 * (mo - 10), "timing_ns_per_op": 40.0 * v}
+            if normalised:
+                over.update(timing_calib_ns=40.0, timing_ns_per_op_norm=v, timing_repeats=3)
+            if spread is not None:
+                over["timing_ns_per_op_spread"] = spread
+            rows.append(cell(seed, mo, **over))
+    return frame(rows)
+
+
+def report_text(df):
+    doc = build_report(df, "src")
+    findings = next(s for s in doc.sections if s.title == "Findings")
+    slowdown = next(s for s in doc.sections if s.title == "Allocation slowdown")
+    return (render.to_markdown(render.Document("f", sections=[findings]), {}),
+            render.to_markdown(render.Document("s", sections=[slowdown]), render.figure_paths(doc)))
+
+
+def test_a_large_time_difference_with_little_noise_is_a_finding():
+    findings, slowdown = report_text(timed_frame(2.0, spread=1.02, between=0.005))
+    assert ("time per operation 2.000 times (95% CI 2.000–2.000; normalised to the calibration loop; "
+            "beyond the machine's noise of 1.020 times)") in findings
+    assert ("an operation takes 2.000 times the time (normalised to the calibration loop; 95% CI 2.000–2.000; "
+            "1.010 → 2.020 calibration operations per operation; 40.40 → 80.80 ns per operation), beyond the "
+            "machine's noise of 1.020 times") in slowdown
+    assert "within the machine's noise" not in findings + slowdown
+    # the split steps are stated as before
+    assert "does 1.200 times the split steps of max_order 10 on average" in findings
+
+
+def test_a_small_time_difference_within_the_repeat_spread_is_not_a_finding():
+    # the same 10% on every seed (a narrow CI), but one cell's repeats differ by 30%
+    findings, slowdown = report_text(timed_frame(1.1, spread=1.3))
+    assert "time per operation within the machine's noise (1.100 times, 95% CI 1.100–1.100;" in findings
+    assert "the timing repeats of one cell differ by 1.300 times" in findings
+    assert "`farm bench` measures time alone" in findings
+    assert "an operation takes" not in slowdown
+    assert "differs by no more than the machine's noise: 1.100 times" in slowdown
+    assert "lies outside 0.769–1.300" in slowdown                     # the table's caption: 1 / 1.3
+
+
+def test_a_small_time_difference_within_the_seed_spread_is_not_a_finding():
+    # steady repeats, but the seeds of one configuration differ by 1.3 / 1.1 = 1.18 times
+    findings, slowdown = report_text(timed_frame(1.1, spread=1.01, between=0.1))
+    assert "time per operation within the machine's noise (1.100 times" in findings
+    assert "the seeds of one configuration by 1.182 times" in findings
+    assert "an operation takes" not in slowdown
+
+
+def test_results_timed_once_are_judged_by_the_seed_spread_in_ns():
+    findings, _ = report_text(timed_frame(1.5, between=0.01, normalised=False))
+    assert ("time per operation 1.500 times (95% CI 1.500–1.500; beyond the machine's noise of "
+            "1.020 times)") in findings                                 # 1.03 / 1.01
+    findings, _ = report_text(timed_frame(1.01, between=0.01, normalised=False))
+    assert "time per operation within the machine's noise (1.010 times" in findings
+
+
+def test_timing_noise_factor_and_verdict():
+    n = T.TimingNoise("ns_per_op_norm", within=1.2, between=1.05)
+    assert n.factor == 1.2
+    assert n.beyond(1.25, 1.4) and n.beyond(0.7, 0.8)              # wholly above 1.2, below 1 / 1.2
+    assert not n.beyond(1.15, 1.4) and not n.beyond(0.7, 0.85)
+    assert not n.beyond(float("nan"), float("nan"))                 # one seed: no CI, no finding
+    none = T.TimingNoise("ns_per_op", within=float("nan"), between=float("nan"))
+    assert math.isnan(none.factor) and not none.beyond(5.0, 6.0)    # noise unknown: no finding
+    assert T.TimingNoise("ns_per_op", float("nan"), 1.1).factor == 1.1
+
+
 # -- which figures a report holds ------------------------------------------------------------------------
 
 def figure_names(doc):
@@ -294,7 +373,8 @@ def test_slowdown_figure_receives_ratios_with_confidence_intervals():
     row = d.loc[("v6.1", 12, "split_per_alloc")]
     assert row["mean"] == pytest.approx(est.mean) and row["hi"] == pytest.approx(est.hi)
     assert d.loc[("v6.1", 10, "split_per_alloc"), "mean"] == 1.0
-    assert set(spec.data["metric"]) == {"split_per_alloc", "merge_per_free", "scanned_per_alloc", "ns_per_op"}
+    assert set(spec.data["metric"]) == {"split_per_alloc", "merge_per_free", "scanned_per_alloc", "ns_per_op",
+                                        "ns_per_op_norm"}
 
 
 def test_every_figure_draws():
