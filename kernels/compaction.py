@@ -10,7 +10,7 @@ Simplifications (see MODEL.md): one block is migrated as soon as the migrate sca
 fast_find_migrateblock / fast_isolate_freepages (they change cost, not the reachable layout).
 """
 
-from ._jit import jit
+from ._jit import jit, jit_fold
 from .constants import (
     ZP_CC_BASE,
     ALLOC_FAIL, ALLOC_OPS, CACHED_FREE_PFN, CACHED_MIGRATE_PFN, CC_NR_FREEPAGES,
@@ -61,7 +61,7 @@ ENOMEM = -12
 # Deferral (compaction_deferred / defer_compaction / compaction_defer_reset)
 
 
-@jit
+@jit_fold
 def compaction_deferred(z, order):
     if order < z.stat[COMPACT_ORDER_FAILED]:
         return False
@@ -74,7 +74,7 @@ def compaction_deferred(z, order):
     return True
 
 
-@jit
+@jit_fold
 def defer_compaction(z, order):
     z.stat[COMPACT_CONSIDERED] = 0
     z.stat[COMPACT_DEFER_SHIFT] += 1
@@ -84,7 +84,7 @@ def defer_compaction(z, order):
         z.stat[COMPACT_DEFER_SHIFT] = COMPACT_MAX_DEFER_SHIFT
 
 
-@jit
+@jit_fold
 def compaction_defer_reset(z, order, alloc_success):
     if alloc_success:
         z.stat[COMPACT_CONSIDERED] = 0
@@ -97,7 +97,7 @@ def compaction_defer_reset(z, order, alloc_success):
 # Suitability
 
 
-@jit
+@jit_fold
 def compaction_suitable(z, order):
     """compaction_suitable(): enough free memory for compaction to work with (watermark plus
     compact_gap), and for costly orders a failure due to fragmentation, not lack of memory."""
@@ -113,7 +113,7 @@ def compaction_suitable(z, order):
     return True
 
 
-@jit
+@jit_fold
 def suitable_migration_target(z, pfn, cc_order, ignore_block_suitable):
     """suitable_migration_target(): never break up a free block of the target size; only
     MOVABLE or CMA pageblocks unless block suitability is ignored (sync-full priority)."""
@@ -127,7 +127,7 @@ def suitable_migration_target(z, pfn, cc_order, ignore_block_suitable):
     return mt == MIGRATE_MOVABLE or mt == MIGRATE_CMA
 
 
-@jit
+@jit_fold
 def suitable_migration_source(z, pfn, cc_mt, async_direct):
     """suitable_migration_source(): async direct compaction only takes pages from pageblocks of
     the request's type (MOVABLE requests: MOVABLE or CMA)."""
@@ -143,7 +143,7 @@ def suitable_migration_source(z, pfn, cc_mt, async_direct):
 # The free scanner and compaction_alloc
 
 
-@jit
+@jit_fold
 def _cc_add(z, pfn, order, tail):
     if tail:
         _list_add_tail(z.list_head, z.list_tail, z.next, z.prev, z.zp[ZP_CC_BASE] + order, pfn)
@@ -154,7 +154,7 @@ def _cc_add(z, pfn, order, tail):
     z.stat[CC_NR_FREEPAGES] += 1 << order
 
 
-@jit
+@jit_fold
 def _cc_del(z, pfn, order):
     _list_del(z.list_head, z.list_tail, z.next, z.prev, z.zp[ZP_CC_BASE] + order, pfn)
     z.page_flags[pfn] &= PG_MASK ^ PG_ISOLATED
@@ -162,7 +162,7 @@ def _cc_del(z, pfn, order):
     z.stat[CC_NR_FREEPAGES] -= 1 << order
 
 
-@jit
+@jit_fold
 def isolate_free_page(z, pfn, order):
     """__isolate_free_page(): take a free block off its list unless that would breach the min
     watermark. Returns the pages isolated (0 or 2^order)."""
@@ -239,7 +239,7 @@ def compaction_alloc(z, cc, order):
         scanned = True
 
 
-@jit
+@jit_fold
 def release_freepages(z):
     """release_free_list(): give the compaction's unused isolated pages back to the buddy."""
     for o in range(z.zp[ZP_MAX_ORDER] + 1):
@@ -253,7 +253,7 @@ def release_freepages(z):
 # Migration
 
 
-@jit
+@jit_fold
 def move_block(zs, src, zd, dst, order):
     """migrate_folio(): the block at src (zone zs) now lives at dst (zone zd), which the caller
     took from the free lists; dst gets every attribute, src is freed to the buddy."""
@@ -277,7 +277,7 @@ def move_block(zs, src, zd, dst, order):
     _free_to_buddy(zs, src, order, False)
 
 
-@jit
+@jit_fold
 def compaction_may_isolate(z, pfn, order, cc_order):
     """Which allocated blocks the migrate scanner isolates: LRU blocks; before 6.9 only order-0
     ones (compound pages were skipped), from 6.9 on those below the target order and below a
@@ -329,7 +329,7 @@ def isolate_migratepages(z, cc):
     return 0
 
 
-@jit
+@jit_fold
 def compact_finished(z, cc):
     """__compact_finished()."""
     pb_order = z.zp[ZP_PAGEBLOCK_ORDER]
@@ -389,7 +389,7 @@ def compact_zone(z, cc):
     return ret
 
 
-@jit
+@jit_fold
 def compact_zone_order(z, cc, order, mt, prio):
     for i in range(cc.shape[0]):
         cc[i] = 0
@@ -455,7 +455,7 @@ def alloc_pages_direct_compact(node, cc, order, list_mt, mt, extra, prio):
     return -1, rc
 
 
-@jit
+@jit_fold
 def alloc_pages_gfp(node, cc, order, mt, extra, gfp):
     """__alloc_pages() with the slow path: fast path (low watermark), min watermark, then direct
     compaction for costly orders (and for any order > 0 that is not movable) when `gfp` allows:

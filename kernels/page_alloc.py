@@ -5,7 +5,7 @@ All functions take the Zone NamedTuple `z` (zone.py) and are compiled with numba
 NUMBA_DISABLE_JIT=1 they run as plain Python (the coverage pass of the test suite).
 """
 
-from ._jit import jit, jit_inline
+from ._jit import jit, jit_fold, jit_inline
 
 from .constants import (
     ZP_PCP_BASE, MAX_SPLIT_STEPS, MAX_MERGE_STEPS, MAX_ORDERS_SCANNED,
@@ -26,7 +26,7 @@ from .constants import (
 # Intrusive doubly linked lists over the pfn-indexed next/prev arrays (include/linux/list.h)
 
 
-@jit_inline
+@jit_fold
 def _list_add(head, tail, nxt, prv, li, pfn):
     """list_add(): insert at the head."""
     first = head[li]
@@ -39,7 +39,7 @@ def _list_add(head, tail, nxt, prv, li, pfn):
     head[li] = pfn
 
 
-@jit_inline
+@jit_fold
 def _list_add_tail(head, tail, nxt, prv, li, pfn):
     """list_add_tail(): insert at the tail."""
     last = tail[li]
@@ -52,7 +52,7 @@ def _list_add_tail(head, tail, nxt, prv, li, pfn):
     tail[li] = pfn
 
 
-@jit_inline
+@jit_fold
 def _list_del(head, tail, nxt, prv, li, pfn):
     """list_del()."""
     p = prv[pfn]
@@ -73,7 +73,7 @@ def _list_del(head, tail, nxt, prv, li, pfn):
 # Free-list primitives (6.10+ names: raw list operations apart from accounting)
 
 
-@jit_inline
+@jit_fold
 def get_pageblock_migratetype(z, pfn):
     """get_pfnblock_migratetype()."""
     return int(z.pb_mt[pfn >> z.zp[ZP_PAGEBLOCK_ORDER]])
@@ -92,7 +92,7 @@ def change_pageblock_range(z, pfn, order, mt):
         z.pb_mt[b] = mt
 
 
-@jit_inline
+@jit_fold
 def account_freepages(z, nr_pages, mt):
     """account_freepages(): NR_FREE_PAGES excludes ISOLATE; CMA is also counted apart."""
     if mt == MIGRATE_ISOLATE:
@@ -185,7 +185,7 @@ def _rmqueue_smallest(z, order, mt):
     return -1
 
 
-@jit
+@jit_fold
 def _fallback_type(start_mt, i):
     """fallbacks[start_mt][i]."""
     if start_mt == MIGRATE_UNMOVABLE:
@@ -265,7 +265,7 @@ def _move_freepages_block(z, start, new_mt):
     return moved
 
 
-@jit
+@jit_fold
 def _alike_pages(z, start_mt, block_mt, nr_free, nr_movable):
     if start_mt == MIGRATE_MOVABLE:
         return nr_movable
@@ -281,7 +281,7 @@ def _claim_threshold_met(z, start_mt, block_mt, nr_free, nr_movable):
     return nr_free + alike >= half or z.zp[ZP_MOBILITY_DISABLED] != 0
 
 
-@jit
+@jit_fold
 def steal_suitable_fallback_v6_1(z, pfn, start_mt, whole_block):
     """steal_suitable_fallback() as in 5.4-6.9: move the buddy (or every free page of its block)
     to start_mt's lists, claiming the block if enough of it is free or alike."""
@@ -308,7 +308,7 @@ def steal_suitable_fallback_v6_1(z, pfn, start_mt, whole_block):
     move_to_free_list(z, pfn, order, start_mt)
 
 
-@jit
+@jit_fold
 def _fallback_search(z, order, start_mt):
     """The search of __rmqueue_fallback() (<= 6.14): largest order first; a movable request that
     may not steal the block falls back to the smallest suitable order. Returns (order, type, can_steal)."""
@@ -330,7 +330,7 @@ def _fallback_search(z, order, start_mt):
     return -1, -1, False
 
 
-@jit
+@jit_fold
 def _rmqueue_fallback_v6_1(z, order, start_mt):
     """__rmqueue_fallback() 5.4-6.9: returns True when pages were moved to start_mt's lists."""
     o, fb, can_steal = _fallback_search(z, order, start_mt)
@@ -341,7 +341,7 @@ def _rmqueue_fallback_v6_1(z, order, start_mt):
     return True
 
 
-@jit
+@jit_fold
 def steal_suitable_fallback_v6_10(z, pfn, current_order, order, start_mt, whole_block):
     """steal_suitable_fallback() 6.10-6.13 (freelist hygiene): claim the whole block, or take only
     the requested chunk and leave the remainder on the block's own type."""
@@ -367,7 +367,7 @@ def steal_suitable_fallback_v6_10(z, pfn, current_order, order, start_mt, whole_
     return pfn
 
 
-@jit
+@jit_fold
 def _rmqueue_fallback_v6_10(z, order, start_mt):
     """__rmqueue_fallback() 6.10-6.13."""
     o, fb, can_steal = _fallback_search(z, order, start_mt)
@@ -377,7 +377,7 @@ def _rmqueue_fallback_v6_10(z, order, start_mt):
     return steal_suitable_fallback_v6_10(z, pfn, o, order, start_mt, can_steal)
 
 
-@jit
+@jit_fold
 def try_to_claim_block(z, pfn, current_order, order, start_mt, block_mt):
     """try_to_claim_block() (6.15): take the whole block or nothing."""
     if current_order >= z.zp[ZP_PAGEBLOCK_ORDER]:
@@ -399,7 +399,7 @@ def try_to_claim_block(z, pfn, current_order, order, start_mt, block_mt):
     return -1
 
 
-@jit
+@jit_fold
 def _rmqueue_claim(z, order, start_mt):
     """__rmqueue_claim() (6.15): largest order first, stop below the orders that may claim."""
     max_order = z.zp[ZP_MAX_ORDER]
@@ -417,7 +417,7 @@ def _rmqueue_claim(z, order, start_mt):
     return -1
 
 
-@jit
+@jit_fold
 def _rmqueue_steal(z, order, start_mt):
     """__rmqueue_steal() (6.15): smallest fallback block; the remainder stays on its own type."""
     max_order = z.zp[ZP_MAX_ORDER]
@@ -433,7 +433,7 @@ def _rmqueue_steal(z, order, start_mt):
     return -1
 
 
-@jit_inline
+@jit_fold
 def _rmqueue(z, order, mt, alloc_cma, mode):
     """__rmqueue(): returns (pfn or -1, rmqueue_mode). `mode` is only used by the 6.15 policy.
     The usual first try, the requested type's own lists, is inlined; the rest is _rmqueue_slow."""
@@ -516,7 +516,7 @@ def zone_watermark_ok(z, order, mark, alloc_cma, lowmem_reserve):
 # Per-cpu page lists (one CPU, 6.1 rules)
 
 
-@jit_inline
+@jit_fold
 def pcp_allowed_order(z, order):
     """pcp_allowed_order(): orders <= PAGE_ALLOC_COSTLY_ORDER, and pageblock_order (THP);
     order 0 only before 5.13."""
@@ -534,7 +534,7 @@ def order_to_pindex(order, mt):
     return base * MIGRATE_PCPTYPES + mt
 
 
-@jit
+@jit_fold
 def pindex_to_order(z, pindex):
     order = pindex // MIGRATE_PCPTYPES
     if order > PAGE_ALLOC_COSTLY_ORDER:
@@ -542,7 +542,7 @@ def pindex_to_order(z, pindex):
     return order
 
 
-@jit
+@jit_fold
 def _pcp_del(z, pindex, pfn):
     _list_del(z.list_head, z.list_tail, z.next, z.prev, z.zp[ZP_PCP_BASE] + pindex, pfn)
     z.page_flags[pfn] &= PG_MASK ^ PG_PCP
@@ -550,7 +550,7 @@ def _pcp_del(z, pindex, pfn):
     z.stat[PCP_COUNT] -= 1 << pindex_to_order(z, pindex)
 
 
-@jit
+@jit_fold
 def rmqueue_bulk(z, order, count, pindex, mt, alloc_cma):
     """rmqueue_bulk(): refill a pcp list with `count` blocks, appended at the tail; one
     rmqueue_mode kept across the batch (6.15)."""
@@ -569,7 +569,7 @@ def rmqueue_bulk(z, order, count, pindex, mt, alloc_cma):
     return allocated
 
 
-@jit
+@jit_fold
 def _rmqueue_pcplist(z, order, mt, alloc_cma):
     """rmqueue_pcplist() / __rmqueue_pcplist()."""
     pindex = order_to_pindex(order, mt)
@@ -585,7 +585,7 @@ def _rmqueue_pcplist(z, order, mt, alloc_cma):
     return pfn
 
 
-@jit
+@jit_fold
 def _free_pcppages_bulk(z, count, pindex):
     """free_pcppages_bulk(): round-robin over the lists from `pindex`, coldest (tail) pages first."""
     count = min(count, z.stat[PCP_COUNT])
@@ -611,7 +611,7 @@ def _free_pcppages_bulk(z, count, pindex):
                 break
 
 
-@jit
+@jit_fold
 def nr_pcp_free(z, high, batch, free_high):
     """nr_pcp_free() (6.1): how many pages to give back, doubling while frees continue."""
     if free_high:
@@ -649,7 +649,7 @@ def free_unref_page(z, pfn, order):
         _free_pcppages_bulk(z, nr_pcp_free(z, high, batch, free_high), pindex)
 
 
-@jit
+@jit_fold
 def drain_pages(z):
     """drain_pages(): give every pcp page back to the buddy lists."""
     if z.stat[PCP_COUNT] > 0:
@@ -698,7 +698,7 @@ def _free_one_page(z, pfn, order, mt, to_tail):
     _add_to_free_list(z, pfn, order, mt, to_tail)
 
 
-@jit_inline
+@jit_fold
 def buddy_merge_likely(z, pfn, order):
     """buddy_merge_likely(): is the parent's buddy free, so that freeing our buddy would merge
     two levels? Then the block goes to the tail, where it is less likely to be allocated."""
@@ -754,7 +754,7 @@ def prep_new_page(z, pfn, order, mt, extra):
     z.stat[PGALLOC] += 1 << order
 
 
-@jit_inline
+@jit_fold
 def rmqueue(z, order, mt, alloc_cma):
     """rmqueue(): the pcp list for pcp orders, falling through to the buddy lists when it
     yields nothing."""
@@ -766,7 +766,7 @@ def rmqueue(z, order, mt, alloc_cma):
     return pfn
 
 
-@jit_inline
+@jit_fold
 def gfp_zone(list_mt):
     """The highest zone a request may use: ZONE_MOVABLE only for __GFP_MOVABLE requests."""
     return ZONE_MOVABLE if list_mt == MIGRATE_MOVABLE else ZONE_NORMAL
@@ -804,13 +804,13 @@ def alloc_pages(node, order, mt, extra):
     return pfn
 
 
-@jit_inline
+@jit_fold
 def gfp_migratetype(node, mt):
     """gfp_migratetype(): every request is UNMOVABLE with grouping by mobility disabled."""
     return MIGRATE_UNMOVABLE if node[0].zp[ZP_MOBILITY_DISABLED] else mt
 
 
-@jit
+@jit_fold
 def alloc_pages_fast(node, order, mt, extra):
     """get_page_from_freelist() at the low watermark, then at the min watermark; on success the
     block is prepared. Records the worst split and scan cost of one allocation."""
@@ -828,7 +828,7 @@ def alloc_pages_fast(node, order, mt, extra):
     return pfn
 
 
-@jit_inline
+@jit_fold
 def node_stat(node, idx):
     """A counter summed over the node's zones."""
     total = 0
@@ -837,13 +837,13 @@ def node_stat(node, idx):
     return total
 
 
-@jit_inline
+@jit_fold
 def record_max(z, idx, value):
     if value > z.stat[idx]:
         z.stat[idx] = value
 
 
-@jit_inline
+@jit_fold
 def page_zone(node, pfn):
     """Index in the node of the zone that spans pfn."""
     for i in range(len(node) - 1, 0, -1):
@@ -890,7 +890,7 @@ def boot_node(node):
         boot_zone(node[i])
 
 
-@jit
+@jit_fold
 def largest_aligned_order(pfn, end, max_order):
     """The largest order <= max_order of a naturally aligned block at pfn that ends by `end`."""
     o = 0
@@ -910,7 +910,7 @@ def _free_range_boot(z, start, end, to_tail):
         pfn += 1 << order
 
 
-@jit
+@jit_fold
 def boot_zone(z):
     """memblock_free_all() / __free_pages_core(): free every hole-free range in the largest
     naturally aligned chunks (FPI_TO_TAIL from 5.10 on); then cma_init_reserved_areas(): the CMA

@@ -11,7 +11,7 @@ Pages obtained by alloc_contig_range() are held as order-0 allocations flagged P
 kernel hands back 2^k pages of refcount 1; free_contig_range() frees them one by one).
 """
 
-from ._jit import jit
+from ._jit import jit, jit_fold
 from .compaction import move_block
 from .constants import (
     MIGRATE_CMA, MIGRATE_ISOLATE, MIGRATE_MOVABLE, NR_ISOLATE_PAGEBLOCK, PG_BUDDY,
@@ -45,7 +45,7 @@ FAIL_REASON_NAMES = ("ok", "unmovable_in_range", "unmovable_outside_range", "hol
 MIGRATE_RETRIES = 5
 
 
-@jit
+@jit_fold
 def find_head(z, pfn):
     """The head of the block (free, allocated or pcp) that covers pfn, or -1."""
     f = z.page_flags[pfn]
@@ -68,7 +68,7 @@ def walk_start(z, pfn):
     return h if 0 <= h < pfn else pfn
 
 
-@jit
+@jit_fold
 def has_unmovable_pages(z, start, end, mt):
     """has_unmovable_pages(): the first unmovable pfn in [start, end), or -1. Reserved pages
     (holes) count as unmovable; in ZONE_MOVABLE nothing else does; free and pcp pages and LRU
@@ -94,7 +94,7 @@ def has_unmovable_pages(z, start, end, mt):
     return -1
 
 
-@jit
+@jit_fold
 def find_large_buddy(z, pfn):
     """The head of a free buddy larger than a pageblock covering pfn, or -1."""
     pb_order = z.zp[ZP_PAGEBLOCK_ORDER]
@@ -128,7 +128,7 @@ def move_freepages_block_isolate(z, block):
     z.pb_mt[block >> pb_order] = MIGRATE_ISOLATE
 
 
-@jit
+@jit_fold
 def set_migratetype_isolate(z, block, check_start, check_end, mt):
     """set_migratetype_isolate(): refuse if already isolated or if [check_start, check_end)
     holds an unmovable page; else isolate. Returns -1 on success, -2 if busy, else the pfn of
@@ -144,7 +144,7 @@ def set_migratetype_isolate(z, block, check_start, check_end, mt):
     return -1
 
 
-@jit
+@jit_fold
 def unset_migratetype_isolate(z, block, mt):
     """unset_migratetype_isolate(): give the pageblock the type `mt` (the caller's MOVABLE or
     CMA, not the type it had before isolation) and its free pages back; a free buddy of
@@ -171,7 +171,7 @@ def unset_migratetype_isolate(z, block, mt):
     z.stat[NR_ISOLATE_PAGEBLOCK] -= 1
 
 
-@jit
+@jit_fold
 def isolation_range(z, start, end):
     """The pageblock-aligned range alloc_contig_range() isolates."""
     pb_order = z.zp[ZP_PAGEBLOCK_ORDER]
@@ -267,7 +267,7 @@ def test_pages_isolated(z, start, end):
     return True
 
 
-@jit
+@jit_fold
 def take_isolated_range(z, start, end, mt):
     """isolate_freepages_range() + the trimming of alloc_contig_range(): take [start, end) off
     the isolated free lists as order-0 pages held by the caller (PG_CONTIG); the parts of the
@@ -316,7 +316,7 @@ def free_contig_range(node, start, nr_pages):
         free_pages(node, pfn)
 
 
-@jit
+@jit_fold
 def pfn_range_valid_contig(z, start, end):
     """pfn_range_valid_contig(): every page online and not reserved; from 6.3 on, no hugetlb
     (here: no page held as PG_CONTIG) in the range. Returns CONTIG_OK or the reason."""
@@ -438,7 +438,7 @@ def cma_alloc(node, cma_start, cma_end, count, align, bitmap, reasons):
     return -1
 
 
-@jit
+@jit_fold
 def cma_release(node, cma_start, pfn, count, bitmap):
     free_contig_range(node, pfn, count)
     for i in range(pfn - cma_start, pfn - cma_start + count):

@@ -18,7 +18,7 @@ model, a page it takes is not free), the event is applied as far as it can be an
 counts are returned so that a replay reports how faithful it was.
 """
 
-from ._jit import jit
+from ._jit import jit, jit_fold
 from .constants import (
     MIGRATE_ISOLATE, MIGRATE_MOVABLE, MIGRATE_PCPTYPES, PCP_COUNT, PG_BUDDY,
     PG_CONTIG, PG_HEAD, PG_LRU, PG_MASK, PG_PCP, PG_PINNED, PG_RESERVED, PGALLOC, PGFREE,
@@ -74,7 +74,7 @@ def _free_head_of(z, pfn):
     return -1
 
 
-@jit
+@jit_fold
 def _give_back(z, start, end, mt):
     """Put [start, end) on the free lists in the largest naturally aligned pieces (list heads,
     as expand() does), without merging: the pieces' buddies are not free."""
@@ -113,7 +113,7 @@ def take_off_buddy(z, start, end):
     return not_free
 
 
-@jit
+@jit_fold
 def _split_head(z, h):
     """split_page(): an allocated block becomes order-0 pages of the same type and flags."""
     o = int(z.page_order[h])
@@ -200,7 +200,7 @@ def _to_pcp(z, pfn, order, mt, tail):
     z.stat[PCP_COUNT] += 1 << order
 
 
-@jit
+@jit_fold
 def _free_pages_one_by_one(z, start, end, mt):
     """Free every unowned, non-reserved page of [start, end) to the buddy (merging)."""
     for q in range(start, end):
@@ -217,7 +217,7 @@ def _exact(z, pfn, order, flag):
     return (z.page_flags[pfn] & flag) != 0 and z.page_order[pfn] == order
 
 
-@jit
+@jit_fold
 def _free_block(z, pfn, order, mt, rs):
     """Free [pfn, pfn + 2^order) to the buddy, whatever the model held there (counting pages
     that were free already)."""
@@ -233,7 +233,7 @@ def _free_block(z, pfn, order, mt, rs):
     _free_pages_one_by_one(z, pfn, end, get_pageblock_migratetype(z, pfn) if mt < 0 else mt)
 
 
-@jit
+@jit_fold
 def _retype_claimed(z, pfn, fallback_order, mt, rs):
     """What mm_page_alloc_extfrag with change_ownership reports: the pageblocks of the fallback
     block (or pfn's pageblock) became mt, with their free pages."""

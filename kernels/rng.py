@@ -5,7 +5,7 @@ Every operation stays below 2^63 in int64, so the jitted code and the plain-Pyth
 """
 
 import numpy as np
-from ._jit import jit
+from ._jit import jit_fold
 
 _MASK32 = 0xFFFFFFFF
 
@@ -26,12 +26,12 @@ def seed_state(seed: int) -> np.ndarray:
     return np.array(words, dtype=np.int64)
 
 
-@jit
+@jit_fold
 def _rotl(x, k):
     return ((x << k) | (x >> (32 - k))) & 0xFFFFFFFF
 
 
-@jit
+@jit_fold
 def next_u32(s):
     """xoshiro128**: next 32-bit output; advances the state array in place."""
     result = (_rotl((s[1] * 5) & 0xFFFFFFFF, 7) * 9) & 0xFFFFFFFF
@@ -45,13 +45,13 @@ def next_u32(s):
     return result
 
 
-@jit
+@jit_fold
 def randbelow(s, n):
     """Uniform integer in [0, n) for 0 < n < 2^31 (multiply-shift)."""
     return (next_u32(s) * n) >> 32
 
 
-@jit
+@jit_fold
 def uniform(s):
     """Uniform float in [0, 1)."""
     return next_u32(s) / 4294967296.0

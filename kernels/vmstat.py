@@ -4,7 +4,7 @@ fragmentation (extfrag) indices."""
 import numpy as np
 from numba import njit
 
-from ._jit import jit
+from ._jit import jit, jit_fold
 from .constants import MIGRATE_CMA, MIGRATE_MOVABLE, MIGRATE_TYPES, PG_HEAD, PG_RESERVED, \
     ZP_MAX_ORDER, ZP_PAGEBLOCK_ORDER, ZP_ZONE_END, ZP_ZONE_START
 
@@ -66,7 +66,7 @@ def pagetypeinfo_blocks(z):
     return blocks, mixed
 
 
-@jit
+@jit_fold
 def fill_contig_page_info(nr_free, order):
     """fill_contig_page_info(): (free_pages, free_blocks_total, free_blocks_suitable)."""
     free_pages = 0
