@@ -314,21 +314,20 @@ def bench_memory(quick: bool = False) -> list[dict[str, Any]]:
 _COLD_SCRIPT = """
 import json, sys, time
 t0 = time.perf_counter()
-from farm.runner import _warm_cells, warm_up
+from farm.warmup import compile_model, compile_units
 from farm.sweep import load_plan
 imported = time.perf_counter() - t0
-plan = load_plan(sys.argv[1])
-cells = _warm_cells(plan.cells)
-warm, _ = warm_up([c for c in cells])
-print(json.dumps({"import_s": imported, "warm_up_s": warm, "kinds": len(cells)}))
+params = [c.run_params for c in load_plan(sys.argv[1]).cells]
+report = compile_model(params, progress=False)
+print(json.dumps({"import_s": imported, "warm_up_s": report.seconds, "kinds": len(compile_units(params))}))
 """
 
 _RAY_SCRIPT = """
 import json, sys, time
 import ray
-from farm.runner import _warm_cells, warm_up
+from farm.warmup import warm_up
 from farm.sweep import load_plan
-cells = _warm_cells(load_plan(sys.argv[1]).cells)
+cells = [c.run_params for c in load_plan(sys.argv[1]).cells]
 t0 = time.perf_counter()
 ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
 start = time.perf_counter() - t0

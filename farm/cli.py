@@ -167,6 +167,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     def warn(message: str) -> None:  # an event of the run (a worker process died): even with -q
         print(f"farm run: {message}", file=sys.stderr)
 
+    log(f"sweep {plan.name}: {len(plan.cells)} cells planned, results in {out}")
     try:
         from .runner import RunnerError, run_sweep
         try:

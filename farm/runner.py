@@ -48,12 +48,11 @@ from kernels import MODEL_VERSION
 from .results import error_row, ok_row
 from .store import Store
 from .sweep import Cell, Plan
+from .warmup import compile_model, warm_up
 
 TARGET_TASK_S = 2.0
 MAX_BATCH = 256
 MAX_RETRIES = 3
-MAX_WARMUPS = 8
-WARM_OPS = 20_000
 
 
 class RunnerError(RuntimeError):
@@ -164,36 +163,6 @@ def make_batches(cells: list[Cell], slots: int, batch_size: int | None = None,
     while len(b):
         out.append(b.take())
     return out
-
-
-def _warm_cells(cells: list[Cell]) -> list[dict[str, Any]]:
-    """One short version (at most WARM_OPS operations) of each kind of cell: every workload, pcp
-    setting and list-valued parameter (probes) takes code paths of its own, compiled on first use.
-    Best effort: a path a short run misses is compiled (and cached) by the first worker to need it."""
-    from .params import PARAMS
-    kinds: dict[tuple, dict[str, Any]] = {}
-    for cell in cells:
-        p = cell.run_params
-        key = tuple((k, str(v)) for k, v in sorted(p.items())
-                    if k == "workload" or isinstance(PARAMS[k].default, (bool, list)))
-        if key not in kinds:
-            kinds[key] = {**p, "ops": min(p.get("ops", 0), WARM_OPS)}
-        if len(kinds) >= MAX_WARMUPS:
-            break
-    return list(kinds.values())
-
-
-def warm_up(params_list: list[dict[str, Any]]) -> tuple[float, str]:
-    """Run the warm-up cells here (compiling or loading numba's cache); -> (seconds, model version)."""
-    import kernels
-    from .simulate import run
-    t0 = time.perf_counter()
-    for params in params_list:
-        try:
-            run(params)
-        except Exception:  # such a cell fails again, recorded, when it runs for real
-            pass
-    return time.perf_counter() - t0, kernels.MODEL_VERSION
 
 
 def _utc_now() -> dt.datetime:
@@ -394,6 +363,8 @@ def run_sweep(plan: Plan, out: str | Path, *, address: str | None = None, worker
     summary.stored_before = sum(1 for cid in stored if cid in planned)
     todo = [c for c in plan.cells if c.id not in stored or (rerun_failed and stored[c.id] == "error")]
     summary.todo = len(todo)
+    if summary.stored_before:
+        say(f"{summary.stored_before} of them already stored; {len(todo)} to compute")
     if not todo:
         summary.status = "nothing to do"
         summary.errors_total = sum(1 for cid, st in stored.items() if cid in planned and st == "error")
@@ -403,9 +374,12 @@ def run_sweep(plan: Plan, out: str | Path, *, address: str | None = None, worker
     started = False
     try:
         with _Interrupt() as interrupt:
-            warm = _warm_cells(todo)
-            summary.warm_s, _ = warm_up(warm)
-            say(f"numba warm-up (compile or load the cache): {summary.warm_s:.1f} s")
+            warm = [c.run_params for c in todo]
+            compiled = compile_model(warm, processes=workers, progress=progress, check=interrupt.check)
+            summary.warm_s = compiled.seconds
+            if compiled.units:
+                say(f"compiled the model ({', '.join(compiled.units)}) in {compiled.seconds:.1f} s; "
+                    "the next runs load it from the cache")
             interrupt.check()
             t0 = time.perf_counter()
             started = start_ray(address, workers)

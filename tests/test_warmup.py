@@ -1,0 +1,57 @@
+"""Compiling the model before a sweep: the compile units a plan needs, the parallel compile and the
+marks that let a warm cache skip it."""
+
+from pathlib import Path
+
+import pytest
+
+from farm import warmup
+from farm.sweep import load_plan
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_units_of_the_laptop_sweep():
+    params = [c.run_params for c in load_plan(ROOT / "sweeps" / "laptop.toml").cells]
+    units = warmup.compile_units(params)
+    assert sorted(u.name for u in units) == ["fragmenter", "mixed", "probes", "smallpages"]
+    by_name = {u.name: u for u in units}
+    for name in ("fragmenter", "mixed", "smallpages"):
+        assert by_name[name].params["workload"] == name
+        assert by_name[name].params["probe"] == []
+        assert by_name[name].params["ops"] <= warmup.WARM_OPS
+    # every probe spec the plan asks for, once, in one unit
+    assert by_name["probes"].params["probe"] == [
+        "compact", "contig:size=2M,attempts=64", "hugepages:order=9,count=512"]
+    # longest expected first
+    assert [u.expected_s for u in units] == sorted((u.expected_s for u in units), reverse=True)
+
+
+def test_a_node_with_zone_movable_is_a_unit_of_its_own():
+    base = {"workload": "mixed", "memory": "256M", "ops": 10**6}
+    units = warmup.compile_units([base, {**base, "movable_fraction": 0.5},
+                                  {**base, "probe": ["compact"], "movable_fraction": 0.25}])
+    names = sorted(u.name for u in units)
+    assert names == ["mixed", "mixed (two zones)", "probes (two zones)"]
+
+
+def test_expected_wall_time_packs_the_longest_units_first():
+    units = [warmup.Unit(n, {}, s) for n, s in (("a", 60), ("b", 50), ("c", 45), ("d", 40))]
+    assert warmup.expected_wall_s(units, 2) == 100   # a+d | b+c = 100 | 95
+    assert warmup.expected_wall_s(units, 1) == 195
+    assert warmup.expected_wall_s(units, 8) == 60
+    assert warmup.expected_wall_s([], 2) == 0
+
+
+@pytest.mark.slow
+def test_compile_model_compiles_then_skips_with_the_cache_warm(capsys, tmp_path, monkeypatch):
+    # the marks in a folder of the test's own (numba's cache itself is shared with the other tests)
+    monkeypatch.setattr(warmup, "_cache_dir", lambda: tmp_path)
+    cell = {"workload": "smallpages", "memory": "16M", "ops": 1000, "seed": 1}
+    first = warmup.compile_model([cell], processes=1, progress=True)
+    assert first.cached == 0 and first.units == ["smallpages"]
+    err = capsys.readouterr().err
+    assert "compiling the model" in err and "1/1 units" in err
+    assert [m.name for m in tmp_path.iterdir()] == [warmup.compile_units([cell])[0].key()]
+    again = warmup.compile_model([cell], processes=1, progress=True)
+    assert again.units == [] and again.cached == 1
