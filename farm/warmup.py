@@ -12,7 +12,9 @@ no two workers compile the same code at the same time:
   compiles the allocator core it shares with the others, in parallel, instead of waiting for one
   process to write it: with no more processes than cores that costs processor time, not wall time.
 - A unit that completed leaves a mark in the cache folder, so a later run with a warm cache skips
-  the pool altogether (starting processes costs a second or two).
+  the pool altogether (starting processes costs a second or two). The mark keeps how long the unit
+  took: after a change to the model's sources, the progress line expects what the last compile on
+  this machine took, else the times measured on the 2-core reference machine below.
 """
 
 from __future__ import annotations
@@ -100,6 +102,23 @@ def run_unit(params: dict[str, Any]) -> float:
     return time.perf_counter() - t0
 
 
+def _expect_from_last_compile(units: list[Unit], marks: Path) -> None:
+    """Take each unit's expected time from the last compile on this machine (the marks of the
+    previous state of the sources), where there is one."""
+    earlier = [d for d in marks.parent.glob("warm-*") if d != marks and d.is_dir()]
+    if not earlier:
+        return
+    seconds: dict[str, float] = {}
+    for f in max(earlier, key=lambda d: d.stat().st_mtime).iterdir():
+        try:
+            m = json.loads(f.read_text())
+            seconds[m["unit"]] = float(m["seconds"])
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    for u in units:
+        u.expected_s = seconds.get(u.name, u.expected_s)
+
+
 def warm_up(params_list: list[dict[str, Any]]) -> tuple[float, str]:
     """The compile units of these cells, one after the other in this process (a node of a
     cluster, in one task); -> (seconds, the model version this process runs)."""
@@ -136,9 +155,11 @@ def compile_model(params_list: list[dict[str, Any]], processes: int | None = Non
         report.seconds = time.perf_counter() - t0
         return report
     processes = max(1, min(processes or os.cpu_count() or 1, len(todo)))
+    _expect_from_last_compile(todo, marks)
     bar = _bar(todo, processes, progress)
     queue = list(todo)
     running: dict[subprocess.Popen, Unit] = {}
+    started: dict[subprocess.Popen, float] = {}
     try:
         while queue or running:
             while queue and len(running) < processes:
@@ -148,12 +169,15 @@ def compile_model(params_list: list[dict[str, Any]], processes: int | None = Non
                 proc.stdin.write(json.dumps(u.params, default=str))
                 proc.stdin.close()
                 running[proc] = u
+                started[proc] = time.perf_counter()
             time.sleep(0.25)
             for proc in [p for p in running if p.poll() is not None]:
                 u = running.pop(proc)
                 if proc.returncode == 0:
                     marks.mkdir(parents=True, exist_ok=True)
-                    (marks / u.key()).write_text(json.dumps(u.params, sort_keys=True, default=str))
+                    (marks / u.key()).write_text(json.dumps(
+                        {"unit": u.name, "seconds": time.perf_counter() - started[proc], "params": u.params},
+                        sort_keys=True, default=str))
                 report.units.append(u.name)
                 bar.update(1)
             bar.set_postfix_str("compiling " + ", ".join(u.name for u in running.values()) if running else "",

@@ -1,6 +1,7 @@
 """Compiling the model before a sweep: the compile units a plan needs, the parallel compile and the
 marks that let a warm cache skip it."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -46,12 +47,20 @@ def test_expected_wall_time_packs_the_longest_units_first():
 @pytest.mark.slow
 def test_compile_model_compiles_then_skips_with_the_cache_warm(capsys, tmp_path, monkeypatch):
     # the marks in a folder of the test's own (numba's cache itself is shared with the other tests)
-    monkeypatch.setattr(warmup, "_cache_dir", lambda: tmp_path)
+    marks = tmp_path / "warm-now"
+    monkeypatch.setattr(warmup, "_cache_dir", lambda: marks)
     cell = {"workload": "smallpages", "memory": "16M", "ops": 1000, "seed": 1}
     first = warmup.compile_model([cell], processes=1, progress=True)
     assert first.cached == 0 and first.units == ["smallpages"]
     err = capsys.readouterr().err
     assert "compiling the model" in err and "1/1 units" in err
-    assert [m.name for m in tmp_path.iterdir()] == [warmup.compile_units([cell])[0].key()]
+    unit = warmup.compile_units([cell])[0]
+    assert [m.name for m in marks.iterdir()] == [unit.key()]
     again = warmup.compile_model([cell], processes=1, progress=True)
     assert again.units == [] and again.cached == 1
+    # after a change to the sources, the progress line expects what this compile took
+    took = json.loads((marks / unit.key()).read_text())["seconds"]
+    assert 0 < took < first.seconds
+    assert unit.expected_s == warmup.EXPECTED_S["smallpages"]
+    warmup._expect_from_last_compile([unit], tmp_path / "warm-next")
+    assert unit.expected_s == took
