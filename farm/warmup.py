@@ -13,8 +13,7 @@ no two workers compile the same code at the same time:
   process to write it: with no more processes than cores that costs processor time, not wall time.
 - A unit that completed leaves a mark in the cache folder, so a later run with a warm cache skips
   the pool altogether (starting processes costs a second or two). The mark keeps how long the unit
-  took: after a change to the model's sources, the progress line expects what the last compile on
-  this machine took, else the times measured on the 2-core reference machine below.
+  took.
 """
 
 from __future__ import annotations
@@ -31,11 +30,13 @@ from typing import Any, Callable
 
 WARM_OPS = 20_000
 
-# Compile seconds of each unit measured on the 2-core reference machine (empty cache, one process
-# per core), for the expected time in the progress line; a unit not listed counts as `_DEFAULT_S`.
-EXPECTED_S = {"smallpages": 45.0, "fragmenter": 50.0, "mixed": 60.0, "thp": 60.0, "cma": 60.0,
-              "hotplug": 60.0, "probes": 60.0}
-_DEFAULT_S = 50.0
+# For the expected time in the progress line, measured on the 2-core reference machine (empty
+# cache, `sweeps/laptop.toml`): every process first compiles the allocator core the units share
+# (CORE_S), then each unit what is its own (EXPECTED_S; a unit not listed counts `_DEFAULT_S`).
+CORE_S = 20.0
+EXPECTED_S = {"smallpages": 1.0, "fragmenter": 3.0, "mixed": 8.0, "thp": 8.0, "cma": 8.0,
+              "hotplug": 8.0, "probes": 5.0}
+_DEFAULT_S = 5.0
 
 
 @dataclass
@@ -102,23 +103,6 @@ def run_unit(params: dict[str, Any]) -> float:
     return time.perf_counter() - t0
 
 
-def _expect_from_last_compile(units: list[Unit], marks: Path) -> None:
-    """Take each unit's expected time from the last compile on this machine (the marks of the
-    previous state of the sources), where there is one."""
-    earlier = [d for d in marks.parent.glob("warm-*") if d != marks and d.is_dir()]
-    if not earlier:
-        return
-    seconds: dict[str, float] = {}
-    for f in max(earlier, key=lambda d: d.stat().st_mtime).iterdir():
-        try:
-            m = json.loads(f.read_text())
-            seconds[m["unit"]] = float(m["seconds"])
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
-    for u in units:
-        u.expected_s = seconds.get(u.name, u.expected_s)
-
-
 def warm_up(params_list: list[dict[str, Any]]) -> tuple[float, str]:
     """The compile units of these cells, one after the other in this process (a node of a
     cluster, in one task); -> (seconds, the model version this process runs)."""
@@ -130,12 +114,15 @@ def warm_up(params_list: list[dict[str, Any]]) -> tuple[float, str]:
 
 
 def expected_wall_s(units: list[Unit], processes: int) -> float:
-    """The expected wall time of the pool: longest first, each unit to the first free process."""
-    free = [0.0] * max(processes, 1)
+    """The expected wall time of the pool: the shared core in every process, then the units
+    longest first, each to the first free process."""
+    if not units:
+        return 0.0
+    free = [CORE_S] * max(1, min(processes, len(units)))
     for u in units:
         i = free.index(min(free))
         free[i] += u.expected_s
-    return max(free) if units else 0.0
+    return max(free)
 
 
 def compile_model(params_list: list[dict[str, Any]], processes: int | None = None,
@@ -155,7 +142,6 @@ def compile_model(params_list: list[dict[str, Any]], processes: int | None = Non
         report.seconds = time.perf_counter() - t0
         return report
     processes = max(1, min(processes or os.cpu_count() or 1, len(todo)))
-    _expect_from_last_compile(todo, marks)
     bar = _bar(todo, processes, progress)
     queue = list(todo)
     running: dict[subprocess.Popen, Unit] = {}
