@@ -298,25 +298,41 @@ def _expiry_pop_first(wheel, wnext, wbits, ht, hs, ws, now):
 
 
 @jit
+def _prefetch_block(z, pfn):
+    """Prefetch the page state that freeing the block at pfn reads first."""
+    if pfn >= 0:
+        prefetch(z.page_flags, pfn)
+        prefetch(z.page_order, pfn)
+        prefetch(z.next, pfn)
+        prefetch(z.prev, pfn)
+
+
+@jit
 def _prefetch_expiring(node, wheel, wnext, t):
-    """Prefetch what freeing the blocks due at t + 4 (their page state) and t + 12 (their slot)
-    will read: the frees are cache misses on arrays of megabytes, now overlapped."""
+    """Prefetch what freeing the blocks due at t + 16, t + 8 and t + 4 will read, a step more
+    of it each time (slot links, owner entries, page state; the first two blocks of a bucket):
+    these frees are cache misses on arrays of megabytes, now overlapped with other work."""
     z = node[0]
-    s = wheel[(t + 12) & (WHEEL - 1)]
+    s = wheel[(t + 16) & (WHEEL - 1)]
     if s >= 0:
         prefetch(z.owner, s)
         prefetch(wnext, s)
-    s = wheel[(t + 4) & (WHEEL - 1)]
+    s = wheel[(t + 8) & (WHEEL - 1)]
     if s >= 0:
-        pfn = z.owner[s]
-        if pfn >= 0:
-            prefetch(z.page_flags, pfn)
-            prefetch(z.page_order, pfn)
-            prefetch(z.next, pfn)
-            prefetch(z.prev, pfn)
         s = wnext[s]
         if s >= 0:
             prefetch(z.owner, s)
+            prefetch(wnext, s)
+    s = wheel[(t + 4) & (WHEEL - 1)]
+    if s >= 0:
+        _prefetch_block(z, z.owner[s])
+        s = wnext[s]
+        if s >= 0:
+            _prefetch_block(z, z.owner[s])
+            s = wnext[s]
+            if s >= 0:
+                prefetch(z.owner, s)
+                prefetch(wnext, s)
 
 
 @jit
@@ -373,7 +389,13 @@ WS_OPS = 9
 WS_ALLOC_FAILED = 10
 WS_WHEEL = 11             # expiries in the wheel
 WS_FRONT = 12             # expiry time of the last block freed by the reclaim rule
-WS_SIZE = 13
+WS_DRAWN = 13             # 1: the next allocation's random choices below are drawn
+WS_NEXT_CLASS = 14
+WS_NEXT_ORDER = 15
+WS_NEXT_EXTRA = 16        # PG_PINNED or 0
+WS_NEXT_THP = 17          # 1: a THP fault
+WS_NEXT_LIFE = 18         # lifetime in operations
+WS_SIZE = 19
 
 
 @jit
@@ -388,6 +410,31 @@ def _pick_class(rng, wp):
 
 
 @jit
+def _draw_allocation(rng, wp, cum_orders, ws):
+    """Draw the random choices of the next allocation, in this order: class, order, pinned and
+    THP fault (movable only), lifetime. Drawn one allocation ahead, so that the wheel bucket
+    of its expiry can be prefetched."""
+    cls = _pick_class(rng, wp)
+    ws[WS_NEXT_CLASS] = cls
+    ws[WS_NEXT_ORDER] = _pick_order(rng, cum_orders[cls])
+    ws[WS_NEXT_EXTRA] = 0
+    ws[WS_NEXT_THP] = 0
+    if cls == 1:
+        if uniform(rng) < wp[WP_PINNED_FRACTION]:
+            ws[WS_NEXT_EXTRA] = PG_PINNED
+        if wp[WP_THP_FRACTION] > 0 and uniform(rng) < wp[WP_THP_FRACTION]:
+            ws[WS_NEXT_THP] = 1
+    if cls == 0:
+        mean = wp[WP_LIFE_UNMOVABLE]
+    elif cls == 1:
+        mean = wp[WP_LIFE_MOVABLE]
+    else:
+        mean = wp[WP_LIFE_RECLAIMABLE]
+    ws[WS_NEXT_LIFE] = _exp_ops(rng, mean)
+    ws[WS_DRAWN] = 1
+
+
+@jit
 def steady_state(node, cc, rng, ops, wp, cum_orders, slots, wheel, wnext, wbits, ht, hs, ws, reasons,
                  area, check_every):
     """The engine of `mixed`, `thp`, `cma` and `hotplug`: a steady state of movable, unmovable and
@@ -395,7 +442,7 @@ def steady_state(node, cc, rng, ops, wp, cum_orders, slots, wheel, wnext, wbits,
 
     Each operation first frees every block whose lifetime has ended, then allocates one block (a
     class by weight, an order from the class's small-order mix `cum_orders[class]`, then its
-    lifetime; a movable allocation is a THP fault of order THP_ORDER with probability
+    lifetime, all drawn one allocation ahead: _draw_allocation; a movable allocation is a THP fault of order THP_ORDER with probability
     THP_FRACTION: direct compaction once (__GFP_NORETRY), falling back to an order-0 page). At
     or above the target occupancy the operation frees the block that would expire first instead
     (reclaim; among equal expiries the latest allocated). Every PERIOD operations the periodic
@@ -470,10 +517,7 @@ def _steady_ops(node, cc, rng, wp, cum_orders, slots, wheel, wnext, wbits, ht, h
                 target, first_done):
     """Operations start..end-1 of steady_state (no periodic event among them; when first_done,
     operation `start` has freed its expired blocks already)."""
-    life = (wp[WP_LIFE_UNMOVABLE], wp[WP_LIFE_MOVABLE], wp[WP_LIFE_RECLAIMABLE])
     thp_order = int(wp[WP_THP_ORDER])
-    thp_fraction = wp[WP_THP_FRACTION]
-    pinned_fraction = wp[WP_PINNED_FRACTION]
     for now in range(start, end):
         if not (first_done and now == start):
             _prefetch_expiring(node, wheel, wnext, now)
@@ -486,15 +530,18 @@ def _steady_ops(node, cc, rng, wp, cum_orders, slots, wheel, wnext, wbits, ht, h
             if ws[WS_WHEEL] > 0:
                 _prefetch_expiring(node, wheel, wnext, ws[WS_FRONT])
         elif ws[WS_FREE_SLOTS] > 0:
-            cls = _pick_class(rng, wp)
-            order = _pick_order(rng, cum_orders[cls])
-            extra = 0
-            thp = False
-            if cls == 1:
-                if uniform(rng) < pinned_fraction:
-                    extra = PG_PINNED
-                thp = thp_fraction > 0 and uniform(rng) < thp_fraction
-            t = now + _exp_ops(rng, life[cls])
+            if ws[WS_DRAWN] == 0:
+                _draw_allocation(rng, wp, cum_orders, ws)
+            cls = ws[WS_NEXT_CLASS]
+            order = ws[WS_NEXT_ORDER]
+            extra = ws[WS_NEXT_EXTRA]
+            thp = ws[WS_NEXT_THP] != 0
+            t = now + ws[WS_NEXT_LIFE]
+            _draw_allocation(rng, wp, cum_orders, ws)
+            # the next allocation's expiry bucket, if it comes at the next operation
+            tn = (now + 1 + ws[WS_NEXT_LIFE]) & (WHEEL - 1)
+            prefetch(wheel, tn)
+            prefetch(wbits, tn >> 5)
             prefetch(wheel, t & (WHEEL - 1))
             pfn = -1
             if thp:
