@@ -196,19 +196,18 @@ def _run_steady_state(node, p, rng, extra, finish=True):
     cum = np.array([np.cumsum(m) for m in CLASS_ORDER_MIX], dtype=np.float64)
     slots_n = len(normal.owner)
     slots = np.arange(slots_n, dtype=np.int32)[::-1].copy()
-    ht = np.zeros(slots_n, dtype=np.int64)
-    hs = np.zeros(slots_n, dtype=np.int32)
+    queue = W.expiry_queue(slots_n)
     ws = np.zeros(W.WS_SIZE, dtype=np.int64)
     ws[W.WS_FREE_SLOTS] = slots_n
     ws[W.WS_HELD_PFN] = -1
     reasons = np.zeros(16, dtype=np.int64)
     cc = np.zeros(8, dtype=np.int64)
-    W.steady_state(node, cc, rng, 0, wp, cum, slots, ht, hs, ws, reasons, area, 0)
+    W.steady_state(node, cc, rng, 0, wp, cum, slots, *queue, ws, reasons, area, 0)
     t0 = _clock()
-    code, where = W.steady_state(node, cc, rng, p["ops"], wp, cum, slots, ht, hs, ws, reasons,
+    code, where = W.steady_state(node, cc, rng, p["ops"], wp, cum, slots, *queue, ws, reasons,
                                  area, p["check_every"])
     times = _since(t0)
-    state = _loop_state(node, rng, ws, reasons, ht, hs, slots, cc)
+    state = _loop_state(node, rng, ws, reasons, *queue, slots, cc)
     if not finish:
         return times, p["ops"], code, where, state
     W.steady_state_drain(node, ws, int(wp[W.WP_ACTION]), area)

@@ -5,6 +5,11 @@ are arguments, so a sweep can vary any of them without recompiling.
 """
 
 import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic, overload
+
 from ._jit import jit
 
 from .check import check_node
@@ -133,6 +138,203 @@ def _heap_pop(ht, hs, st):
     return top
 
 
+# ---------------------------------------------------------------------------------------------
+# The expiry queue of the steady-state engine: a timing wheel of WHEEL one-operation buckets
+# over the next WHEEL operations, and the binary heap above for expiries further away (moved
+# into the wheel when they come within range). Each bucket is a singly linked list of slots
+# through `wnext` (the latest added first); `wbits` is a bitmap of the non-empty buckets in
+# 32-bit words, with a summary level per 32 words up to a single word, so the earliest
+# expiry (the reclaim rule) is found in a few word reads. The state lives in preallocated
+# arrays (expiry_queue()) and the counters ws[WS_WHEEL] and ws[WS_HEAP].
+
+WHEEL_BITS = 20
+WHEEL = 1 << WHEEL_BITS
+_WB_LEVELS = (WHEEL_BITS + 4) // 5
+_wb_words, _wb_offs, _n, _o = [], [], WHEEL, 0
+for _ in range(_WB_LEVELS):
+    _n = (_n + 31) >> 5
+    _wb_words.append(_n)
+    _wb_offs.append(_o)
+    _o += _n
+_WB_WORDS = np.array(_wb_words, dtype=np.int64)
+_WB_OFF = np.array(_wb_offs, dtype=np.int64)
+WB_SIZE = _o
+_MASK32 = 0xFFFFFFFF
+# count trailing zeros of a 32-bit word: de Bruijn multiplication of its lowest set bit
+_DEBRUIJN32 = np.array([0, 1, 28, 2, 29, 14, 24, 3, 30, 22, 20, 15, 25, 17, 4, 8,
+                        31, 27, 13, 23, 21, 19, 16, 7, 26, 12, 18, 6, 11, 5, 10, 9], dtype=np.int64)
+
+
+def expiry_queue(slots: int):
+    """Empty expiry-queue arrays for `slots` owner slots: (wheel, wnext, wbits, ht, hs)."""
+    return (np.full(WHEEL, -1, dtype=np.int32), np.full(max(slots, 1), -1, dtype=np.int32),
+            np.zeros(WB_SIZE, dtype=np.int64), np.zeros(max(slots, 1), dtype=np.int64),
+            np.zeros(max(slots, 1), dtype=np.int32))
+
+
+@intrinsic
+def _prefetch_ptr(typingctx, arr, idx):
+    if not isinstance(arr, types.Array) or not isinstance(idx, types.Integer):
+        return None
+
+    def codegen(context, builder, signature, args):
+        ary = context.make_array(signature.args[0])(context, builder, args[0])
+        i = context.cast(builder, args[1], signature.args[1], types.intp)
+        voidptr = ir.IntType(8).as_pointer()
+        i32 = ir.IntType(32)
+        fn = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [voidptr, i32, i32, i32]), "llvm.prefetch.p0")
+        builder.call(fn, [builder.bitcast(builder.gep(ary.data, [i]), voidptr), i32(0), i32(3), i32(1)])
+        return context.get_dummy_value()
+
+    return types.void(arr, idx), codegen
+
+
+def prefetch(a, i):
+    """Hint that a[i] will be read soon: a prefetch instruction, no load, never a fault (an
+    index out of range is harmless). A no-op when run as plain Python."""
+
+
+@overload(prefetch)
+def _prefetch_impl(a, i):
+    return lambda a, i: _prefetch_ptr(a, i)
+
+
+@jit
+def _ctz32(m):
+    return _DEBRUIJN32[(((m & -m) * 0x077CB531) >> 27) & 31]
+
+
+@jit
+def _wheel_add(wheel, wnext, wbits, ws, t, slot):
+    """Add slot to the bucket of time t (t within the next WHEEL operations)."""
+    b = t & (WHEEL - 1)
+    if wheel[b] < 0:
+        i = b
+        for lvl in range(_WB_LEVELS):
+            w = _WB_OFF[lvl] + (i >> 5)
+            old = wbits[w]
+            wbits[w] = old | (1 << (i & 31))
+            if old != 0:
+                break
+            i >>= 5
+    wnext[slot] = wheel[b]
+    wheel[b] = slot
+    ws[WS_WHEEL] += 1
+
+
+@jit
+def _wheel_clear(wbits, b):
+    """Bucket b became empty: clear its bit, and summary bits whose word became zero."""
+    for lvl in range(_WB_LEVELS):
+        w = _WB_OFF[lvl] + (b >> 5)
+        new = wbits[w] & ~(1 << (b & 31))
+        wbits[w] = new
+        if new != 0:
+            break
+        b >>= 5
+
+
+@jit
+def _wheel_find(wbits, pos):
+    """The first non-empty bucket at or after pos (no wrap-around), or -1."""
+    idx = pos
+    for lvl in range(_WB_LEVELS):
+        w = idx >> 5
+        if w < _WB_WORDS[lvl]:
+            m = wbits[_WB_OFF[lvl] + w] & ((_MASK32 << (idx & 31)) & _MASK32)
+            if m != 0:
+                b = (w << 5) | _ctz32(m)
+                for lower in range(lvl - 1, -1, -1):
+                    b = (b << 5) | _ctz32(wbits[_WB_OFF[lower] + b])
+                return b
+        idx = w + 1
+    return -1
+
+
+@jit
+def _expiry_add(wheel, wnext, wbits, ht, hs, ws, now, t, slot):
+    """Queue slot to expire at operation t > now."""
+    if t - now < WHEEL:
+        _wheel_add(wheel, wnext, wbits, ws, t, slot)
+    else:
+        _heap_push(ht, hs, ws, t, slot)
+
+
+@jit
+def _expiry_due(wheel, wnext, wbits, ht, hs, ws, now):
+    """Take the slots that expire at operation `now` (called for every operation in turn):
+    returns the first, the others follow through wnext (-1 ends); the caller lowers
+    ws[WS_WHEEL] by one for each. Heap entries that came within WHEEL operations move to the
+    wheel first, so the wheel holds exactly the expiries of [now, now + WHEEL)."""
+    while ws[WS_HEAP] > 0 and ht[0] < now + WHEEL:
+        t = ht[0]
+        _wheel_add(wheel, wnext, wbits, ws, t, _heap_pop(ht, hs, ws))
+    b = now & (WHEEL - 1)
+    head = wheel[b]
+    if head >= 0:
+        wheel[b] = -1
+        _wheel_clear(wbits, b)
+    return head
+
+
+@jit
+def _expiry_pop_first(wheel, wnext, wbits, ht, hs, ws, now):
+    """Remove and return the slot with the earliest expiry (after now's own were taken by
+    _expiry_due); among equal expiries the latest queued. ws[WS_FRONT] = its expiry time."""
+    if ws[WS_WHEEL] == 0:
+        ws[WS_FRONT] = ht[0]
+        return _heap_pop(ht, hs, ws)
+    b = _wheel_find(wbits, now & (WHEEL - 1))
+    if b < 0:
+        b = _wheel_find(wbits, 0)
+    slot = wheel[b]
+    wheel[b] = wnext[slot]
+    if wheel[b] < 0:
+        _wheel_clear(wbits, b)
+    ws[WS_WHEEL] -= 1
+    ws[WS_FRONT] = now + ((b - now) & (WHEEL - 1))
+    return slot
+
+
+@jit
+def _prefetch_block(z, pfn):
+    """Prefetch the page state that freeing the block at pfn reads first."""
+    if pfn >= 0:
+        prefetch(z.page_flags, pfn)
+        prefetch(z.page_order, pfn)
+        prefetch(z.next, pfn)
+        prefetch(z.prev, pfn)
+
+
+@jit
+def _prefetch_expiring(node, wheel, wnext, t):
+    """Prefetch what freeing the blocks due at t + 16, t + 8 and t + 4 will read, a step more
+    of it each time (slot links, owner entries, page state; the first two blocks of a bucket):
+    these frees are cache misses on arrays of megabytes, now overlapped with other work."""
+    z = node[0]
+    s = wheel[(t + 16) & (WHEEL - 1)]
+    if s >= 0:
+        prefetch(z.owner, s)
+        prefetch(wnext, s)
+    s = wheel[(t + 8) & (WHEEL - 1)]
+    if s >= 0:
+        s = wnext[s]
+        if s >= 0:
+            prefetch(z.owner, s)
+            prefetch(wnext, s)
+    s = wheel[(t + 4) & (WHEEL - 1)]
+    if s >= 0:
+        _prefetch_block(z, z.owner[s])
+        s = wnext[s]
+        if s >= 0:
+            _prefetch_block(z, z.owner[s])
+            s = wnext[s]
+            if s >= 0:
+                prefetch(z.owner, s)
+                prefetch(wnext, s)
+
+
 @jit
 def _own(node, pfn, slot):
     z = node[0]
@@ -174,7 +376,7 @@ WP_THP_ORDER = 13
 WP_SIZE = 14
 
 # Engine counters (int64 array `ws`)
-WS_HEAP = 0
+WS_HEAP = 0               # expiries in the heap (beyond the wheel)
 WS_FREE_SLOTS = 1
 WS_USED = 2
 WS_THP_FAULT_ALLOC = 3
@@ -185,7 +387,15 @@ WS_HELD_PFN = 7
 WS_HELD_UNTIL = 8
 WS_OPS = 9
 WS_ALLOC_FAILED = 10
-WS_SIZE = 11
+WS_WHEEL = 11             # expiries in the wheel
+WS_FRONT = 12             # expiry time of the last block freed by the reclaim rule
+WS_DRAWN = 13             # 1: the next allocation's random choices below are drawn
+WS_NEXT_CLASS = 14
+WS_NEXT_ORDER = 15
+WS_NEXT_EXTRA = 16        # PG_PINNED or 0
+WS_NEXT_THP = 17          # 1: a THP fault
+WS_NEXT_LIFE = 18         # lifetime in operations
+WS_SIZE = 19
 
 
 @jit
@@ -200,58 +410,149 @@ def _pick_class(rng, wp):
 
 
 @jit
-def steady_state(node, cc, rng, ops, wp, cum_orders, slots, ht, hs, ws, reasons, area, check_every):
+def _draw_allocation(rng, wp, cum_orders, ws):
+    """Draw the random choices of the next allocation, in this order: class, order, pinned and
+    THP fault (movable only), lifetime. Drawn one allocation ahead, so that the wheel bucket
+    of its expiry can be prefetched."""
+    cls = _pick_class(rng, wp)
+    ws[WS_NEXT_CLASS] = cls
+    ws[WS_NEXT_ORDER] = _pick_order(rng, cum_orders[cls])
+    ws[WS_NEXT_EXTRA] = 0
+    ws[WS_NEXT_THP] = 0
+    if cls == 1:
+        if uniform(rng) < wp[WP_PINNED_FRACTION]:
+            ws[WS_NEXT_EXTRA] = PG_PINNED
+        if wp[WP_THP_FRACTION] > 0 and uniform(rng) < wp[WP_THP_FRACTION]:
+            ws[WS_NEXT_THP] = 1
+    if cls == 0:
+        mean = wp[WP_LIFE_UNMOVABLE]
+    elif cls == 1:
+        mean = wp[WP_LIFE_MOVABLE]
+    else:
+        mean = wp[WP_LIFE_RECLAIMABLE]
+    ws[WS_NEXT_LIFE] = _exp_ops(rng, mean)
+    ws[WS_DRAWN] = 1
+
+
+@jit
+def steady_state(node, cc, rng, ops, wp, cum_orders, slots, wheel, wnext, wbits, ht, hs, ws, reasons,
+                 area, check_every):
     """The engine of `mixed`, `thp`, `cma` and `hotplug`: a steady state of movable, unmovable and
     reclaimable allocations with exponential lifetimes around a target occupancy.
 
     Each operation first frees every block whose lifetime has ended, then allocates one block (a
-    class by weight, an order from the class's small-order mix `cum_orders[class]`; a movable
-    allocation is a THP fault of order THP_ORDER with probability THP_FRACTION: direct compaction
-    once (__GFP_NORETRY), falling back to an order-0 page). At or above the target occupancy the
-    operation frees the block that would expire first instead (reclaim). Every PERIOD operations
-    the periodic action runs (cma_alloc of CMA_COUNT pages, or offlining a random memory block
-    of the `area` list), held for HOLD operations. Returns (check error code, pfn)."""
+    class by weight, an order from the class's small-order mix `cum_orders[class]`, then its
+    lifetime, all drawn one allocation ahead by _draw_allocation; a movable allocation is a THP
+    fault of order THP_ORDER with probability THP_FRACTION: direct compaction once
+    (__GFP_NORETRY), falling back to an order-0 page). At or above the target occupancy the
+    operation frees the block that would expire first instead (reclaim; among equal expiries the
+    one queued last, see _expiry_pop_first). Every PERIOD operations the periodic
+    action runs (cma_alloc of CMA_COUNT pages, or offlining a random memory block of the `area`
+    list), held for HOLD operations. Expiries are kept in the expiry queue (wheel ... hs, see
+    expiry_queue()). Returns (check error code, pfn).
+
+    The operations between two periodic events or checks run in _steady_ops, a loop without the
+    rare paths: kept apart, the hot loop compiles to code about twice as fast."""
     managed = 0
     for i in range(len(node)):
         managed += node[i].zp[ZP_MANAGED]
     target = int(wp[WP_OCCUPANCY] * managed)
-    life = (wp[WP_LIFE_UNMOVABLE], wp[WP_LIFE_MOVABLE], wp[WP_LIFE_RECLAIMABLE])
-    thp_order = int(wp[WP_THP_ORDER])
     period = int(wp[WP_PERIOD])
     action = int(wp[WP_ACTION])
     t0 = ws[WS_OPS]
-    for step in range(ops):
-        now = t0 + step
-        while ws[WS_HEAP] > 0 and ht[0] <= now:
-            slot = _heap_pop(ht, hs, ws)
+    step = 0
+    while step < ops:
+        end = ops
+        if check_every > 0:
+            end = min(end, (step // check_every + 1) * check_every)
+        first_done = False
+        if action != 0:
+            if _next_event(ws, t0, period, step) == step:
+                now = t0 + step
+                ws[WS_USED] -= _free_due(node, slots, wheel, wnext, wbits, ht, hs, ws, now)
+                if ws[WS_HELD_PFN] >= 0 and now >= ws[WS_HELD_UNTIL]:
+                    _periodic_undo(node, action, ws, area)
+                if period > 0 and step % period == period - 1 and ws[WS_HELD_PFN] < 0:
+                    _periodic_do(node, rng, action, wp, ws, area, reasons, now)
+                first_done = True
+            end = min(end, _next_event(ws, t0, period, step + 1))
+        _steady_ops(node, cc, rng, wp, cum_orders, slots, wheel, wnext, wbits, ht, hs, ws, t0 + step,
+                    t0 + end, target, first_done)
+        step = end
+        if check_every > 0 and step % check_every == 0:
+            code, where = check_node(node)
+            if code:
+                ws[WS_OPS] = t0 + step
+                return code, where
+    ws[WS_OPS] = t0 + ops
+    return 0, -1
+
+
+@jit
+def _next_event(ws, t0, period, step):
+    """The first operation (counted from this call's start t0) at or after `step` where the
+    periodic action is undone (a held allocation or block whose HOLD ended) or runs."""
+    if ws[WS_HELD_PFN] >= 0:
+        return max(step, ws[WS_HELD_UNTIL] - t0)
+    if period <= 0:
+        return 1 << 62
+    return step + (period - 1 - step % period)
+
+
+@jit
+def _free_due(node, slots, wheel, wnext, wbits, ht, hs, ws, now):
+    """Free every block whose lifetime ends at `now`; returns the pages freed."""
+    freed = 0
+    slot = _expiry_due(wheel, wnext, wbits, ht, hs, ws, now)
+    while slot >= 0:
+        freed += _release(node, slot)
+        slots[ws[WS_FREE_SLOTS]] = slot
+        ws[WS_FREE_SLOTS] += 1
+        ws[WS_WHEEL] -= 1
+        slot = wnext[slot]
+    return freed
+
+
+@jit
+def _steady_ops(node, cc, rng, wp, cum_orders, slots, wheel, wnext, wbits, ht, hs, ws, start, end,
+                target, first_done):
+    """Operations start..end-1 of steady_state (no periodic event among them; when first_done,
+    operation `start` has freed its expired blocks already)."""
+    thp_order = int(wp[WP_THP_ORDER])
+    for now in range(start, end):
+        if not (first_done and now == start):
+            _prefetch_expiring(node, wheel, wnext, now)
+            ws[WS_USED] -= _free_due(node, slots, wheel, wnext, wbits, ht, hs, ws, now)
+        if ws[WS_USED] >= target and ws[WS_WHEEL] + ws[WS_HEAP] > 0:
+            slot = _expiry_pop_first(wheel, wnext, wbits, ht, hs, ws, now)
             ws[WS_USED] -= _release(node, slot)
             slots[ws[WS_FREE_SLOTS]] = slot
             ws[WS_FREE_SLOTS] += 1
-        if action != 0 and ws[WS_HELD_PFN] >= 0 and now >= ws[WS_HELD_UNTIL]:
-            _periodic_undo(node, action, ws, area)
-        if action != 0 and period > 0 and step % period == period - 1 and ws[WS_HELD_PFN] < 0:
-            _periodic_do(node, rng, action, wp, ws, area, reasons, now)
-        if ws[WS_USED] >= target and ws[WS_HEAP] > 0:
-            slot = _heap_pop(ht, hs, ws)
-            ws[WS_USED] -= _release(node, slot)
-            slots[ws[WS_FREE_SLOTS]] = slot
-            ws[WS_FREE_SLOTS] += 1
+            if ws[WS_WHEEL] > 0:
+                _prefetch_expiring(node, wheel, wnext, ws[WS_FRONT])
         elif ws[WS_FREE_SLOTS] > 0:
-            cls = _pick_class(rng, wp)
-            order = _pick_order(rng, cum_orders[cls])
-            extra = 0
+            if ws[WS_DRAWN] == 0:
+                _draw_allocation(rng, wp, cum_orders, ws)
+            cls = ws[WS_NEXT_CLASS]
+            order = ws[WS_NEXT_ORDER]
+            extra = ws[WS_NEXT_EXTRA]
+            thp = ws[WS_NEXT_THP] != 0
+            t = now + ws[WS_NEXT_LIFE]
+            _draw_allocation(rng, wp, cum_orders, ws)
+            # the next allocation's expiry bucket, if it comes at the next operation
+            tn = (now + 1 + ws[WS_NEXT_LIFE]) & (WHEEL - 1)
+            prefetch(wheel, tn)
+            prefetch(wbits, tn >> 5)
+            prefetch(wheel, t & (WHEEL - 1))
             pfn = -1
-            if cls == 1:
-                if uniform(rng) < wp[WP_PINNED_FRACTION]:
-                    extra = PG_PINNED
-                if wp[WP_THP_FRACTION] > 0 and uniform(rng) < wp[WP_THP_FRACTION]:
-                    pfn = alloc_pages_gfp(node, cc, thp_order, 1, extra, GFP_NORETRY)
-                    if pfn >= 0:
-                        order = thp_order
-                        ws[WS_THP_FAULT_ALLOC] += 1
-                    else:
-                        ws[WS_THP_FAULT_FALLBACK] += 1
-                        order = 0
+            if thp:
+                pfn = alloc_pages_gfp(node, cc, thp_order, 1, extra, GFP_NORETRY)
+                if pfn >= 0:
+                    order = thp_order
+                    ws[WS_THP_FAULT_ALLOC] += 1
+                else:
+                    ws[WS_THP_FAULT_FALLBACK] += 1
+                    order = 0
             if pfn < 0:
                 pfn = alloc_pages(node, order, cls, extra)
             if pfn >= 0:
@@ -259,15 +560,9 @@ def steady_state(node, cc, rng, ops, wp, cum_orders, slots, ht, hs, ws, reasons,
                 slot = slots[ws[WS_FREE_SLOTS]]
                 _own(node, pfn, slot)
                 ws[WS_USED] += 1 << order
-                _heap_push(ht, hs, ws, now + _exp_ops(rng, life[cls]), slot)
+                _expiry_add(wheel, wnext, wbits, ht, hs, ws, now, t, slot)
             else:
                 ws[WS_ALLOC_FAILED] += 1
-        if check_every > 0 and (step + 1) % check_every == 0:
-            code, where = check_node(node)
-            if code:
-                return code, where
-    ws[WS_OPS] = t0 + ops
-    return 0, -1
 
 
 @jit
