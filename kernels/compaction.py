@@ -455,7 +455,7 @@ def alloc_pages_direct_compact(node, cc, order, list_mt, mt, extra, prio):
     return -1, rc
 
 
-@jit_fold
+@jit
 def alloc_pages_gfp(node, cc, order, mt, extra, gfp):
     """__alloc_pages() with the slow path: fast path (low watermark), min watermark, then direct
     compaction for costly orders (and for any order > 0 that is not movable) when `gfp` allows:
