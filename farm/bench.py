@@ -13,7 +13,7 @@ import statistics
 import time
 from typing import Any
 
-from .simulate import run
+from .cell.simulate import run
 
 
 def machine_info() -> dict[str, Any]:
@@ -51,8 +51,8 @@ def bench_sweep(path: str, workers=(1, 2), cells: int | None = None) -> list[dic
     import dataclasses
     import tempfile
 
-    from .runner import run_sweep
-    from .sweep import load_plan
+    from .sweep.plan import load_plan
+    from .sweep.runner import run_sweep
 
     plan = load_plan(path)
     if cells:
@@ -77,7 +77,7 @@ def bench_sweep(path: str, workers=(1, 2), cells: int | None = None) -> list[dic
 
 _SCALING_LOOP = """
 import sys, time
-from farm.simulate import run
+from farm.cell.simulate import run
 params = {"memory": "64M", "ops": int(sys.argv[1])}
 run({**params, "ops": 1000})
 t0 = time.perf_counter()
@@ -123,10 +123,10 @@ def sweep_main(path: str, out_json: str | None, quick: bool, cells: int | None) 
 
 
 def bench_trace(path: str, repeats: int = 3, workers=(None, 1)) -> list[dict[str, Any]]:
-    """Events per second of `farm.trace.parse_trace` on a real-kernel trace: the first parse in the
+    """Events per second of `farm.real.trace.parse_trace` on a real-kernel trace: the first parse in the
     process (cold: imports, fresh memory) is timed apart, then the median of `repeats`, with the
     default threads and with one."""
-    from .trace import _workers, parse_trace
+    from .real.trace import _workers, parse_trace
     rows = []
     t0 = time.perf_counter()
     events = parse_trace(path).num_rows
@@ -314,8 +314,8 @@ def bench_memory(quick: bool = False) -> list[dict[str, Any]]:
 _COLD_SCRIPT = """
 import json, sys, time
 t0 = time.perf_counter()
-from farm.warmup import compile_model, compile_units
-from farm.sweep import load_plan
+from farm.sweep.plan import load_plan
+from farm.sweep.warmup import compile_model, compile_units
 imported = time.perf_counter() - t0
 params = [c.run_params for c in load_plan(sys.argv[1]).cells]
 report = compile_model(params, progress=False)
@@ -325,8 +325,8 @@ print(json.dumps({"import_s": imported, "warm_up_s": report.seconds, "kinds": le
 _RAY_SCRIPT = """
 import json, sys, time
 import ray
-from farm.warmup import warm_up
-from farm.sweep import load_plan
+from farm.sweep.plan import load_plan
+from farm.sweep.warmup import warm_up
 cells = [c.run_params for c in load_plan(sys.argv[1]).cells]
 t0 = time.perf_counter()
 ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
@@ -379,8 +379,8 @@ def bench_cold_start(sweep: str = DEFAULT_SWEEP) -> list[dict[str, Any]]:
 
 def bench_replay(capture: str, repeats: int = 3) -> list[dict[str, Any]]:
     """Pinned replay of a capture to its end: events per second of the replay loop."""
-    from .captures import read_capture
-    from .replay import load_events, replay
+    from .real.captures import read_capture
+    from .real.replay import load_events, replay
     cap = read_capture(capture)
     events = load_events(cap["trace"])
     replay(None, events=events, capture=cap)                       # warm-up

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from .params import PARAMS, ParamError
+from .cell.params import PARAMS, ParamError
 
 
 def _option(name: str) -> str:
@@ -22,7 +22,7 @@ def _add_param_options(parser: argparse.ArgumentParser) -> None:
         g = groups[spec.group]
         default = spec.default if spec.default not in (None, []) else "-"
         help_text = f"{spec.help} [default: {default}]"
-        if isinstance(spec.default, list):
+        if spec.repeatable:
             g.add_argument(_option(spec.name), dest=spec.name, default=None, metavar="SPEC",
                            action="append", help=help_text)
         elif isinstance(spec.default, bool):
@@ -34,7 +34,7 @@ def _add_param_options(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from .simulate import format_buddyinfo, run
+    from .cell.simulate import format_buddyinfo, run
     raw = {name: getattr(args, name) for name in PARAMS if getattr(args, name) is not None}
     try:
         result = run(raw)
@@ -63,8 +63,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     from .bench import DEFAULT_SWEEP, SECTIONS
-    from .sweep import SweepError
-    from .trace import TraceError
+    from .real.trace import TraceError
+    from .sweep.plan import SweepError
     if args.only is None and args.trace:
         from .bench import trace_main
         try:
@@ -99,7 +99,7 @@ def _default_out(plan) -> Path:
 
 def _stored_counts(out: Path, ids: list[str]) -> tuple[int, int]:
     """(ok, error) cells of `ids` stored in `out` (nothing is created)."""
-    from .store import Store
+    from .sweep.store import Store
     store = Store(out)
     if not store.exists():
         return 0, 0
@@ -113,8 +113,8 @@ def _values(values: list) -> str:
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
-    from .store import StoreError
-    from .sweep import SweepError, load_plan
+    from .sweep.plan import SweepError, load_plan
+    from .sweep.store import StoreError
     try:
         plan = load_plan(args.sweep)
         out = Path(args.out) if args.out else _default_out(plan)
@@ -146,8 +146,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .store import StoreError
-    from .sweep import SweepError, load_plan
+    from .sweep.plan import SweepError, load_plan
+    from .sweep.store import StoreError
     try:
         plan = load_plan(args.sweep)
     except SweepError as e:
@@ -169,7 +169,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     log(f"sweep {plan.name}: {len(plan.cells)} cells planned, results in {out}")
     try:
-        from .runner import RunnerError, run_sweep
+        from .sweep.runner import RunnerError, run_sweep
         try:
             s = run_sweep(plan, out, address=args.address, workers=args.workers,
                           rerun_failed=args.rerun_failed, batch_size=args.batch_size,
@@ -232,7 +232,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_ls(args: argparse.Namespace) -> int:
-    from .store import StoreError, summarise
+    from .sweep.store import StoreError, summarise
     try:
         info = summarise(Path(args.dir))
     except StoreError as e:
@@ -265,7 +265,7 @@ def cmd_ls(args: argparse.Namespace) -> int:
 def cmd_trace_parse(args: argparse.Namespace) -> int:
     import time
 
-    from .trace import TraceError, parse_trace, trace_info, write_table
+    from .real.trace import TraceError, parse_trace, trace_info, write_table
     t0 = time.perf_counter()
     try:
         table = parse_trace(args.trace, lenient=args.lenient)
@@ -284,7 +284,7 @@ def cmd_trace_parse(args: argparse.Namespace) -> int:
 
 
 def cmd_trace_summary(args: argparse.Namespace) -> int:
-    from .trace import TraceError, format_summary, read_table, summarize
+    from .real.trace import TraceError, format_summary, read_table, summarize
     try:
         summary = summarize(read_table(args.trace, lenient=args.lenient))
     except TraceError as e:
@@ -294,14 +294,14 @@ def cmd_trace_summary(args: argparse.Namespace) -> int:
 
 
 def _replay_errors():
-    from .captures import CaptureError
-    from .replay import ReplayError
-    from .trace import TraceError
+    from .real.captures import CaptureError
+    from .real.replay import ReplayError
+    from .real.trace import TraceError
     return (ReplayError, TraceError, CaptureError, ParamError)
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from .replay import replay
+    from .real.replay import replay
     try:
         result = replay(args.source, args.mode, until=args.until, until_ts=args.until_ts,
                         probes=args.probe or [], max_order=args.max_order,
@@ -312,7 +312,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result, indent=2))
         return 0
-    from .simulate import format_buddyinfo
+    from .cell.simulate import format_buddyinfo
     ev, rs = result["events"], result["replay"]
     print(f"{result['capture']}: {result['mode']} replay of {ev['replayed']} of {ev['total']} events "
           f"(until {result['until'] or result['until_ts'] or 'the end'}), policy {result['policy']}, "
@@ -333,7 +333,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from .replay import format_validation, validate
+    from .real.validate import format_validation, validate
     out = []
     folders = [d for d in args.dirs if Path(d).is_dir()]
     for d in args.dirs:

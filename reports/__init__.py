@@ -26,7 +26,7 @@ class ReportError(ValueError):
 
 def _load(results_dir: str | Path):
     import farm
-    from farm.store import StoreError
+    from farm.sweep.store import StoreError
     path = Path(results_dir)
     if not (path / "parts").is_dir():
         raise ReportError(f"{path}: not a results folder (no parts/ inside)")

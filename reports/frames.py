@@ -26,12 +26,12 @@ BASE_MAX_ORDER = 10          # x86-64 default MAX_PAGE_ORDER (inclusive conventi
 PAGE_SHIFT = 12
 MIGRATETYPES = ("Unmovable", "Movable", "Reclaimable", "HighAtomic", "CMA", "Isolate")
 POLICY_ORDER = ("v5.4", "v6.1", "v6.10", "v6.15", "nomobility")
-LIST_SEP = "; "              # how list-valued parameters are stored (farm/results.py)
+LIST_SEP = "; "              # how list-valued parameters are stored (farm/sweep/results.py)
 
-# Parameter columns. Taken from farm.params when it can be imported (it always can in this
+# Parameter columns. Taken from farm.cell.params when it can be imported (it always can in this
 # project; the fallback keeps the reports readable on a results folder alone).
 try:
-    from farm.params import PARAMS as _PARAMS
+    from farm.cell.params import PARAMS as _PARAMS
     PARAM_NAMES: tuple[str, ...] = tuple(_PARAMS)
 except ImportError:  # pragma: no cover
     PARAM_NAMES = ("memory", "max_order", "pageblock_order", "section_bits", "memory_block_size",
@@ -117,11 +117,11 @@ SLOWDOWN_METRICS = (
     Metric("scanned_per_alloc", "free-list orders scanned per allocation", "orders", "lower", "slowdown",
            _per("orders_scanned", "alloc_ops"), ("orders_scanned", "alloc_ops")),
     # the CPU time of the workload loop per operation, the least of the cell's timing repeats
-    # (wall-clock time before farm/simulate.py measured CPU time and repeated the loop)
+    # (wall-clock time before farm/cell/simulate.py measured CPU time and repeated the loop)
     Metric("ns_per_op", "time per operation", "ns", "lower", "slowdown",
            lambda df: _col(df, "timing_ns_per_op"), ("timing_ns_per_op",)),
     # the same time divided by the time per operation of a fixed calibration loop timed in the same
-    # task (farm/simulate.py): a machine slower for the whole cell slows both and leaves the ratio alone
+    # task (farm/cell/simulate.py): a machine slower for the whole cell slows both and leaves the ratio alone
     Metric("ns_per_op_norm", "time per operation, normalised", "calibration operations", "lower", "slowdown",
            lambda df: _col(df, "timing_ns_per_op_norm"), ("timing_ns_per_op_norm",)),
 )
@@ -583,7 +583,7 @@ def probe_label(spec: str, regime: str | None = None) -> str:
 def probe_results(df: pd.DataFrame) -> pd.DataFrame:
     """One row per (cell, probe): what the probe asked, obtained, and why it failed.
 
-    Probe columns are positional (`probe<i>_<kind>_<field>`, farm/results.py); the probe's
+    Probe columns are positional (`probe<i>_<kind>_<field>`, farm/sweep/results.py); the probe's
     canonical spec is item i of the cell's `probe` parameter. Columns: the parameters, index,
     kind, spec, label, request_order (log2 of the pages asked at once), size (bytes or NaN),
     regime (contig isolation: pageblock or maxorder), asked, obtained, success_rate,

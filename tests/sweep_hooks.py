@@ -1,4 +1,4 @@
-"""Cell functions for the runner tests, used in place of `farm.simulate.run` (`run_sweep(...,
+"""Cell functions for the runner tests, used in place of `farm.cell.simulate.run` (`run_sweep(...,
 cell_fn=...)`) and shipped to the Ray workers by value (`register_pickle_by_value`)."""
 
 import os
@@ -6,7 +6,7 @@ import time
 
 
 def simulate(params):
-    from farm.simulate import run
+    from farm.cell.simulate import run
     return run(params)
 
 

@@ -1,4 +1,4 @@
-"""farm.captures on the real capture folders: numbers read off the files by hand, and the
+"""farm.real.captures on the real capture folders: numbers read off the files by hand, and the
 snapshots agreeing with each other where the kernel says they must."""
 
 import gzip
@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from farm import captures
-from farm.captures import (KPF_BITS, KPF_BUDDY, CaptureError, read_buddyinfo, read_capture, read_kpageflags,
+from farm.real import captures
+from farm.real.captures import (KPF_BITS, KPF_BUDDY, CaptureError, read_buddyinfo, read_capture, read_kpageflags,
                            read_pagetypeinfo, read_zoneinfo)
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

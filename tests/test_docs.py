@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from farm.sweep import load_plan
+from farm.sweep.plan import load_plan
 
 ROOT = Path(__file__).resolve().parent.parent
 SWEEPS_DOC = ROOT / "docs" / "sweeps.md"

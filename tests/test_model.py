@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from farm.simulate import run
+from farm.cell.simulate import run
 from kernels import constants as C
 from kernels.check import ZoneCorrupt, check_zone
 from kernels.model import Model

@@ -1,4 +1,4 @@
-"""Trace replay (kernels/replay.py, farm/replay.py): hand-worked event sequences on a small zone,
+"""Trace replay (kernels/replay.py, farm/real/replay.py): hand-worked event sequences on a small zone,
 the check_zone invariants along a real trace, and the model judged by the real captures."""
 
 import json
@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from farm import replay as RP
-from farm.captures import KPF_BUDDY, read_capture, read_kpageflags
 from farm.cli import main
+from farm.real import replay as RP
+from farm.real.captures import KPF_BUDDY, read_capture, read_kpageflags
 from kernels import constants as C
 from kernels import replay as R
 from kernels.check import check_zone

@@ -408,7 +408,7 @@ def test_golden_comparison_table():
 # -- files from a results folder ---------------------------------------------------------------------------
 
 def write_store(path, df):
-    from farm.store import Store
+    from farm.sweep.store import Store
     store = Store(path)
     store.create()
     rows = [{k: v for k, v in r.items() if not (isinstance(v, float) and math.isnan(v))}

@@ -21,10 +21,10 @@ import pytest
 import ray
 
 import sweep_hooks
-from farm.results import volatile_columns
-from farm.runner import TARGET_TASK_S, Batcher, estimate_s, make_batches, run_sweep, start_ray
-from farm.store import Store, load
-from farm.sweep import load_plan
+from farm.sweep.plan import load_plan
+from farm.sweep.results import volatile_columns
+from farm.sweep.runner import TARGET_TASK_S, Batcher, estimate_s, make_batches, run_sweep, start_ray
+from farm.sweep.store import Store, load
 
 ray.cloudpickle.register_pickle_by_value(sweep_hooks)
 
@@ -303,7 +303,7 @@ SLOW = """
 
 def _ops_for(seconds):
     """Operations that make one 64M cell take about `seconds` on this machine, now."""
-    from farm.simulate import run
+    from farm.cell.simulate import run
     run({"memory": "64M", "ops": 1000})
     t0 = time.perf_counter()
     run({"memory": "64M", "ops": 100_000})

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from farm.cell.params import PARAMS, public, resolve
 from farm.cli import build_parser, main
-from farm.params import PARAMS, public, resolve
-from farm.results import error_row, flatten_result, ok_row
-from farm.store import Store, load
-from farm.sweep import SweepError, cell_id, load_plan
+from farm.sweep.plan import SweepError, cell_id, load_plan
+from farm.sweep.results import error_row, flatten_result, ok_row
+from farm.sweep.store import Store, load
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = sorted((ROOT / "sweeps").glob("*.toml"))
@@ -143,7 +143,7 @@ def test_cell_ids_are_stable_across_processes(tmp_path):
     path = write(tmp_path, TWO_ORDERS)
     ids = [c.id for c in load_plan(path).cells]
     assert len(set(ids)) == len(ids) == 8
-    code = ("import json, sys; from farm.sweep import load_plan; "
+    code = ("import json, sys; from farm.sweep.plan import load_plan; "
             "print(json.dumps([c.id for c in load_plan(sys.argv[1]).cells]))")
     for hashseed in ("0", "12345"):
         r = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True,
@@ -341,7 +341,7 @@ def test_flattening_names():
 # -- the store ------------------------------------------------------------------------------
 
 def _rows(plan, n, status="ok", at=None):
-    from farm.simulate import run
+    from farm.cell.simulate import run
     rows = []
     for cell in plan.cells[:n]:
         prov = {**PROV, "finished_at": at or dt.datetime.now(dt.timezone.utc)}
@@ -431,8 +431,8 @@ def test_a_failure_reason_a_probe_did_not_meet_reads_as_zero(tmp_path):
 
 
 def test_a_new_parameter_at_its_default_keeps_every_cell_id(monkeypatch):
-    from farm import params as P
-    from farm.sweep import cell_id
+    from farm.cell import params as P
+    from farm.sweep.plan import cell_id
     cell = P.public(P.resolve({"memory": "64M", "seed": 2}))
     before = cell_id(cell)
     monkeypatch.setitem(P.PARAMS, "future_knob", P.Param("future_knob", lambda k, v: int(v), 0, "x"))

@@ -1,13 +1,13 @@
 """The time measure of a cell: CPU time, repeats of the deterministic workload loop and the
-calibration loop (farm/simulate.py)."""
+calibration loop (farm/cell/simulate.py)."""
 
 import math
 
 import numba
 import pytest
 
-from farm import simulate as S
-from farm.params import resolve
+from farm.cell import simulate as S
+from farm.cell.params import resolve
 from kernels.rng import seed_state
 
 JIT = not numba.config.DISABLE_JIT

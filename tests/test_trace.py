@@ -1,4 +1,4 @@
-"""farm.trace: ftrace text (the kernel's own and trace-cmd's) -> the event table.
+"""farm.real.trace: ftrace text (the kernel's own and trace-cmd's) -> the event table.
 
 Real lines of the Linux 6.1 and 6.12 captures with their values read off by hand; the vectorised
 readers against the line-by-line reference (tests/trace_reference.py) on real and
@@ -18,9 +18,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import farm.trace as trace
+import farm.real.trace as trace
 from farm.cli import main
-from farm.trace import COLUMNS, TraceError, parse_text, parse_trace, summarize, trace_info
+from farm.real.trace import COLUMNS, TraceError, parse_text, parse_trace, summarize, trace_info
 from trace_reference import ReferenceError, reference_parse
 from trace_strategies import lines as any_line
 from trace_strategies import texts

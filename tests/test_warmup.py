@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from farm import warmup
-from farm.sweep import load_plan
+from farm.sweep import warmup
+from farm.sweep.plan import load_plan
 
 ROOT = Path(__file__).resolve().parent.parent
 

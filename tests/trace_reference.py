@@ -1,5 +1,5 @@
 """A line-by-line reference reader of ftrace text, written from the grammar alone (`LINE_RE` and the
-per-event `LAYOUTS` of farm.trace, applied with Python's re to one line at a time). The vectorised
+per-event `LAYOUTS` of farm.real.trace, applied with Python's re to one line at a time). The vectorised
 parser must give the same table on any input: its fast paths accept a line only when this reading
 of it is the same."""
 
@@ -9,7 +9,7 @@ import re
 
 import numpy as np
 
-from farm.trace import (_ADDR_FIELDS, _HEADER_RE, _INTERNAL_FIELDS, _LAYOUT_RE, _LOST_RE, _MARKER_EVENTS,
+from farm.real.trace import (_ADDR_FIELDS, _HEADER_RE, _INTERNAL_FIELDS, _LAYOUT_RE, _LOST_RE, _MARKER_EVENTS,
                         COLUMNS, LINE_RE, LOST_EVENT)
 
 _NULL_PAGE = re.compile(r"(0x)?0+|\(null\)|\(nil\)")

@@ -1,5 +1,5 @@
 """Hypothesis strategies for ftrace text: event lines in the layouts the kernel and trace-cmd print
-(and odder spacing), with the fields of the events farm.trace knows, and mutations of them."""
+(and odder spacing), with the fields of the events farm.real.trace knows, and mutations of them."""
 
 from hypothesis import strategies as st
 

@@ -1,7 +1,8 @@
 """Probes: what users measure on the final state of a simulation, as the kernel would be asked.
 
-A probe spec is `KIND[:KEY=VALUE,...]`. Probes run in order; pages they obtain (huge pages,
-gigantic pages) stay allocated until every probe has run, as a hugetlb pool keeps them.
+A probe spec is `KIND[:KEY=VALUE,...]` (read by `params.parse_probe`). Probes run in order; pages
+they obtain (huge pages, gigantic pages) stay allocated until every probe has run, as a hugetlb
+pool keeps them.
 
 - `compact`: full compaction (echo 1 > /proc/sys/vm/compact_memory).
 - `hugepages:order=9,count=N`: allocate up to N blocks of that order the way hugetlb grows its
@@ -27,51 +28,7 @@ from kernels.page_isolation import (
     cma_alloc, cma_release, free_contig_range, offline_pages, online_pages,
 )
 
-from .params import ParamError, format_size, parse_size
-
-# kind -> {key: (parser, default)}; a default of None means required
-PROBE_KEYS = {
-    "compact": {},
-    "hugepages": {"order": (int, 9), "count": (int, None)},
-    "contig": {"size": (parse_size, "2M"), "isolation": (str, None), "attempts": (int, 64)},
-    "gigantic": {"count": (int, 1), "size": (parse_size, "1G")},
-    "offline": {"block": (parse_size, None)},
-    "cma": {"size": (parse_size, "4M"), "count": (int, 1)},
-}
-
-
-def parse_probe(spec: str, key: str = "probe") -> tuple[str, dict, str]:
-    """'hugepages:order=9,count=100' -> ('hugepages', {'order': 9, 'count': 100}, canonical spec)."""
-    kind, _, rest = spec.strip().partition(":")
-    if kind not in PROBE_KEYS:
-        raise ParamError(key, f"unknown probe {kind!r}; probes: {', '.join(PROBE_KEYS)}")
-    given = {}
-    for part in filter(None, (x.strip() for x in rest.split(","))):
-        k, eq, v = part.partition("=")
-        if not eq or k not in PROBE_KEYS[kind]:
-            raise ParamError(key, f"probe {kind}: unknown or malformed setting {part!r} "
-                             f"(settings: {', '.join(PROBE_KEYS[kind]) or 'none'})")
-        parser = PROBE_KEYS[kind][k][0]
-        try:
-            given[k] = parser(v)
-        except (ValueError, ParamError):
-            raise ParamError(key, f"probe {kind}: bad value for {k}: {v!r}") from None
-    params = {}
-    for k, (parser, default) in PROBE_KEYS[kind].items():
-        if k in given:
-            params[k] = given[k]
-        elif default is not None:
-            params[k] = parser(default) if isinstance(default, str) and parser is parse_size else default
-        elif not (kind == "contig" and k == "isolation"):
-            raise ParamError(key, f"probe {kind} needs {k}=...")
-    if "isolation" in params and params["isolation"] not in ("pageblock", "maxorder"):
-        raise ParamError(key, "probe contig: isolation is pageblock or maxorder")
-    for k in ("count", "attempts"):
-        if k in params and params[k] < 0:
-            raise ParamError(key, f"probe {kind}: {k} must not be negative")
-    canon = ",".join(f"{k}={format_size(v) if PROBE_KEYS[kind][k][0] is parse_size else v}"
-                     for k, v in params.items())
-    return kind, params, f"{kind}:{canon}" if canon else kind
+from .params import PROBE_KEYS, ParamError, format_size, parse_probe, parse_size
 
 
 def _stat_sum(node, idx):

@@ -45,9 +45,9 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from kernels import MODEL_VERSION
 
+from .plan import Cell, Plan
 from .results import error_row, ok_row
 from .store import Store
-from .sweep import Cell, Plan
 from .warmup import compile_model, warm_up
 
 TARGET_TASK_S = 2.0
@@ -173,7 +173,7 @@ def run_batch(cells: list[Cell], sweep: str, run_id: str, model_version: str,
               cell_fn: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> list[dict[str, Any]]:
     """Body of one task: run each cell, catching its exceptions into error rows."""
     import kernels
-    from .simulate import run
+    from ..cell.simulate import run
     fn = cell_fn or run
     host, pid = socket.gethostname(), os.getpid()
     try:
@@ -349,7 +349,7 @@ def run_sweep(plan: Plan, out: str | Path, *, address: str | None = None, worker
     `log` gets the progress messages; `warn` (default: `log`, else stderr) one line per event of
     the run a user should know of (a worker process died, a task failed after Ray's retries), in
     place of Ray's own multi-line messages, which are printed as well with `verbose`.
-    `cell_fn` replaces `farm.simulate.run` in the workers (tests use it to make cells fail or
+    `cell_fn` replaces `farm.cell.simulate.run` in the workers (tests use it to make cells fail or
     report their process). If Ray is already initialised in this process it is used as it is."""
     t_start = time.perf_counter()
     say = log or (lambda msg: None)

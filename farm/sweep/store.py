@@ -2,7 +2,7 @@
 
     sweep.json        what was planned: per sweep name, its file, axes and cell ids
     runs.jsonl        one line per `farm run`: when, how many cells computed, errors, timing
-    parts/*.parquet   the rows, one per cell (see farm/results.py for the columns)
+    parts/*.parquet   the rows, one per cell (see farm/sweep/results.py for the columns)
 
 Rows are written as they arrive, each batch to its own Parquet file through a temporary name and
 an atomic rename, so a crash or Ctrl-C never leaves a half-written file; at the end of a run the
@@ -206,7 +206,7 @@ def _ordered_columns(columns: list[str], params: list[str]) -> list[str]:
 def load(path: str | Path, dedupe: bool = True):
     """The results in `path` as one pandas DataFrame, one row per cell, sorted by cell id.
 
-    Columns: the key columns, the parameters, the metrics, then provenance (farm/results.py).
+    Columns: the key columns, the parameters, the metrics, then provenance (farm/sweep/results.py).
     With `dedupe=False` every stored row is returned (a cell rerun with --rerun-failed has its
     old error row too)."""
     store = Store(path)
@@ -241,8 +241,8 @@ def param_columns(path: str | Path) -> list[str]:
 
 def summarise(path: str | Path) -> dict[str, Any]:
     """What `farm ls` reports about a results folder."""
-    from .params import PARAMS
-    from .sweep import simulate_command
+    from ..cell.params import PARAMS
+    from .plan import simulate_command
     store = Store(path)
     if not store.exists():
         raise StoreError(path, "not a results folder (no parts/ inside)")

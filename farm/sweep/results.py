@@ -1,4 +1,4 @@
-"""One stored row per cell: the result object of `farm.simulate.run` flattened into columns.
+"""One stored row per cell: the result object of `farm.cell.simulate.run` flattened into columns.
 
 Plain Python (no pandas, no pyarrow): this runs inside the workers. The flattening is generic,
 so a new counter, metric or probe field becomes a new column without a change here:

@@ -13,7 +13,7 @@ Parameter names are those of `farm simulate` with underscores, so every cell can
 hand (`Cell.command`). Everything is checked before anything runs: a value that fails its own
 parser, an unknown key, a wrong type or unequal zip lengths is a `SweepError` naming the file
 and the key. Combinations of individually valid values that the model rejects
-(`farm.params.resolve` raises, e.g. pageblock_order > max_order) are dropped and counted.
+(`farm.cell.params.resolve` raises, e.g. pageblock_order > max_order) are dropped and counted.
 
 No Ray, pandas or I/O beyond reading the file: `farm plan` needs nothing else.
 """
@@ -32,7 +32,7 @@ from typing import Any
 
 from kernels import MODEL_VERSION
 
-from .params import PARAMS, ParamError, public, resolve
+from ..cell.params import PARAMS, ParamError, public, resolve
 
 SECTIONS = ("sweep", "base", "grid", "zip", "exclude")
 SWEEP_KEYS = ("name", "description", "seeds")
@@ -74,11 +74,6 @@ def cell_id(params: dict[str, Any], model_version: str = MODEL_VERSION) -> str:
 def simulate_command(params: dict[str, Any]) -> str:
     """The `farm simulate` command line that reruns one cell by hand. A list-valued parameter is
     given once per item if its option is repeatable (`--probe A --probe B`), else comma-joined."""
-    import argparse
-
-    from .cli import build_parser
-    sim = build_parser()._subparsers._group_actions[0].choices["simulate"]
-    repeatable = {a.dest for a in sim._actions if isinstance(a, argparse._AppendAction)}
     argv = ["farm", "simulate"]
     for name, spec in PARAMS.items():
         if name not in params:
@@ -90,7 +85,7 @@ def simulate_command(params: dict[str, Any]) -> str:
         if isinstance(spec.default, bool):
             argv.append(option if value else "--no-" + option[2:])
         elif isinstance(value, list):
-            if name in repeatable:
+            if spec.repeatable:
                 for item in value:
                     argv += [option, str(item)]
             else:
@@ -109,7 +104,7 @@ class Cell:
 
     @property
     def run_params(self) -> dict[str, Any]:
-        """What `farm.simulate.run` takes (derived values such as nr_pages left out)."""
+        """What `farm.cell.simulate.run` takes (derived values such as nr_pages left out)."""
         return {k: v for k, v in self.params.items() if k in PARAMS}
 
     @property

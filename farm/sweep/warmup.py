@@ -94,7 +94,7 @@ def _cache_dir() -> Path:
 def run_unit(params: dict[str, Any]) -> float:
     """Run one compile unit here (compiling, or loading numba's cache). Best effort: a cell that
     fails fails again, recorded, when it runs for real."""
-    from .simulate import run
+    from ..cell.simulate import run
     t0 = time.perf_counter()
     try:
         run(params)
@@ -129,7 +129,7 @@ def compile_model(params_list: list[dict[str, Any]], processes: int | None = Non
                   progress: bool = True, check: Callable[[], None] | None = None) -> CompileReport:
     """Compile what these cells use (see the module docstring); -> what was compiled, and how long.
 
-    Each unit runs in a process of its own (`python -m farm.warmup`, the unit's parameters on
+    Each unit runs in a process of its own (`python -m farm.sweep.warmup`, the unit's parameters on
     standard input). `check` is called between polls (the runner raises KeyboardInterrupt there
     after Ctrl-C); the processes are then killed."""
     t0 = time.perf_counter()
@@ -150,7 +150,7 @@ def compile_model(params_list: list[dict[str, Any]], processes: int | None = Non
         while queue or running:
             while queue and len(running) < processes:
                 u = queue.pop(0)
-                proc = subprocess.Popen([sys.executable, "-m", "farm.warmup"], stdin=subprocess.PIPE,
+                proc = subprocess.Popen([sys.executable, "-m", "farm.sweep.warmup"], stdin=subprocess.PIPE,
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True)
                 proc.stdin.write(json.dumps(u.params, default=str))
                 proc.stdin.close()

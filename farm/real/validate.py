@@ -1,0 +1,103 @@
+"""Judge the model against what a real kernel did: per capture folder, the figures `farm validate`
+prints (a pinned replay to phase=mid against the mid snapshots, then the kernel's own huge page
+requests, and the placement agreement of the model's policy)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from kernels import constants as C
+
+from .replay import ReplayError, load_events, open_source, policy_for_kernel, replay
+
+VALIDATE_PHASE = "mid"
+
+
+def validate(folder, with_policy: bool = True) -> dict[str, Any]:
+    """The judgement of one capture folder (`farm validate`): pinned replay to phase=mid against
+    the mid snapshots, then the kernel's own sequence after it (compact, hugepages with the
+    asked count, gigantic pages) against what the kernel obtained; with `with_policy`, the
+    placement agreement of the model's policy on the same sequence."""
+    capture, trace_path = open_source(folder)
+    if not Path(folder).is_dir():
+        raise ReplayError(f"{folder}: farm validate takes capture folders (laid out like ../shared/data/*)")
+    events = load_events(trace_path)
+    policy = policy_for_kernel(capture.get("kernel_version"))
+    skipped: list[str] = []
+    has_mid = any(text.split()[0] == f"phase={VALIDATE_PHASE}" for _, text in events.markers if text)
+    until = f"phase={VALIDATE_PHASE}" if has_mid else None
+    if not has_mid:
+        skipped.append(f"no phase={VALIDATE_PHASE} marker in the trace: buddyinfo_mid_l1, "
+                       "nr_free_mid_err, blocks_mid and the huge page predictions need the state at "
+                       "that point")
+    if (capture.get("kpageflags") or {}).get("before") is None:
+        skipped.append("no kpageflags.before: the initial state is synthesised from "
+                       "buddyinfo.before and pagetypeinfo.before")
+    probes = []
+    asked_2m, asked_1g = capture.get("hugepages_2m_asked"), capture.get("hugepages_1g_asked")
+    if has_mid:
+        probes.append("compact")
+        if asked_2m:
+            probes.append(f"hugepages:order=9,count={asked_2m}")
+        if asked_1g:
+            probes.append(f"gigantic:count={asked_1g},size=1G")
+    r = replay(folder, "pinned", until=until, probes=probes, policy=policy, events=events,
+               capture=capture)
+    mid = r.get(f"versus_{VALIDATE_PHASE}")
+    if has_mid and mid is None:
+        skipped.append(f"no buddyinfo.{VALIDATE_PHASE}: nothing to compare the replayed state with")
+    got = {p["kind"]: p["obtained"] for p in r.get("probes", [])}
+    out = {
+        "capture": Path(folder).name, "kernel": capture.get("kernel"), "policy": policy,
+        "buddyinfo_mid_l1": mid["buddyinfo_l1"] if mid else None,
+        "nr_free_mid_err": mid["nr_free_err"] if mid else None,
+        "blocks_mid": mid.get("blocks") if mid else None,
+        "hugepages_2m": {"asked": asked_2m, "real": capture.get("hugepages_2m"),
+                         "model": got.get("hugepages")},
+        "hugepages_1g": {"asked": asked_1g, "real": capture.get("hugepages_1g"),
+                         "model": got.get("gigantic")},
+        "buddyinfo_mid": mid["buddyinfo"] if mid else None,
+        "nr_free_mid": mid["nr_free_pages"] if mid else None,
+        "initial_state": r["initial_state"],
+        "replay": r["replay"],
+        "events_per_s": r["timing"]["events_per_s"],
+    }
+    for key in ("hugepages_2m", "hugepages_1g"):
+        if out[key]["asked"] and out[key]["real"] is None:
+            skipped.append(f"{key}: the capture does not say how many the kernel obtained")
+    if with_policy:
+        pol = replay(folder, "policy", until=until, policy=policy, events=events, capture=capture)
+        out["placement_agreement"] = pol["replay"].get("placement_agreement")
+        pmid = pol.get(f"versus_{VALIDATE_PHASE}")
+        out["policy_buddyinfo_mid_l1"] = pmid["buddyinfo_l1"] if pmid else None
+    out["skipped"] = skipped
+    return out
+
+
+def format_validation(v: dict) -> str:
+    def pct(x):
+        return "-" if x is None else f"{100 * x:.2f}%"
+
+    lines = [f"{v['capture']}: Linux {v['kernel']}, policy {v['policy']}"]
+    if v["buddyinfo_mid_l1"] is not None:
+        lines.append(f"  pinned replay to phase=mid: buddyinfo L1 error {pct(v['buddyinfo_mid_l1'])}, "
+                     f"nr_free_pages error {pct(v['nr_free_mid_err'])} "
+                     f"(model {v['nr_free_mid']['model']}, real {v['nr_free_mid']['real']})")
+        lines.append(f"    buddyinfo real  {' '.join(f'{x:5d}' for x in v['buddyinfo_mid']['real'])}")
+        lines.append(f"    buddyinfo model {' '.join(f'{x:5d}' for x in v['buddyinfo_mid']['model'])}")
+    if v["blocks_mid"]:
+        b = v["blocks_mid"]
+        names = [n for n in C.MIGRATETYPE_NAMES if n in b["real"] or n in b["model"]]
+        lines.append("    pageblocks " + ", ".join(f"{n} {b['model'].get(n, 0)} (real {b['real'].get(n, 0)})"
+                                                   for n in names))
+    for key, label in (("hugepages_2m", "2 MiB"), ("hugepages_1g", "1 GiB")):
+        h = v[key]
+        if h["asked"]:
+            lines.append(f"  {label} huge pages: asked {h['asked']}, kernel got {h['real']}, model got {h['model']}")
+    if v.get("placement_agreement") is not None:
+        lines.append(f"  policy replay: {pct(v['placement_agreement'])} of allocations at the kernel's pfn, "
+                     f"buddyinfo L1 error {pct(v['policy_buddyinfo_mid_l1'])}")
+    for s in v["skipped"]:
+        lines.append(f"  skipped: {s}")
+    return "\n".join(lines)
