@@ -143,6 +143,7 @@ def compile_model(params_list: list[dict[str, Any]], processes: int | None = Non
         return report
     processes = max(1, min(processes or os.cpu_count() or 1, len(todo)))
     bar = _bar(todo, processes, progress)
+    tty = sys.stderr.isatty()
     queue = list(todo)
     running: dict[subprocess.Popen, Unit] = {}
     started: dict[subprocess.Popen, float] = {}
@@ -168,7 +169,8 @@ def compile_model(params_list: list[dict[str, Any]], processes: int | None = Non
                 bar.update(1)
             bar.set_postfix_str("compiling " + ", ".join(u.name for u in running.values()) if running else "",
                                 refresh=False)
-            bar.refresh()
+            if tty:  # a log (no terminal) gets tqdm's own sparse updates only
+                bar.refresh()
             if check is not None:
                 check()
     finally:
