@@ -318,16 +318,17 @@ from farm.sweep.plan import load_plan
 from farm.sweep.warmup import compile_model, compile_units
 imported = time.perf_counter() - t0
 params = [c.run_params for c in load_plan(sys.argv[1]).cells]
-report = compile_model(params, progress=False)
-print(json.dumps({"import_s": imported, "warm_up_s": report.seconds, "kinds": len(compile_units(params))}))
+units = compile_units(params)
+report = compile_model(units, progress=False)
+print(json.dumps({"import_s": imported, "warm_up_s": report.seconds, "kinds": len(units)}))
 """
 
 _RAY_SCRIPT = """
 import json, sys, time
 import ray
 from farm.sweep.plan import load_plan
-from farm.sweep.warmup import warm_up
-cells = [c.run_params for c in load_plan(sys.argv[1]).cells]
+from farm.sweep.warmup import compile_units, warm_up
+cells = [u.params for u in compile_units([c.run_params for c in load_plan(sys.argv[1]).cells])]
 t0 = time.perf_counter()
 ray.init(num_cpus=2, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
 start = time.perf_counter() - t0

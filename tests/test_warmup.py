@@ -51,13 +51,13 @@ def test_compile_model_compiles_then_skips_with_the_cache_warm(capsys, tmp_path,
     marks = tmp_path / "warm-now"
     monkeypatch.setattr(warmup, "_cache_dir", lambda: marks)
     cell = {"workload": "smallpages", "memory": "16M", "ops": 1000, "seed": 1}
-    first = warmup.compile_model([cell], processes=1, progress=True)
+    first = warmup.compile_model(warmup.compile_units([cell]), processes=1, progress=True)
     assert first.cached == 0 and first.units == ["smallpages"]
     err = capsys.readouterr().err
     assert "compiling the model" in err and "1/1 units" in err
     unit = warmup.compile_units([cell])[0]
     assert [m.name for m in marks.iterdir()] == [unit.key()]
-    again = warmup.compile_model([cell], processes=1, progress=True)
+    again = warmup.compile_model(warmup.compile_units([cell]), processes=1, progress=True)
     assert again.units == [] and again.cached == 1
     # the mark keeps how long the unit took
     took = json.loads((marks / unit.key()).read_text())["seconds"]

@@ -10,9 +10,10 @@ RAY_ADDRESS) it joins a cluster started with `ray start`.
   by the cell times measured so far), so Ray's per-task overhead stays small against the cells
   however tiny they are, while the last tasks shrink for load balance and Ctrl-C loses at most
   one task per worker.
-- numba: the kernels are compiled with cache=True, so the driver runs a tiny cell of every kind
-  first (compiling or loading the cache once), and on a multi-node cluster every node runs one
-  warm-up task before any cell, so no two workers compile concurrently.
+- numba: the kernels are compiled with cache=True. Before Ray starts, the compile units of the
+  planned cells run in parallel processes (warmup.py; nothing when the cache is marked warm), and
+  on a multi-node cluster every node runs the same units in one task before any cell, so no two
+  workers compile concurrently.
 - A cell that raises is stored with status `error` and its message. A worker process that dies is
   retried by Ray (`max_retries`); the driver writes a task's rows only when the task returns, so
   a retried cell is stored once. A task that still fails is split into one task per cell, so only
@@ -48,7 +49,7 @@ from kernels import MODEL_VERSION
 from .plan import Cell, Plan
 from .results import error_row, ok_row
 from .store import Store
-from .warmup import compile_model, warm_up
+from .warmup import compile_model, compile_units, warm_up
 
 TARGET_TASK_S = 2.0
 MAX_BATCH = 256
@@ -81,7 +82,7 @@ class RunSummary:
     batches: int = 0
     split_batches: int = 0         # tasks that failed after Ray's retries and were split per cell
     address: str | None = None
-    warm_s: float = 0.0            # numba compile or cache load in the driver
+    warm_s: float = 0.0            # compiling the model before the sweep (0 with the cache warm)
     ray_start_s: float = 0.0
     compute_s: float = 0.0         # first task submitted -> last result stored
     wall_s: float = 0.0
@@ -374,8 +375,8 @@ def run_sweep(plan: Plan, out: str | Path, *, address: str | None = None, worker
     started = False
     try:
         with _Interrupt() as interrupt:
-            warm = [c.run_params for c in todo]
-            compiled = compile_model(warm, processes=workers, progress=progress, check=interrupt.check)
+            units = compile_units([c.run_params for c in todo])
+            compiled = compile_model(units, processes=workers, progress=progress, check=interrupt.check)
             summary.warm_s = compiled.seconds
             if compiled.units:
                 say(f"compiled the model ({', '.join(compiled.units)}) in {compiled.seconds:.1f} s; "
@@ -390,7 +391,7 @@ def run_sweep(plan: Plan, out: str | Path, *, address: str | None = None, worker
             cpus = _cluster_cpus()
             summary.workers = min(workers, cpus) if workers else cpus
             if len(nodes) > 1:
-                _warm_nodes(nodes, warm, interrupt)
+                _warm_nodes(nodes, [u.params for u in units], interrupt)
             say(f"Ray: {summary.workers} workers on {summary.nodes} node(s)"
                 + (f" at {address}" if address else " (embedded)")
                 + f", started in {summary.ray_start_s:.1f} s")

@@ -103,13 +103,13 @@ def run_unit(params: dict[str, Any]) -> float:
     return time.perf_counter() - t0
 
 
-def warm_up(params_list: list[dict[str, Any]]) -> tuple[float, str]:
-    """The compile units of these cells, one after the other in this process (a node of a
-    cluster, in one task); -> (seconds, the model version this process runs)."""
+def warm_up(unit_params: list[dict[str, Any]]) -> tuple[float, str]:
+    """Run these compile units' cells one after the other in this process (a node of a cluster,
+    in one task); -> (seconds, the model version this process runs)."""
     import kernels
     t0 = time.perf_counter()
-    for u in compile_units(params_list):
-        run_unit(u.params)
+    for params in unit_params:
+        run_unit(params)
     return time.perf_counter() - t0, kernels.MODEL_VERSION
 
 
@@ -125,9 +125,10 @@ def expected_wall_s(units: list[Unit], processes: int) -> float:
     return max(free)
 
 
-def compile_model(params_list: list[dict[str, Any]], processes: int | None = None,
+def compile_model(units: list[Unit], processes: int | None = None,
                   progress: bool = True, check: Callable[[], None] | None = None) -> CompileReport:
-    """Compile what these cells use (see the module docstring); -> what was compiled, and how long.
+    """Compile these units (`compile_units` of the planned cells; see the module docstring) unless
+    marked done; -> what was compiled, and how long.
 
     Each unit runs in a process of its own (`python -m farm.sweep.warmup`, the unit's parameters on
     standard input). `check` is called between polls (the runner raises KeyboardInterrupt there
@@ -135,15 +136,14 @@ def compile_model(params_list: list[dict[str, Any]], processes: int | None = Non
     t0 = time.perf_counter()
     report = CompileReport()
     marks = _cache_dir()
-    units = compile_units(params_list)
     todo = [u for u in units if not (marks / u.key()).exists()]
     report.cached = len(units) - len(todo)
     if not todo:
         report.seconds = time.perf_counter() - t0
         return report
     processes = max(1, min(processes or os.cpu_count() or 1, len(todo)))
-    bar = _bar(todo, processes, progress)
     tty = sys.stderr.isatty()
+    bar = _bar(todo, processes, progress, tty)
     queue = list(todo)
     running: dict[subprocess.Popen, Unit] = {}
     started: dict[subprocess.Popen, float] = {}
@@ -182,10 +182,9 @@ def compile_model(params_list: list[dict[str, Any]], processes: int | None = Non
     return report
 
 
-def _bar(todo: list[Unit], processes: int, enabled: bool):
+def _bar(todo: list[Unit], processes: int, enabled: bool, tty: bool):
     from tqdm import tqdm
     expected = expected_wall_s(todo, processes)
-    tty = sys.stderr.isatty()
     return tqdm(total=len(todo), unit="unit", file=sys.stderr, disable=not enabled,
                 desc=f"compiling the model (first run; cached afterwards), expected ~{expected:.0f} s",
                 bar_format="{desc}: {n}/{total} units, {elapsed} elapsed{postfix}",
