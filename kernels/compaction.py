@@ -25,8 +25,8 @@ from .constants import (
 from .vmstat import fragmentation_index
 from .page_alloc import (
     _del_page_from_free_list, _free_to_buddy, _list_add, _list_add_tail, _list_del,
-    account_freepages, alloc_pages, alloc_pages_fast, find_suitable_fallback, gfp_migratetype, get_page_from_freelist,
-    get_pageblock_migratetype, prep_new_page, reset_cached_positions, should_try_claim_block,
+    account_freepages, alloc_pages, alloc_pages_fast, clear_flags_range, find_suitable_fallback, gfp_migratetype, get_page_from_freelist,
+    get_pageblock_migratetype, prep_new_page, reset_cached_positions, set_flags_range, should_try_claim_block,
     zone_watermark_ok,
 )
 
@@ -266,9 +266,8 @@ def move_block(zs, src, zd, dst, order):
         zs.owner[slot] = dst
     bits = zs.page_flags[src] & (PG_LRU | PG_PINNED)
     if bits:
-        for i in range(1 << order):
-            zd.page_flags[dst + i] |= bits
-            zs.page_flags[src + i] &= PG_MASK ^ (PG_LRU | PG_PINNED)
+        set_flags_range(zd.page_flags, dst, 1 << order, bits)
+        clear_flags_range(zs.page_flags, src, 1 << order, PG_LRU | PG_PINNED)
     zs.page_flags[src] &= PG_MASK ^ (PG_HEAD | PG_CONTIG)
     zs.page_order[src] = -1
     zs.next[src] = -1

@@ -5,6 +5,8 @@ All functions take the Zone NamedTuple `z` (zone.py) and are compiled with numba
 NUMBA_DISABLE_JIT=1 they run as plain Python (the coverage pass of the test suite).
 """
 
+import numpy as np
+
 from ._jit import jit, jit_fold, jit_inline
 
 from .constants import (
@@ -67,6 +69,29 @@ def _list_del(head, tail, nxt, prv, li, pfn):
         tail[li] = p
     nxt[pfn] = -1
     prv[pfn] = -1
+
+
+# ---------------------------------------------------------------------------------------------
+# Per-page flags over a block. The index is unsigned: with a signed one numba checks every
+# access for a negative index to wrap around, which keeps LLVM from vectorising the loop (a
+# 2 MiB block took 226 ns, 12 ns unsigned).
+
+
+@jit_fold
+def set_flags_range(flags, pfn, nr_pages, bits):
+    """flags[pfn:pfn + nr_pages] |= bits."""
+    base = np.uint64(pfn)
+    for k in range(np.uint64(nr_pages)):
+        flags[base + k] |= bits
+
+
+@jit_fold
+def clear_flags_range(flags, pfn, nr_pages, bits):
+    """flags[pfn:pfn + nr_pages] &= ~bits."""
+    base = np.uint64(pfn)
+    mask = PG_MASK ^ bits
+    for k in range(np.uint64(nr_pages)):
+        flags[base + k] &= mask
 
 
 # ---------------------------------------------------------------------------------------------
@@ -710,7 +735,7 @@ def buddy_merge_likely(z, pfn, order):
             and (z.page_flags[higher_buddy] & PG_BUDDY) != 0 and z.page_order[higher_buddy] == order + 1)
 
 
-@jit
+@jit_inline
 def split_large_buddy(z, pfn, order, to_tail):
     """split_large_buddy() (6.10+): free a block larger than a pageblock one pageblock at a time,
     each with its own pageblock's type; __free_one_page merges them back where allowed."""
@@ -748,9 +773,7 @@ def prep_new_page(z, pfn, order, mt, extra):
     if extra & PG_CONTIG:
         z.page_flags[pfn] |= PG_CONTIG
     elif mt == MIGRATE_MOVABLE:
-        bits = PG_LRU | (extra & PG_PINNED)
-        for p in range(pfn, pfn + (1 << order)):
-            z.page_flags[p] |= bits
+        set_flags_range(z.page_flags, pfn, 1 << order, PG_LRU | (extra & PG_PINNED))
     z.stat[PGALLOC] += 1 << order
 
 
@@ -772,7 +795,7 @@ def gfp_zone(list_mt):
     return ZONE_MOVABLE if list_mt == MIGRATE_MOVABLE else ZONE_NORMAL
 
 
-@jit
+@jit_inline
 def get_page_from_freelist(node, order, mt, wmark, alloc_cma):
     """get_page_from_freelist(): walk the zonelist from the highest usable zone down; in each
     zone the watermark gate (plus lowmem_reserve when a higher zone could have served), then
@@ -818,9 +841,13 @@ def alloc_pages_fast(node, order, mt, extra):
     scanned = node_stat(node, ORDERS_SCANNED)
     list_mt = gfp_migratetype(node, mt)
     alloc_cma = list_mt == MIGRATE_MOVABLE
-    zi, pfn = get_page_from_freelist(node, order, list_mt, ZP_WMARK_LOW, alloc_cma)
-    if pfn < 0:
-        zi, pfn = get_page_from_freelist(node, order, list_mt, ZP_WMARK_MIN, alloc_cma)
+    wmark = ZP_WMARK_LOW
+    while True:
+        # one call site, so that the inlined get_page_from_freelist is there once
+        zi, pfn = get_page_from_freelist(node, order, list_mt, wmark, alloc_cma)
+        if pfn >= 0 or wmark == ZP_WMARK_MIN:
+            break
+        wmark = ZP_WMARK_MIN
     record_max(node[0], MAX_SPLIT_STEPS, node_stat(node, SPLIT_STEPS) - splits)
     record_max(node[0], MAX_ORDERS_SCANNED, node_stat(node, ORDERS_SCANNED) - scanned)
     if pfn >= 0:
@@ -852,7 +879,7 @@ def page_zone(node, pfn):
     return 0
 
 
-@jit
+@jit_inline
 def free_pages(node, pfn):
     """__free_pages(): pcp orders through the per-cpu lists, the rest straight to the buddy."""
     z = node[page_zone(node, pfn)]
@@ -864,8 +891,7 @@ def free_pages(node, pfn):
         z.owner[slot] = -1
         z.next[pfn] = -1
     if z.page_flags[pfn] & PG_LRU:
-        for p in range(pfn, pfn + (1 << order)):
-            z.page_flags[p] &= PG_MASK ^ (PG_LRU | PG_PINNED)
+        clear_flags_range(z.page_flags, pfn, 1 << order, PG_LRU | PG_PINNED)
     z.stat[FREE_OPS] += 1
     z.stat[PGFREE] += 1 << order
     merges = z.stat[MERGE_STEPS]

@@ -298,44 +298,6 @@ def _expiry_pop_first(wheel, wnext, wbits, ht, hs, ws, now):
 
 
 @jit
-def _prefetch_block(z, pfn):
-    """Prefetch the page state that freeing the block at pfn reads first."""
-    if pfn >= 0:
-        prefetch(z.page_flags, pfn)
-        prefetch(z.page_order, pfn)
-        prefetch(z.next, pfn)
-        prefetch(z.prev, pfn)
-
-
-@jit
-def _prefetch_expiring(node, wheel, wnext, t):
-    """Prefetch what freeing the blocks due at t + 16, t + 8 and t + 4 will read, a step more
-    of it each time (slot links, owner entries, page state; the first two blocks of a bucket):
-    these frees are cache misses on arrays of megabytes, now overlapped with other work."""
-    z = node[0]
-    s = wheel[(t + 16) & (WHEEL - 1)]
-    if s >= 0:
-        prefetch(z.owner, s)
-        prefetch(wnext, s)
-    s = wheel[(t + 8) & (WHEEL - 1)]
-    if s >= 0:
-        s = wnext[s]
-        if s >= 0:
-            prefetch(z.owner, s)
-            prefetch(wnext, s)
-    s = wheel[(t + 4) & (WHEEL - 1)]
-    if s >= 0:
-        _prefetch_block(z, z.owner[s])
-        s = wnext[s]
-        if s >= 0:
-            _prefetch_block(z, z.owner[s])
-            s = wnext[s]
-            if s >= 0:
-                prefetch(z.owner, s)
-                prefetch(wnext, s)
-
-
-@jit
 def _own(node, pfn, slot):
     z = node[0]
     z.owner[slot] = pfn
@@ -521,15 +483,12 @@ def _steady_ops(node, cc, rng, wp, cum_orders, slots, wheel, wnext, wbits, ht, h
     thp_order = int(wp[WP_THP_ORDER])
     for now in range(start, end):
         if not (first_done and now == start):
-            _prefetch_expiring(node, wheel, wnext, now)
             ws[WS_USED] -= _free_due(node, slots, wheel, wnext, wbits, ht, hs, ws, now)
         if ws[WS_USED] >= target and ws[WS_WHEEL] + ws[WS_HEAP] > 0:
             slot = _expiry_pop_first(wheel, wnext, wbits, ht, hs, ws, now)
             ws[WS_USED] -= _release(node, slot)
             slots[ws[WS_FREE_SLOTS]] = slot
             ws[WS_FREE_SLOTS] += 1
-            if ws[WS_WHEEL] > 0:
-                _prefetch_expiring(node, wheel, wnext, ws[WS_FRONT])
         elif ws[WS_FREE_SLOTS] > 0:
             if ws[WS_DRAWN] == 0:
                 _draw_allocation(rng, wp, cum_orders, ws)
