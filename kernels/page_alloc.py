@@ -94,6 +94,25 @@ def clear_flags_range(flags, pfn, nr_pages, bits):
         flags[base + k] &= mask
 
 
+@jit_fold
+def fill_range(a, pfn, nr_pages, value):
+    """a[pfn:pfn + nr_pages] = value."""
+    base = np.uint64(pfn)
+    for k in range(np.uint64(nr_pages)):
+        a[base + k] = value
+
+
+@jit_fold
+def flags_in_range(flags, pfn, nr_pages):
+    """The union of the flags of flags[pfn:pfn + nr_pages] (one pass without an early exit, which
+    LLVM vectorises)."""
+    base = np.uint64(pfn)
+    acc = 0
+    for k in range(np.uint64(nr_pages)):
+        acc |= flags[base + k]
+    return acc
+
+
 # ---------------------------------------------------------------------------------------------
 # Free-list primitives (6.10+ names: raw list operations apart from accounting)
 
@@ -819,6 +838,12 @@ def get_page_from_freelist(node, order, mt, wmark, alloc_cma):
 def alloc_pages(node, order, mt, extra):
     """__alloc_pages(): fast path at the low watermark, slow path at the min watermark (no
     reclaim). Returns the pfn of the block or -1 (counted in alloc_fail of the first zone)."""
+    return alloc_pages_inline(node, order, mt, extra)
+
+
+@jit_inline
+def alloc_pages_inline(node, order, mt, extra):
+    """alloc_pages(), inlined into a hot loop."""
     first = node[0]
     first.stat[ALLOC_OPS] += 1
     pfn = alloc_pages_fast(node, order, mt, extra)

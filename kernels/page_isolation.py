@@ -23,7 +23,7 @@ from .page_alloc import (
     _del_page_from_free_list, _free_one_page, _free_range_boot, _move_freepages_block,
     account_freepages,
     change_pageblock_range, drain_all_pages, free_pages, get_page_from_freelist,
-    get_pageblock_migratetype, page_zone, split_large_buddy,
+    fill_range, flags_in_range, get_pageblock_migratetype, page_zone, split_large_buddy,
 )
 
 # Why a contiguous allocation or an offline failed (index into a reason-count array)
@@ -321,6 +321,8 @@ def pfn_range_valid_contig(z, start, end):
     """pfn_range_valid_contig(): every page online and not reserved; from 6.3 on, no hugetlb
     (here: no page held as PG_CONTIG) in the range. Returns CONTIG_OK or the reason."""
     skip_huge = z.zp[ZP_HUGETLB_SKIP] != 0
+    if not (flags_in_range(z.page_flags, start, end - start) & (PG_RESERVED | PG_CONTIG)):
+        return CONTIG_OK
     for p in range(start, end):
         f = z.page_flags[p]
         if f & PG_RESERVED:
@@ -365,9 +367,8 @@ def offline_pages(node, start, nr_pages):
     z = node[zi]
     if end > z.zp[ZP_ZONE_END]:
         return FAIL_ZONE
-    for p in range(start, end):
-        if z.page_flags[p] & PG_RESERVED:
-            return FAIL_HOLE
+    if flags_in_range(z.page_flags, start, nr_pages) & PG_RESERVED:
+        return FAIL_HOLE
     drain_all_pages(node)
     ret = start_isolate_page_range(z, start, end, MIGRATE_MOVABLE, start, end)
     if ret != CONTIG_OK:
@@ -383,8 +384,7 @@ def offline_pages(node, start, nr_pages):
     while p < end:
         order = int(z.page_order[p])
         _del_page_from_free_list(z, p, order, MIGRATE_ISOLATE)
-        for q in range(p, p + (1 << order)):
-            z.page_flags[q] = PG_RESERVED
+        fill_range(z.page_flags, p, 1 << order, PG_RESERVED)
         p += 1 << order
     return CONTIG_OK
 
@@ -401,9 +401,8 @@ def online_pages(node, start, nr_pages):
         if z.pb_mt[b] == MIGRATE_ISOLATE:
             z.stat[NR_ISOLATE_PAGEBLOCK] -= 1
         z.pb_mt[b] = MIGRATE_MOVABLE
-    for p in range(start, end):
-        z.page_flags[p] = 0
-        z.page_order[p] = -1
+    fill_range(z.page_flags, start, nr_pages, 0)
+    fill_range(z.page_order, start, nr_pages, -1)
     _free_range_boot(z, start, end, z.zp[ZP_BOOT_TO_TAIL] != 0)
 
 

@@ -10,13 +10,13 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic, overload
 
-from ._jit import jit
+from ._jit import jit, jit_inline
 
 from .check import check_node
 from .compaction import GFP_NORETRY, alloc_pages_gfp
 from .page_isolation import CONTIG_OK, cma_alloc, cma_release, offline_pages, online_pages
 from .constants import PG_HEAD, PG_PINNED, ZP_MANAGED
-from .page_alloc import alloc_pages, drain_all_pages, free_pages
+from .page_alloc import alloc_pages, alloc_pages_inline, drain_all_pages, free_pages
 from .rng import randbelow, uniform
 
 
@@ -513,7 +513,7 @@ def _steady_ops(node, cc, rng, wp, cum_orders, slots, wheel, wnext, wbits, ht, h
                     ws[WS_THP_FAULT_FALLBACK] += 1
                     order = 0
             if pfn < 0:
-                pfn = alloc_pages(node, order, cls, extra)
+                pfn = alloc_pages_inline(node, order, cls, extra)
             if pfn >= 0:
                 ws[WS_FREE_SLOTS] -= 1
                 slot = slots[ws[WS_FREE_SLOTS]]
