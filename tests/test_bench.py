@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from farm import bench
+from farm.cell.params import WORKLOADS
 from farm.cli import main
 
 TINY = """
@@ -47,7 +48,7 @@ def test_suite_smoke(tmp_path, capsys):
     data = json.loads(out.read_text())
     s = data["sections"]
     assert set(s) == {"throughput", "reference", "memory", "trace"}
-    assert {r["workload"] for r in s["throughput"]} == {"smallpages", "mixed", "fragmenter"}
+    assert {r["workload"] for r in s["throughput"]} == set(WORKLOADS)
     assert all(r["ns_per_op"] > 0 for r in s["throughput"])
     # the same sequence through both models: every pfn agrees
     assert all(r["same_pfns"] for r in s["reference"]) and all(r["speedup"] > 1 for r in s["reference"])
