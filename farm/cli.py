@@ -478,8 +478,11 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--probe", action="append", metavar="SPEC",
                     help="probe on the replayed state, e.g. compact or hugepages:order=9,count=3000 "
                          "(repeatable, run in order)")
-    rp.add_argument("--max-order", type=int, default=10, metavar="N")
-    rp.add_argument("--pageblock-order", type=int, default=9, metavar="N")
+    rp.add_argument("--max-order", type=int, metavar="N",
+                    help="largest order of the model [default: the capture's, from the columns of "
+                         "buddyinfo; 10 for a lone trace]")
+    rp.add_argument("--pageblock-order", type=int, metavar="N",
+                    help="[default: the capture's, from pagetypeinfo; 9 for a lone trace]")
     rp.add_argument("--policy", metavar="NAME",
                     help="model policy [default: the one matching the capture's uname]")
     rp.add_argument("--check-every", type=int, default=0, metavar="N",

@@ -55,6 +55,53 @@ def policy_for_kernel(version: tuple[int, int] | None) -> str:
     return "v6.15"
 
 
+#: The geometry of the kernels the shared captures come from (x86-64 defaults), for a lone trace.
+DEFAULT_MAX_ORDER = 10
+DEFAULT_PAGEBLOCK_ORDER = 9
+
+
+def capture_geometry(capture: dict) -> dict[str, int | None]:
+    """The geometry of the kernel a capture was taken on, from its snapshots: 'max_order', the
+    largest order, from the columns of /proc/buddyinfo (one per order, 0 to MAX_PAGE_ORDER; before
+    6.4 the kernel named that count MAX_ORDER, from 6.4 MAX_ORDER and then MAX_PAGE_ORDER is the
+    largest order itself, and the model's max_order is the largest order either way), and
+    'pageblock_order' from /proc/pagetypeinfo ("Page block order"). None for what the capture has
+    no snapshot of. Raises ReplayError when its snapshots disagree."""
+    columns = {len(counts) for snap in (capture.get("buddyinfo") or {}).values() for counts in snap.values()}
+    for snap in (capture.get("pagetypeinfo") or {}).values():
+        columns |= {len(counts) for zone in snap["free"].values() for counts in zone.values()}
+    orders = {snap["pageblock_order"] for snap in (capture.get("pagetypeinfo") or {}).values()
+              if snap.get("pageblock_order") is not None}
+    where = capture.get("path", "the capture")
+    if len(columns) > 1:
+        raise ReplayError(f"{where}: the buddyinfo and pagetypeinfo snapshots have {sorted(columns)} "
+                          "orders: they come from kernels of different geometry")
+    if len(orders) > 1:
+        raise ReplayError(f"{where}: the pagetypeinfo snapshots give pageblock orders {sorted(orders)}")
+    max_order = columns.pop() - 1 if columns else None
+    pageblock_order = orders.pop() if orders else None
+    if max_order is not None and max_order < 1:
+        raise ReplayError(f"{where}: buddyinfo has one order column only")
+    return {"max_order": max_order, "pageblock_order": pageblock_order}
+
+
+def resolve_geometry(capture: dict, max_order: int | None, pageblock_order: int | None) -> dict:
+    """max_order and pageblock_order of a replay: the options where given, else the capture's own
+    (capture_geometry()), else the defaults (a lone trace); 'from' says where each came from."""
+    found = capture_geometry(capture)
+    out: dict = {"from": {}}
+    for key, given, default in (("max_order", max_order, DEFAULT_MAX_ORDER),
+                                ("pageblock_order", pageblock_order, DEFAULT_PAGEBLOCK_ORDER)):
+        if given is not None:
+            out[key], out["from"][key] = given, "option"
+        elif found[key] is not None:
+            out[key], out["from"][key] = found[key], "capture"
+        else:
+            out[key], out["from"][key] = default, "default"
+    out["capture"] = found
+    return out
+
+
 # -- events -------------------------------------------------------------------------------------
 
 
@@ -507,10 +554,12 @@ def open_source(source) -> tuple[dict, Path | None]:
 
 
 def replay(source, mode: str = "pinned", until: str | None = None, until_ts: float | None = None,
-           probes: list[str] | tuple = (), max_order: int = 10, pageblock_order: int = 9,
-           policy: str | None = None, check_every: int = 0, events: Events | None = None,
-           capture: dict | None = None, node_out: list | None = None) -> dict[str, Any]:
-    """Replay a capture folder or trace (see `farm replay`); returns the JSON-ready result."""
+           probes: list[str] | tuple = (), max_order: int | None = None,
+           pageblock_order: int | None = None, policy: str | None = None, check_every: int = 0,
+           events: Events | None = None, capture: dict | None = None,
+           node_out: list | None = None) -> dict[str, Any]:
+    """Replay a capture folder or trace (see `farm replay`); returns the JSON-ready result.
+    max_order and pageblock_order default to the capture's own (resolve_geometry())."""
     if mode not in MODES:
         raise ReplayError(f"--mode {mode}: modes are {', '.join(MODES)}")
     if capture is None:
@@ -519,6 +568,8 @@ def replay(source, mode: str = "pinned", until: str | None = None, until_ts: flo
         trace_path = Path(capture["trace"]) if capture.get("trace") else None
     if events is None:
         events = load_events(trace_path)
+    geometry = resolve_geometry(capture, max_order, pageblock_order)
+    max_order, pageblock_order = geometry["max_order"], geometry["pageblock_order"]
     policy = policy or policy_for_kernel(capture.get("kernel_version"))
     if policy not in C.POLICIES:
         raise ReplayError(f"--policy {policy}: policies are {', '.join(C.POLICIES)}")
@@ -534,6 +585,7 @@ def replay(source, mode: str = "pinned", until: str | None = None, until_ts: flo
     out: dict[str, Any] = {
         "capture": capture.get("path"), "kernel": capture.get("kernel"), "policy": policy,
         "mode": mode, "max_order": max_order, "pageblock_order": pageblock_order,
+        "geometry_from": geometry["from"],
         "zone": {"name": geo.zone, "start_pfn": geo.zone_start, "end_pfn": geo.zone_end},
         "until": until, "until_ts": until_ts, "events": {"total": len(events), "replayed": stop},
         "initial_state": {"source": state.source, "notes": state.notes,

@@ -50,6 +50,8 @@ def validate(folder, with_policy: bool = True) -> dict[str, Any]:
     got = {p["kind"]: p["obtained"] for p in r.get("probes", [])}
     out = {
         "capture": Path(folder).name, "kernel": capture.get("kernel"), "policy": policy,
+        "max_order": r["max_order"], "pageblock_order": r["pageblock_order"],
+        "geometry_from": r["geometry_from"],
         "buddyinfo_mid_l1": mid["buddyinfo_l1"] if mid else None,
         "nr_free_mid_err": mid["nr_free_err"] if mid else None,
         "blocks_mid": mid.get("blocks") if mid else None,
@@ -79,7 +81,8 @@ def format_validation(v: dict) -> str:
     def pct(x):
         return "-" if x is None else f"{100 * x:.2f}%"
 
-    lines = [f"{v['capture']}: Linux {v['kernel']}, policy {v['policy']}"]
+    lines = [f"{v['capture']}: Linux {v['kernel']}, policy {v['policy']}, max_order {v['max_order']}, "
+             f"pageblock_order {v['pageblock_order']}"]
     if v["buddyinfo_mid_l1"] is not None:
         lines.append(f"  pinned replay to phase=mid: buddyinfo L1 error {pct(v['buddyinfo_mid_l1'])}, "
                      f"nr_free_pages error {pct(v['nr_free_mid_err'])} "

@@ -1,0 +1,84 @@
+"""The geometry of a capture's kernel (farm/real/replay.py capture_geometry): max_order from the
+columns of /proc/buddyinfo, pageblock_order from /proc/pagetypeinfo, used by replay and validate
+unless an option says otherwise."""
+
+from pathlib import Path
+
+import pytest
+
+from farm.real import replay as RP
+from farm.real.captures import read_capture
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+need_data = pytest.mark.skipif(not (DATA / "kernel-6.1-fragmenter-2560m").exists(),
+                               reason="the shared captures are not here")
+
+TYPES = ("Unmovable", "Movable", "Reclaimable", "HighAtomic", "Isolate")
+
+
+def buddyinfo(zones: dict[str, list[int]]) -> str:
+    """As mm/vmstat.c frag_show_print() prints it: "Node %d, zone %8s " then "%6lu " per order."""
+    return "".join(f"Node 0, zone {name:>8s} " + "".join(f"{n:6d} " for n in counts) + "\n"
+                   for name, counts in zones.items())
+
+
+def pagetypeinfo(pageblock_order: int, zones: dict[str, list[int]]) -> str:
+    """As pagetypeinfo_show() prints it (the free counts per type, then the block counts)."""
+    orders = len(next(iter(zones.values())))
+    out = f"Page block order: {pageblock_order}\nPages per block:  {1 << pageblock_order}\n\n"
+    out += "Free pages count per migrate type at order " + "".join(f"{o:6d} " for o in range(orders)) + "\n"
+    for name, counts in zones.items():
+        for t in TYPES:
+            row = counts if t == "Movable" else [0] * orders
+            out += f"Node {0:4d}, zone {name:>8s}, type {t:>12s} " + "".join(f"{n:6d} " for n in row) + "\n"
+    out += "\nNumber of blocks type " + "".join(f"{t:>12s} " for t in TYPES) + "\n"
+    for name in zones:
+        out += f"Node 0, zone {name:>8s} " + "".join(f"{n:12d} " for n in (1, 40, 0, 0, 0)) + "\n"
+    return out
+
+
+def write_capture(folder: Path, max_order: int, pageblock_order: int, phases=("before", "mid")) -> Path:
+    folder.mkdir()
+    counts = [3] * max_order + [1]
+    for phase in phases:
+        (folder / f"buddyinfo.{phase}").write_text(buddyinfo({"DMA32": counts, "Normal": counts}))
+        (folder / f"pagetypeinfo.{phase}").write_text(pagetypeinfo(pageblock_order, {"DMA32": counts}))
+    return folder
+
+
+@pytest.mark.parametrize("max_order,pageblock_order", [(10, 9), (12, 10), (15, 9), (18, 13)])
+def test_geometry_from_the_snapshots(tmp_path, max_order, pageblock_order):
+    cap = read_capture(write_capture(tmp_path / "c", max_order, pageblock_order))
+    assert RP.capture_geometry(cap) == {"max_order": max_order, "pageblock_order": pageblock_order}
+
+
+def test_options_win_and_a_lone_trace_gets_the_defaults(tmp_path):
+    cap = read_capture(write_capture(tmp_path / "c", 12, 10))
+    g = RP.resolve_geometry(cap, None, None)
+    assert (g["max_order"], g["pageblock_order"]) == (12, 10)
+    assert g["from"] == {"max_order": "capture", "pageblock_order": "capture"}
+    g = RP.resolve_geometry(cap, 14, None)
+    assert (g["max_order"], g["pageblock_order"]) == (14, 10)
+    assert g["from"] == {"max_order": "option", "pageblock_order": "capture"}
+    g = RP.resolve_geometry({"path": "t.txt"}, None, None)
+    assert (g["max_order"], g["pageblock_order"]) == (RP.DEFAULT_MAX_ORDER, RP.DEFAULT_PAGEBLOCK_ORDER)
+    assert g["from"] == {"max_order": "default", "pageblock_order": "default"}
+
+
+def test_snapshots_of_two_geometries_are_an_error(tmp_path):
+    folder = write_capture(tmp_path / "c", 12, 10, phases=("before",))
+    (folder / "buddyinfo.mid").write_text(buddyinfo({"Normal": [1] * 11}))
+    with pytest.raises(RP.ReplayError, match="different geometry"):
+        RP.capture_geometry(read_capture(folder))
+    folder = write_capture(tmp_path / "d", 12, 10, phases=("before",))
+    (folder / "pagetypeinfo.mid").write_text(pagetypeinfo(9, {"DMA32": [3] * 13}))
+    with pytest.raises(RP.ReplayError, match="pageblock orders"):
+        RP.capture_geometry(read_capture(folder))
+
+
+@need_data
+@pytest.mark.parametrize("name", ["kernel-6.1-fragmenter-2560m", "kernel-6.12-fragmenter-2560m",
+                                  "kernel-6.1-mixed-1536m"])
+def test_the_shared_captures_are_max_order_10_pageblock_order_9(name):
+    # their README: "largest order 10, pageblock_order 9"
+    assert RP.capture_geometry(read_capture(DATA / name)) == {"max_order": 10, "pageblock_order": 9}
