@@ -288,6 +288,21 @@ def test_synthesised_state_matches_the_snapshots():
     assert fig["blocks"] == real
 
 
+def test_validate_counts_lines_it_cannot_read_and_goes_on(tmp_path, capsys):
+    folder = tmp_path / "cap"
+    folder.mkdir()
+    ok = "  a-1 [000] ..... 1.000000: mm_page_alloc: page=0x1 pfn=0x10 order=0 migratetype=1 gfp_flags=GFP_KERNEL\n"
+    bad = "  a-1 [000] ..... 1.000001: mm_page_free: pfn=banana order=0\n"
+    (folder / "trace.txt").write_text(ok + bad + ok.replace("0x10", "0x20"))
+    assert main(["trace", "parse", str(folder / "trace.txt"), "-o", str(tmp_path / "e.parquet")]) == 2  # strict
+    assert "trace.txt:2: mm_page_free" in capsys.readouterr().err
+    assert main(["validate", "--json", str(folder)]) == 0
+    v = json.loads(capsys.readouterr().out)[0]
+    assert v["trace_malformed"] == 1 and v["trace_malformed_examples"][0]["line"] == 2
+    assert v["replay"]["events"] == 2 and v["replay"]["alloc_from_buddy"] == 2
+    assert any("1 trace lines could not be read" in s for s in v["skipped"])
+
+
 def test_replay_cli_errors(tmp_path, capsys):
     assert main(["replay", str(tmp_path / "nope")]) == 2
     assert "no such file or folder" in capsys.readouterr().err

@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -123,6 +124,11 @@ REAL = [
      "0x9fe00) nr_scanned=697 nr_taken=0",
      dict(task="init", pid=1, ts=17.008728, event="mm_compaction_fast_isolate_freepages", start_pfn=0x77800,
           end_pfn=0x9fe00, nr_scanned=697, nr_taken=0)),
+    # a real 6.12 line: the kernel's unsigned long start pfn with its top bit set, kept bit for bit
+    ("            init-1       [000] .....    17.008801: mm_compaction_fast_isolate_freepages: "
+     "range=(0x800000000004ea00 ~ 0x4ea00) nr_scanned=13 nr_taken=0",
+     dict(task="init", pid=1, ts=17.008801, event="mm_compaction_fast_isolate_freepages",
+          start_pfn=0x800000000004ea00 - 2**64, end_pfn=0x4ea00, nr_scanned=13, nr_taken=0)),
     ("            init-1       [000] .N...    17.002982: mm_compaction_suitable: node=0 zone=DMA32    order=9 "
      "ret=continue",
      dict(task="init", pid=1, ts=17.002982, event="mm_compaction_suitable", node=0, zone="DMA32", order=9,
@@ -167,6 +173,23 @@ def test_real_lines(line, want):
         if k not in want:
             assert row[k] is None, k
     assert row["cpu"] == want.get("cpu", 0)
+
+
+def test_address_fields_are_unsigned_64_bit():
+    line = ("            init-1       [000] .....    17.008801: mm_compaction_isolate_freepages: "
+            "range=({} ~ 0x4ea00) nr_scanned=13 nr_taken=0\n")
+    for value in (0x7FFFFFFFFFFFFFFF, 0x8000000000000000, 0x800000000004EA00, 0xFFFFFFFFFFFFFFFE):
+        table = parse_text(line.format(hex(value)))
+        assert np.asarray(table.column("start_pfn")).view(np.uint64)[0] == value
+    with pytest.raises(TraceError, match="do not fit"):
+        parse_text(line.format("0x" + "1" * 17))
+    # 4.x kernels print a page's pfn in decimal
+    free = "            init-1       [000] .....    17.008801: mm_page_free: pfn={} order=0\n"
+    assert parse_text(free.format(2**64 - 1)).column("pfn")[0].as_py() == -1
+    with pytest.raises(TraceError, match="more than 64 bits"):
+        parse_text(free.format(2**64))
+    table = parse_text(free.format(2**64) + free.format(5), lenient=True)
+    assert trace_info(table)["malformed"] == 1 and table.column("pfn").to_pylist() == [5]
 
 
 def test_real_lines_together_phases_and_every_reader():

@@ -98,7 +98,15 @@ def _fields(row, rest):
         if k in _INTS:
             if v == "":
                 continue
-            value = (int(v, 16) if v.startswith("0x") else int(v)) if k in _ADDR_FIELDS else int(v)
+            if k not in _ADDR_FIELDS:
+                value = int(v)
+            else:
+                # the kernel's unsigned long, kept bit for bit in the int64 column
+                value = int(v, 16) if v.startswith("0x") else int(v)
+                if value >= 2**64:
+                    raise ReferenceError(None, f"{k}={value} is more than 64 bits")
+                if value >= 2**63:
+                    value -= 2**64
             if k == "pfn" and groups.get("page") is not None and _NULL_PAGE.fullmatch(groups["page"]):
                 value = -1
             row[k] = value

@@ -14,8 +14,12 @@ pages = st.sampled_from(["(____ptrval____)", "0000000000000000", "(null)", "0x0"
                          "00000000ab0c", "(nil)", "0", "x", "(____ptrval____"])
 
 
+# address fields are the kernel's unsigned long: values up to 2**64 - 1, and one past it
+addresses = st.one_of(numbers, st.integers(2**63, 2**64 - 1), st.sampled_from([2**63, 2**64 - 1, 2**64]))
+
+
 def _num(draw, hexa=False):
-    v = draw(numbers)
+    v = draw(addresses if hexa else numbers)
     if hexa and v >= 0 and draw(st.booleans()):
         return hex(v) if draw(st.booleans()) else "0x" + format(v, "X")
     return str(v)

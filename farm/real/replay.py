@@ -31,7 +31,7 @@ from kernels.zone import make_node, policy_behaviour
 
 from .captures import KPF_BUDDY, KPF_COMPOUND_HEAD, KPF_COMPOUND_TAIL, KPF_LRU, KPF_NOPAGE, \
     KPF_RESERVED, read_capture
-from .trace import read_table
+from .trace import read_table, trace_info
 
 MODES = ("pinned", "policy")
 # kernel version -> the model policy whose rules it follows (MODEL.md, policies)
@@ -117,6 +117,7 @@ class Events:
     ts: np.ndarray
     markers: list[tuple[int, str]]     # (index in these arrays of the next event, marker text)
     source: str = ""
+    parse: dict = field(default_factory=dict)   # what the parse counted (trace.trace_info())
 
     def __len__(self) -> int:
         return len(self.kind)
@@ -127,10 +128,11 @@ def _col(table, name, dtype, fill=-1):
     return np.asarray(pc.fill_null(a, fill).to_numpy(zero_copy_only=False), dtype=dtype)
 
 
-def load_events(trace, source: str = "") -> Events:
+def load_events(trace, source: str = "", lenient: bool = False) -> Events:
     """The replayable events of a trace file, Parquet event table or pyarrow Table, in order.
-    mm_page_free_batched is left out: the kernel emits mm_page_free for the same page too."""
-    table = trace if isinstance(trace, pa.Table) else read_table(trace)
+    mm_page_free_batched is left out: the kernel emits mm_page_free for the same page too.
+    With `lenient`, lines the parser cannot read are skipped and counted (`Events.parse`)."""
+    table = trace if isinstance(trace, pa.Table) else read_table(trace, lenient)
     source = source or (str(trace) if not isinstance(trace, pa.Table) else "<table>")
     names = np.asarray(pc.cast(table.column("event"), pa.string()).to_numpy(zero_copy_only=False), dtype=object)
     kind = np.full(len(names), -1, dtype=np.int8)
@@ -159,7 +161,7 @@ def load_events(trace, source: str = "") -> Events:
     markers = [(int(before[i]), str(markers_text[i] or "").strip()) for i in marker_rows]
     ts = _col(table, "ts", np.float64, 0.0)
     return Events(kind[keep], pfn[keep], order[keep], mt[keep], aux0[keep], aux1[keep],
-                  fallback_mt[keep], ts[keep], markers, source)
+                  fallback_mt[keep], ts[keep], markers, source, trace_info(table))
 
 
 def stop_index(events: Events, until: str | None = None, until_ts: float | None = None) -> int:

@@ -113,6 +113,17 @@ _STR_FIELDS = [name for name, t in COLUMNS.items()
                and name not in ("task", "event", "phase")]
 # Fields printed as addresses (hex, or decimal in 4.x kernels), and fields a layout reads but the
 # table does not keep.
+
+
+def address_bits(value: int) -> int:
+    """An address field's value (the kernel's unsigned long) as its int64 column holds it: the
+    same 64 bits, so 2**63 and more read negative; a value of 64 bits or more is kept as -1 (the
+    parse reports its line)."""
+    if value >= 1 << 64:
+        return -1
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
 _ADDR_FIELDS = {"pfn", "zone_start", "migrate_pfn", "free_pfn", "zone_end", "start_pfn", "end_pfn"}
 _INTERNAL_FIELDS = {"page", "cold", "ip"}
 
@@ -134,7 +145,7 @@ HOT_EVENTS: dict[str, tuple[str, ...]] = {
 }
 # Written so that Python's re (the reference, tests/trace_reference.py) and RE2 (pyarrow) read them
 # the same way: ASCII classes only.
-_ADDR = r"0x[0-9a-fA-F]{1,15}|[0-9]{1,18}"
+_ADDR = r"0x[0-9a-fA-F]{1,16}|[0-9]{1,20}"
 _INT = r"-?[0-9]{1,10}"
 _WS, _NWS = r"[ \t\n\r\f\v]", r"[^ \t\n\r\f\v]"
 _PAGE = rf"(?:page=(?P<page>{_NWS}+) )?"
@@ -156,9 +167,9 @@ def _kv(*names: str) -> str:
 
 
 _ZONE = rf"zone={_WS}*(?P<zone>{_NWS}+){_WS}+"        # %-8s: the name, then padding
-_RANGE = r"(?:range=\((?P<start_pfn>0x[0-9a-fA-F]{1,15}) ~ (?P<end_pfn>0x[0-9a-fA-F]{1,15})\) )?"
-_BEGIN = (r"zone_start=(?P<zone_start>0x[0-9a-fA-F]{1,15}) migrate_pfn=(?P<migrate_pfn>0x[0-9a-fA-F]{1,15})"
-          r" free_pfn=(?P<free_pfn>0x[0-9a-fA-F]{1,15}) zone_end=(?P<zone_end>0x[0-9a-fA-F]{1,15}),"
+_RANGE = r"(?:range=\((?P<start_pfn>0x[0-9a-fA-F]{1,16}) ~ (?P<end_pfn>0x[0-9a-fA-F]{1,16})\) )?"
+_BEGIN = (r"zone_start=(?P<zone_start>0x[0-9a-fA-F]{1,16}) migrate_pfn=(?P<migrate_pfn>0x[0-9a-fA-F]{1,16})"
+          r" free_pfn=(?P<free_pfn>0x[0-9a-fA-F]{1,16}) zone_end=(?P<zone_end>0x[0-9a-fA-F]{1,16}),"
           r" mode=(?P<mode>[A-Za-z0-9_]+)")
 
 #: Field layouts (regular expressions over the text after `EVENT: `, matched whole) of every event
@@ -862,8 +873,13 @@ class _Chunk:
             text = col.filter(pa.array(present))
             rows = idx[present]
             if k in _ADDR_FIELDS:
-                v = np.array([int(x, 0) if x.startswith("0x") else int(x) for x in text.to_pylist()],
-                             np.int64) if len(rows) else np.zeros(0, np.int64)
+                u = [int(x, 0) if x.startswith("0x") else int(x) for x in text.to_pylist()]
+                if u and max(u) >= 1 << 63:
+                    for r, x in zip(rows.tolist(), u):
+                        if x >= 1 << 64:
+                            bad.setdefault(r, f"{k}={x} is more than 64 bits")
+                    u = [address_bits(x) for x in u]
+                v = np.array(u, np.int64) if len(rows) else np.zeros(0, np.int64)
                 if k == "pfn" and "page" in groups:
                     v = np.where(_null_pointer(groups["page"].filter(pa.array(present))), -1, v)
             else:

@@ -22,9 +22,15 @@ def validate(folder, with_policy: bool = True) -> dict[str, Any]:
     capture, trace_path = open_source(folder)
     if not Path(folder).is_dir():
         raise ReplayError(f"{folder}: farm validate takes capture folders (laid out like ../shared/data/*)")
-    events = load_events(trace_path)
+    # a line the parser cannot read is counted and reported, not fatal to the capture
+    events = load_events(trace_path, lenient=True)
     policy = policy_for_kernel(capture.get("kernel_version"))
     skipped: list[str] = []
+    parse = events.parse
+    if parse.get("malformed"):
+        first = parse["malformed_examples"][0]
+        skipped.append(f"{parse['malformed']} trace lines could not be read and were left out "
+                       f"(first: line {first['line']}: {first['message']})")
     has_mid = any(text.split()[0] == f"phase={VALIDATE_PHASE}" for _, text in events.markers if text)
     until = f"phase={VALIDATE_PHASE}" if has_mid else None
     if not has_mid:
@@ -61,6 +67,8 @@ def validate(folder, with_policy: bool = True) -> dict[str, Any]:
                          "model": got.get("gigantic")},
         "buddyinfo_mid": mid["buddyinfo"] if mid else None,
         "nr_free_mid": mid["nr_free_pages"] if mid else None,
+        "trace_malformed": parse.get("malformed", 0),
+        "trace_malformed_examples": parse.get("malformed_examples", []),
         "initial_state": r["initial_state"],
         "replay": r["replay"],
         "events_per_s": r["timing"]["events_per_s"],
