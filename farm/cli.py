@@ -300,6 +300,11 @@ def _replay_errors():
     return (ReplayError, TraceError, CaptureError, ParamError)
 
 
+def cmd_kernel_build(args: argparse.Namespace) -> int:
+    from .real.kernel import main as kernel_main
+    return kernel_main(args)
+
+
 def cmd_replay(args: argparse.Namespace) -> int:
     from .real.replay import replay
     try:
@@ -489,6 +494,25 @@ def build_parser() -> argparse.ArgumentParser:
                     help="check the model's invariants every N events")
     rp.add_argument("--json", action="store_true", help="print the result as one JSON object")
     rp.set_defaults(func=cmd_replay)
+
+    kern = sub.add_parser("kernel", help="build a Linux kernel with another MAX_PAGE_ORDER / pageblock_order")
+    ksub = kern.add_subparsers(dest="kernel_command", required=True)
+    kb = ksub.add_parser("build", help="build a bzImage from the distribution's source package",
+                         description="Fetch linux-source-RELEASE and the cloud kernel's config with apt-get, "
+                                     "turn modules off and the virtio drivers on, debug info off, set "
+                                     "MAX_PAGE_ORDER (include/linux/mmzone.h) and pageblock_order "
+                                     "(include/linux/pageblock-flags.h), and build bzImage into OUT. "
+                                     "Long on few cores (about an hour on two).")
+    kb.add_argument("--max-page-order", type=int, required=True, metavar="N",
+                    help="largest order of the buddy allocator (x86-64: at most 15; stock 10)")
+    kb.add_argument("--pageblock-order", type=int, metavar="N",
+                    help="[default: the kernel's own, min(HUGETLB_PAGE_ORDER, MAX_PAGE_ORDER) = 9]")
+    kb.add_argument("--release", default="6.12", help="Debian source package release [default: 6.12]")
+    kb.add_argument("-j", "--jobs", type=int, metavar="N", help="make jobs [default: one per core]")
+    kb.add_argument("--prepare-only", action="store_true",
+                    help="fetch, patch and configure the tree, without building")
+    kb.add_argument("-o", "--out", required=True, metavar="DIR")
+    kb.set_defaults(func=cmd_kernel_build)
 
     val = sub.add_parser("validate", help="judge the model against real kernel captures",
                          description="For each capture folder: pinned replay to phase=mid against the "
