@@ -348,7 +348,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         return _fail("validate", "no capture folder among " + " ".join(args.dirs))
     for folder in folders:
         try:
-            v = validate(folder, with_policy=not args.no_policy)
+            v = validate(folder, with_policy=not args.no_policy, zone_maps=bool(args.report))
         except _replay_errors() as e:
             return _fail("validate", str(e))
         out.append(v)
@@ -356,6 +356,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
             print(format_validation(v), flush=True)
     if args.json:
         print(json.dumps(out, indent=2))
+    if args.report:
+        from reports.validation import write_validation_report
+        index = write_validation_report(out, args.report)
+        print(f"report: {index}", file=sys.stderr if args.json else sys.stdout)
     return 0
 
 
@@ -521,6 +525,9 @@ def build_parser() -> argparse.ArgumentParser:
     val.add_argument("dirs", nargs="+", metavar="DIR")
     val.add_argument("--json", action="store_true", help="print a JSON list, one object per capture")
     val.add_argument("--no-policy", action="store_true", help="skip the policy replay (placement agreement)")
+    val.add_argument("--report", metavar="OUT",
+                     help="also write an HTML and Markdown page per capture into OUT (zone maps of the kernel "
+                          "and the model at phase=mid, buddyinfo, pageblock types, huge pages) and an index")
     val.set_defaults(func=cmd_validate)
     return parser
 

@@ -384,3 +384,65 @@ def draw_changes(data: pd.DataFrame, *, label: str = "row", value: str = "change
                                         label="not significant (95% CIs overlap)")]
     _legend(fig, handles)
     return fig
+
+
+# -- zone maps -------------------------------------------------------------------------------------
+
+# colorblind palette index per pageblock kind: a migratetype of the model and the content of a
+# kernel's block that corresponds to it share a hue (movable: blue, unmovable: vermillion,
+# reclaimable: green)
+ZONE_MAP_HUES = {"Movable": 0, "Unmovable": 3, "Reclaimable": 2, "HighAtomic": 4, "CMA": 8,
+                 "Isolate": 7, "LRU pages (movable content)": 0, "kernel pages (unmovable content)": 3,
+                 "slab (reclaimable or unmovable content)": 2}
+ZONE_MAP_FREE = (0.86, 0.86, 0.86)       # a block whose pages are all free (kernel side: no content)
+ZONE_MAP_HOLE = (0.0, 0.0, 0.0)
+ZONE_MAP_COLS = 64
+
+
+def zone_map_colour(kind: str, free: float, hole: bool) -> tuple[float, float, float]:
+    """A block's colour: its kind's hue, lighter the more of it is free; holes black."""
+    if hole or kind == "hole":
+        return ZONE_MAP_HOLE
+    if kind not in ZONE_MAP_HUES:
+        return ZONE_MAP_FREE
+    base = np.array(sns.color_palette(PALETTE, 10)[ZONE_MAP_HUES[kind]])
+    w = 0.85 * min(max(free, 0.0), 1.0)
+    return tuple(float(x) for x in base * (1 - w) + w)
+
+
+def draw_zone_maps(data: pd.DataFrame, *, panel: str = "side", cols: int = ZONE_MAP_COLS) -> Figure:
+    """One grid of pageblocks per value of `panel` (block order left to right, top to bottom):
+    colour from `kind`, lighter with `free`, black for `hole`, a red frame for `isolated`."""
+    panels = list(dict.fromkeys(data[panel].tolist()))
+    first = int(data["block"].min())
+    rows = (int(data["block"].max()) - first) // cols + 1
+    fig, axes = _grid(1, len(panels), sharey=True, w=6.4, h=max(1.6, 0.1 * rows + 1.0))
+    for j, pv in enumerate(panels):
+        ax = axes[0][j]
+        sub = data[data[panel] == pv]
+        img = np.ones((rows, cols, 3))
+        for b, kind, free, hole, iso in zip(sub["block"], sub["kind"], sub["free"], sub["hole"], sub["isolated"]):
+            r, c = divmod(int(b) - first, cols)
+            img[r, c] = zone_map_colour(kind, float(free), bool(hole))
+            if iso:
+                ax.add_patch(matplotlib.patches.Rectangle((c - 0.5, r - 0.5), 1, 1, fill=False,
+                                                          edgecolor="red", linewidth=1.0))
+        ax.imshow(img, interpolation="nearest", aspect="equal")
+        ax.set_title(str(pv), fontsize="medium")
+        ax.set_xticks([])
+        ax.set_yticks([0, rows - 1] if rows > 1 else [0])
+        ax.set_yticklabels([f"block {first}", f"block {first + (rows - 1) * cols}"][:2 if rows > 1 else 1],
+                           fontsize="small")
+        ax.grid(False)
+    kinds = [k for k in ZONE_MAP_HUES if k in set(data["kind"])]
+    handles = [matplotlib.patches.Patch(color=zone_map_colour(k, 0.0, False), label=k) for k in kinds]
+    handles.append(matplotlib.patches.Patch(color=zone_map_colour("Movable", 1.0, False),
+                                            label="lighter: more of the block free"))
+    if (data["kind"] == "free").any():
+        handles.append(matplotlib.patches.Patch(color=ZONE_MAP_FREE, label="all free"))
+    if data["hole"].any():
+        handles.append(matplotlib.patches.Patch(color=ZONE_MAP_HOLE, label="hole / reserved"))
+    if data["isolated"].any():
+        handles.append(matplotlib.patches.Patch(facecolor="white", edgecolor="red", label="isolated"))
+    _legend(fig, handles, title="pageblock")
+    return fig

@@ -3,7 +3,8 @@ no external resources: it opens offline in any browser) and a Markdown file with
 in `figures/` beside it.
 
 The document is plain data (`Document`, `Section`, `Table`, `Bullets`, `Pre`, paragraphs as
-strings, figures as `FigureSpec`); text uses one piece of markup, `backticks` for code. Output
+strings, figures as `FigureSpec`); text uses two pieces of markup, `backticks` for code and
+[text](target) for a link. Output
 is deterministic: the same document gives the same Markdown and HTML text.
 """
 
@@ -138,12 +139,16 @@ nav { font-size: .95em; }
 """
 
 
+_LINK = re.compile(r"\[([^\]]+)\]\(([^()\s\"]+)\)")
+
+
 def _inline(text: str) -> str:
-    """Escape, then `code` spans."""
+    """Escape, then `code` spans and [links](target) outside them."""
     parts = str(text).split("`")
     out = []
     for i, p in enumerate(parts):
-        out.append(f"<code>{html.escape(p)}</code>" if i % 2 else html.escape(p))
+        out.append(f"<code>{html.escape(p)}</code>" if i % 2 else
+                   _LINK.sub(r'<a href="\2">\1</a>', html.escape(p)))
     if len(parts) % 2 == 0:  # unbalanced backtick: keep it literal
         return html.escape(str(text))
     return "".join(out)

@@ -559,9 +559,10 @@ def replay(source, mode: str = "pinned", until: str | None = None, until_ts: flo
            probes: list[str] | tuple = (), max_order: int | None = None,
            pageblock_order: int | None = None, policy: str | None = None, check_every: int = 0,
            events: Events | None = None, capture: dict | None = None,
-           node_out: list | None = None) -> dict[str, Any]:
+           node_out: list | None = None, map_out: list | None = None) -> dict[str, Any]:
     """Replay a capture folder or trace (see `farm replay`); returns the JSON-ready result.
-    max_order and pageblock_order default to the capture's own (resolve_geometry())."""
+    max_order and pageblock_order default to the capture's own (resolve_geometry()). `node_out`
+    gets the node at the end, `map_out` its zone map (zonemap.model_zone_map()) before the probes."""
     if mode not in MODES:
         raise ReplayError(f"--mode {mode}: modes are {', '.join(MODES)}")
     if capture is None:
@@ -636,6 +637,9 @@ def replay(source, mode: str = "pinned", until: str | None = None, until_ts: flo
         cmp = _compare(capture, geo.zone, phase, fig)
         if cmp:
             out["versus_" + phase] = cmp
+    if map_out is not None:
+        from .zonemap import model_zone_map
+        map_out.append(model_zone_map(node))      # the state replayed to, before any probe
     if probes:
         from ..cell.probes import run_probes
         cc = np.zeros(8, dtype=np.int64)

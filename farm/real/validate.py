@@ -10,15 +10,18 @@ from typing import Any
 from kernels import constants as C
 
 from .replay import ReplayError, load_events, open_source, policy_for_kernel, replay
+from .zonemap import kernel_zone_map
 
 VALIDATE_PHASE = "mid"
 
 
-def validate(folder, with_policy: bool = True) -> dict[str, Any]:
+def validate(folder, with_policy: bool = True, zone_maps: bool = False) -> dict[str, Any]:
     """The judgement of one capture folder (`farm validate`): pinned replay to phase=mid against
     the mid snapshots, then the kernel's own sequence after it (compact, hugepages with the
     asked count, gigantic pages) against what the kernel obtained; with `with_policy`, the
-    placement agreement of the model's policy on the same sequence."""
+    placement agreement of the model's policy on the same sequence. With `zone_maps`, the result
+    also holds 'zone_map_mid': the kernel's map (from kpageflags.mid; None without it) and the
+    model's (farm/real/zonemap.py)."""
     capture, trace_path = open_source(folder)
     if not Path(folder).is_dir():
         raise ReplayError(f"{folder}: farm validate takes capture folders (laid out like ../shared/data/*)")
@@ -48,8 +51,9 @@ def validate(folder, with_policy: bool = True) -> dict[str, Any]:
             probes.append(f"hugepages:order=9,count={asked_2m}")
         if asked_1g:
             probes.append(f"gigantic:count={asked_1g},size=1G")
+    maps: list = []
     r = replay(folder, "pinned", until=until, probes=probes, policy=policy, events=events,
-               capture=capture)
+               capture=capture, map_out=maps)
     mid = r.get(f"versus_{VALIDATE_PHASE}")
     if has_mid and mid is None:
         skipped.append(f"no buddyinfo.{VALIDATE_PHASE}: nothing to compare the replayed state with")
@@ -81,6 +85,16 @@ def validate(folder, with_policy: bool = True) -> dict[str, Any]:
         out["placement_agreement"] = pol["replay"].get("placement_agreement")
         pmid = pol.get(f"versus_{VALIDATE_PHASE}")
         out["policy_buddyinfo_mid_l1"] = pmid["buddyinfo_l1"] if pmid else None
+    if zone_maps:
+        kpf = (capture.get("kpageflags") or {}).get(VALIDATE_PHASE) if has_mid else None
+        zone = r["zone"]
+        out["zone_map_mid"] = {
+            "zone": zone["name"],
+            "kernel": kernel_zone_map(kpf, zone["start_pfn"], zone["end_pfn"], r["pageblock_order"])
+            if kpf is not None else None,
+            "model": maps[0]}
+        if kpf is None:
+            skipped.append(f"zone map: no kpageflags.{VALIDATE_PHASE}, the kernel's side is not drawn")
     out["skipped"] = skipped
     return out
 

@@ -1,0 +1,93 @@
+"""Zone maps: one row per pageblock of a zone, for the kernel (from /proc/kpageflags) and for the
+model (from its state), drawn side by side by reports.figures.draw_zone_maps.
+
+A map is a dict of equal-length lists (JSON-ready): `block` (pageblock number, pfn >> pageblock_order),
+`kind` (the model's pageblock migratetype; for the kernel, what its pages hold, as kpageflags says:
+the capture records no pageblock types), `free` (share of the block's pages free in the buddy
+allocator), `hole` (every page of the block a hole or reserved) and `isolated` (MIGRATE_ISOLATE).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from kernels import constants as C
+
+from .captures import KPF_BUDDY, KPF_LRU, KPF_NOPAGE, KPF_RESERVED, KPF_SLAB
+
+#: What the kernel's pages of a block hold (no pageblock type in a capture): the names a map uses.
+FREE = "free"
+LRU = "LRU pages (movable content)"
+KERNEL = "kernel pages (unmovable content)"
+SLAB = "slab (reclaimable or unmovable content)"
+HOLE = "hole"
+
+
+def _blocks(mask: np.ndarray, start: int, end: int, pageblock_order: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per pageblock overlapping [start, end): (block numbers, pages of `mask` in the block within
+    the span). mask is indexed by pfn."""
+    pb = 1 << pageblock_order
+    first, last = start >> pageblock_order, (end + pb - 1) >> pageblock_order
+    padded = np.zeros((last - first) << pageblock_order, dtype=np.int64)
+    padded[start - (first << pageblock_order):end - (first << pageblock_order)] = mask[start:end]
+    return np.arange(first, last), padded.reshape(-1, pb).sum(axis=1)
+
+
+def model_zone_map(node) -> dict[str, list]:
+    """The map of the model's first zone, from its page flags and pageblock types."""
+    z = node[0]
+    start, end = int(z.zp[C.ZP_ZONE_START]), int(z.zp[C.ZP_ZONE_END])
+    pb_order = int(z.zp[C.ZP_PAGEBLOCK_ORDER])
+    flags = np.asarray(z.page_flags[:end])
+    heads = np.flatnonzero(flags & C.PG_BUDDY)
+    tails = np.minimum(heads + (1 << np.asarray(z.page_order[heads], dtype=np.int64)), end)
+    delta = np.zeros(end + 1, dtype=np.int64)
+    np.add.at(delta, heads, 1)
+    np.add.at(delta, tails, -1)
+    free = np.cumsum(delta[:end]) > 0
+    blocks, nfree = _blocks(free, start, end, pb_order)
+    _, nhole = _blocks((flags & C.PG_RESERVED) != 0, start, end, pb_order)
+    _, span = _blocks(np.ones(end, dtype=bool), start, end, pb_order)
+    mt = np.asarray(z.pb_mt)[blocks]
+    kinds = [C.MIGRATETYPE_NAMES[int(t)] for t in mt]
+    return {"block": blocks.tolist(), "kind": kinds, "free": (nfree / (1 << pb_order)).tolist(),
+            "hole": (nhole == span).tolist(), "isolated": (mt == C.MIGRATE_ISOLATE).tolist()}
+
+
+def kernel_zone_map(kpageflags: np.ndarray, start: int, end: int, pageblock_order: int) -> dict[str, list]:
+    """The map of the zone [start, end) from a /proc/kpageflags snapshot: each block's free share
+    (KPF_BUDDY marks every page of a free buddy block) and what most of its other pages are: LRU,
+    slab or other kernel pages."""
+    flags = np.zeros(end, dtype=np.uint64)
+    n = min(end, len(kpageflags))
+    flags[:n] = kpageflags[:n]
+
+    def bit(b):
+        return (flags >> np.uint64(b)) & np.uint64(1) != 0
+
+    hole = bit(KPF_NOPAGE) | bit(KPF_RESERVED)
+    hole[n:] = True
+    free = bit(KPF_BUDDY) & ~hole
+    lru = bit(KPF_LRU) & ~free & ~hole
+    slab = bit(KPF_SLAB) & ~free & ~hole
+    used = ~free & ~hole
+    blocks, nfree = _blocks(free, start, end, pageblock_order)
+    _, nhole = _blocks(hole, start, end, pageblock_order)
+    _, nlru = _blocks(lru, start, end, pageblock_order)
+    _, nslab = _blocks(slab, start, end, pageblock_order)
+    _, nused = _blocks(used, start, end, pageblock_order)
+    _, span = _blocks(np.ones(end, dtype=bool), start, end, pageblock_order)
+    kinds = []
+    for i in range(len(blocks)):
+        if nhole[i] == span[i]:
+            kinds.append(HOLE)
+        elif nused[i] == 0:
+            kinds.append(FREE)
+        elif 2 * nlru[i] >= nused[i]:
+            kinds.append(LRU)
+        elif 2 * nslab[i] >= nused[i]:
+            kinds.append(SLAB)
+        else:
+            kinds.append(KERNEL)
+    return {"block": blocks.tolist(), "kind": kinds, "free": (nfree / (1 << pageblock_order)).tolist(),
+            "hole": (nhole == span).tolist(), "isolated": [False] * len(blocks)}
