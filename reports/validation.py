@@ -18,6 +18,10 @@ def _pct(x) -> str:
     return "-" if x is None else f"{100 * x:.2f}%"
 
 
+def _n(x) -> str:
+    return "-" if x is None else str(x)
+
+
 def stem_of(capture: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", capture).strip("-") or "capture"
 
@@ -73,7 +77,7 @@ def capture_document(v: dict[str, Any]) -> Document:
         sections.append(Section("Pageblocks by migratetype at phase=mid (pagetypeinfo)", [
             Table(["migratetype", "kernel", "model"],
                   [[n, str(b["real"].get(n, 0)), str(b["model"].get(n, 0))] for n in names])]))
-    huge = [[label, str(h["asked"]), str(h["real"]), str(h["model"])]
+    huge = [[label, _n(h["asked"]), _n(h["real"]), _n(h["model"])]
             for label, h in (("2 MiB", v["hugepages_2m"]), ("1 GiB", v["hugepages_1g"])) if h["asked"]]
     if huge:
         sections.append(Section("Huge pages after compaction", [
@@ -95,7 +99,7 @@ def write_validation_report(results: list[dict[str, Any]], out_dir: str | Path) 
         rows.append([f"[{v['capture']}]({stem}.html)", str(v["kernel"]), v["policy"],
                      f"{v['max_order']} / {v['pageblock_order']}", _pct(v.get("buddyinfo_mid_l1")),
                      _pct(v.get("nr_free_mid_err")),
-                     " / ".join(str(x) for x in (v["hugepages_2m"]["real"], v["hugepages_2m"]["model"]))
+                     " / ".join(_n(x) for x in (v["hugepages_2m"]["real"], v["hugepages_2m"]["model"]))
                      if v["hugepages_2m"]["asked"] else "-",
                      _pct(v.get("placement_agreement"))])
     doc = Document("The model against real kernels (farm validate)", [
