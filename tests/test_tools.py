@@ -69,8 +69,9 @@ def test_the_browser_tests_fail_under_ci_without_chromium(tmp_path):
     empty = tmp_path / "empty-bin"
     empty.mkdir()
     target = TESTS / "test_reports_browser.py"
+    n = sum(line.startswith("def test_") for line in target.read_text().splitlines())
     code, out = run_pytest(tmp_path, target, None, path=str(empty))
-    assert code == 0 and "2 skipped" in out, out
+    assert code == 0 and f"{n} skipped" in out, out
     code, out = run_pytest(tmp_path, target, "true", path=str(empty))
-    assert code == 1 and "2 failed" in out, out
+    assert code == 1 and f"{n} failed" in out, out
     assert "chromium is not installed" in out, out
