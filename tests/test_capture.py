@@ -93,3 +93,15 @@ def test_capture_oom_is_named(tmp_path):
         cap.capture(KERNEL, "256M", "fragmenter:mb=600,pipes=16", out, hugepages="2M=1,1G=0",
                     timeout=300, log=lambda msg: None)
     assert (out / "console.log").exists()
+
+
+@pytest.mark.slow
+def test_capture_panic_and_lost_events_are_named(tmp_path):
+    _tools()
+    with pytest.raises(cap.CaptureFailed, match="panicked"):
+        cap.capture(KERNEL, "256M", "fragmenter:mb=8,pipes=8", tmp_path / "panic", hugepages="2M=1,1G=0",
+                    append="rdinit=/no-such-init", timeout=300, log=lambda msg: None)
+    assert "Kernel panic" in (tmp_path / "panic" / "console.log").read_text(errors="replace")
+    with pytest.raises(cap.CaptureFailed, match="trace events were lost"):
+        cap.capture(KERNEL, "256M", "fragmenter:mb=48,pipes=16", tmp_path / "lost", hugepages="2M=1,1G=0",
+                    trace_buffer_mb=1, timeout=300, log=lambda msg: None)
