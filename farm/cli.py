@@ -529,6 +529,28 @@ def build_parser() -> argparse.ArgumentParser:
                      help="also write an HTML and Markdown page per capture into OUT (zone maps of the kernel "
                           "and the model at phase=mid, buddyinfo, pageblock types, huge pages) and an index")
     val.set_defaults(func=cmd_validate)
+
+    cap = sub.add_parser("capture", help="record a capture of a real Linux kernel under qemu",
+                         description="Boot a kernel under qemu with a busybox initramfs, run a workload "
+                                     "with the page allocator traced, and write a capture folder laid out "
+                                     "like ../shared/data/* (readable by farm validate).")
+    cap.add_argument("--kernel", required=True, metavar="BZIMAGE|DEBIAN-PACKAGE",
+                     help="a bzImage, or a Debian package such as linux-image-6.12.*-cloud-amd64-unsigned")
+    cap.add_argument("--memory", default="512M", metavar="SIZE", help="guest memory [default: 512M]")
+    cap.add_argument("--workload", default="fragmenter", metavar="NAME[:k=v,...]",
+                     help="e.g. fragmenter:mb=200,pipes=100 [default: fragmenter]")
+    cap.add_argument("--hugepages", metavar="2M=N,1G=N",
+                     help="hugetlb pages asked after compaction [default: all memory in 2 MiB pages, "
+                          "1 GiB pages per whole GiB]")
+    cap.add_argument("--smp", type=int, default=1, metavar="N", help="guest cpus [default: 1]")
+    cap.add_argument("--timeout", type=float, default=1800, metavar="SECONDS", help="[default: 1800]")
+    cap.add_argument("--trace-buffer-mb", type=int, metavar="MB",
+                     help="ftrace buffer per cpu [default: an eighth of the memory]")
+    cap.add_argument("--accel", choices=("auto", "kvm", "tcg"), default="auto",
+                     help="auto: kvm when /dev/kvm works, else tcg [default: auto]")
+    cap.add_argument("--append", metavar="ARGS", help="extra kernel command line arguments")
+    cap.add_argument("-o", "--out", required=True, metavar="DIR", help="the capture folder to write")
+    cap.set_defaults(func=lambda args: __import__("farm.real.capture", fromlist=["main_args"]).main_args(args))
     return parser
 
 

@@ -1,0 +1,107 @@
+"""farm capture: a real kernel booted under qemu writes a capture folder that read_capture and
+farm validate take; its arguments, initramfs and failures named on one line."""
+
+import gzip
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from tools import require_tool
+
+from farm.real import capture as cap
+from farm.real.captures import read_capture
+
+KERNEL = os.environ.get("BUDDYFARM_TEST_KERNEL", "linux-image-6.12.*-cloud-amd64-unsigned")
+
+
+def test_arguments():
+    assert cap.parse_memory("512M") == 512 and cap.parse_memory("2G") == 2048
+    assert cap.parse_workload("fragmenter:mb=32,pipes=10", 512) == (
+        "fragmenter", {"mb": 32, "pipes": 10, "file_every": 64, "keep_one_in": 4})
+    assert cap.parse_workload("fragmenter", 2560)[1]["mb"] == 1100
+    assert cap.parse_hugepages("2M=300,1G=2", 512) == {"2m": 300, "1g": 2}
+    assert cap.parse_hugepages(None, 512) == {"2m": 256, "1g": 1}
+    for bad in (lambda: cap.parse_memory("lots"), lambda: cap.parse_workload("nope", 512),
+                lambda: cap.parse_workload("fragmenter:size=3", 512),
+                lambda: cap.parse_hugepages("3M=1", 512)):
+        with pytest.raises(cap.CaptureFailed):
+            bad()
+
+
+def test_cpio_newc(tmp_path):
+    cpio = shutil.which("cpio")
+    if cpio is None:
+        pytest.skip("cpio is not installed")
+    c = cap.Cpio()
+    c.dir("bin")
+    c.file("bin/hello", b"hello\n")
+    c.symlink("bin/hi", "hello")
+    (tmp_path / "a.cpio").write_bytes(c.bytes())
+    listing = subprocess.run([cpio, "-itv"], stdin=open(tmp_path / "a.cpio", "rb"), capture_output=True,
+                             text=True, check=True).stdout
+    assert "bin/hello" in listing and "bin/hi -> hello" in listing
+
+
+def test_missing_qemu_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.setattr(cap.shutil, "which", lambda name: None)
+    with pytest.raises(cap.CaptureFailed, match=r"^qemu-system-x86_64 is not installed"):
+        cap.capture("bzImage", "512M", "fragmenter", tmp_path / "out")
+
+
+def _tools():
+    require_tool("qemu-system-x86_64", shutil.which("qemu-system-x86_64"), "apt-get install -y qemu-system-x86")
+    require_tool("gcc", shutil.which("gcc"), "apt-get install -y gcc libc6-dev")
+    require_tool("busybox", shutil.which("busybox") or "/bin/busybox", "apt-get install -y busybox-static")
+    if not Path(KERNEL).exists():
+        require_tool("apt-get", shutil.which("apt-get"), "a Debian system, or BUDDYFARM_TEST_KERNEL=bzImage")
+
+
+@pytest.mark.slow
+def test_capture_end_to_end(tmp_path):
+    _tools()
+    from farm.real.validate import validate
+    out = tmp_path / "cap"
+    r = cap.capture(KERNEL, "512M", "fragmenter:mb=48,pipes=64", out, hugepages="2M=64,1G=1",
+                    timeout=300, log=lambda msg: None)
+    names = [p for p, _ in r["phases"]]
+    for phase in ("work-start", "work-end", "mid", "compacted", "hugepages-2m-done", "hugepages-1g-done",
+                  "done"):
+        assert phase in names
+    c = read_capture(out)
+    assert c["kernel_version"] is not None and c["trace"].endswith("trace.txt.gz")
+    assert set(c["snapshots"]["buddyinfo"]) == {"before", "mid", "compacted", "after"}
+    assert {"before", "mid"} <= set(c["snapshots"]["kpageflags"])
+    assert c["trace_stats"]["overrun"] == 0 and c["trace_stats"]["entries"] > 0
+    assert c["hugepages_2m_asked"] == 64 and 0 <= c["hugepages_2m"] <= 64
+    assert c["work_log"].startswith("pipes=64 ")
+    assert (out / "console.log").exists()
+    with gzip.open(out / "trace.txt.gz", "rt") as f:
+        markers = [line.split("tracing_mark_write: ")[1].strip() for line in f if "tracing_mark_write" in line]
+    assert markers[:4] == ["phase=work-start", "phase=work-end", "phase=mid", "phase=compacted"]
+    assert markers[4].startswith("phase=hugepages-2m-done got=")
+    v = validate(out, with_policy=False)
+    assert v["buddyinfo_mid_l1"] is not None and 0 <= v["buddyinfo_mid_l1"] < 0.05
+
+
+@pytest.mark.slow
+def test_capture_oom_is_named(tmp_path):
+    _tools()
+    out = tmp_path / "oom"
+    with pytest.raises(cap.CaptureFailed, match="OOM-killed"):
+        cap.capture(KERNEL, "256M", "fragmenter:mb=600,pipes=16", out, hugepages="2M=1,1G=0",
+                    timeout=300, log=lambda msg: None)
+    assert (out / "console.log").exists()
+
+
+@pytest.mark.slow
+def test_capture_panic_and_lost_events_are_named(tmp_path):
+    _tools()
+    with pytest.raises(cap.CaptureFailed, match="panicked"):
+        cap.capture(KERNEL, "256M", "fragmenter:mb=8,pipes=8", tmp_path / "panic", hugepages="2M=1,1G=0",
+                    append="rdinit=/no-such-init", timeout=300, log=lambda msg: None)
+    assert "Kernel panic" in (tmp_path / "panic" / "console.log").read_text(errors="replace")
+    with pytest.raises(cap.CaptureFailed, match="trace events were lost"):
+        cap.capture(KERNEL, "256M", "fragmenter:mb=48,pipes=16", tmp_path / "lost", hugepages="2M=1,1G=0",
+                    trace_buffer_mb=1, timeout=300, log=lambda msg: None)
