@@ -19,8 +19,16 @@ KERNEL = os.environ.get("BUDDYFARM_TEST_KERNEL", "linux-image-6.12.*-cloud-amd64
 def test_arguments():
     assert cap.parse_memory("512M") == 512 and cap.parse_memory("2G") == 2048
     assert cap.parse_workload("fragmenter:mb=32,pipes=10", 512) == (
-        "fragmenter", {"mb": 32, "pipes": 10, "file_every": 64, "keep_one_in": 4})
+        "fragmenter", {"mb": 32, "pipes": 10, "file_every": 64, "keep_one_in": 4, "seed": 1})
     assert cap.parse_workload("fragmenter", 2560)[1]["mb"] == 1100
+    # text values pass as they are; an empty one (the program's own default) is not passed
+    assert cap.parse_workload("thp:defrag=defer+madvise", 1024) == (
+        "thp", {"mb": 256, "rounds": 3, "split": 1, "defrag": "defer+madvise"})
+    assert cap.parse_workload("scatterer", 1000)[1]["fill_mb"] == 600
+    with pytest.raises(cap.CaptureFailed, match="characters"):
+        cap.parse_workload("thp:defrag=a;reboot", 512)
+    with pytest.raises(cap.CaptureFailed, match="whole number"):
+        cap.parse_workload("scatterer:rounds=many", 512)
     assert cap.parse_hugepages("2M=300,1G=2", 512) == {"2m": 300, "1g": 2}
     assert cap.parse_hugepages(None, 512) == {"2m": 256, "1g": 1}
     for bad in (lambda: cap.parse_memory("lots"), lambda: cap.parse_workload("nope", 512),
@@ -75,7 +83,7 @@ def test_capture_end_to_end(tmp_path):
     assert {"before", "mid"} <= set(c["snapshots"]["kpageflags"])
     assert c["trace_stats"]["overrun"] == 0 and c["trace_stats"]["entries"] > 0
     assert c["hugepages_2m_asked"] == 64 and 0 <= c["hugepages_2m"] <= 64
-    assert c["work_log"].startswith("pipes=64 ")
+    assert c["work_log"].startswith("fragmenter: mb=48 pages=12288 ") and " pipes=64 " in c["work_log"]
     assert (out / "console.log").exists()
     with gzip.open(out / "trace.txt.gz", "rt") as f:
         markers = [line.split("tracing_mark_write: ")[1].strip() for line in f if "tracing_mark_write" in line]
@@ -83,6 +91,27 @@ def test_capture_end_to_end(tmp_path):
     assert markers[4].startswith("phase=hugepages-2m-done got=")
     v = validate(out, with_policy=False)
     assert v["buddyinfo_mid_l1"] is not None and 0 <= v["buddyinfo_mid_l1"] < 0.05
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("workload, log", [
+    ("scatterer:fill_mb=200,rounds=3000", r"scatterer: fill_mb=200 pages=51200 rounds=3000 freed=\d+ pipes=3000 "),
+    ("thp:mb=64,rounds=2", r"thp: mb=64 rounds=2 regions=64 thp=[1-9]\d* split=1 split_left=0 .* enabled=madvise "),
+    ("pagecache:mb=48,files=8", r"pagecache: dir=/mnt fs=ext2/3/4 files=8 written=50331648 read=100663296 "),
+    ("mixed:rounds=2,anon_mb=32,tmpfs_mb=16,pipes=50,forks=4,thp_mb=8", r"mixed: rounds=2 .* pipes=100 pipes_wanted=100 forks=8 thp=[1-9]\d* "),
+])
+def test_every_workload_runs_in_the_guest(tmp_path, workload, log):
+    _tools()
+    import re
+
+    from farm.real.validate import validate
+    out = tmp_path / "cap"
+    cap.capture(KERNEL, "512M", workload, out, hugepages="2M=16,1G=0", timeout=300, log=lambda msg: None)
+    c = read_capture(out)
+    assert re.match(log, c["work_log"]), c["work_log"]
+    assert c["trace_stats"]["overrun"] == 0
+    v = validate(out, with_policy=False)
+    assert v["buddyinfo_mid_l1"] is not None
 
 
 @pytest.mark.slow

@@ -37,7 +37,12 @@ def readme_test_command() -> str:
     return block.splitlines()[1].rsplit(" && ", 1)[1]
 
 
-def run_ci(tmp_path: Path, fail_at: str = "", chromium: bool = True) -> tuple[int, list[str]]:
+#: What .ci/run installs when missing: the command it looks for -> the Debian packages.
+INSTALLED = {"chromium": "chromium", "qemu-system-x86_64": "qemu-system-x86", "busybox": "busybox-static",
+             "gcc": "gcc libc6-dev"}
+
+
+def run_ci(tmp_path: Path, fail_at: str = "", present=tuple(INSTALLED)) -> tuple[int, list[str]]:
     require_tool("bash", BASH)
     project = tmp_path / "project"
     (project / ".ci").mkdir(parents=True)
@@ -48,7 +53,7 @@ def run_ci(tmp_path: Path, fail_at: str = "", chromium: bool = True) -> tuple[in
         (bin_dir / tool).symlink_to(shutil.which(tool))
     template = tmp_path / "stub"
     template.write_text(STUB.format(bash=BASH, name="{name}", body=""))
-    tools = {"python3": VENV, "apt-get": ""} | ({"chromium": ""} if chromium else {})
+    tools = {"python3": VENV, "apt-get": ""} | {name: "" for name in present}
     for name, body in tools.items():
         (bin_dir / name).write_text(STUB.format(bash=BASH, name=name, body=body))
         (bin_dir / name).chmod(0o755)
@@ -72,10 +77,14 @@ def test_every_step_runs_in_order_with_the_readme_test_command(tmp_path):
     assert all(" CI=true " in line for line in log), "tests run with CI=true: a missing tool fails them"
 
 
-def test_chromium_is_installed_when_it_is_missing(tmp_path):
-    code, calls = run_ci(tmp_path, chromium=False)
+@pytest.mark.parametrize("missing", [("chromium",), ("qemu-system-x86_64", "busybox"), tuple(INSTALLED)])
+def test_missing_tools_are_installed(tmp_path, missing):
+    code, calls = run_ci(tmp_path, present=[t for t in INSTALLED if t not in missing])
     assert code == 0
-    assert calls[:2] == ["apt-get update -qq", "apt-get install -y -qq --no-install-recommends chromium"]
+    packages = " ".join(INSTALLED[t] for t in INSTALLED if t in missing)
+    assert calls[:2] == ["apt-get update -qq", f"apt-get install -y -qq --no-install-recommends {packages}"]
+    assert calls[2:] == ["python3 -m venv .venv", "pip install -q -e .[test]", "python -m pytest -q",
+                         "python -m pytest -q -m kernels"]
 
 
 @pytest.mark.parametrize("fail_at, ran", [
@@ -85,6 +94,6 @@ def test_chromium_is_installed_when_it_is_missing(tmp_path):
     ("pytest", ["python3 -m venv .venv", "pip install -q -e .[test]", "python -m pytest -q"]),
 ])
 def test_a_failing_step_stops_the_script(tmp_path, fail_at, ran):
-    code, calls = run_ci(tmp_path, fail_at=fail_at, chromium=fail_at != "update")
+    code, calls = run_ci(tmp_path, fail_at=fail_at, present=() if fail_at == "update" else tuple(INSTALLED))
     assert code == 3
     assert calls == ran

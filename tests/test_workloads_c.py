@@ -19,8 +19,9 @@ import pytest
 from tools import require_tool
 
 WORKLOADS = Path(__file__).resolve().parent.parent / "farm" / "real" / "workloads"
-NAMES = ["scatterer", "thp", "pagecache", "mixed"]
+NAMES = ["fragmenter", "scatterer", "thp", "pagecache", "mixed"]
 KEYS = {
+    "fragmenter": "mb pages files files_kept pipes pipes_wanted seed holder",
     "scatterer": "fill_mb pages rounds freed pipes pipes_wanted seed holder",
     "thp": "mb rounds regions thp split split_left per_round enabled defrag",
     "pagecache": "dir fs files written read passes fsync",
@@ -140,6 +141,17 @@ def test_scatterer_frees_pages_and_holds_one_pipe_a_round(build):
     with workload(exe, "fill_mb=4", "rounds=300", "seed=7") as (s, _):
         assert {k: v for k, v in s.items() if k != "holder"} == \
             {k: v for k, v in first.items() if k != "holder"}, "not deterministic for a seed"
+
+
+def test_fragmenter_interleaves_files_and_pipes_then_keeps_one_file_in_n(build, tmp_path):
+    exe = build("fragmenter")
+    with workload(exe, "mb=2", "pipes=40", "file_every=16", "keep_one_in=3", f"dir={tmp_path}") as (s, _):
+        assert s["pages"] == 512 and s["files"] == 512 // 16 and s["pipes_wanted"] == 40
+        assert s["pipes"] == 40 or 0 < s["pipes"] < 40
+        kept = sorted(p.name for p in tmp_path.iterdir())
+        assert len(kept) == s["files_kept"] and 0 < s["files_kept"] < s["files"]
+        assert all(1 <= (tmp_path / n).stat().st_size // 4096 <= 8 for n in kept)
+        assert held_fds(s["holder"]) >= s["pipes"]
 
 
 def test_scatterer_stops_freeing_when_every_page_is_gone(build):

@@ -12,7 +12,9 @@ How it goes:
 - the initramfs (cpio newc, gzip, written here) holds busybox-static with its applets, the
   workload compiled static from farm/real/workloads/NAME.c and an /init script;
 - the guest writes its files as a tar to a raw virtio disk (/dev/vda) and the trace text raw to
-  a second one (/dev/vdb); the host unpacks the tar, gzips the trace and the kpageflags;
+  a second one (/dev/vdb); the host unpacks the tar, gzips the trace and the kpageflags; a third
+  (/dev/vdc) is an ext2 file system at /mnt, for page cache that reclaim can drop (the
+  initramfs's own files cannot be reclaimed);
 - the guest prints `buddyfarm: phase=NAME` lines on the serial console, which the host follows
   (console.log in the output folder) to print each phase with its elapsed time.
 
@@ -43,10 +45,33 @@ __all__ = ["CaptureFailed", "WORKLOADS", "capture", "parse_memory", "parse_workl
 WORKLOAD_DIR = Path(__file__).with_name("workloads")
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "buddyfarm" / "kernels"
 
-#: Workloads: their parameters in argv order, with defaults (None: computed from the guest memory).
+#: Workloads (farm/real/workloads/NAME.c): their key=value parameters with the defaults a capture
+#: passes (None: computed from the guest memory by _memory_defaults; "": the program's own default,
+#: not passed). A value is a whole number where the default is one, else text.
 WORKLOADS = {
-    "fragmenter": {"mb": None, "pipes": None, "file_every": 64, "keep_one_in": 4},
+    "fragmenter": {"mb": None, "pipes": None, "file_every": 64, "keep_one_in": 4, "seed": 1},
+    "scatterer": {"fill_mb": None, "rounds": 20000, "free_per_round": 2, "seed": 1},
+    "thp": {"mb": None, "rounds": 3, "split": 1, "defrag": "", "enabled": ""},
+    "pagecache": {"mb": None, "files": 50, "passes": 2, "fsync": 1},
+    "mixed": {"rounds": 3, "anon_mb": None, "tmpfs_mb": None, "pipes": 200, "forks": 8, "thp_mb": 32, "seed": 1},
 }
+
+
+def _memory_defaults(name: str, params: dict, memory_mib: int) -> None:
+    """Sizes that follow the guest's memory (a trace buffer of an eighth of it is set aside)."""
+    defaults = {
+        "fragmenter": {"mb": memory_mib * 43 // 100},            # as ../shared/data: 1100 MiB of 2560
+        "scatterer": {"fill_mb": memory_mib * 60 // 100},        # memory tight: what is left is small
+        "thp": {"mb": memory_mib // 4},
+        "pagecache": {"mb": memory_mib // 4},
+        "mixed": {"anon_mb": memory_mib // 5, "tmpfs_mb": memory_mib // 10},
+    }[name]
+    for key, value in defaults.items():
+        if params[key] is None:
+            params[key] = value
+    if name == "fragmenter" and params["pipes"] is None:
+        params["pipes"] = max(16, params["mb"] // 2)
+
 
 #: The trace events enabled (kmem), besides every compaction:* event.
 KMEM_EVENTS = ("mm_page_alloc", "mm_page_free", "mm_page_free_batched", "mm_page_alloc_extfrag",
@@ -83,7 +108,7 @@ def parse_memory(text: str) -> int:
 
 
 def parse_workload(text: str, memory_mib: int) -> tuple[str, dict]:
-    """'fragmenter:mb=100,pipes=200' -> ('fragmenter', {every parameter})."""
+    """'fragmenter:mb=100,pipes=200' -> ('fragmenter', {every parameter passed})."""
     name, _, rest = text.partition(":")
     if name not in WORKLOADS:
         raise CaptureFailed(f"--workload {name!r}: unknown (known: {', '.join(WORKLOADS)})")
@@ -92,17 +117,19 @@ def parse_workload(text: str, memory_mib: int) -> tuple[str, dict]:
         key, eq, value = item.partition("=")
         if not eq or key not in params:
             raise CaptureFailed(f"--workload {text!r}: {item!r} is not one of "
-                                + ", ".join(f"{k}=N" for k in params))
+                                + ", ".join(f"{k}=..." for k in params))
+        if isinstance(WORKLOADS[name][key], str):
+            if not re.fullmatch(r"[A-Za-z0-9_+./-]*", value):
+                raise CaptureFailed(f"--workload {text!r}: {key}={value!r} has characters other than "
+                                    "letters, digits and _+./-")
+            params[key] = value
+            continue
         try:
             params[key] = int(value)
         except ValueError:
             raise CaptureFailed(f"--workload {text!r}: {key} must be a whole number") from None
-    if name == "fragmenter":
-        if params["mb"] is None:            # as ../shared/data: 1100 MiB of 2560
-            params["mb"] = memory_mib * 43 // 100
-        if params["pipes"] is None:
-            params["pipes"] = max(16, params["mb"] // 2)
-    return name, params
+    _memory_defaults(name, params, memory_mib)
+    return name, {k: v for k, v in params.items() if v != ""}
 
 
 def parse_hugepages(text: str | None, memory_mib: int) -> dict[str, int]:
@@ -365,9 +392,14 @@ for m in {' '.join(modules)}; do
     insmod /lib/modules/$m.ko || say "error=insmod $m failed"
 done
 i=0
-while [ ! -b /dev/vdb ] && [ $i -lt 200 ]; do sleep 0.1; i=$((i+1)); done
-[ -b /dev/vda ] && [ -b /dev/vdb ] || {{ say "error=no virtio disks /dev/vda and /dev/vdb in the guest"; poweroff -f; }}
+while [ ! -b /dev/vdc ] && [ $i -lt 200 ]; do sleep 0.1; i=$((i+1)); done
+[ -b /dev/vda ] && [ -b /dev/vdb ] && [ -b /dev/vdc ] || {{ say "error=no virtio disks /dev/vda, /dev/vdb and /dev/vdc in the guest"; poweroff -f; }}
+mkdir -p /mnt
+mke2fs -q /dev/vdc > /dev/null 2>&1 && mount -t ext2 /dev/vdc /mnt || {{ say "error=cannot make or mount an ext2 file system on /dev/vdc"; poweroff -f; }}
 say phase=boot
+# transparent_hugepage=madvise of the command line: hugepage_init() turns THP off in a guest of
+# less than 512 MiB of RAM, whatever the command line says; /sys turns it back on
+echo madvise > /sys/kernel/mm/transparent_hugepage/enabled 2>/dev/null
 [ -e $T/trace_marker ] || fail "no tracefs at $T"
 echo 0 > $T/tracing_on
 echo {trace_kb} > $T/buffer_size_kb || fail "cannot set a {trace_kb} KiB trace buffer"
@@ -532,18 +564,22 @@ def capture(kernel: str, memory: str, workload: str, out: str | Path, hugepages:
         modules = needed_modules(k)
         trace_kb = (trace_buffer_mb * 1024 if trace_buffer_mb
                     else max(16 << 10, (memory_mib * 1024 // 8) // smp))
-        initrd = build_initramfs(work, wname, list(wparams.values()), huge, trace_kb, modules)
-        files_img, trace_img = work / "files.img", work / "trace.img"
+        initrd = build_initramfs(work, wname, [f"{k}={v}" for k, v in wparams.items()], huge, trace_kb,
+                                 modules)
+        files_img, trace_img, scratch_img = work / "files.img", work / "trace.img", work / "scratch.img"
         with open(files_img, "wb") as f:
             f.truncate(max(256, memory_mib // 2) << 20)
         with open(trace_img, "wb") as f:
             f.truncate(64 << 30)                       # sparse: only what the guest writes is stored
+        with open(scratch_img, "wb") as f:             # /mnt: ext2, for page cache that can be reclaimed
+            f.truncate(max(256, memory_mib) << 20)
         accel = accel if accel != "auto" else ("kvm" if kvm_usable() else "tcg")
         cmdline = f"console=ttyS0 quiet transparent_hugepage=madvise panic=-1 {append}".strip()
         cmd = [qemu, "-accel", accel, "-cpu", "host" if accel == "kvm" else "max", "-m", f"{memory_mib}M", "-smp", str(smp), "-nographic", "-no-reboot",
                "-kernel", k["bzimage"], "-initrd", str(initrd), "-append", cmdline,
                "-drive", f"file={files_img},format=raw,if=virtio,cache=unsafe",
-               "-drive", f"file={trace_img},format=raw,if=virtio,cache=unsafe"]
+               "-drive", f"file={trace_img},format=raw,if=virtio,cache=unsafe",
+               "-drive", f"file={scratch_img},format=raw,if=virtio,cache=unsafe"]
         log(f"kernel {k['package'] or k['bzimage']}{' (modules: ' + ', '.join(n for n, _ in modules) + ')' if modules else ''}")
         log(f"workload {wname} {' '.join(f'{a}={b}' for a, b in wparams.items())}; "
             f"hugepages 2M={huge['2m']} 1G={huge['1g']}; trace buffer {trace_kb} KiB per cpu; "

@@ -1,70 +1,93 @@
-/* Fragmenter: interleave movable memory (anon pages, tmpfs page cache) with unmovable kernel
- * memory (pipe buffers held by a long-lived holder process), then free most of the movable memory.
+/*
+ * fragmenter: movable memory interleaved with long-lived unmovable pages, then mostly freed (the
+ * shape of the shared captures' work2.c and of mmtests' stress-highalloc).
  *
- *   fragmenter MB PIPES [FILE_EVERY [KEEP_ONE_IN [DIR]]]
+ * Touches `mb` MiB of anonymous memory one 4 KiB mapping at a time; every `file_every` pages it
+ * writes a tmpfs file of 1..8 pages (page cache, movable) into `dir`; `pipes` times, spread
+ * evenly over the run, it creates a pipe and writes one page into it (a pipe buffer page:
+ * unmovable). The allocator places the pipe pages among the movable pages of the same moment,
+ * so after the movable memory goes, each of them pins its pageblock. At the end every anonymous
+ * mapping is unmapped and all files but one in `keep_one_in` are deleted; the pipes go to a
+ * holder process that outlives the workload.
  *
- * MB: anon memory touched one 4 KiB mapping at a time; PIPES: pipes each holding one page, spread
- * evenly over the run and handed to a holder that outlives this process; FILE_EVERY: one tmpfs file
- * of 1-8 pages per that many anon pages (default 64); KEEP_ONE_IN: one file in that many is kept
- * (default 4); DIR: where the files go (default /tmp). Prints one line: pipes= files= holder=.
+ * Parameters (key=value):
+ *   mb=200            anonymous memory, MiB, in 4 KiB mappings
+ *   pipes=300         pipe buffer pages held
+ *   file_every=64     one tmpfs file per this many anonymous pages
+ *   keep_one_in=4     one file in this many is kept, the others deleted
+ *   dir=/tmp          where the files go (a tmpfs in the guest)
+ *   seed=1            random seed (file sizes, which files are kept)
+ *
+ * Prints: fragmenter: mb=M pages=N files=F files_kept=K pipes=P pipes_wanted=W seed=S holder=PID
  */
 #define _GNU_SOURCE
-#include <fcntl.h>
-#include <signal.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/mman.h>
-#include <sys/resource.h>
-#include <unistd.h>
+#define WORKLOAD "fragmenter"
+#include "workload.h"
 
-static unsigned long rng = 0x9E3779B97F4A7C15UL;
-static unsigned long xr(void) { rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17; return rng; }
+static const char *const known[] = {"mb", "pipes", "file_every", "keep_one_in", "dir", "seed", NULL};
 
-int main(int argc, char **argv) {
-    long mb = argc > 1 ? atol(argv[1]) : 200;
-    long holdfd = argc > 2 ? atol(argv[2]) : 300;
-    long file_every = argc > 3 ? atol(argv[3]) : 64;
-    long keep_one_in = argc > 4 ? atol(argv[4]) : 4;
-    const char *dir = argc > 5 ? argv[5] : "/tmp";
-    if (mb <= 0 || holdfd < 0 || file_every <= 0 || keep_one_in <= 0) {
-        fprintf(stderr, "usage: fragmenter MB PIPES [FILE_EVERY [KEEP_ONE_IN [DIR]]]\n");
-        return 2;
-    }
-    struct rlimit rl = {2 * holdfd + 64, 2 * holdfd + 64};
-    setrlimit(RLIMIT_NOFILE, &rl);
-    size_t pg = 4096, n = (size_t)mb * 256;
-    size_t pipe_every = holdfd ? n / holdfd : n + 1;
-    if (pipe_every == 0) pipe_every = 1;
-    int (*pf)[2] = calloc(holdfd ? holdfd : 1, sizeof(int[2]));
-    char **pages = calloc(n, sizeof(char *));
-    if (!pf || !pages) { perror("calloc"); return 1; }
-    char buf[4096]; memset(buf, 7, sizeof buf);
-    char name[256]; long nf = 0, np = 0;
-    for (size_t i = 0; i < n; i++) {
-        pages[i] = mmap(0, pg, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-        if (pages[i] == MAP_FAILED) { perror("mmap"); return 1; }
-        pages[i][0] = 1;
-        if (i % file_every == 0) {
-            snprintf(name, sizeof name, "%s/g%ld", dir, nf++);
-            int fd = open(name, O_CREAT | O_WRONLY, 0600);
-            if (fd < 0) { perror(name); return 1; }
-            int k = xr() % 8 + 1;
-            for (int w = 0; w < k; w++) if (write(fd, buf, pg) != (ssize_t)pg) { perror("write"); return 1; }
+int main(int argc, char **argv)
+{
+    params_check(argc, argv, known);
+    long mb = param_long_min(argc, argv, "mb", 200, 1);
+    long pipes_wanted = param_long_min(argc, argv, "pipes", 300, 0);
+    long file_every = param_long_min(argc, argv, "file_every", 64, 1);
+    long keep_one_in = param_long_min(argc, argv, "keep_one_in", 4, 1);
+    const char *dir = param_str(argc, argv, "dir", "/tmp");
+    long seed = param_long(argc, argv, "seed", 1);
+    rng_seed((uint64_t)seed);
+
+    long pipes_room = fd_room(pipes_wanted);
+    size_t pages = (size_t)mb << 8;
+    size_t pipe_every = pipes_wanted ? pages / (size_t)pipes_wanted : pages + 1;
+    if (pipe_every == 0)
+        pipe_every = 1;
+    char **maps = malloc(sizeof(char *) * pages);
+    int *readers = malloc(sizeof(int) * (size_t)(pipes_room ? pipes_room : 1));
+    if (!maps || !readers)
+        fail("malloc");
+    char buf[PAGE], name[4096];
+    memset(buf, 0x3c, sizeof buf);
+
+    long files = 0, pipes = 0;
+    for (size_t i = 0; i < pages; i++) {
+        maps[i] = mmap(NULL, PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (maps[i] == MAP_FAILED)
+            fail("mmap page %zu", i);
+        maps[i][0] = 1;
+        if (i % (size_t)file_every == 0) {
+            snprintf(name, sizeof name, "%s/frag%ld", dir, files);
+            int fd = open(name, O_CREAT | O_TRUNC | O_WRONLY, 0600);
+            if (fd < 0)
+                fail("open %s", name);
+            long n = 1 + (long)rng_below(8);
+            for (long w = 0; w < n; w++)
+                if (write(fd, buf, sizeof buf) != (ssize_t)sizeof buf)
+                    fail("write %s", name);
             close(fd);
+            files++;
         }
-        if (i % pipe_every == 0 && np < holdfd) {
-            if (pipe(pf[np]) == 0) { if (write(pf[np][1], buf, pg) == (ssize_t)pg) np++; }
+        if (i % pipe_every == 0 && pipes < pipes_wanted && pipes < pipes_room) {
+            readers[pipes] = pipe_page(pipes);
+            pipes++;
         }
     }
-    /* delete all files but one in KEEP_ONE_IN, free every anon page */
-    for (long f = 0; f < nf; f++)
-        if (xr() % keep_one_in) { snprintf(name, sizeof name, "%s/g%ld", dir, f); unlink(name); }
-    for (size_t i = 0; i < n; i++) munmap(pages[i], pg);
-    /* hand the pipes to a holder that outlives us */
-    fflush(stdout);
-    pid_t h = fork();
-    if (h == 0) { setsid(); for (;;) pause(); }
-    printf("pipes=%ld files=%ld holder=%d\n", np, nf, (int)h);
+
+    long kept = 0;
+    for (long f = 0; f < files; f++) {
+        if (rng_below((uint64_t)keep_one_in) == 0) {
+            kept++;
+            continue;
+        }
+        snprintf(name, sizeof name, "%s/frag%ld", dir, f);
+        if (unlink(name) != 0)
+            fail("unlink %s", name);
+    }
+    for (size_t i = 0; i < pages; i++)
+        if (munmap(maps[i], PAGE) != 0)
+            fail("munmap page %zu", i);
+    pid_t holder = start_holder();
+    printf("%s: mb=%ld pages=%zu files=%ld files_kept=%ld pipes=%ld pipes_wanted=%ld seed=%ld holder=%d\n",
+           WORKLOAD, mb, pages, files, kept, pipes, pipes_wanted, seed, (int)holder);
     return 0;
 }

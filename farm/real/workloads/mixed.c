@@ -131,12 +131,7 @@ int main(int argc, char **argv)
 
         /* 3. pipes, kept */
         for (long p = 0; p < pipes_per_round && pipes < pipes_room; p++) {
-            int fd[2];
-            if (pipe(fd) != 0)
-                fail("pipe (%ld open)", pipes);
-            if (write(fd[1], buf, PAGE) != (ssize_t)PAGE)
-                fail("write to pipe %ld", pipes);
-            close(fd[1]);
+            pipe_page(pipes);
             pipes++;
         }
 

@@ -50,7 +50,7 @@ static const char *fs_name(const char *dir, char *buf, size_t size)
     if (statfs(dir, &st) != 0)
         fail("statfs %s", dir);
     switch ((unsigned long)st.f_type) {
-    case 0xEF53: return "ext4";
+    case 0xEF53: return "ext2/3/4";
     case 0x01021994: return "tmpfs";
     case 0x858458F6: return "ramfs";
     case 0x58465342: return "xfs";

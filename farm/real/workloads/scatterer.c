@@ -57,8 +57,6 @@ int main(int argc, char **argv)
     int *readers = malloc(sizeof(int) * (size_t)(pipes_room ? pipes_room : 1));
     if (!gone || !readers)
         fail("malloc");
-    char buf[PAGE];
-    memset(buf, 0x5a, sizeof buf);
 
     size_t freed = 0;
     long pipes = 0;
@@ -74,13 +72,8 @@ int main(int argc, char **argv)
             freed++;
         }
         if (pipes < pipes_room) {
-            int fd[2];
-            if (pipe(fd) != 0)
-                fail("pipe (%ld open)", pipes);
-            if (write(fd[1], buf, sizeof buf) != (ssize_t)sizeof buf)
-                fail("write to pipe %ld", pipes);
-            close(fd[1]);
-            readers[pipes++] = fd[0];
+            readers[pipes] = pipe_page(pipes);
+            pipes++;
         }
     }
 

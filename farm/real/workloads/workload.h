@@ -113,6 +113,22 @@ static inline long fd_room(long want)
     return room < want ? room : want;
 }
 
+/* One unmovable kernel page held: a new pipe with one page written into it (a pipe buffer page);
+   the write end is closed, the read end returned (keep it open, or hand it to a holder). `n` is
+   how many the caller holds already, for the error message. */
+static inline int pipe_page(long n)
+{
+    static char page[PAGE];
+    int fd[2];
+    memset(page, 0x5a, sizeof page);
+    if (pipe(fd) != 0)
+        fail("pipe (%ld open)", n);
+    if (write(fd[1], page, sizeof page) != (ssize_t)sizeof page)
+        fail("write to pipe %ld", n);
+    close(fd[1]);
+    return fd[0];
+}
+
 /* Fork a holder: a child in its own session, stdin/stdout/stderr on /dev/null (so that whoever
    reads the workload's output sees it end), that pause()s forever and so keeps every descriptor
    the workload had open (and the kernel memory behind them) alive after the workload exits.
