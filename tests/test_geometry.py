@@ -82,3 +82,27 @@ def test_snapshots_of_two_geometries_are_an_error(tmp_path):
 def test_the_shared_captures_are_max_order_10_pageblock_order_9(name):
     # their README: "largest order 10, pageblock_order 9"
     assert RP.capture_geometry(read_capture(DATA / name)) == {"max_order": 10, "pageblock_order": 9}
+
+
+# A capture made by `farm capture` (Debian's 6.12 cloud kernel, 512 MiB, the fragmenter), kept in
+# the repository so that the model is judged by a real kernel even where ../shared/data is absent.
+SMALL = Path(__file__).resolve().parent / "data" / "k6.12-fragmenter-512m"
+
+
+def test_a_small_real_capture_is_read_at_its_geometry():
+    cap = read_capture(SMALL)
+    assert cap["kernel_version"] == (6, 12)
+    assert RP.capture_geometry(cap) == {"max_order": 10, "pageblock_order": 9}
+
+
+@pytest.mark.slow
+def test_the_model_meets_the_small_real_capture():
+    """The fidelity targets: pinned replay to phase=mid within 2% (buddyinfo L1) and 0.5%
+    (nr_free_pages), 2 MiB huge pages within 5% of what the kernel obtained."""
+    from farm.real.validate import validate
+    v = validate(SMALL, with_policy=False)
+    assert v["max_order"] == 10 and v["geometry_from"] == {"max_order": "capture", "pageblock_order": "capture"}
+    assert v["buddyinfo_mid_l1"] <= 0.02 and v["nr_free_mid_err"] <= 0.005
+    h = v["hugepages_2m"]
+    assert h["asked"] == 128 and abs(h["model"] - h["real"]) <= 0.05 * h["real"]
+    assert v["replay"]["take_not_free_pages"] == 0 and v["replay"]["free_not_used_pages"] == 0

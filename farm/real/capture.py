@@ -406,10 +406,15 @@ echo {trace_kb} > $T/buffer_size_kb || fail "cannot set a {trace_kb} KiB trace b
 echo > $T/trace
 for e in {events}; do echo 1 > $T/events/$e/enable || fail "no trace event $e"; done
 echo 1 > $T/events/compaction/enable || fail "no compaction trace events"
-echo 1 > $T/tracing_on
 snap before
-cat /proc/kpageflags > /out/kpageflags.before
 cat /proc/iomem > /out/iomem
+# The initial state of a replay is kpageflags.before, and the trace must start where it was
+# taken. Writing the snapshot allocates the file's pages while /proc/kpageflags is read, so the
+# file is written once to allocate them, then again in place (no allocation) for the snapshot;
+# tracing starts right after it.
+cat /proc/kpageflags > /out/kpageflags.before
+dd if=/proc/kpageflags of=/out/kpageflags.before bs=4096 conv=notrunc 2>/dev/null
+echo 1 > $T/tracing_on
 mark work-start
 /bin/{workload} {' '.join(str(a) for a in argv)} > /out/work.log 2>&1
 st=$?
@@ -422,9 +427,10 @@ if [ $st -ne 0 ]; then
 fi
 sync
 echo 3 > /proc/sys/vm/drop_caches
+cat /proc/kpageflags > /out/kpageflags.mid
 mark mid
 snap mid
-cat /proc/kpageflags > /out/kpageflags.mid
+dd if=/proc/kpageflags of=/out/kpageflags.mid bs=4096 conv=notrunc 2>/dev/null
 echo 1 > /proc/sys/vm/compact_memory
 mark compacted
 snap compacted
@@ -449,8 +455,9 @@ fi
 echo $got > /out/hugepages_1g
 mark hugepages-1g-done got=$got
 [ -d $H/hugepages-1048576kB ] && echo 0 > $H/hugepages-1048576kB/nr_hugepages
-snap after
 cat /proc/kpageflags > /out/kpageflags.after
+snap after
+dd if=/proc/kpageflags of=/out/kpageflags.after bs=4096 conv=notrunc 2>/dev/null
 echo 0 > $T/tracing_on
 mkdir -p /out/trace_stats.d
 for c in $T/per_cpu/cpu*; do cat $c/stats > /out/trace_stats.d/${{c##*/}}; done
