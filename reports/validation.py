@@ -61,8 +61,10 @@ def capture_document(v: dict[str, Any]) -> Document:
                        f"Zone {zone} at `phase=mid`, one cell per pageblock, left to right and top to bottom. "
                        "The model's cells are coloured by pageblock migratetype; the kernel's by what most of "
                        "the block's allocated pages are according to kpageflags (a capture records no "
-                       "pageblock types), in the hue of the matching migratetype. The lighter a cell, the more "
-                       "of its pages are free; black cells are holes; a red frame marks an isolated block.",
+                       "pageblock types), in the hue of the matching migratetype; pages on per-cpu lists (in 6.12 they "
+                       "include whole THP-order blocks) are neither buddy nor LRU pages in kpageflags and count as "
+                       "kernel pages there. The lighter a cell, the more of its pages are free (in the buddy "
+                       "allocator); black cells are holes; a red frame marks an isolated block.",
                        frame, draw_zone_maps)]))
     if v.get("buddyinfo_mid"):
         real, model = v["buddyinfo_mid"]["real"], v["buddyinfo_mid"]["model"]
