@@ -109,9 +109,13 @@ def patch_geometry(src: Path, max_page_order: int, pageblock_order: int | None) 
 
 
 def configure(src: Path, base_config: Path, max_page_order: int) -> None:
-    """The distribution's config with CONFIG_CHANGES, then `make olddefconfig`; checks that the
-    changes held."""
-    shutil.copy(base_config, src / ".config")
+    """The distribution's config without its modules, with CONFIG_CHANGES, then `make
+    olddefconfig`; checks that the changes held."""
+    # with MODULES off, every option the distribution builds as a module would be built in (a
+    # tristate's m reads as y): they go, and CONFIG_CHANGES turns on what a capture needs
+    lines = [f"# {line.split('=')[0]} is not set" if line.endswith("=m") else line
+             for line in base_config.read_text().splitlines()]
+    (src / ".config").write_text("\n".join(lines) + "\n")
     changes = list(CONFIG_CHANGES)
     if max_page_order > IA32_VDSO_MAX_ORDER:
         changes += [("IA32_EMULATION", None), ("X86_X32_ABI", None)]
