@@ -62,3 +62,13 @@ def test_compile_model_compiles_then_skips_with_the_cache_warm(capsys, tmp_path,
     # the mark keeps how long the unit took
     took = json.loads((marks / unit.key()).read_text())["seconds"]
     assert 0 < took < first.seconds
+
+
+def test_marks_are_kept_per_source_folder(monkeypatch):
+    """numba keeps its cache per source folder: a second clone must not find the first one's marks."""
+    import kernels
+    here = warmup._cache_dir()
+    monkeypatch.setattr(kernels, "__file__", "/elsewhere/clone/kernels/__init__.py")
+    there = warmup._cache_dir()
+    assert here != there and here.parent == there.parent
+    assert here.name.startswith(f"warm-") and kernels.SOURCE_HASH in here.name and kernels.SOURCE_HASH in there.name

@@ -83,12 +83,16 @@ def compile_units(params_list: list[dict[str, Any]]) -> list[Unit]:
 
 
 def _cache_dir() -> Path:
-    """Where the marks live: in numba's cache folder, under the numba version and the model's
-    sources (NUMBA_CACHE_DIR, when set, is not keyed on them)."""
+    """Where the marks live: in numba's cache folder, under the numba version, the model's
+    sources (NUMBA_CACHE_DIR, when set, is not keyed on them) and where they are: numba keeps a
+    separate cache per source folder, so a second clone of the project compiles again."""
+    import hashlib
+
     import numba
 
     import kernels  # sets numba's cache folder
-    return Path(numba.config.CACHE_DIR) / f"warm-{numba.__version__}-{kernels.SOURCE_HASH}"
+    where = hashlib.sha256(str(Path(kernels.__file__).resolve().parent).encode()).hexdigest()[:8]
+    return Path(numba.config.CACHE_DIR) / f"warm-{numba.__version__}-{kernels.SOURCE_HASH}-{where}"
 
 
 def run_unit(params: dict[str, Any]) -> float:
