@@ -4,10 +4,12 @@ unless an option says otherwise."""
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from farm.real import replay as RP
 from farm.real.captures import read_capture
+from kernels import constants as C
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 need_data = pytest.mark.skipif(not (DATA / "kernel-6.1-fragmenter-2560m").exists(),
@@ -84,25 +86,59 @@ def test_the_shared_captures_are_max_order_10_pageblock_order_9(name):
     assert RP.capture_geometry(read_capture(DATA / name)) == {"max_order": 10, "pageblock_order": 9}
 
 
-# A capture made by `farm capture` (Debian's 6.12 cloud kernel, 512 MiB, the fragmenter), kept in
-# the repository so that the model is judged by a real kernel even where ../shared/data is absent.
-SMALL = Path(__file__).resolve().parent / "data" / "k6.12-fragmenter-512m"
+# Captures made by `farm capture` (512 MiB, the fragmenter), kept in the repository so that the model
+# is judged by real kernels even where ../shared/data is absent: Debian's 6.12 cloud kernel, and the
+# same release built by `farm kernel build --max-page-order 12`.
+DATA_HERE = Path(__file__).resolve().parent / "data"
+SMALL = {10: DATA_HERE / "k6.12-fragmenter-512m", 12: DATA_HERE / "kmpo12-fragmenter-512m"}
 
 
-def test_a_small_real_capture_is_read_at_its_geometry():
-    cap = read_capture(SMALL)
+@pytest.mark.parametrize("max_order", [10, 12])
+def test_small_real_captures_are_read_at_their_geometry(max_order):
+    cap = read_capture(SMALL[max_order])
     assert cap["kernel_version"] == (6, 12)
-    assert RP.capture_geometry(cap) == {"max_order": 10, "pageblock_order": 9}
+    assert len(cap["buddyinfo"]["mid"]["DMA32"]) == max_order + 1
+    assert RP.capture_geometry(cap) == {"max_order": max_order, "pageblock_order": 9}
+    assert cap["config"]["CONFIG_DEFERRED_STRUCT_PAGE_INIT"] == "y"
 
 
 @pytest.mark.slow
-def test_the_model_meets_the_small_real_capture():
+@pytest.mark.parametrize("max_order", [10, 12])
+def test_the_model_meets_the_small_real_captures(max_order):
     """The fidelity targets: pinned replay to phase=mid within 2% (buddyinfo L1) and 0.5%
     (nr_free_pages), 2 MiB huge pages within 5% of what the kernel obtained."""
     from farm.real.validate import validate
-    v = validate(SMALL, with_policy=False)
-    assert v["max_order"] == 10 and v["geometry_from"] == {"max_order": "capture", "pageblock_order": "capture"}
+    v = validate(SMALL[max_order], with_policy=False)
+    assert v["max_order"] == max_order
+    assert v["geometry_from"] == {"max_order": "capture", "pageblock_order": "capture"}
     assert v["buddyinfo_mid_l1"] <= 0.02 and v["nr_free_mid_err"] <= 0.005
     h = v["hugepages_2m"]
     assert h["asked"] == 128 and abs(h["model"] - h["real"]) <= 0.05 * h["real"]
     assert v["replay"]["take_not_free_pages"] == 0 and v["replay"]["free_not_used_pages"] == 0
+
+
+def test_deferred_struct_page_init_starts_after_the_first_section_of_the_highest_zone():
+    cap = read_capture(SMALL[10])
+    geo = RP.zone_geometry(cap, None)
+    assert geo.zone == "DMA32" and geo.zone_start == 4096
+    # 32768 pages from pfn 4096 end at 36864; the next section boundary is 65536
+    assert RP.deferred_init_start(cap, geo) == 65536
+    assert RP.deferred_init_start({**cap, "config": {"CONFIG_DEFERRED_STRUCT_PAGE_INIT": "n"}}, geo) is None
+    assert RP.deferred_init_start({**cap, "config": None}, geo) is None
+
+
+@pytest.mark.parametrize("max_order", [10, 12])
+def test_boot_types_of_reserved_pageblocks_bring_the_initial_state_closer_to_the_kernels(max_order):
+    """Against pagetypeinfo.before: the pageblocks of each type in the model's initial state differ
+    from the kernel's by fewer blocks with the deferred-init rule than without it."""
+    cap = read_capture(SMALL[max_order])
+    events = RP.load_events(cap["trace"])
+    real = cap["pagetypeinfo"]["before"]["blocks"]["DMA32"]
+
+    def mismatch(capture):
+        state = RP.initial_state(capture, events, max_order, 9, True)
+        first = state.geometry.zone_start >> 9
+        got = np.bincount(state.pb_mt[first:], minlength=6)
+        return sum(abs(int(got[i]) - real.get(name, 0)) for i, name in enumerate(C.MIGRATETYPE_NAMES))
+
+    assert mismatch(cap) < mismatch({**cap, "config": None})

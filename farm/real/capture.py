@@ -566,6 +566,9 @@ def capture(kernel: str, memory: str, workload: str, out: str | Path, hugepages:
     _need("gcc", "apt-get install -y gcc libc6-dev")
     k = resolve_kernel(kernel)
     out.mkdir(parents=True, exist_ok=True)
+    if k["config"]:
+        # the replay's initial state depends on it (deferred struct page init types pageblocks)
+        (out / "config").write_text("".join(f"{key}={value}\n" for key, value in k["config"].items()))
     work = Path(tempfile.mkdtemp(prefix=".capture-", dir=out))
     try:
         modules = needed_modules(k)

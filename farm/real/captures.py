@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["CaptureError", "KPF_BITS", "PHASES", "read_buddyinfo", "read_pagetypeinfo", "read_zoneinfo",
-           "read_vmstat", "read_meminfo", "read_kpageflags", "read_iomem", "read_capture"]
+           "read_vmstat", "read_meminfo", "read_kpageflags", "read_iomem", "read_config", "read_capture"]
 
 #: Snapshot phases, in the order they are taken.
 PHASES = ("before", "mid", "compacted", "after")
@@ -283,6 +283,17 @@ def _count(path) -> int | None:
         raise CaptureError(path, 1, f"expected a number, got {text!r}") from None
 
 
+def read_config(path) -> dict[str, str]:
+    """The kernel's build configuration (`CONFIG_X=value` lines; comments and `# ... is not set`
+    lines are left out): {"CONFIG_X": "value"}."""
+    out = {}
+    for line in _lines(path):
+        if line.startswith("CONFIG_") and "=" in line:
+            key, _, value = line.strip().partition("=")
+            out[key] = value
+    return out
+
+
 _READERS = {"buddyinfo": read_buddyinfo, "pagetypeinfo": read_pagetypeinfo, "zoneinfo": read_zoneinfo,
             "vmstat": read_vmstat, "meminfo": read_meminfo, "kpageflags": read_kpageflags}
 
@@ -292,7 +303,8 @@ def read_capture(folder) -> dict:
     'kernel_version' ((major, minor)), 'uname', 'cmdline', 'snapshots' ({kind: [phases present]}),
     one entry per kind of snapshot ({phase: what its reader returns}), 'hugepages_2m' /
     'hugepages_1g' (obtained; None when not recorded) with '..._asked' and '..._err', 'trace_stats',
-    'iomem', 'work_log' and 'trace' (the path of trace.txt[.gz], or None)."""
+    'iomem', 'work_log', 'config' (the kernel's CONFIG_ options when the capture records them,
+    else None) and 'trace' (the path of trace.txt[.gz], or None)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise CaptureError(folder, None, "not a folder")
@@ -306,6 +318,7 @@ def read_capture(folder) -> dict:
         out["kernel_version"] = (int(m[1]), int(m[2])) if m else None
     if (folder / "cmdline").exists():
         out["cmdline"] = (folder / "cmdline").read_text().strip()
+    out["config"] = read_config(folder / "config") if (folder / "config").exists() else None
     for kind, reader in _READERS.items():
         found = {}
         for phase in PHASES:

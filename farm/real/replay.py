@@ -385,6 +385,15 @@ def initial_state(capture: dict, events: Events | None, max_order: int, pagebloc
     pad[:nr] = unmov
     default = np.where(pad.reshape(nr_blocks, -1).any(axis=1), C.MIGRATE_UNMOVABLE,
                        C.MIGRATE_MOVABLE).astype(np.int64)
+    deferred = deferred_init_start(capture, geo)
+    if deferred is not None:
+        # CONFIG_DEFERRED_STRUCT_PAGE_INIT: beyond the first section of the node's highest zone,
+        # memmap_init_range() does not run at boot; deferred_free_pages() types a pageblock
+        # MOVABLE only when it frees the block's first page, and reserve_bootmem_region() types
+        # none, so a pageblock whose first page stayed reserved keeps type 0, MIGRATE_UNMOVABLE
+        first_pfn = np.arange(nr_blocks, dtype=np.int64) << pageblock_order
+        kept = (first_pfn >= deferred) & (first_pfn < nr) & reserved[np.minimum(first_pfn, nr - 1)]
+        default = np.where(kept, C.MIGRATE_UNMOVABLE, default)
     if events is not None:
         pb_mt, how = infer_pageblock_types(events, nr_blocks, pageblock_order, default)
     else:
@@ -401,8 +410,33 @@ def initial_state(capture: dict, events: Events | None, max_order: int, pagebloc
     counts = np.bincount(how[geo.zone_start >> pageblock_order:], minlength=3)
     notes.append(f"pageblock types: {counts[1]} from pcp drains and claims, {counts[2]} from "
                  f"zone_locked list types, {counts[0]} from their kpageflags content")
+    if deferred is not None:
+        n = int(np.count_nonzero(kept & (how == 0)))
+        notes.append(f"deferred struct page init from pfn {deferred}: {n} pageblocks whose first page is "
+                     "reserved keep the boot type, Unmovable")
     return InitialState(geo, pb_mt, reserved, fp, fo, ap, ao, am, pcp_pfn, pcp_order, pcp_mt,
                         source, notes)
+
+
+#: PAGES_PER_SECTION on x86-64 (SECTION_SIZE_BITS 27)
+PAGES_PER_SECTION = 1 << (27 - C.PAGE_SHIFT)
+
+
+def deferred_init_start(capture: dict, geo: Geometry) -> int | None:
+    """The first pfn whose struct page the kernel initialised late (deferred_init_memmap()), or
+    None: with CONFIG_DEFERRED_STRUCT_PAGE_INIT (from the capture's `config`), only the node's
+    highest zone defers, after its first PAGES_PER_SECTION pages, at the next section boundary
+    (defer_init()). Holes inside that first section are not counted here."""
+    config = capture.get("config") or {}
+    if config.get("CONFIG_DEFERRED_STRUCT_PAGE_INIT") != "y":
+        return None
+    spans = [(z.get("start_pfn"), z.get("spanned")) for z in ((capture.get("zoneinfo") or {}).get("before") or {}).values()
+             if z.get("node") == 0 and z.get("start_pfn") is not None and z.get("spanned")]
+    node_end = max((a + b for a, b in spans), default=geo.zone_end)
+    if geo.zone_end < node_end:
+        return None
+    first = geo.zone_start + PAGES_PER_SECTION + 1
+    return (first + PAGES_PER_SECTION - 1) // PAGES_PER_SECTION * PAGES_PER_SECTION
 
 
 def synthesise_state(capture: dict, geo: Geometry, max_order: int, pageblock_order: int):
