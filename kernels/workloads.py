@@ -628,6 +628,46 @@ def fragmenter(node, rng, nr_anon, holders, files_every, file_pages_max, keep_fi
 
 
 @jit
+def scatterer(node, rng, nr_fill, rounds, free_per_round, live, check_every):
+    """`scatterer`, the shape of farm/real/workloads/scatterer.c: allocate `nr_fill` movable
+    order-0 pages (anonymous memory), then for `rounds` rounds free 1..free_per_round of them
+    at random (each page once) and allocate one unmovable order-0 page (a pipe buffer), which
+    stays allocated; finally free every anonymous page left, in allocation-array order. With
+    memory tight, the unmovable pages land in the holes the frees make in movable pageblocks.
+    `live` holds the anonymous pages (swap-remove). Returns (check code, pfn, unmovable pages
+    allocated, pages freed by the rounds)."""
+    nlive = 0
+    for i in range(nr_fill):
+        pfn = alloc_pages(node, 0, 1, 0)
+        if pfn < 0:
+            break
+        live[nlive] = pfn
+        nlive += 1
+    pipes = 0
+    freed = 0
+    for r in range(rounds):
+        n = 1 + randbelow(rng, free_per_round)
+        for k in range(n):
+            if nlive == 0:
+                break
+            j = randbelow(rng, nlive)
+            pfn = live[j]
+            nlive -= 1
+            live[j] = live[nlive]
+            free_pages(node, pfn)
+            freed += 1
+        if alloc_pages(node, 0, 0, 0) >= 0:
+            pipes += 1
+        if check_every > 0 and (r + 1) % check_every == 0:
+            code, where = check_node(node)
+            if code:
+                return code, where, pipes, freed
+    for j in range(nlive):
+        free_pages(node, live[j])
+    return 0, -1, pipes, freed
+
+
+@jit
 def run_ops(node, is_alloc, orders, victims, mt, live, out):
     """A recorded operation sequence (the reference-model benchmark runs the same one): an
     allocation of orders[i], or the free of live block victims[i] % (live blocks) (swap-remove).

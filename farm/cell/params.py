@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 from kernels.constants import PAGE_SHIFT, POLICIES
 
-WORKLOADS = ("smallpages", "mixed", "fragmenter", "thp", "cma", "hotplug")
+WORKLOADS = ("smallpages", "mixed", "fragmenter", "thp", "cma", "hotplug", "scatterer")
 MIGRATETYPE_CHOICES = {"unmovable": 0, "movable": 1, "reclaimable": 2}
 _UNITS = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
@@ -246,7 +246,12 @@ PARAMS: dict[str, Param] = {p.name: p for p in [
     Param("hold", lambda k, v: _int(k, v, 1), 1000,
           "cma / hotplug: operations a CMA allocation or an offline block is held", "workload"),
     Param("cma_chunk", _size, "4M", "cma workload: size of each cma_alloc", "workload"),
-    Param("fill", _float01, 0.43, "fragmenter: anon memory allocated, as a share of memory", "workload"),
+    Param("fill", _float01, 0.43, "fragmenter, scatterer: anon memory allocated, as a share of memory "
+          "(scatterer: 0.9)", "workload"),
+    Param("rounds", lambda k, v: _int(k, v, 0), 20000,
+          "scatterer: rounds of freeing anon pages and allocating one unmovable page", "workload"),
+    Param("free_per_round", lambda k, v: _int(k, v, 1), 2,
+          "scatterer: each round frees 1..N anon pages, at random", "workload"),
     Param("holders", lambda k, v: _int(k, v, 0), None,
           "fragmenter: unmovable pipe buffers held (default 200 per GiB)", "workload"),
     Param("keep_files", lambda k, v: _int(k, v, 1), 4, "fragmenter: one file in N is kept", "workload"),
@@ -267,6 +272,8 @@ WORKLOAD_DEFAULTS = {
             "lifetime": "movable=20000,unmovable=400000,reclaimable=100000", "thp_fraction": 0.0},
     "hotplug": {"mix": "movable=0.9,unmovable=0.05,reclaimable=0.05",
                 "lifetime": "movable=20000,unmovable=400000,reclaimable=100000", "thp_fraction": 0.0},
+    # scatterer: memory tight, as the capture workload runs it in a guest with little to spare
+    "scatterer": {"fill": 0.9},
 }
 
 
@@ -280,7 +287,7 @@ def resolve(raw: dict[str, Any]) -> dict[str, Any]:
     p = {name: (spec.parse(name, raw[name]) if raw.get(name) is not None else spec.default)
          for name, spec in PARAMS.items()}
     for name, value in WORKLOAD_DEFAULTS.get(p["workload"], {}).items():
-        if p[name] is None:
+        if raw.get(name) is None:
             p[name] = PARAMS[name].parse(name, value)
     memory = parse_size(p["memory"])
     page = 1 << PAGE_SHIFT

@@ -223,15 +223,30 @@ def _run_steady_state(node, p, rng, extra, finish=True):
     return times, p["ops"], code, where, state
 
 
+def _run_scatterer(node, p, rng, extra, finish=True):
+    nr_fill = int(p["fill"] * p["nr_pages"])
+    live = np.zeros(max(nr_fill, 1), dtype=np.int32)
+    args = (node, rng, nr_fill, p["rounds"], p["free_per_round"], live, p["check_every"])
+    _compile(W.scatterer, args)  # compile (or load the cache) before the clock
+    t0 = _clock()
+    code, where, pipes, freed = W.scatterer(*args)
+    times = _since(t0)
+    state = _loop_state(node, rng, pipes, freed)
+    extra.update({"scatterer_pipes": int(pipes), "scatterer_freed": int(freed)})
+    ops = int(sum(int(z.stat[C.ALLOC_OPS]) + int(z.stat[C.FREE_OPS]) for z in node))
+    return times, ops, code, where, state
+
+
 WORKLOAD_RUNNERS = {"smallpages": _run_smallpages, "fragmenter": _run_fragmenter,
                     "mixed": _run_steady_state, "thp": _run_steady_state,
-                    "cma": _run_steady_state, "hotplug": _run_steady_state}
+                    "cma": _run_steady_state, "hotplug": _run_steady_state,
+                    "scatterer": _run_scatterer}
 
 
 def _owner_slots(p):
     if p["workload"] == "fragmenter":
         return int(p["fill"] * p["nr_pages"] * 1.25) + p["holders"] + 1024
-    if p["workload"] == "smallpages":
+    if p["workload"] in ("smallpages", "scatterer"):
         return 0
     return W.live_capacity(p["nr_pages"], p["occupancy"])
 

@@ -34,7 +34,7 @@ WARM_OPS = 20_000
 # cache, `sweeps/laptop.toml`): every process first compiles the allocator core the units share
 # (CORE_S), then each unit what is its own (EXPECTED_S; a unit not listed counts `_DEFAULT_S`).
 CORE_S = 20.0
-EXPECTED_S = {"smallpages": 1.0, "fragmenter": 3.0, "mixed": 8.0, "thp": 8.0, "cma": 8.0,
+EXPECTED_S = {"smallpages": 1.0, "fragmenter": 3.0, "scatterer": 1.5, "mixed": 8.0, "thp": 8.0, "cma": 8.0,
               "hotplug": 8.0, "probes": 5.0}
 _DEFAULT_S = 5.0
 
