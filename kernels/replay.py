@@ -1,6 +1,6 @@
 """Replaying a real kernel's page allocator trace into the model (MODEL.md, "Trace replay").
 
-Events arrive as parallel arrays (kind, pfn, order, mt, aux0, aux1); farm/replay.py builds them
+Events arrive as parallel arrays (kind, pfn, order, mt, aux0, aux1); farm/real/replay.py builds them
 from the ftrace event table. Two modes:
 
 - pinned: every event is applied at the pfn the kernel used. mm_page_alloc_zone_locked takes a
