@@ -36,11 +36,14 @@ def _add_param_options(parser: argparse.ArgumentParser) -> None:
 def cmd_simulate(args: argparse.Namespace) -> int:
     from .cell.simulate import format_buddyinfo, run
     raw = {name: getattr(args, name) for name in PARAMS if getattr(args, name) is not None}
+    nodes: list = []
     try:
-        result = run(raw)
+        result = run(raw, node_out=nodes)
     except ParamError as e:
         print(f"farm simulate: error: {_option(e.key)}: {str(e).split(': ', 1)[1]}", file=sys.stderr)
         return 2
+    if args.zone_map:
+        _write_zone_map(nodes[0], result["params"], args.zone_map)
     if args.json:
         print(json.dumps(result, indent=None if args.compact else 2))
     if args.buddyinfo:
@@ -59,6 +62,20 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         print(f"  {result['timing']['ns_per_op']:.1f} ns per operation")
         print("  " + format_buddyinfo(result["buddyinfo"]))
     return 0
+
+
+def _write_zone_map(node, params: dict, path: str) -> None:
+    """The zone map (farm validate --report's figure) of a simulation's final state, as a PNG."""
+    import pandas as pd
+
+    from reports.figures import FigureSpec, draw_zone_maps, png_bytes
+
+    from .real.zonemap import model_zone_map
+    frame = pd.DataFrame(model_zone_map(node))
+    frame.insert(0, "side", f"{params['workload']}, max_order {params['max_order']}, policy {params['policy']}, "
+                            f"seed {params['seed']}")
+    spec = FigureSpec("zone-map", "", "", frame, draw_zone_maps)
+    Path(path).write_bytes(png_bytes(spec.draw()))
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -375,6 +392,8 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--compact", action="store_true", help="with --json: on one line")
     out.add_argument("--buddyinfo", action="store_true",
                      help="print the final state in /proc/buddyinfo format")
+    out.add_argument("--zone-map", metavar="PNG",
+                     help="draw the first zone's final state (after the probes) as a grid of pageblocks")
     sim.set_defaults(func=cmd_simulate)
 
     bench = sub.add_parser("bench", help="benchmarks: throughput, reference speed-up, memory, cold start, "

@@ -115,3 +115,11 @@ def test_report_files(tmp_path):
     assert "Zone DMA32 at phase=mid" in page and "data:image/png;base64," in page
     assert '<a href="cap-one.html">cap one</a>' in index.read_text()
     assert (tmp_path / "figures" / "cap-one-zone-map.png").stat().st_size > 1000
+
+
+def test_farm_simulate_draws_the_final_zone(tmp_path):
+    from farm.cli import main
+    png = tmp_path / "zone.png"
+    assert main(["simulate", "--workload", "fragmenter", "--memory", "32M", "--zone-map", str(png)]) == 0
+    data = png.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 2000
