@@ -435,26 +435,21 @@ echo 1 > /proc/sys/vm/compact_memory
 mark compacted
 snap compacted
 H=/sys/kernel/mm/hugepages
-echo {hugepages['2m']} > /out/hugepages_2m.asked
-if [ -d $H/hugepages-2048kB ]; then
-    echo {hugepages['2m']} > $H/hugepages-2048kB/nr_hugepages 2> /out/hugepages_2m.err
-    got=$(cat $H/hugepages-2048kB/nr_hugepages)
-else
-    echo "no 2 MiB hugetlb pages in this kernel" > /out/hugepages_2m.err; got=0
-fi
-echo $got > /out/hugepages_2m
-mark hugepages-2m-done got=$got
-[ -d $H/hugepages-2048kB ] && echo 0 > $H/hugepages-2048kB/nr_hugepages
-echo {hugepages['1g']} > /out/hugepages_1g.asked
-if [ -d $H/hugepages-1048576kB ]; then
-    echo {hugepages['1g']} > $H/hugepages-1048576kB/nr_hugepages 2> /out/hugepages_1g.err
-    got=$(cat $H/hugepages-1048576kB/nr_hugepages)
-else
-    echo "no 1 GiB hugetlb pages on this machine" > /out/hugepages_1g.err; got=0
-fi
-echo $got > /out/hugepages_1g
-mark hugepages-1g-done got=$got
-[ -d $H/hugepages-1048576kB ] && echo 0 > $H/hugepages-1048576kB/nr_hugepages
+# hugetlb pages of one size: hugepages SIZE_KB NAME ASKED "why there are none"
+hugepages() {{
+    echo $3 > /out/hugepages_$2.asked
+    if [ -d $H/hugepages-$1kB ]; then
+        echo $3 > $H/hugepages-$1kB/nr_hugepages 2> /out/hugepages_$2.err
+        got=$(cat $H/hugepages-$1kB/nr_hugepages)
+    else
+        echo "$4" > /out/hugepages_$2.err; got=0
+    fi
+    echo $got > /out/hugepages_$2
+    mark hugepages-$2-done got=$got
+    [ -d $H/hugepages-$1kB ] && echo 0 > $H/hugepages-$1kB/nr_hugepages
+}}
+hugepages 2048 2m {hugepages['2m']} "no 2 MiB hugetlb pages in this kernel"
+hugepages 1048576 1g {hugepages['1g']} "no 1 GiB hugetlb pages on this machine"
 cat /proc/kpageflags > /out/kpageflags.after
 snap after
 dd if=/proc/kpageflags of=/out/kpageflags.after bs=4096 conv=notrunc 2>/dev/null
