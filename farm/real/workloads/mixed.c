@@ -95,14 +95,7 @@ int main(int argc, char **argv)
         /* 1. anonymous pages */
         char *anon = NULL;
         if (anon_size) {
-            anon = mmap(NULL, anon_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-                        -1, 0);
-            if (anon == MAP_FAILED)
-                fail("mmap %ld MiB", anon_mb);
-            if (madvise(anon, anon_size, MADV_NOHUGEPAGE) != 0 && errno != EINVAL)
-                fail("madvise MADV_NOHUGEPAGE");
-            for (size_t i = 0; i < anon_pages; i++)
-                anon[i * PAGE] = (char)(i | 1);
+            anon = map_base_pages(anon_pages);
             anon_total += anon_pages;
         }
 

@@ -45,13 +45,7 @@ int main(int argc, char **argv)
     long pipes_room = fd_room(pipes_wanted);
 
     size_t pages = (size_t)fill_mb << 8, size = pages * PAGE;
-    char *region = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (region == MAP_FAILED)
-        fail("mmap %ld MiB", fill_mb);
-    if (madvise(region, size, MADV_NOHUGEPAGE) != 0 && errno != EINVAL)
-        fail("madvise MADV_NOHUGEPAGE");
-    for (size_t i = 0; i < pages; i++)
-        region[i * PAGE] = (char)(i | 1);
+    char *region = map_base_pages(pages);
 
     unsigned char *gone = calloc(pages, 1); /* freed already */
     int *readers = malloc(sizeof(int) * (size_t)(pipes_room ? pipes_room : 1));

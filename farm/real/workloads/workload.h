@@ -6,6 +6,8 @@
  *   rng_seed/rng_next  a small xorshift64 generator, deterministic for a seed
  *   fd_room(want)      raise RLIMIT_NOFILE so `want` more descriptors fit; how many do
  *   start_holder()     fork a child that keeps every descriptor open after the workload exits
+ *   pipe_page(n)       one pipe buffer page held (an unmovable kernel page); its read end
+ *   map_base_pages(n)  n anonymous 4 KiB pages, kept in base pages, every one touched
  *   map_2m_aligned     an anonymous mapping that starts on a 2 MiB boundary
  *   anon_huge_kb()     AnonHugePages of this process, in kB
  *   thp_setting(name)  the selected value of /sys/kernel/mm/transparent_hugepage/NAME
@@ -155,6 +157,21 @@ static inline pid_t start_holder(void)
             pause();
     }
     return pid;
+}
+
+/* An anonymous read-write mapping of `pages` 4 KiB pages kept in base pages (MADV_NOHUGEPAGE),
+   every page touched so that it is allocated now. */
+static inline char *map_base_pages(size_t pages)
+{
+    size_t size = pages * PAGE;
+    char *p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        fail("mmap %zu MiB", size >> 20);
+    if (madvise(p, size, MADV_NOHUGEPAGE) != 0 && errno != EINVAL)
+        fail("madvise MADV_NOHUGEPAGE");
+    for (size_t i = 0; i < pages; i++)
+        p[i * PAGE] = (char)(i | 1);
+    return p;
 }
 
 /* An anonymous read-write mapping of `size` bytes (a multiple of 2 MiB) starting on a 2 MiB
