@@ -7,11 +7,12 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 from tools import require_tool
 
 from farm.real import capture as cap
-from farm.real.captures import read_capture
+from farm.real.captures import PHASES, read_capture
 
 KERNEL = os.environ.get("BUDDYFARM_TEST_KERNEL", "linux-image-6.12.*-cloud-amd64-unsigned")
 
@@ -62,6 +63,7 @@ def _tools():
     require_tool("qemu-system-x86_64", shutil.which("qemu-system-x86_64"), "apt-get install -y qemu-system-x86")
     require_tool("gcc", shutil.which("gcc"), "apt-get install -y gcc libc6-dev")
     require_tool("busybox", shutil.which("busybox") or "/bin/busybox", "apt-get install -y busybox-static")
+    require_tool("make", shutil.which("make"), "apt-get install -y make")
     if not Path(KERNEL).exists():
         require_tool("apt-get", shutil.which("apt-get"), "a Debian system, or BUDDYFARM_TEST_KERNEL=bzImage")
 
@@ -89,8 +91,17 @@ def test_capture_end_to_end(tmp_path):
         markers = [line.split("tracing_mark_write: ")[1].strip() for line in f if "tracing_mark_write" in line]
     assert markers[:4] == ["phase=work-start", "phase=work-end", "phase=mid", "phase=compacted"]
     assert markers[4].startswith("phase=hugepages-2m-done got=")
+    # the pageblocktypes module was built for this kernel and read at every snapshot; its counts
+    # per zone and type are the kernel's own (pagetypeinfo's "Number of blocks type")
+    assert c["pageblocktypes_err"] is None and set(c["snapshots"]["pageblocktypes"]) == set(PHASES)
+    for phase in PHASES:
+        for zone, z in c["pageblocktypes"][phase]["zones"].items():
+            names, counts = np.unique(z["type"], return_counts=True)
+            real = {k: n for k, n in c["pagetypeinfo"][phase]["blocks"][zone].items() if n}
+            assert dict(zip(names.tolist(), counts.tolist())) == real, (phase, zone)
     v = validate(out, with_policy=False)
     assert v["buddyinfo_mid_l1"] is not None and 0 <= v["buddyinfo_mid_l1"] < 0.05
+    assert v["pageblock_types_mid"]["blocks"] > 0
 
 
 @pytest.mark.slow

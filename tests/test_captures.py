@@ -118,7 +118,8 @@ def test_read_capture():
                               "pagetypeinfo": ["before", "mid", "compacted", "after"], "zoneinfo": ["before"],
                               "vmstat": ["before", "mid", "compacted", "after"],
                               "meminfo": ["before", "mid", "compacted", "after"],
-                              "kpageflags": ["before", "mid", "after"]}
+                              "kpageflags": ["before", "mid", "after"], "pageblocktypes": []}
+    assert c["pageblocktypes"] == {} and c["pageblocktypes_err"] is None
     assert c["trace"] == str(F61 / "trace.txt.gz")
     assert c["trace_stats"]["entries"] == 1525631 and c["trace_stats"]["overrun"] == 0
     assert c["cmdline"] == "console=ttyS0 quiet transparent_hugepage=madvise"

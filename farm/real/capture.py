@@ -217,17 +217,7 @@ def resolve_kernel(spec: str, cache: Path = CACHE) -> dict:
     names = _package_names(spec)
     if not names:
         raise CaptureFailed(f"--kernel {spec}: no such Debian package (see apt-cache search linux-image)")
-    name = names[-1]
-    cache.mkdir(parents=True, exist_ok=True)
-    debs = sorted(cache.glob(f"{name}_*.deb"))
-    if not debs:
-        _say(f"fetching {name} into {cache}")
-        r = subprocess.run(["apt-get", "download", name], cwd=cache, capture_output=True, text=True)
-        debs = sorted(cache.glob(f"{name}_*.deb"))
-        if r.returncode != 0 or not debs:
-            msg = (r.stderr.strip().splitlines() or ["no .deb written"])[-1]
-            raise CaptureFailed(f"--kernel {spec}: apt-get download {name} failed: {msg}")
-    deb = debs[-1]
+    deb = _download(names[-1], cache, f"--kernel {spec}")
     root = cache / deb.name.removesuffix(".deb")
     if not (root / "boot").is_dir():
         tmp = Path(tempfile.mkdtemp(dir=cache))
@@ -245,6 +235,20 @@ def resolve_kernel(spec: str, cache: Path = CACHE) -> dict:
     return {"bzimage": str(images[-1]), "config": _config(configs[-1].read_text()) if configs else {},
             "modules": mods[-1] if mods else None, "source": spec,
             "package": deb.name.removesuffix(".deb").removesuffix("_amd64")}
+
+
+def _download(name: str, cache: Path, what: str) -> Path:
+    """The .deb of package `name` in `cache`, fetched with `apt-get download` the first time."""
+    cache.mkdir(parents=True, exist_ok=True)
+    debs = sorted(cache.glob(f"{name}_*.deb"))
+    if not debs:
+        _say(f"fetching {name} into {cache}")
+        r = subprocess.run(["apt-get", "download", name], cwd=cache, capture_output=True, text=True)
+        debs = sorted(cache.glob(f"{name}_*.deb"))
+        if r.returncode != 0 or not debs:
+            msg = (r.stderr.strip().splitlines() or ["no .deb written"])[-1]
+            raise CaptureFailed(f"{what}: apt-get download {name} failed: {msg}")
+    return debs[-1]
 
 
 def _package_names(spec: str) -> list[str]:
@@ -314,6 +318,72 @@ def needed_modules(kernel: dict) -> list[tuple[str, bytes]]:
     for name in wanted:
         visit(name)
     return order
+
+
+# --- the pageblock-types module -------------------------------------------------------------
+
+MODULE_DIR = Path(__file__).with_name("module")
+
+
+def module_build_tree(kernel: dict, cache: Path = CACHE) -> Path:
+    """A tree to build an external module against for `kernel`: for a Debian package, its
+    linux-headers package (with the -common and linux-kbuild packages it depends on) unpacked
+    into `cache`; for a bzImage, the `src` folder beside it that `farm kernel build` leaves (a
+    built tree with its Module.symvers). Raises CaptureFailed naming what is missing."""
+    if kernel["package"] is None:
+        tree = Path(kernel["bzimage"]).resolve().parent / "src"
+        if not (tree / "Module.symvers").is_file():
+            raise CaptureFailed(f"no built kernel tree with Module.symvers at {tree} (a kernel from "
+                                "`farm kernel build` has one)")
+        return tree
+    release = Path(kernel["bzimage"]).name.removeprefix("vmlinuz-")
+    root = cache / f"headers-{release}"
+    tree = root / "usr/src" / f"linux-headers-{release}"
+    if (tree / "Makefile").is_file() and (root / ".complete").exists():
+        return tree
+    what = f"the headers of {release}"
+    debs = [_download(f"linux-headers-{release}", cache, what)]
+    r = subprocess.run(["dpkg", "-f", str(debs[0]), "Depends"], capture_output=True, text=True)
+    for dep in r.stdout.split(","):
+        dep = dep.split("(")[0].strip()
+        if dep.startswith(("linux-headers-", "linux-kbuild-")):
+            debs.append(_download(dep, cache, what))
+    shutil.rmtree(root, ignore_errors=True)
+    for deb in debs:
+        r = subprocess.run(["dpkg", "-x", str(deb), str(root)], capture_output=True, text=True)
+        if r.returncode != 0:
+            raise CaptureFailed(f"{what}: dpkg -x {deb.name} failed: {r.stderr.strip()}")
+    # Debian's per-flavour Makefile includes the -common one by its absolute /usr/src path
+    makefile = tree / "Makefile"
+    makefile.write_text(makefile.read_text().replace("/usr/src/", f"{root}/usr/src/"))
+    (root / ".complete").touch()
+    return tree
+
+
+def build_pageblock_module(tree: Path, work: Path) -> bytes:
+    """farm/real/module/pageblocktypes.c built against `tree`: the .ko's bytes."""
+    _need("make", "apt-get install -y make")
+    d = work / "module"
+    d.mkdir()
+    shutil.copy(MODULE_DIR / "pageblocktypes.c", d)
+    (d / "Kbuild").write_text("obj-m := pageblocktypes.o\n")
+    # Debian's headers name the compiler the kernel was built with (gcc-12); another gcc builds
+    # a module that loads as well (Debian turns the compiler version check off)
+    cc = []
+    kv = tree / ".kernelvariables"
+    if kv.exists():
+        m = re.search(r"^CC\s*=.*?(gcc-\d+)\s*$", kv.read_text(), re.M)
+        if m and not shutil.which(f"x86_64-linux-gnu-{m[1]}") and not shutil.which(m[1]):
+            cc = ["CC=gcc"]
+    # BTF for the module would need pahole; the module does not need BTF
+    r = subprocess.run(["make", "-C", str(tree), f"M={d}", "CONFIG_DEBUG_INFO_BTF_MODULES=", *cc, "modules"],
+                       capture_output=True, text=True)
+    ko = d / "pageblocktypes.ko"
+    if r.returncode != 0 or not ko.is_file():
+        lines = [x for x in (r.stderr + r.stdout).splitlines() if "error" in x.lower()] or \
+            (r.stderr.strip().splitlines() or ["no pageblocktypes.ko"])
+        raise CaptureFailed(f"the pageblocktypes module did not build against {tree}: {lines[0].strip()}")
+    return ko.read_bytes()
 
 
 # --- initramfs --------------------------------------------------------------------------------
@@ -387,10 +457,20 @@ mark() {{ echo "phase=$*" > $T/trace_marker; say "phase=$*"; }}
 snap() {{
     cat /proc/buddyinfo > /out/buddyinfo.$1
     for f in pagetypeinfo zoneinfo vmstat meminfo; do cat /proc/$f > /out/$f.$1; done
+    [ -e /proc/pageblocktypes ] && cat /proc/pageblocktypes > /out/pageblocktypes.$1
+}}
+# A snapshot file is written once to allocate its pages, then again in place (no allocation)
+# right before what must see the same state: pageblocktypes.PHASE, then kpageflags.PHASE.
+again() {{
+    [ -e /proc/pageblocktypes ] && dd if=/proc/pageblocktypes of=/out/pageblocktypes.$1 bs=65536 conv=notrunc 2>/dev/null
+    dd if=/proc/kpageflags of=/out/kpageflags.$1 bs=4096 conv=notrunc 2>/dev/null
 }}
 for m in {' '.join(modules)}; do
     insmod /lib/modules/$m.ko || say "error=insmod $m failed"
 done
+if [ -e /lib/modules/pageblocktypes.ko ]; then
+    insmod /lib/modules/pageblocktypes.ko 2> /out/pageblocktypes.err && rm /out/pageblocktypes.err
+fi
 i=0
 while [ ! -b /dev/vdc ] && [ $i -lt 200 ]; do sleep 0.1; i=$((i+1)); done
 [ -b /dev/vda ] && [ -b /dev/vdb ] && [ -b /dev/vdc ] || {{ say "error=no virtio disks /dev/vda, /dev/vdb and /dev/vdc in the guest"; poweroff -f; }}
@@ -408,12 +488,10 @@ for e in {events}; do echo 1 > $T/events/$e/enable || fail "no trace event $e"; 
 echo 1 > $T/events/compaction/enable || fail "no compaction trace events"
 snap before
 cat /proc/iomem > /out/iomem
-# The initial state of a replay is kpageflags.before, and the trace must start where it was
-# taken. Writing the snapshot allocates the file's pages while /proc/kpageflags is read, so the
-# file is written once to allocate them, then again in place (no allocation) for the snapshot;
-# tracing starts right after it.
+# The initial state of a replay is kpageflags.before (and pageblocktypes.before), and the trace
+# must start where they were taken: tracing starts right after they are rewritten in place.
 cat /proc/kpageflags > /out/kpageflags.before
-dd if=/proc/kpageflags of=/out/kpageflags.before bs=4096 conv=notrunc 2>/dev/null
+again before
 echo 1 > $T/tracing_on
 mark work-start
 /bin/{workload} {' '.join(str(a) for a in argv)} > /out/work.log 2>&1
@@ -430,7 +508,7 @@ echo 3 > /proc/sys/vm/drop_caches
 cat /proc/kpageflags > /out/kpageflags.mid
 mark mid
 snap mid
-dd if=/proc/kpageflags of=/out/kpageflags.mid bs=4096 conv=notrunc 2>/dev/null
+again mid
 echo 1 > /proc/sys/vm/compact_memory
 mark compacted
 snap compacted
@@ -452,7 +530,7 @@ hugepages 2048 2m {hugepages['2m']} "no 2 MiB hugetlb pages in this kernel"
 hugepages 1048576 1g {hugepages['1g']} "no 1 GiB hugetlb pages on this machine"
 cat /proc/kpageflags > /out/kpageflags.after
 snap after
-dd if=/proc/kpageflags of=/out/kpageflags.after bs=4096 conv=notrunc 2>/dev/null
+again after
 echo 0 > $T/tracing_on
 mkdir -p /out/trace_stats.d
 for c in $T/per_cpu/cpu*; do cat $c/stats > /out/trace_stats.d/${{c##*/}}; done
@@ -466,7 +544,7 @@ writeout
 
 
 def build_initramfs(out: Path, workload: str, argv: list, hugepages: dict, trace_kb: int,
-                    modules: list[tuple[str, bytes]]) -> Path:
+                    modules: list[tuple[str, bytes]], pageblock_ko: bytes | None = None) -> Path:
     busybox = find_busybox()
     exe = compile_workload(workload, out)
     c = Cpio()
@@ -482,6 +560,8 @@ def build_initramfs(out: Path, workload: str, argv: list, hugepages: dict, trace
     c.file(f"bin/{workload}", exe.read_bytes())
     for name, data in modules:
         c.file(f"lib/modules/{name}.ko", data, 0o644)
+    if pageblock_ko is not None:
+        c.file("lib/modules/pageblocktypes.ko", pageblock_ko, 0o644)
     c.file("init", init_script(workload, argv, hugepages, trace_kb, [n for n, _ in modules]).encode())
     path = out / "initramfs.cpio.gz"
     path.write_bytes(gzip.compress(c.bytes(), compresslevel=6))
@@ -567,10 +647,18 @@ def capture(kernel: str, memory: str, workload: str, out: str | Path, hugepages:
     work = Path(tempfile.mkdtemp(prefix=".capture-", dir=out))
     try:
         modules = needed_modules(k)
+        try:
+            pageblock_ko = build_pageblock_module(module_build_tree(k), work)
+            log("pageblock types: the pageblocktypes module is built for this kernel")
+        except CaptureFailed as e:
+            # the capture stays useful without them: the replay then infers the types
+            pageblock_ko = None
+            (out / "pageblocktypes.err").write_text(f"{e}\n")
+            log(f"pageblock types: not recorded ({e})")
         trace_kb = (trace_buffer_mb * 1024 if trace_buffer_mb
                     else max(16 << 10, (memory_mib * 1024 // 8) // smp))
         initrd = build_initramfs(work, wname, [f"{k}={v}" for k, v in wparams.items()], huge, trace_kb,
-                                 modules)
+                                 modules, pageblock_ko)
         files_img, trace_img, scratch_img = work / "files.img", work / "trace.img", work / "scratch.img"
         with open(files_img, "wb") as f:
             f.truncate(max(256, memory_mib // 2) << 20)
@@ -593,9 +681,9 @@ def capture(kernel: str, memory: str, workload: str, out: str | Path, hugepages:
             phases, errors, panic = _run_qemu(cmd, out / "console.log", timeout, log, t_start)
         except _KvmBroken:
             if not auto:
-                raise CaptureFailed(f"KVM cannot run this guest (KVM internal error; see "
+                raise CaptureFailed(f"KVM cannot run this guest (see "
                                     f"{out / 'console.log'}): use --accel tcg") from None
-            log("KVM cannot run this guest (KVM internal error): again with -accel tcg")
+            log("KVM cannot run this guest (see the console log): again with -accel tcg")
             accel = "tcg"
             cmd[cmd.index("-accel") + 1], cmd[cmd.index("-cpu") + 1] = "tcg", "max"
             phases, errors, panic = _run_qemu(cmd, out / "console.log", timeout, log, t_start)
@@ -640,7 +728,8 @@ def capture(kernel: str, memory: str, workload: str, out: str | Path, hugepages:
 
 
 class _KvmBroken(Exception):
-    """KVM stopped the guest with an internal error (seen under nested virtualisation)."""
+    """KVM stopped the guest with an internal error, or qemu's KVM code failed before the guest
+    booted (both seen under nested virtualisation)."""
 
 
 def _run_qemu(cmd, console_path: Path, timeout: float, log, t_start: float):
@@ -687,6 +776,8 @@ def _run_qemu(cmd, console_path: Path, timeout: float, log, t_start: float):
         raise CaptureFailed(f"timed out after {timeout:.0f}s (last phase {last}; see {console_path})")
     if proc.returncode not in (0, None) and not phases and not panic:
         tail = console_path.read_text(errors="replace").strip().splitlines()[-1:] or ["no output"]
+        if cmd[cmd.index("-accel") + 1] == "kvm" and "kvm" in tail[0].lower():
+            raise _KvmBroken()                      # e.g. an assertion in qemu's KVM code
         raise CaptureFailed(f"qemu-system-x86_64 failed (exit status {proc.returncode}): {tail[0]}")
     return phases, errors, panic
 

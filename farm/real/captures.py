@@ -1,7 +1,8 @@
 """Readers of a real-kernel capture folder: the /proc snapshots taken around a trace.
 
 Each reader takes one file as the kernel prints it (mm/vmstat.c for buddyinfo, pagetypeinfo,
-zoneinfo and vmstat; fs/proc/meminfo.c; fs/proc/page.c for kpageflags) and returns plain Python
+zoneinfo and vmstat; fs/proc/meminfo.c; fs/proc/page.c for kpageflags; the capture's module for
+pageblocktypes) and returns plain Python
 values. Zones are keyed by name; on a machine with several NUMA nodes the zones of node N > 0 are
 keyed `nodeN/NAME`. A line a reader cannot read raises `CaptureError` naming the file and line.
 
@@ -19,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["CaptureError", "KPF_BITS", "PHASES", "read_buddyinfo", "read_pagetypeinfo", "read_zoneinfo",
-           "read_vmstat", "read_meminfo", "read_kpageflags", "read_iomem", "read_config", "read_capture"]
+           "read_vmstat", "read_meminfo", "read_kpageflags", "read_pageblocktypes", "read_iomem", "read_config", "read_capture"]
 
 #: Snapshot phases, in the order they are taken.
 PHASES = ("before", "mid", "compacted", "after")
@@ -259,6 +260,37 @@ def read_kpageflags(path) -> np.ndarray:
     return np.frombuffer(raw, "<u8").copy()
 
 
+_PBT_HEAD = re.compile(r"#\s*pageblock_order\s+(\d+)\s+section_pfns\s+(\d+)\s*")
+
+
+def read_pageblocktypes(path) -> dict:
+    """/proc/pageblocktypes of the module farm capture loads (farm/real/module/pageblocktypes.c):
+    {'pageblock_order', 'section_pfns', 'zones': {zone: {'pfn': int64 array (first pfn of each
+    pageblock, ascending), 'type': list of migratetype names as /proc/pagetypeinfo spells them,
+    'skip': bool array (PB_migrate_skip)}}}."""
+    lines = _lines(path)
+    m = _PBT_HEAD.fullmatch(lines[0]) if lines else None
+    if m is None:
+        raise CaptureError(path, 1, "expected '# pageblock_order N section_pfns N' first")
+    rows: dict[str, tuple[list, list, list]] = {}
+    for number, line in enumerate(lines[1:], 2):
+        f = line.split()
+        if not f:
+            continue
+        if len(f) != 5 or not (f[0].isdigit() and f[1].isdigit() and f[4] in ("0", "1")):
+            raise CaptureError(path, number, f"expected 'pfn node zone type skip', got {line!r}")
+        pfns, types, skips = rows.setdefault(_zone_key(int(f[1]), f[2]), ([], [], []))
+        pfns.append(int(f[0]))
+        types.append(f[3])
+        skips.append(f[4] == "1")
+    zones = {}
+    for zone, (pfns, types, skips) in rows.items():
+        order = np.argsort(np.array(pfns, dtype=np.int64), kind="stable")
+        zones[zone] = {"pfn": np.array(pfns, dtype=np.int64)[order], "type": [types[i] for i in order],
+                       "skip": np.array(skips, dtype=bool)[order]}
+    return {"pageblock_order": int(m[1]), "section_pfns": int(m[2]), "zones": zones}
+
+
 def read_iomem(path) -> list[dict]:
     """/proc/iomem: {'start', 'end' (inclusive byte addresses), 'name', 'depth'} per range."""
     out = []
@@ -295,7 +327,8 @@ def read_config(path) -> dict[str, str]:
 
 
 _READERS = {"buddyinfo": read_buddyinfo, "pagetypeinfo": read_pagetypeinfo, "zoneinfo": read_zoneinfo,
-            "vmstat": read_vmstat, "meminfo": read_meminfo, "kpageflags": read_kpageflags}
+            "vmstat": read_vmstat, "meminfo": read_meminfo, "kpageflags": read_kpageflags,
+            "pageblocktypes": read_pageblocktypes}
 
 
 def read_capture(folder) -> dict:
@@ -304,7 +337,8 @@ def read_capture(folder) -> dict:
     one entry per kind of snapshot ({phase: what its reader returns}), 'hugepages_2m' /
     'hugepages_1g' (obtained; None when not recorded) with '..._asked' and '..._err', 'trace_stats',
     'iomem', 'work_log', 'config' (the kernel's CONFIG_ options when the capture records them,
-    else None) and 'trace' (the path of trace.txt[.gz], or None)."""
+    else None), 'pageblocktypes_err' (why a capture has no pageblocktypes snapshots, when it
+    says) and 'trace' (the path of trace.txt[.gz], or None)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise CaptureError(folder, None, "not a folder")
@@ -336,6 +370,8 @@ def read_capture(folder) -> dict:
                 out[f"hugepages_{size}_err"] = (path.read_text().strip() or None) if path.exists() else None
             else:
                 out[f"hugepages_{size}{suffix}"] = _count(path) if path.exists() else None
+    err = folder / "pageblocktypes.err"
+    out["pageblocktypes_err"] = (err.read_text().strip() or None) if err.exists() else None
     out["trace_stats"] = None
     if (folder / "trace_stats").exists():
         stats = {}

@@ -1,6 +1,8 @@
 """Build a Linux kernel with another geometry (`farm kernel build`): the distribution's source
-package and its cloud configuration, modules off and the virtio drivers a capture needs built in,
-debug info off, and MAX_PAGE_ORDER / pageblock_order changed where the kernel defines them.
+package and its cloud configuration, none of its modules (module support stays on, for the
+capture's pageblocktypes module) and the virtio drivers a capture needs built in, debug info off,
+and MAX_PAGE_ORDER / pageblock_order changed where the kernel defines them. The built tree stays
+in OUT/src, with its Module.symvers, for `farm capture` to build its module against.
 
 x86-64 has no Kconfig option for either: MAX_PAGE_ORDER is `#define MAX_PAGE_ORDER 10` in
 include/linux/mmzone.h (CONFIG_ARCH_FORCE_MAX_ORDER exists on arm64, powerpc and others only), and
@@ -30,7 +32,7 @@ IA32_VDSO_MAX_ORDER = 14
 
 #: Kconfig changes on top of the distribution's config: (option, value); value None = off.
 CONFIG_CHANGES = (
-    ("MODULES", None),
+    ("MODULES", "y"),
     ("VIRTIO", "y"), ("VIRTIO_PCI", "y"), ("VIRTIO_BLK", "y"), ("VIRTIO_CONSOLE", "y"),
     ("VIRTIO_BALLOON", "y"), ("VIRTIO_MEM", "y"), ("MEMORY_HOTPLUG", "y"), ("MEMORY_HOTREMOVE", "y"),
     ("DEBUG_INFO", None), ("DEBUG_INFO_NONE", "y"), ("DEBUG_INFO_DWARF_TOOLCHAIN_DEFAULT", None),
@@ -108,14 +110,18 @@ def patch_geometry(src: Path, max_page_order: int, pageblock_order: int | None) 
     flags.write_text(new)
 
 
+def _drop_modules(config: Path, out: Path) -> None:
+    lines = [f"# {line.split('=')[0]} is not set" if line.endswith("=m") else line
+             for line in config.read_text().splitlines()]
+    out.write_text("\n".join(lines) + "\n")
+
+
 def configure(src: Path, base_config: Path, max_page_order: int) -> None:
     """The distribution's config without its modules, with CONFIG_CHANGES, then `make
     olddefconfig`; checks that the changes held."""
-    # with MODULES off, every option the distribution builds as a module would be built in (a
-    # tristate's m reads as y): they go, and CONFIG_CHANGES turns on what a capture needs
-    lines = [f"# {line.split('=')[0]} is not set" if line.endswith("=m") else line
-             for line in base_config.read_text().splitlines()]
-    (src / ".config").write_text("\n".join(lines) + "\n")
+    # the distribution's thousands of modules would take hours on few cores: they go, and
+    # CONFIG_CHANGES turns on what a capture needs
+    _drop_modules(base_config, src / ".config")
     changes = list(CONFIG_CHANGES)
     if max_page_order > IA32_VDSO_MAX_ORDER:
         changes += [("IA32_EMULATION", None), ("X86_X32_ABI", None)]
@@ -128,6 +134,9 @@ def configure(src: Path, base_config: Path, max_page_order: int) -> None:
         else:
             args += ["--enable", opt]
     _run([str(src / "scripts/config"), "--file", str(src / ".config"), *args])
+    _run(["make", "-C", str(src), "olddefconfig"])
+    # an option new to olddefconfig may default to m: drop those too
+    _drop_modules(src / ".config", src / ".config")
     _run(["make", "-C", str(src), "olddefconfig"])
     config = (src / ".config").read_text()
     for opt, value in changes:
@@ -173,7 +182,7 @@ def build_kernel(release: str, max_page_order: int, pageblock_order: int | None,
     phase(f"MAX_PAGE_ORDER {max_page_order}, pageblock_order "
           f"{pageblock_order if pageblock_order is not None else 'min(HUGETLB_PAGE_ORDER, MAX_PAGE_ORDER)'}")
     patch_geometry(src, max_page_order, pageblock_order)
-    phase("configuring (the cloud config, modules off, virtio built in, no debug info)")
+    phase("configuring (the cloud config without its modules, virtio built in, no debug info)")
     configure(src, Path(configs[0]), max_page_order)
     shutil.copy(src / ".config", out / "config")
     (out / "geometry").write_text(f"max_page_order {max_page_order}\n"
@@ -185,7 +194,9 @@ def build_kernel(release: str, max_page_order: int, pageblock_order: int | None,
     jobs = jobs or os.cpu_count() or 1
     phase(f"building bzImage with {jobs} jobs (log: {out / 'build.log'}); this takes a long time on few cores")
     with open(out / "build.log", "w") as log:
-        _run(["make", "-C", str(src), f"-j{jobs}", "bzImage"], log=log)
+        # `modules` builds none (there are none) but writes Module.symvers, which an external
+        # module (the capture's pageblocktypes) is built against
+        _run(["make", "-C", str(src), f"-j{jobs}", "bzImage", "modules"], log=log)
     shutil.copy(src / "arch/x86/boot/bzImage", out / "bzImage")
     phase(f"done: {out / 'bzImage'}")
     return out / "bzImage"

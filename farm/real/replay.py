@@ -2,7 +2,8 @@
 
 - `initial_state()`: the zone as the capture's `before` snapshot shows it. From kpageflags when
   the capture has it (every page KPF_BUDDY is free; allocated pages are movable when on the LRU),
-  else synthesised from buddyinfo and pagetypeinfo.
+  else synthesised from buddyinfo and pagetypeinfo. Each pageblock's type is the kernel's own
+  where the capture recorded it (pageblocktypes.before), else inferred from the trace.
 - `replay()`: the trace's events up to a phase marker or timestamp, pinned (at the kernel's
   pfns) or by the model's policy, then probes on the state reached.
 
@@ -394,28 +395,62 @@ def initial_state(capture: dict, events: Events | None, max_order: int, pagebloc
         first_pfn = np.arange(nr_blocks, dtype=np.int64) << pageblock_order
         kept = (first_pfn >= deferred) & (first_pfn < nr) & reserved[np.minimum(first_pfn, nr - 1)]
         default = np.where(kept, C.MIGRATE_UNMOVABLE, default)
-    if events is not None:
+    exact = recorded_pageblock_types(capture, "before", geo, nr_blocks, pageblock_order)
+    if exact is not None:
+        # the kernel's own types (the capture's pageblocktypes module) where it recorded them
+        pb_mt, known = exact
+        pb_mt = np.where(known, pb_mt, default)
+        how = np.where(known, 3, 0).astype(np.int8)
+    elif events is not None:
         pb_mt, how = infer_pageblock_types(events, nr_blocks, pageblock_order, default)
     else:
         pb_mt, how = default, np.zeros(nr_blocks, dtype=np.int8)
     pb_mt = pb_mt.astype(np.uint8)
     fp, fo = _decompose(free, geo.zone_start, nr, max_order)
-    if hygiene:
+    if hygiene and exact is None:
         # 6.10+ keeps a free buddy within pageblocks of one type: where the inferred types
         # disagree inside one free block, the block's first pageblock decides
         for p, o in zip(fp[fo > pageblock_order].tolist(), fo[fo > pageblock_order].tolist()):
             b = p >> pageblock_order
             pb_mt[b:b + (1 << (o - pageblock_order))] = pb_mt[b]
     ap, ao, am = _allocated_blocks(flags, allocated & ~on_pcp, geo.zone_start, nr)
-    counts = np.bincount(how[geo.zone_start >> pageblock_order:], minlength=3)
-    notes.append(f"pageblock types: {counts[1]} from pcp drains and claims, {counts[2]} from "
-                 f"zone_locked list types, {counts[0]} from their kpageflags content")
-    if deferred is not None:
+    counts = np.bincount(how[geo.zone_start >> pageblock_order:], minlength=4)
+    if exact is not None:
+        notes.append(f"pageblock types: {counts[3]} as the kernel recorded them (pageblocktypes.before)"
+                     + (f", {counts[0]} from their kpageflags content" if counts[0] else ""))
+    else:
+        notes.append(f"pageblock types: {counts[1]} from pcp drains and claims, {counts[2]} from "
+                     f"zone_locked list types, {counts[0]} from their kpageflags content")
+    if deferred is not None and exact is None:
         n = int(np.count_nonzero(kept & (how == 0)))
         notes.append(f"deferred struct page init from pfn {deferred}: {n} pageblocks whose first page is "
                      "reserved keep the boot type, Unmovable")
     return InitialState(geo, pb_mt, reserved, fp, fo, ap, ao, am, pcp_pfn, pcp_order, pcp_mt,
                         source, notes)
+
+
+def recorded_pageblock_types(capture: dict, phase: str, geo: Geometry, nr_blocks: int,
+                             pageblock_order: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """The migratetype of each pageblock of the zone `geo` as the kernel recorded it at `phase`
+    (pageblocktypes.PHASE), or None when the capture has no such snapshot of the zone, or has
+    one at another pageblock_order than the replay's. -> (types as kernels.constants numbers,
+    which blocks the snapshot covers), both of `nr_blocks` entries."""
+    snap = (capture.get("pageblocktypes") or {}).get(phase)
+    if snap is None or snap["pageblock_order"] != pageblock_order or geo.zone not in snap["zones"]:
+        return None
+    z = snap["zones"][geo.zone]
+    codes = {name: i for i, name in enumerate(C.MIGRATETYPE_NAMES)}
+    unknown = sorted({t for t in z["type"] if t not in codes})
+    if unknown:
+        raise ReplayError(f"{capture.get('path', '')}: pageblocktypes.{phase} has migratetypes "
+                          f"{', '.join(unknown)}, which the model does not know")
+    blocks = z["pfn"] >> pageblock_order
+    ok = (blocks >= 0) & (blocks < nr_blocks)
+    types = np.full(nr_blocks, C.MIGRATE_MOVABLE, dtype=np.int64)
+    known = np.zeros(nr_blocks, dtype=bool)
+    types[blocks[ok]] = np.array([codes[t] for t in z["type"]], dtype=np.int64)[ok]
+    known[blocks[ok]] = True
+    return types, known
 
 
 #: PAGES_PER_SECTION on x86-64 (SECTION_SIZE_BITS 27)
@@ -570,6 +605,25 @@ def _compare(capture: dict, zone: str, phase: str, figures: dict) -> dict | None
     return out
 
 
+def _compare_types(capture: dict, phase: str, geo: Geometry, node) -> dict | None:
+    """The model's pageblock types against the kernel's (pageblocktypes.PHASE), block by block:
+    {'blocks' compared, 'agree', 'differ': the first differing blocks}; None without a snapshot."""
+    z = node[0]
+    pb_order = int(z.zp[C.ZP_PAGEBLOCK_ORDER])
+    model = np.asarray(z.pb_mt)
+    rec = recorded_pageblock_types(capture, phase, geo, len(model), pb_order)
+    if rec is None:
+        return None
+    real, known = rec
+    known[:geo.zone_start >> pb_order] = False
+    blocks = np.flatnonzero(known)
+    same = model[blocks] == real[blocks]
+    names = C.MIGRATETYPE_NAMES
+    return {"blocks": int(len(blocks)), "agree": int(same.sum()),
+            "differ": [{"pfn": int(b) << pb_order, "real": names[int(real[b])], "model": names[int(model[b])]}
+                       for b in blocks[~same][:20].tolist()]}
+
+
 def _phase_of(until: str | None) -> str | None:
     if not until:
         return None
@@ -633,6 +687,9 @@ def replay(source, mode: str = "pinned", until: str | None = None, until_ts: flo
     cmp0 = _compare(capture, geo.zone, "before", start_fig)
     if cmp0:
         out["initial_state"]["before"] = cmp0
+        types0 = _compare_types(capture, "before", geo, node)
+        if types0:
+            cmp0["pageblock_types"] = types0
     rs = np.zeros(R.RS_SIZE, dtype=np.int64)
     z = node[0]
     # inside the zone only
@@ -671,6 +728,9 @@ def replay(source, mode: str = "pinned", until: str | None = None, until_ts: flo
         cmp = _compare(capture, geo.zone, phase, fig)
         if cmp:
             out["versus_" + phase] = cmp
+            types = _compare_types(capture, phase, geo, node)
+            if types:
+                cmp["pageblock_types"] = types
     if map_out is not None:
         from .zonemap import model_zone_map
         map_out.append(model_zone_map(node))      # the state replayed to, before any probe

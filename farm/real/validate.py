@@ -40,6 +40,10 @@ def validate(folder, with_policy: bool = True, zone_maps: bool = False) -> dict[
         skipped.append(f"no phase={VALIDATE_PHASE} marker in the trace: buddyinfo_mid_l1, "
                        "nr_free_mid_err, blocks_mid and the huge page predictions need the state at "
                        "that point")
+    if not (capture.get("pageblocktypes") or {}).get("before"):
+        why = capture.get("pageblocktypes_err")
+        skipped.append("no pageblocktypes.before: the initial pageblock types are inferred from the trace"
+                       + (f" ({why})" if why else ""))
     if (capture.get("kpageflags") or {}).get("before") is None:
         skipped.append("no kpageflags.before: the initial state is synthesised from "
                        "buddyinfo.before and pagetypeinfo.before")
@@ -65,6 +69,7 @@ def validate(folder, with_policy: bool = True, zone_maps: bool = False) -> dict[
         "buddyinfo_mid_l1": mid["buddyinfo_l1"] if mid else None,
         "nr_free_mid_err": mid["nr_free_err"] if mid else None,
         "blocks_mid": mid.get("blocks") if mid else None,
+        "pageblock_types_mid": mid.get("pageblock_types") if mid else None,
         "hugepages_2m": {"asked": asked_2m, "real": capture.get("hugepages_2m"),
                          "model": got.get("hugepages")},
         "hugepages_1g": {"asked": asked_1g, "real": capture.get("hugepages_1g"),
@@ -90,7 +95,9 @@ def validate(folder, with_policy: bool = True, zone_maps: bool = False) -> dict[
         zone = r["zone"]
         out["zone_map_mid"] = {
             "zone": zone["name"],
-            "kernel": kernel_zone_map(kpf, zone["start_pfn"], zone["end_pfn"], r["pageblock_order"])
+            "kernel": kernel_zone_map(kpf, zone["start_pfn"], zone["end_pfn"], r["pageblock_order"],
+                                      ((capture.get("pageblocktypes") or {}).get(VALIDATE_PHASE) or {})
+                                      .get("zones", {}).get(zone["name"]))
             if kpf is not None else None,
             "model": maps[0]}
         if kpf is None:
@@ -116,6 +123,11 @@ def format_validation(v: dict) -> str:
         names = [n for n in C.MIGRATETYPE_NAMES if n in b["real"] or n in b["model"]]
         lines.append("    pageblocks " + ", ".join(f"{n} {b['model'].get(n, 0)} (real {b['real'].get(n, 0)})"
                                                    for n in names))
+    if v.get("pageblock_types_mid"):
+        t = v["pageblock_types_mid"]
+        lines.append(f"    pageblock types: {t['agree']} of {t['blocks']} as the kernel's"
+                     + (f" (first differing: " + ", ".join(f"pfn {d['pfn']} {d['model']} (real {d['real']})"
+                                                          for d in t["differ"][:3]) + ")" if t["differ"] else ""))
     for key, label in (("hugepages_2m", "2 MiB"), ("hugepages_1g", "1 GiB")):
         h = v[key]
         if h["asked"]:

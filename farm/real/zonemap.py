@@ -2,8 +2,8 @@
 model (from its state), drawn side by side by reports.figures.draw_zone_maps.
 
 A map is a dict of equal-length lists (JSON-ready): `block` (pageblock number, pfn >> pageblock_order),
-`kind` (the model's pageblock migratetype; for the kernel, what its pages hold, as kpageflags says:
-the capture records no pageblock types), `free` (share of the block's pages free in the buddy
+`kind` (the pageblock's migratetype; for the kernel, when the capture did not record its
+pageblock types, what its pages hold, as kpageflags says), `free` (share of the block's pages free in the buddy
 allocator), `hole` (every page of the block a hole or reserved) and `isolated` (MIGRATE_ISOLATE).
 """
 
@@ -54,10 +54,12 @@ def model_zone_map(node) -> dict[str, list]:
             "hole": (nhole == span).tolist(), "isolated": (mt == C.MIGRATE_ISOLATE).tolist()}
 
 
-def kernel_zone_map(kpageflags: np.ndarray, start: int, end: int, pageblock_order: int) -> dict[str, list]:
+def kernel_zone_map(kpageflags: np.ndarray, start: int, end: int, pageblock_order: int,
+                    types: dict | None = None) -> dict[str, list]:
     """The map of the zone [start, end) from a /proc/kpageflags snapshot: each block's free share
-    (KPF_BUDDY marks every page of a free buddy block) and what most of its other pages are: LRU,
-    slab or other kernel pages."""
+    (KPF_BUDDY marks every page of a free buddy block) and its kind: the pageblock's migratetype
+    where `types` (the zone of a pageblocktypes snapshot, captures.read_pageblocktypes) has it,
+    else what most of its other pages are: LRU, slab or other kernel pages."""
     flags = np.zeros(end, dtype=np.uint64)
     n = min(end, len(kpageflags))
     flags[:n] = kpageflags[:n]
@@ -89,5 +91,12 @@ def kernel_zone_map(kpageflags: np.ndarray, start: int, end: int, pageblock_orde
             kinds.append(SLAB)
         else:
             kinds.append(KERNEL)
+    isolated = [False] * len(blocks)
+    if types is not None:
+        recorded = dict(zip((types["pfn"] >> pageblock_order).tolist(), types["type"]))
+        for i, b in enumerate(blocks.tolist()):
+            if kinds[i] != HOLE and b in recorded:
+                kinds[i] = recorded[b]
+                isolated[i] = recorded[b] == "Isolate"
     return {"block": blocks.tolist(), "kind": kinds, "free": (nfree / (1 << pageblock_order)).tolist(),
-            "hole": (nhole == span).tolist(), "isolated": [False] * len(blocks)}
+            "hole": (nhole == span).tolist(), "isolated": isolated}
