@@ -618,6 +618,72 @@ def _mix_finding(summ: pd.DataFrame, present, panel_keys: list[str], findings: l
                         f"({ci_text(b['lo'], b['hi'], fmt)}).")
 
 
+# -- zone maps ---------------------------------------------------------------------------------------------
+
+ZONE_MAP_CAPTION = (
+    "One cell per pageblock, in pfn order left to right and top to bottom, coloured by its migratetype, "
+    "lighter the more of its pages are free (the palest: all free); black: holes and reserved pages. The "
+    "state the workload leaves, before the probes run, as farm validate --report draws the kernel's zone.")
+
+
+def _map_config(cells: pd.DataFrame) -> pd.DataFrame:
+    """The cells of one configuration besides max_order and seed: per parameter, its default where
+    the cells have it, else its first value in reading order."""
+    from farm.cell.params import PARAMS
+    for name in T.param_columns(cells):
+        if name in ("max_order", "seed", "workload") or cells[name].nunique(dropna=False) < 2:
+            continue
+        values = T.sort_values(name, cells[name].dropna().unique().tolist())
+        default = PARAMS[name].default if name in PARAMS else None
+        pick = default if default in values else values[0]
+        cells = cells[cells[name] == pick]
+    return cells
+
+
+def _param_text(name: str, value: Any) -> str:
+    text = T.format_value(name, value)
+    return text if name == "workload" or name.split("_")[0] in text else f"{name} {text}"
+
+
+def zone_map_section(df: pd.DataFrame) -> Section | None:
+    """Per workload, the zone a cell ends with at the smallest and the largest max_order (the
+    maps sweep cells carry in their results); None when the results hold no maps."""
+    if "zone_map_blocks" not in df:
+        return None
+    ok = T.ok_cells(df)
+    ok = ok[ok["zone_map_blocks"].notna()]
+    if ok.empty or "max_order" not in ok:
+        return None
+    from farm.real.zonemap import decode_zone_map
+    s = Section("The zone at the end of the workload")
+    s.blocks.append("What the pageblock mix looks like in memory: one cell of each workload at the smallest "
+                    "and the largest max_order, the other parameters at their defaults where the sweep has "
+                    "them, and the first seed.")
+    workloads = T.sort_values("workload", ok["workload"].unique().tolist()) if "workload" in ok else [None]
+    for wl in workloads:
+        cells = _map_config(ok if wl is None else ok[ok["workload"] == wl])
+        cells = cells[cells["seed"] == cells["seed"].min()] if "seed" in cells else cells
+        orders = sorted({int(cells["max_order"].min()), int(cells["max_order"].max())})
+        frames, shown = [], []
+        for mo in orders:
+            row = cells[cells["max_order"] == mo].iloc[0]
+            m = decode_zone_map(int(row["zone_map_first_block"]), row["zone_map_blocks"])
+            frame = pd.DataFrame(m)
+            frame.insert(0, "side", f"max_order {mo}")
+            frames.append(frame)
+            shown = [_param_text(k, row[k]) for k in T.param_columns(cells)
+                     if k not in ("max_order", "probe") and pd.notna(row[k])
+                     and (k in ("workload", "seed") or ok[k].nunique() > 1)]
+        name = "zone-map" + (f"-{_slug(wl)}" if wl is not None else "")
+        s.blocks.append(F.FigureSpec(
+            name=name,
+            title=(f"{wl}: " if wl is not None else "") + "the zone at the end of the workload, max_order "
+                  + " and ".join(str(o) for o in orders),
+            caption=f"Cell: {', '.join(shown)}. {ZONE_MAP_CAPTION}",
+            data=pd.concat(frames, ignore_index=True), draw_fn=F.draw_zone_maps))
+    return s
+
+
 # -- the whole report --------------------------------------------------------------------------------------
 
 def build_report(df: pd.DataFrame, source: str, manifest: dict | None = None) -> Document:
@@ -632,6 +698,9 @@ def build_report(df: pd.DataFrame, source: str, manifest: dict | None = None) ->
         data.blocks.append("No cell finished, so there is nothing to report.")
     else:
         sections += [slowdown_section(df, findings), success_section(df, findings), mix_section(df, findings)]
+        maps = zone_map_section(df)
+        if maps is not None:
+            sections.append(maps)
     summary = Section("Findings", [Bullets(findings)] if findings else
                       ["Nothing stands out: no measure changes with max_order in these results."])
     notes = Section("How to read this report", [Bullets([

@@ -5,31 +5,31 @@ import os
 import time
 
 
-def simulate(params):
+def simulate(params, **kw):
     from farm.cell.simulate import run
-    return run(params)
+    return run(params, **kw)
 
 
-def fail_seed(seed, params):
+def fail_seed(seed, params, **kw):
     """Raise in every cell of one seed; simulate the others."""
     if params["seed"] == seed:
         raise RuntimeError(f"injected failure for seed {seed}")
-    return simulate(params)
+    return simulate(params, **kw)
 
 
-def report_and_wait(marker, match, delay, params):
+def report_and_wait(marker, match, delay, params, **kw):
     """In the cells matching `match`: append this worker's pid to `marker`, then sleep `delay`
     seconds (time for the test to kill this process), then simulate."""
     if all(params[k] == v for k, v in match.items()):
         with open(marker, "a") as f:
             f.write(f"{os.getpid()}\n")
         time.sleep(delay)
-    return simulate(params)
+    return simulate(params, **kw)
 
 
-def die_on(match, params):
+def die_on(match, params, **kw):
     """In the cells matching `match`: kill this worker process (SIGKILL), as a crash would."""
     if all(params[k] == v for k, v in match.items()):
         import signal
         os.kill(os.getpid(), signal.SIGKILL)
-    return simulate(params)
+    return simulate(params, **kw)

@@ -362,6 +362,36 @@ def test_figures_follow_the_contents():
     assert "a single max_order" in render.to_markdown(doc, render.figure_paths(doc))
 
 
+def test_zone_maps_show_each_workload_at_the_smallest_and_largest_max_order():
+    """The maps sweep cells carry: one figure per workload, the cells of the parameters' defaults
+    (policy v6.15 over v6.1) and the first seed, at max_order 10 and 12, drawn from those cells'
+    own maps; results without maps have no such section."""
+    from farm.real.zonemap import decode_zone_map, encode_zone_map
+    df = golden_frame()
+    ok = df["status"] == "ok"
+    maps = {}
+    for i in df.index[ok]:
+        r = df.loc[i]
+        # a made-up map that names its cell: the policy's type and the seed/max_order as free shares
+        kind = "Unmovable" if r["policy"] == "v6.15" else "Reclaimable"
+        m = {"block": list(range(4)), "kind": [kind] * 4, "free": [r["seed"] / 10, r["max_order"] / 20, 0.0, 1.0],
+             "hole": [False, False, False, True], "isolated": [False] * 4}
+        maps[i] = encode_zone_map(m)
+    df.loc[ok, "zone_map_first_block"] = [maps[i]["first_block"] for i in df.index[ok]]
+    df.loc[ok, "zone_map_blocks"] = [maps[i]["blocks"] for i in df.index[ok]]
+    doc = build_report(df, "src")
+    specs = [f for f in doc.figures() if f.name.startswith("zone-map")]
+    assert [f.name for f in specs] == ["zone-map-" + df["workload"].iloc[0]]
+    data = specs[0].data
+    assert list(dict.fromkeys(data["side"])) == ["max_order 10", "max_order 12"]
+    for mo in (10, 12):
+        sub = data[data["side"] == f"max_order {mo}"].drop(columns="side").to_dict("list")
+        row = df[ok & (df["policy"] == "v6.15") & (df["seed"] == 1) & (df["max_order"] == mo)].iloc[0]
+        assert sub == decode_zone_map(row["zone_map_first_block"], row["zone_map_blocks"])
+    assert "policy v6.15" in specs[0].caption and "seed 1" in specs[0].caption
+    assert not [f for f in build_report(golden_frame(), "src").figures() if f.name.startswith("zone-map")]
+
+
 def test_slowdown_figure_receives_ratios_with_confidence_intervals():
     doc = build_report(golden_frame(), "src")
     spec = next(f for f in doc.figures() if f.name == "slowdown-amortised")

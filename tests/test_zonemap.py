@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from farm.real.captures import KPF_BUDDY, KPF_LRU, KPF_NOPAGE, KPF_RESERVED, KPF_SLAB
-from farm.real.zonemap import FREE, HOLE, KERNEL, LRU, SLAB, kernel_zone_map, model_zone_map
+from farm.real.zonemap import (FREE, HOLE, KERNEL, LRU, SLAB, ZONE_MAP_MAX_BLOCKS, decode_zone_map, encode_zone_map,
+                               kernel_zone_map, model_zone_map)
 from kernels import constants as C
 from kernels.page_alloc import alloc_pages, boot_node
 from kernels.page_isolation import start_isolate_page_range
@@ -123,3 +124,30 @@ def test_farm_simulate_draws_the_final_zone(tmp_path):
     assert main(["simulate", "--workload", "fragmenter", "--memory", "32M", "--zone-map", str(png)]) == 0
     data = png.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 2000
+
+
+def test_a_map_round_trips_through_a_sweep_result():
+    node = booted(holes=((2 * PB, 3 * PB),))
+    for _ in range(5):
+        assert alloc_pages(node, 0, C.MIGRATE_RECLAIMABLE, 0) >= 0
+    z = node[0]
+    assert start_isolate_page_range(z, 6 * PB, 7 * PB, C.MIGRATE_MOVABLE, 6 * PB, 7 * PB) == 0
+    m = model_zone_map(node)
+    enc = encode_zone_map(m)
+    assert set(enc) == {"first_block", "blocks"} and isinstance(enc["blocks"], str)
+    back = decode_zone_map(enc["first_block"], enc["blocks"])
+    assert back["block"] == m["block"] and back["hole"] == m["hole"] and back["isolated"] == m["isolated"]
+    assert back["kind"] == [HOLE if h else k for k, h in zip(m["kind"], m["hole"])]
+    assert np.abs(np.array(back["free"]) - np.array(m["free"])).max() <= 0.5 / 255
+    big = {k: v * (ZONE_MAP_MAX_BLOCKS // 8 + 1) for k, v in m.items()}
+    assert encode_zone_map(big) is None
+
+
+def test_a_cell_carries_the_map_of_the_state_before_its_probes():
+    from farm.cell.simulate import run
+    params = {"memory": "64M", "max_order": 10, "workload": "fragmenter", "ops": 20000, "seed": 3}
+    probed = run({**params, "probe": ["hugepages:order=9,count=8"]}, zone_map=True)
+    nodes = []
+    plain = run(params, node_out=nodes)
+    assert "zone_map" not in plain
+    assert decode_zone_map(**probed["zone_map"]) == decode_zone_map(**encode_zone_map(model_zone_map(nodes[0])))

@@ -367,8 +367,10 @@ def timed_workload(p: dict[str, Any], repeats: int | None = None, share: float |
     return node, extra, ops, timing
 
 
-def run(raw: dict[str, Any], node_out: list | None = None) -> dict[str, Any]:
-    """Resolve `raw` parameters, simulate, and return the result object of `farm simulate --json`."""
+def run(raw: dict[str, Any], node_out: list | None = None, zone_map: bool = False) -> dict[str, Any]:
+    """Resolve `raw` parameters, simulate, and return the result object of `farm simulate --json`.
+    With `zone_map`, the result also holds the zone map of the state the workload leaves, before
+    the probes ('zone_map': farm.real.zonemap.encode_zone_map; sweeps keep it for their report)."""
     p = resolve(raw)
     node, extra, ops, timing = timed_workload(p)
     if p["check_every"]:
@@ -381,6 +383,11 @@ def run(raw: dict[str, Any], node_out: list | None = None) -> dict[str, Any]:
     out["counters"].update(extra)
     out.update(metrics(node))
     out["timing"] = timing
+    if zone_map:
+        from ..real.zonemap import encode_zone_map, model_zone_map
+        encoded = encode_zone_map(model_zone_map(node))
+        if encoded is not None:
+            out["zone_map"] = encoded
     if p["probe"]:
         cc = np.zeros(8, dtype=np.int64)
         bitmap = np.zeros(max(p["_cma_pages"], 1), dtype=np.int64)

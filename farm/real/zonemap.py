@@ -9,6 +9,8 @@ allocator), `hole` (every page of the block a hole or reserved) and `isolated` (
 
 from __future__ import annotations
 
+import base64
+
 import numpy as np
 
 from kernels import constants as C
@@ -100,3 +102,33 @@ def kernel_zone_map(kpageflags: np.ndarray, start: int, end: int, pageblock_orde
                 isolated[i] = recorded[b] == "Isolate"
     return {"block": blocks.tolist(), "kind": kinds, "free": (nfree / (1 << pageblock_order)).tolist(),
             "hole": (nhole == span).tolist(), "isolated": isolated}
+
+
+#: A sweep cell's result carries its zone map (encode_zone_map) when the zone has at most this
+#: many pageblocks (16 GiB at pageblock_order 9): 2 bytes a block.
+ZONE_MAP_MAX_BLOCKS = 8192
+_HOLE_CODE = 255
+
+
+def encode_zone_map(m: dict[str, list]) -> dict[str, object] | None:
+    """A model map (model_zone_map) as two result fields: {'first_block', 'blocks': base64 of 2
+    bytes per block, the migratetype (255: hole) and the free share in 255ths}. None above
+    ZONE_MAP_MAX_BLOCKS."""
+    n = len(m["block"])
+    if n == 0 or n > ZONE_MAP_MAX_BLOCKS:
+        return None
+    codes = {name: i for i, name in enumerate(C.MIGRATETYPE_NAMES)}
+    raw = np.zeros((n, 2), dtype=np.uint8)
+    raw[:, 0] = [_HOLE_CODE if hole else codes[kind] for kind, hole in zip(m["kind"], m["hole"])]
+    raw[:, 1] = np.rint(np.clip(np.asarray(m["free"], dtype=float), 0.0, 1.0) * 255)
+    return {"first_block": int(m["block"][0]), "blocks": base64.b64encode(raw.tobytes()).decode()}
+
+
+def decode_zone_map(first_block: int, blocks: str) -> dict[str, list]:
+    """encode_zone_map's fields -> a map as model_zone_map returns it (free shares to 1/255)."""
+    raw = np.frombuffer(base64.b64decode(blocks), dtype=np.uint8).reshape(-1, 2)
+    hole = raw[:, 0] == _HOLE_CODE
+    kinds = [HOLE if h else C.MIGRATETYPE_NAMES[int(c)] for c, h in zip(raw[:, 0], hole)]
+    return {"block": list(range(int(first_block), int(first_block) + len(raw))), "kind": kinds,
+            "free": (raw[:, 1] / 255.0).tolist(), "hole": hole.tolist(),
+            "isolated": (raw[:, 0] == C.MIGRATE_ISOLATE).tolist()}

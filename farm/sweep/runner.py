@@ -195,7 +195,7 @@ def run_batch(cells: list[Cell], sweep: str, run_id: str, model_version: str,
                                   f"was planned with {model_version}", provenance()))
             continue
         try:
-            result = fn(cell.run_params)
+            result = fn(cell.run_params, zone_map=True)
             row = ok_row(cell.id, sweep, cell.params, result, provenance())
         except Exception as e:
             row = error_row(cell.id, sweep, cell.params, model_version, f"{type(e).__name__}: {e}",
@@ -350,8 +350,8 @@ def run_sweep(plan: Plan, out: str | Path, *, address: str | None = None, worker
     `log` gets the progress messages; `warn` (default: `log`, else stderr) one line per event of
     the run a user should know of (a worker process died, a task failed after Ray's retries), in
     place of Ray's own multi-line messages, which are printed as well with `verbose`.
-    `cell_fn` replaces `farm.cell.simulate.run` in the workers (tests use it to make cells fail or
-    report their process). If Ray is already initialised in this process it is used as it is."""
+    `cell_fn` replaces `farm.cell.simulate.run` in the workers, called as it is (the cell's
+    parameters, zone_map=True); tests use it to make cells fail or report their process. If Ray is already initialised in this process it is used as it is."""
     t_start = time.perf_counter()
     say = log or (lambda msg: None)
     warn = warn or log or (lambda msg: print(msg, file=sys.stderr))
