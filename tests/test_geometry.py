@@ -143,3 +143,32 @@ def test_boot_types_of_reserved_pageblocks_bring_the_initial_state_closer_to_the
         return sum(abs(int(got[i]) - real.get(name, 0)) for i, name in enumerate(C.MIGRATETYPE_NAMES))
 
     assert mismatch(cap) < mismatch({**cap, "config": None})
+
+
+THP = DATA_HERE / "k6.12-thp-2560m"
+
+
+@pytest.mark.slow
+def test_a_freed_2m_pool_leaves_room_for_a_1g_page(monkeypatch):
+    """The THP capture: the kernel freed its 1027 2 MiB hugetlb pages (echo 0 > nr_hugepages, 1027
+    order-9 frees between the markers) and then obtained one 1 GiB page. The validation follows the
+    trace: it frees the pool too, and gets exactly the kernel's 1 GiB page; kept, the pool leaves
+    no 1 GiB range free."""
+    from farm.real import validate as V
+    v = V.validate(THP, with_policy=False)
+    assert v["hugepages_2m"]["released_before_1g"] is True
+    assert v["hugepages_1g"]["real"] == 1 and v["hugepages_1g"]["model"] == 1
+    h = v["hugepages_2m"]
+    assert abs(h["model"] - h["real"]) <= 0.05 * h["real"]
+    assert v["buddyinfo_mid_l1"] <= 0.02
+    monkeypatch.setattr(V, "pool_released", lambda events, obtained: False)
+    assert V.validate(THP, with_policy=False)["hugepages_1g"]["model"] == 0
+
+
+@need_data
+def test_the_shared_6_12_capture_kept_its_2m_pool():
+    from farm.real.validate import pool_released
+    cap = read_capture(DATA / "kernel-6.12-fragmenter-2560m")
+    assert not pool_released(RP.load_events(cap["trace"]), cap["hugepages_2m"])
+    small = read_capture(SMALL[10])
+    assert pool_released(RP.load_events(small["trace"]), small["hugepages_2m"])

@@ -130,12 +130,16 @@ def _weights(names):
 # kind -> {key: (parser, default)}; a default of None means required
 PROBE_KEYS = {
     "compact": {},
-    "hugepages": {"order": (int, 9), "count": (int, None)},
+    "hugepages": {"order": (int, 9), "count": (int, None), "release": (int, None)},
     "contig": {"size": (parse_size, "2M"), "isolation": (str, None), "attempts": (int, 64)},
     "gigantic": {"count": (int, 1), "size": (parse_size, "1G")},
     "offline": {"block": (parse_size, None)},
     "cma": {"size": (parse_size, "4M"), "count": (int, 1)},
 }
+
+
+#: Probe settings that may be left out (and are then not in the canonical spec).
+OPTIONAL_PROBE_KEYS = {("contig", "isolation"), ("hugepages", "release")}
 
 
 def parse_probe(spec: str, key: str = "probe") -> tuple[str, dict, str]:
@@ -160,10 +164,12 @@ def parse_probe(spec: str, key: str = "probe") -> tuple[str, dict, str]:
             params[k] = given[k]
         elif default is not None:
             params[k] = parser(default) if isinstance(default, str) and parser is parse_size else default
-        elif not (kind == "contig" and k == "isolation"):
+        elif (kind, k) not in OPTIONAL_PROBE_KEYS:
             raise ParamError(key, f"probe {kind} needs {k}=...")
     if "isolation" in params and params["isolation"] not in ("pageblock", "maxorder"):
         raise ParamError(key, "probe contig: isolation is pageblock or maxorder")
+    if "release" in params and params["release"] not in (0, 1):
+        raise ParamError(key, "probe hugepages: release is 0 or 1")
     for k in ("count", "attempts"):
         if k in params and params[k] < 0:
             raise ParamError(key, f"probe {kind}: {k} must not be negative")

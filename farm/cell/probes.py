@@ -5,9 +5,10 @@ they obtain (huge pages, gigantic pages) stay allocated until every probe has ru
 pool keeps them.
 
 - `compact`: full compaction (echo 1 > /proc/sys/vm/compact_memory).
-- `hugepages:order=9,count=N`: allocate up to N blocks of that order the way hugetlb grows its
-  pool (movable allocation, direct compaction with retries; after the first failure the kernel
-  stops retrying hard on the node: __GFP_NORETRY).
+- `hugepages:order=9,count=N[,release=1]`: allocate up to N blocks of that order the way hugetlb
+  grows its pool (movable allocation, direct compaction with retries; after the first failure the
+  kernel stops retrying hard on the node: __GFP_NORETRY). With `release=1` the pool is freed when
+  the probe ends (echo 0 > nr_hugepages), before the next probe.
 - `contig:size=2M,isolation=pageblock,attempts=N`: alloc_contig_range() on N naturally aligned
   candidate ranges spread evenly over ZONE_NORMAL; each range obtained is released at once.
 - `gigantic:count=N[,size=1G]`: alloc_contig_pages() N times (hugetlb gigantic pages).
@@ -62,14 +63,20 @@ def run_probes(node, specs: list[str], p: dict, cc: np.ndarray, cma_bitmap: np.n
             if order > p["max_order"]:
                 raise ParamError("probe", f"hugepages order {order} exceeds max_order {p['max_order']}")
             gfp = GFP_RETRY
+            pool = []
             for _ in range(asked):
                 pfn = alloc_pages_gfp(node, cc, order, C.MIGRATE_MOVABLE, C.PG_CONTIG, gfp)
                 if pfn >= 0:
                     obtained += 1
-                    held.append((pfn, 0))
+                    pool.append(pfn)
                     gfp = GFP_RETRY
                 else:
                     gfp = GFP_NORETRY
+            if params.get("release"):
+                for pfn in pool:
+                    free_pages(node, pfn)
+            else:
+                held += [(pfn, 0) for pfn in pool]
         elif kind == "contig":
             nr = params["size"] >> C.PAGE_SHIFT
             old = int(normal.zp[C.ZP_CONTIG_MAXORDER])

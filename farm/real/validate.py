@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from kernels import constants as C
+from kernels import replay as R
 
 from .replay import ReplayError, load_events, open_source, policy_for_kernel, replay
 from .zonemap import kernel_zone_map
@@ -48,11 +49,13 @@ def validate(folder, with_policy: bool = True, zone_maps: bool = False) -> dict[
         skipped.append("no kpageflags.before: the initial state is synthesised from "
                        "buddyinfo.before and pagetypeinfo.before")
     probes = []
+    released = None
     asked_2m, asked_1g = capture.get("hugepages_2m_asked"), capture.get("hugepages_1g_asked")
     if has_mid:
         probes.append("compact")
         if asked_2m:
-            probes.append(f"hugepages:order=9,count={asked_2m}")
+            released = pool_released(events, capture.get("hugepages_2m"))
+            probes.append(f"hugepages:order=9,count={asked_2m}" + (",release=1" if released else ""))
         if asked_1g:
             probes.append(f"gigantic:count={asked_1g},size=1G")
     maps: list = []
@@ -71,7 +74,7 @@ def validate(folder, with_policy: bool = True, zone_maps: bool = False) -> dict[
         "blocks_mid": mid.get("blocks") if mid else None,
         "pageblock_types_mid": mid.get("pageblock_types") if mid else None,
         "hugepages_2m": {"asked": asked_2m, "real": capture.get("hugepages_2m"),
-                         "model": got.get("hugepages")},
+                         "model": got.get("hugepages"), "released_before_1g": released},
         "hugepages_1g": {"asked": asked_1g, "real": capture.get("hugepages_1g"),
                          "model": got.get("gigantic")},
         "buddyinfo_mid": mid["buddyinfo"] if mid else None,
@@ -104,6 +107,22 @@ def validate(folder, with_policy: bool = True, zone_maps: bool = False) -> dict[
             skipped.append(f"zone map: no kpageflags.{VALIDATE_PHASE}, the kernel's side is not drawn")
     out["skipped"] = skipped
     return out
+
+
+def pool_released(events, obtained: int | None) -> bool:
+    """Whether the kernel freed its 2 MiB hugetlb pool before it was asked for 1 GiB pages, as the
+    trace shows it: at least as many order-9 mm_page_free events between the markers
+    hugepages-2m-done and hugepages-1g-done as pages obtained (farm capture frees the pool; the
+    shared captures kept it)."""
+    if not obtained:
+        return False
+    at = {text.split()[0]: i for i, text in events.markers if text}
+    start, end = at.get("phase=hugepages-2m-done"), at.get("phase=hugepages-1g-done")
+    if start is None or end is None:
+        return False
+    sel = slice(start, end)
+    frees = (events.kind[sel] == R.EV_FREE) & (events.order[sel] == 9)
+    return int(frees.sum()) >= obtained
 
 
 def format_validation(v: dict) -> str:
