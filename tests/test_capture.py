@@ -53,6 +53,28 @@ def test_cpio_newc(tmp_path):
     assert "bin/hello" in listing and "bin/hi -> hello" in listing
 
 
+def test_the_snapshot_program_reads_after_its_marker(tmp_path):
+    """farm/real/guest/snapshot.c on this machine's /proc: the marker written first, then every
+    snapshot file of the phase; --start writes 1 (tracing_on) after the reads."""
+    require_tool("gcc", shutil.which("gcc"), "apt-get install -y gcc libc6-dev")
+    if not os.access("/proc/kpageflags", os.R_OK):
+        pytest.skip("/proc/kpageflags is readable by root only")
+    exe = cap.compile_static(cap.GUEST_DIR / "snapshot.c", tmp_path, "the snapshot program")
+    marker, start = tmp_path / "trace_marker", tmp_path / "tracing_on"
+    marker.write_text("")
+    start.write_text("")
+    out = tmp_path / "out"
+    out.mkdir()
+    subprocess.run([str(exe), "mid", str(out), "--marker", str(marker), "--start", str(start)], check=True)
+    assert marker.read_text() == "phase=mid\n" and start.read_text() == "1\n"
+    names = {p.name for p in out.iterdir()}
+    assert {f"{k}.mid" for k in ("buddyinfo", "pagetypeinfo", "zoneinfo", "vmstat", "meminfo", "kpageflags")} <= names
+    from farm.real.captures import read_buddyinfo, read_kpageflags
+    assert read_buddyinfo(out / "buddyinfo.mid") and len(read_kpageflags(out / "kpageflags.mid")) > 0
+    assert (out / "pageblocktypes.mid").exists() == os.path.exists("/proc/pageblocktypes")
+    assert subprocess.run([str(exe)], capture_output=True).returncode == 2
+
+
 def test_missing_qemu_is_one_line(tmp_path, monkeypatch):
     monkeypatch.setattr(cap.shutil, "which", lambda name: None)
     with pytest.raises(cap.CaptureFailed, match=r"^qemu-system-x86_64 is not installed"):
@@ -90,7 +112,10 @@ def test_capture_end_to_end(tmp_path):
     with gzip.open(out / "trace.txt.gz", "rt") as f:
         markers = [line.split("tracing_mark_write: ")[1].strip() for line in f if "tracing_mark_write" in line]
     assert markers[:4] == ["phase=work-start", "phase=work-end", "phase=mid", "phase=compacted"]
-    assert markers[4].startswith("phase=hugepages-2m-done got=")
+    assert markers[4].startswith("phase=hugepages-2m-done got=") and markers[-1] == "phase=after"
+    # the snapshots of a phase are taken right after its marker, by one process: at mid the
+    # pinned replay meets buddyinfo.mid exactly
+    assert {"before", "mid", "compacted", "after"} <= set(c["snapshots"]["kpageflags"])
     # the pageblocktypes module was built for this kernel and read at every snapshot; its counts
     # per zone and type are the kernel's own (pagetypeinfo's "Number of blocks type")
     assert c["pageblocktypes_err"] is None and set(c["snapshots"]["pageblocktypes"]) == set(PHASES)

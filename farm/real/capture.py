@@ -10,7 +10,11 @@ How it goes:
   ~/.cache/buddyfarm/kernels and unpacked with `dpkg -x`; the virtio modules the guest needs
   (when the package builds them as modules) go into the initramfs with their dependencies;
 - the initramfs (cpio newc, gzip, written here) holds busybox-static with its applets, the
-  workload compiled static from farm/real/workloads/NAME.c and an /init script;
+  workload compiled static from farm/real/workloads/NAME.c, the snapshot program
+  (farm/real/guest/snapshot.c: a phase's /proc files read by one process right after the phase's
+  marker), the pageblocktypes module when it could be built for the kernel
+  (farm/real/module/pageblocktypes.c, against its headers package or its `farm kernel build`
+  tree) and an /init script;
 - the guest writes its files as a tar to a raw virtio disk (/dev/vda) and the trace text raw to
   a second one (/dev/vdb); the host unpacks the tar, gzips the trace and the kpageflags; a third
   (/dev/vdc) is an ext2 file system at /mnt, for page cache that reclaim can drop (the
@@ -43,6 +47,7 @@ __all__ = ["CaptureFailed", "WORKLOADS", "capture", "parse_memory", "parse_workl
            "resolve_kernel", "build_initramfs", "kvm_usable"]
 
 WORKLOAD_DIR = Path(__file__).with_name("workloads")
+GUEST_DIR = Path(__file__).with_name("guest")            # programs the guest runs besides the workload
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "buddyfarm" / "kernels"
 
 #: Workloads (farm/real/workloads/NAME.c): their key=value parameters with the defaults a capture
@@ -420,16 +425,20 @@ class Cpio:
         return b"".join(self.parts)
 
 
-def compile_workload(name: str, out: Path) -> Path:
+def compile_static(src: Path, out: Path, what: str) -> Path:
+    """`gcc -static` of one C file for the guest: out/STEM."""
     gcc = _need("gcc", "apt-get install -y gcc libc6-dev")
-    src = WORKLOAD_DIR / f"{name}.c"
-    exe = out / name
+    exe = out / src.stem
     r = subprocess.run([gcc, "-static", "-O2", "-o", str(exe), str(src)], capture_output=True, text=True)
     if r.returncode != 0:
         line = (r.stderr.strip().splitlines() or ["?"])[-1]
-        raise CaptureFailed(f"gcc -static could not build the {name} workload: {line} "
+        raise CaptureFailed(f"gcc -static could not build {what}: {line} "
                             "(is the static libc installed? apt-get install -y libc6-dev)")
     return exe
+
+
+def compile_workload(name: str, out: Path) -> Path:
+    return compile_static(WORKLOAD_DIR / f"{name}.c", out, f"the {name} workload")
 
 
 def init_script(workload: str, argv: list, hugepages: dict, trace_kb: int, modules: list[str]) -> str:
@@ -454,17 +463,9 @@ writeout() {{
 }}
 fail() {{ echo "$*" > /out/error; say "error=$*"; writeout; }}
 mark() {{ echo "phase=$*" > $T/trace_marker; say "phase=$*"; }}
-snap() {{
-    cat /proc/buddyinfo > /out/buddyinfo.$1
-    for f in pagetypeinfo zoneinfo vmstat meminfo; do cat /proc/$f > /out/$f.$1; done
-    [ -e /proc/pageblocktypes ] && cat /proc/pageblocktypes > /out/pageblocktypes.$1
-}}
-# A snapshot file is written once to allocate its pages, then again in place (no allocation)
-# right before what must see the same state: pageblocktypes.PHASE, then kpageflags.PHASE.
-again() {{
-    [ -e /proc/pageblocktypes ] && dd if=/proc/pageblocktypes of=/out/pageblocktypes.$1 bs=65536 conv=notrunc 2>/dev/null
-    dd if=/proc/kpageflags of=/out/kpageflags.$1 bs=4096 conv=notrunc 2>/dev/null
-}}
+# the /proc snapshots of a phase, read by one process right after the phase's trace marker
+# (farm/real/guest/snapshot.c): nothing is forked between the marker and the reads
+snap() {{ /bin/snapshot $1 /out --marker $T/trace_marker || fail "the $1 snapshot failed"; say "phase=$1"; }}
 for m in {' '.join(modules)}; do
     insmod /lib/modules/$m.ko || say "error=insmod $m failed"
 done
@@ -486,13 +487,10 @@ echo {trace_kb} > $T/buffer_size_kb || fail "cannot set a {trace_kb} KiB trace b
 echo > $T/trace
 for e in {events}; do echo 1 > $T/events/$e/enable || fail "no trace event $e"; done
 echo 1 > $T/events/compaction/enable || fail "no compaction trace events"
-snap before
 cat /proc/iomem > /out/iomem
-# The initial state of a replay is kpageflags.before (and pageblocktypes.before), and the trace
-# must start where they were taken: tracing starts right after they are rewritten in place.
-cat /proc/kpageflags > /out/kpageflags.before
-again before
-echo 1 > $T/tracing_on
+# The initial state of a replay is the before snapshot (kpageflags, pageblocktypes), and the
+# trace must start where it was taken: the snapshot program starts tracing right after its reads.
+/bin/snapshot before /out --start $T/tracing_on || fail "the before snapshot failed"
 mark work-start
 /bin/{workload} {' '.join(str(a) for a in argv)} > /out/work.log 2>&1
 st=$?
@@ -505,12 +503,8 @@ if [ $st -ne 0 ]; then
 fi
 sync
 echo 3 > /proc/sys/vm/drop_caches
-cat /proc/kpageflags > /out/kpageflags.mid
-mark mid
 snap mid
-again mid
 echo 1 > /proc/sys/vm/compact_memory
-mark compacted
 snap compacted
 H=/sys/kernel/mm/hugepages
 # hugetlb pages of one size: hugepages SIZE_KB NAME ASKED "why there are none"
@@ -528,9 +522,7 @@ hugepages() {{
 }}
 hugepages 2048 2m {hugepages['2m']} "no 2 MiB hugetlb pages in this kernel"
 hugepages 1048576 1g {hugepages['1g']} "no 1 GiB hugetlb pages on this machine"
-cat /proc/kpageflags > /out/kpageflags.after
 snap after
-again after
 echo 0 > $T/tracing_on
 mkdir -p /out/trace_stats.d
 for c in $T/per_cpu/cpu*; do cat $c/stats > /out/trace_stats.d/${{c##*/}}; done
@@ -547,6 +539,7 @@ def build_initramfs(out: Path, workload: str, argv: list, hugepages: dict, trace
                     modules: list[tuple[str, bytes]], pageblock_ko: bytes | None = None) -> Path:
     busybox = find_busybox()
     exe = compile_workload(workload, out)
+    snapshot = compile_static(GUEST_DIR / "snapshot.c", out, "the snapshot program")
     c = Cpio()
     for d in ("bin", "dev", "proc", "sys", "tmp", "out", "lib", "lib/modules"):
         c.dir(d)
@@ -558,6 +551,7 @@ def build_initramfs(out: Path, workload: str, argv: list, hugepages: dict, trace
         if a != "busybox":
             c.symlink(f"bin/{a}", "busybox")
     c.file(f"bin/{workload}", exe.read_bytes())
+    c.file("bin/snapshot", snapshot.read_bytes())
     for name, data in modules:
         c.file(f"lib/modules/{name}.ko", data, 0o644)
     if pageblock_ko is not None:
