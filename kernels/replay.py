@@ -6,7 +6,9 @@ from the ftrace event table. Two modes:
 - pinned: every event is applied at the pfn the kernel used. mm_page_alloc_zone_locked takes a
   block off the buddy lists (onto a pcp list when it was a per-cpu refill), mm_page_pcpu_drain
   puts a pcp page back on the buddy lists with the type the event names, mm_page_free of a pcp
-  order parks the page on a pcp list and of any other order frees it to the buddy at once, and
+  order parks the page on a pcp list (unless the free interrupted the holder of that CPU's pcp
+  lock: then, as free_one_page(), to the buddy) and of any other order frees it to the buddy at
+  once, and
   mm_page_alloc_extfrag re-types the pageblocks the kernel claimed. The model's own policy
   decides nothing except how freed pages merge, which is what the kernel's rules decide too.
 - policy: only mm_page_alloc and mm_page_free are used. Each allocation is placed by the model's
@@ -37,7 +39,8 @@ from .page_isolation import find_head
 
 # Event kinds of the replay arrays
 EV_ALLOC = 0         # mm_page_alloc (pfn, order, mt)
-EV_FREE = 1          # mm_page_free (pfn, order)
+EV_FREE = 1          # mm_page_free (pfn, order, aux0 = 1: straight to the buddy, the pcp lock
+                     #   being held by the code the free interrupted)
 EV_ZONE_LOCKED = 2   # mm_page_alloc_zone_locked (pfn, order, mt, aux0 = percpu_refill)
 EV_DRAIN = 3         # mm_page_pcpu_drain (pfn, order, mt)
 EV_EXTFRAG = 4       # mm_page_alloc_extfrag (pfn, order = alloc_order, mt = alloc_migratetype,
@@ -291,7 +294,8 @@ def replay_pinned(z, kind, pfn, order, mt, aux0, aux1, first, last, rs, check_ev
             z.stat[FREE_OPS] += 1
             z.stat[PGFREE] += 1 << o
             block_mt = get_pageblock_migratetype(z, p)
-            if pcp_allowed_order(z, o) and block_mt != MIGRATE_ISOLATE:
+            # aux0: the pcp lock was held by the code this free interrupted (free_one_page())
+            if pcp_allowed_order(z, o) and block_mt != MIGRATE_ISOLATE and aux0[i] == 0:
                 if _exact(z, p, o, PG_HEAD):
                     _unown(z, p, end)
                 else:

@@ -57,6 +57,59 @@ def free_blocks(z):
 
 
 @pytest.mark.kernels
+def test_a_free_that_interrupted_the_pcp_lock_holder_goes_to_the_buddy():
+    """mm_page_free with aux0 = 1 (the code it interrupted held this CPU's pcp lock): as
+    free_one_page(), the page goes to the buddy and merges at once; the same free without it parks
+    the page on a pcp list."""
+    for direct in (0, 1):
+        node = small_node()
+        z = node[0]
+        run(node, [(R.EV_ZONE_LOCKED, 5, 0, 1, 0, 0), (R.EV_ALLOC, 5, 0, 1, 0, 0)])
+        rs = run(node, [(R.EV_FREE, 5, 0, -1, direct, 0)])
+        if direct:
+            assert rs[R.RS_FREE_TO_BUDDY] == 1 and rs[R.RS_FREE_TO_PCP] == 0
+            assert free_blocks(z) == {0: (4, 1), 16: (4, 1), 32: (4, 1), 48: (4, 1)}
+            assert z.stat[C.PCP_COUNT] == 0 and z.stat[C.NR_FREE_PAGES] == 64
+        else:
+            assert rs[R.RS_FREE_TO_PCP] == 1 and z.page_flags[5] & C.PG_PCP and z.stat[C.PCP_COUNT] == 1
+
+
+def test_which_interrupt_frees_found_the_pcp_lock_held():
+    """pcp_locked_frees() on a hand-made CPU history: a softirq free of the task that was emitting
+    mm_page_free_batched (the lock held), through its drains; not after another process-context
+    event, not for another task (ksoftirqd), not on another CPU, not without irq flags."""
+    rows = [  # (event, cpu, pid, irq)
+        ("mm_page_free", 0, 7, 0),             # 0 the batch's prepare loop: lock not taken yet
+        ("mm_page_free", 0, 7, 1),             # 1 interrupt: not held
+        ("mm_page_free_batched", 0, 7, 0),     # 2 lock held from here
+        ("mm_page_free", 0, 7, 1),             # 3 held
+        ("mm_page_pcpu_drain", 0, 7, 0),       # 4 the batch drains the list: still held
+        ("mm_page_free", 0, 7, 1),             # 5 held
+        ("mm_page_free", 0, 9, 1),             # 6 ksoftirqd (another task): not the holder
+        ("mm_page_free", 1, 7, 1),             # 7 another CPU: nothing before on it
+        ("mm_page_alloc", 0, 7, 0),            # 8 the batch is over
+        ("mm_page_free", 0, 7, 1),             # 9 not held
+        ("mm_page_free_batched", 0, 7, -1),    # 10 no flags in the trace: no context, no rule
+        ("mm_page_free", 0, 7, -1),            # 11
+    ]
+    names, cpu, pid, irq = (np.array(c) for c in zip(*rows))
+    got = RP.pcp_locked_frees(names.astype(object), cpu, pid, irq)
+    assert np.flatnonzero(got).tolist() == [3, 5]
+
+
+def test_a_page_seen_on_a_pcp_list_later_was_not_freed_to_the_buddy():
+    """The lock may be dropped without a trace event before the interrupt: a candidate free whose
+    page is next drained from a pcp list, or allocated without a zone_locked event, stays a pcp
+    free; one next taken by zone_locked, or not seen again, goes to the buddy."""
+    kind = np.array([R.EV_FREE, R.EV_FREE, R.EV_FREE, R.EV_FREE, R.EV_DRAIN, R.EV_ALLOC,
+                     R.EV_ZONE_LOCKED, R.EV_ALLOC], np.int8)
+    pfn = np.array([10, 20, 30, 40, 10, 20, 30, 30])
+    aux0 = np.array([1, 1, 1, 1, 0, 0, 0, 0])
+    RP._unless_on_a_pcp_list(kind, pfn, aux0)
+    assert aux0.tolist() == [0, 0, 1, 1, 0, 0, 0, 0]
+
+
+@pytest.mark.kernels
 def test_zone_locked_refill_alloc_free_drain_round_trip():
     node = small_node()
     z = node[0]
@@ -271,7 +324,8 @@ def test_validate_matches_what_the_kernels_obtained(tmp_path, capsys):
 def test_validate_says_what_it_skipped_without_markers_or_kpageflags(capsys):
     assert main(["validate", "--json", "--no-policy", str(MIX)]) == 0
     v = json.loads(capsys.readouterr().out)[0]
-    assert v["buddyinfo_mid_l1"] is None and v["hugepages_2m"] == {"asked": 400, "real": 400, "model": None}
+    assert v["buddyinfo_mid_l1"] is None
+    assert v["hugepages_2m"] == {"asked": 400, "real": 400, "model": None, "released_before_1g": None}
     assert any("no phase=mid marker" in s for s in v["skipped"])
     assert any("no kpageflags.before" in s for s in v["skipped"])
 
@@ -315,3 +369,19 @@ def test_replay_cli_errors(tmp_path, capsys):
     r = json.loads(capsys.readouterr().out)
     assert r["replay"]["allocs"] == 1 and r["initial_state"]["source"] == "boot"
     assert main(["validate", str(trace)]) == 2
+
+
+PAGECACHE = Path(__file__).resolve().parent / "data" / "k6.12-pagecache-512m"
+
+
+def test_the_page_cache_capture_needs_the_interrupted_lock_rule(monkeypatch):
+    """A 512 MiB page-cache capture (drop_caches frees slab pages from RCU callbacks in softirqs,
+    some while the interrupted task was freeing a batch): pinned replay meets buddyinfo.mid exactly
+    with the rule, and misses it without."""
+    import farm.real.replay as real
+    r = RP.replay(PAGECACHE, "pinned", until="phase=mid")
+    assert r["versus_mid"]["buddyinfo_l1"] == 0 and r["versus_mid"]["nr_free_err"] == 0
+    assert r["replay"]["free_not_used_pages"] == 0 and r["replay"]["free_to_buddy"] > 0
+    monkeypatch.setattr(real, "pcp_locked_frees", lambda names, cpu, pid, irq: np.zeros(len(names), bool))
+    r = RP.replay(PAGECACHE, "pinned", until="phase=mid")
+    assert r["versus_mid"]["buddyinfo_l1"] > 0.02

@@ -103,7 +103,10 @@ REAL = [
     ("     ksoftirqd/0-17      [000] d.s3.     8.252092: mm_page_pcpu_drain: page=(____ptrval____) pfn=0x14e2 "
      "order=1 migratetype=2",
      dict(task="ksoftirqd/0", pid=17, ts=8.252092, event="mm_page_pcpu_drain", pfn=0x14e2, order=1,
-          migratetype=2)),
+          migratetype=2, irq=1)),
+    # an RCU callback freeing a slab page in a softirq (irq-info third column `s`)
+    ("            init-1       [000] .Ns4.    52.209204: mm_page_free: page=00000000b952bfec pfn=0x2d42 order=1",
+     dict(task="init", pid=1, ts=52.209204, event="mm_page_free", pfn=0x2d42, order=1, irq=1)),
     ("     kworker/0:1-10      [000] d..2.     9.795714: mm_page_pcpu_drain: page=(____ptrval____) pfn=0x12281 "
      "order=0 migratetype=0",
      dict(task="kworker/0:1", pid=10, ts=9.795714, event="mm_page_pcpu_drain", pfn=0x12281, order=0,
@@ -145,8 +148,8 @@ REAL = [
           gfp_flags="GFP_KERNEL|__GFP_NOWARN|__GFP_NORETRY|__GFP_COMP|__GFP_RECLAIMABLE")),
 ]
 
-INTS = [k for k, t in COLUMNS.items() if pa.types.is_integer(t) and k not in ("line", "cpu", "pid")]
-STRS = [k for k, t in COLUMNS.items() if k not in INTS and k not in ("line", "ts", "cpu", "pid", "task", "event")]
+INTS = [k for k, t in COLUMNS.items() if pa.types.is_integer(t) and k not in ("line", "cpu", "pid", "irq")]
+STRS = [k for k, t in COLUMNS.items() if k not in INTS and k not in ("line", "ts", "cpu", "irq", "pid", "task", "event")]
 
 
 def _rows_of(table, event):
@@ -173,6 +176,7 @@ def test_real_lines(line, want):
         if k not in want:
             assert row[k] is None, k
     assert row["cpu"] == want.get("cpu", 0)
+    assert row["irq"] == want.get("irq", 0)      # every line here has flags
 
 
 def test_address_fields_are_unsigned_64_bit():

@@ -46,8 +46,10 @@ def reference_parse(text: str, lenient: bool = False):
                 continue
             row.update(event=LOST_EVENT, cpu=int(lost["cpu"]), marker=line)
         else:
+            flags = m["flags"]
             row.update(task=m["task"], pid=int(m["pid"]), cpu=int(m["cpu"]), ts=float(m["ts"]),
-                       event=m["event"])
+                       event=m["event"],
+                       irq=-1 if flags is None else int(len(flags) >= 3 and flags[2] in "zZhHs"))
             rest = m["rest"] or ""
             try:
                 _fields(row, rest)

@@ -72,7 +72,7 @@ def event_lines(draw):
     task, event = draw(tasks), draw(events)
     pid, cpu = draw(st.integers(0, 10**11)), draw(st.integers(0, 1200))
     sec, frac = draw(st.integers(0, 10**7)), draw(st.integers(0, 999999))
-    flags = draw(st.sampled_from([".....", "d..3.", "dN.2.", "....", "1...", "X", "d:", ""]))
+    flags = draw(st.sampled_from([".....", "d..3.", "dN.2.", ".Ns4.", "d.h2", "..H1.", "....", "1...", "X", "d:", ""]))
     rest = draw(fields(event))
     style = draw(st.sampled_from(["ftrace", "ftrace", "ftrace", "trace-cmd", "loose"]))
     if style == "ftrace":

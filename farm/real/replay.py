@@ -129,6 +129,28 @@ def _col(table, name, dtype, fill=-1):
     return np.asarray(pc.fill_null(a, fill).to_numpy(zero_copy_only=False), dtype=dtype)
 
 
+def pcp_locked_frees(names: np.ndarray, cpu: np.ndarray, pid: np.ndarray, irq: np.ndarray) -> np.ndarray:
+    """The mm_page_free rows whose free found this CPU's pcp lock held by the code it interrupted,
+    so free_unref_page()'s pcp_spin_trylock() failed and free_one_page() put the page straight on
+    the buddy lists (6.2+, where the pcp lock leaves interrupts on). The trace shows the holder:
+    free_unref_folios() (free_unref_page_list() before 6.10) holds the lock while it emits
+    mm_page_free_batched for each page of its batch (and mm_page_pcpu_drain when that batch drains
+    the list). A free in an interrupt (irq = 1) of the same task on the same CPU whose last
+    process-context event was one of those is such a free; anything else in process context ends
+    the batch. A trace without irq flags (irq = -1) shows none. The lock may have been dropped
+    without a trace event before the interrupt came: load_events() keeps only the frees whose page
+    the trace does not show on a pcp list afterwards."""
+    import pandas as pd
+    proc = irq != 1
+    state = np.where(names == "mm_page_free_batched", 1.0, 0.0)
+    state[(names == "mm_page_pcpu_drain") | ~proc] = np.nan
+    frame = pd.DataFrame({"cpu": cpu, "state": state, "pid": np.where(proc, pid, -1).astype(float)})
+    frame.loc[~proc, "pid"] = np.nan
+    filled = frame.groupby("cpu")[["state", "pid"]].ffill()
+    return ((irq == 1) & (names == "mm_page_free") & (filled["state"].to_numpy() == 1)
+            & (filled["pid"].to_numpy() == pid))
+
+
 def load_events(trace, source: str = "", lenient: bool = False) -> Events:
     """The replayable events of a trace file, Parquet event table or pyarrow Table, in order.
     mm_page_free_batched is left out: the kernel emits mm_page_free for the same page too.
@@ -154,6 +176,10 @@ def load_events(trace, source: str = "", lenient: bool = False) -> Events:
         aux0[ef] = _col(table, "change_ownership", np.int64)[ef]
         aux1[ef] = _col(table, "fallback_order", np.int64)[ef]
         fallback_mt[ef] = _col(table, "fallback_migratetype", np.int64)[ef]
+    if "irq" in table.column_names:
+        locked = pcp_locked_frees(names, _col(table, "cpu", np.int64, 0), _col(table, "pid", np.int64),
+                                  _col(table, "irq", np.int64))
+        aux0[locked & (kind == R.EV_FREE)] = 1
     marker_rows = np.nonzero(names == "tracing_mark_write")[0]
     markers_text = table.column("marker").to_pylist() if len(marker_rows) else []
     keep = (kind >= 0) & (pfn >= 0) & (order >= 0)
@@ -161,8 +187,27 @@ def load_events(trace, source: str = "", lenient: bool = False) -> Events:
     before = np.cumsum(keep) - keep
     markers = [(int(before[i]), str(markers_text[i] or "").strip()) for i in marker_rows]
     ts = _col(table, "ts", np.float64, 0.0)
-    return Events(kind[keep], pfn[keep], order[keep], mt[keep], aux0[keep], aux1[keep],
+    kind, pfn, aux0 = kind[keep], pfn[keep], aux0[keep]
+    _unless_on_a_pcp_list(kind, pfn, aux0)
+    return Events(kind, pfn, order[keep], mt[keep], aux0, aux1[keep],
                   fallback_mt[keep], ts[keep], markers, source, trace_info(table))
+
+
+def _unless_on_a_pcp_list(kind: np.ndarray, pfn: np.ndarray, aux0: np.ndarray) -> None:
+    """Clear aux0 (straight to the buddy) on the frees whose page's next event shows it on a pcp
+    list: a pcp drain of it, or an allocation of it without a zone_locked event before it."""
+    cand = np.flatnonzero((kind == R.EV_FREE) & (aux0 == 1))
+    if len(cand) == 0:
+        return
+    order = np.lexsort((np.arange(len(pfn)), pfn))        # by pfn, then in trace order
+    pos = np.empty(len(pfn), np.int64)
+    pos[order] = np.arange(len(pfn))
+    nxt = pos[cand] + 1
+    has = nxt < len(order)
+    later = order[np.minimum(nxt, len(order) - 1)]
+    same = has & (pfn[later] == pfn[cand])
+    on_pcp = same & ((kind[later] == R.EV_DRAIN) | (kind[later] == R.EV_ALLOC))
+    aux0[cand[on_pcp]] = 0
 
 
 def stop_index(events: Events, until: str | None = None, until_ts: float | None = None) -> int:

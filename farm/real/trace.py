@@ -12,6 +12,9 @@ trace-cmd). Field layouts of Linux 4.x to 6.x are accepted: `page=%p` present or
 Columns (`COLUMNS`): integers use -1 for "not in this event", strings are null.
 
 - `line` (file line number, 1-based), `ts` (seconds), `cpu`, `task`, `pid`, `event`;
+- `irq`: the context of the event, from the third character of the flags ftrace prints after the
+  cpu (irq-info): 1 in an interrupt (`h` hardirq, `s` softirq, `H` hardirq inside a softirq, `z`/`Z`
+  NMI), 0 in process context, -1 when the line has no flags;
 - `phase`: the name of the most recent `phase=NAME ...` marker at or before the row (null before the
   first one; a marker row belongs to the phase it opens);
 - `pfn`, `order`, `migratetype`, `gfp_flags`, `percpu_refill`: the kmem events. A failed
@@ -91,8 +94,8 @@ _DICT = pa.dictionary(pa.int32(), pa.string())
 
 #: Every column, in table order: name -> arrow type.
 COLUMNS: dict[str, pa.DataType] = {
-    "line": pa.int64(), "ts": pa.float64(), "cpu": pa.int16(), "task": _DICT, "pid": pa.int32(),
-    "event": _DICT, "phase": _DICT,
+    "line": pa.int64(), "ts": pa.float64(), "cpu": pa.int16(), "irq": pa.int8(), "task": _DICT,
+    "pid": pa.int32(), "event": _DICT, "phase": _DICT,
     "pfn": pa.int64(), "order": pa.int16(), "migratetype": pa.int8(), "gfp_flags": _DICT,
     "percpu_refill": pa.int8(),
     "alloc_order": pa.int16(), "fallback_order": pa.int16(), "pageblock_order": pa.int16(),
@@ -107,7 +110,19 @@ COLUMNS: dict[str, pa.DataType] = {
     "marker": pa.string(),
 }
 _INT_FIELDS = {name: t.to_pandas_dtype() for name, t in COLUMNS.items()
-               if pa.types.is_integer(t) and name not in ("line", "cpu", "pid")}
+               if pa.types.is_integer(t) and name not in ("line", "cpu", "irq", "pid")}
+
+#: The third flags character (irq-info's hardirq/softirq column) in an interrupt: NMI (z, Z),
+#: hardirq (h), hardirq inside a softirq (H), softirq (s).
+IRQ_CONTEXT = "zZhHs"
+_IRQ_BYTES = np.frombuffer(IRQ_CONTEXT.encode(), np.uint8)
+
+
+def irq_of(flags: str | None) -> int:
+    """The `irq` column of a line with these flags (None: no flags)."""
+    if flags is None:
+        return -1
+    return int(len(flags) >= 3 and flags[2] in IRQ_CONTEXT)
 _STR_FIELDS = [name for name, t in COLUMNS.items()
                if (pa.types.is_string(t) or pa.types.is_dictionary(t))
                and name not in ("task", "event", "phase")]
@@ -435,6 +450,7 @@ class _Prefix:
     rows: np.ndarray
     pid: np.ndarray
     cpu: np.ndarray
+    irq: np.ndarray                 # the `irq` column
     ts: np.ndarray                  # float64, NaN where there is none
     task: pa.Array                  # strings, null where there is none
     event: np.ndarray               # ids in the chunk's _Names
@@ -527,6 +543,9 @@ class _Chunk:
             w = u[s + L.rb + 2]
             ok &= (a[s + L.rb + 1] == _SP) & ((~_within(w, 0, 32) & _REGION[k]) == _REGION[k]) \
                 & ((_within(w, 48, 57) & _FLAG_AT[0]) == 0)
+            irq = np.isin(a[s + L.rb + 4], _IRQ_BYTES).astype(np.int64) if k >= 3 else np.zeros(m, np.int64)
+        else:
+            irq = np.full(m, -1, np.int64)
         # the timestamp: spaces, the seconds, '.', the fraction
         k = L.dot - L.ts_field
         w = u[s + L.ts_field]
@@ -561,7 +580,7 @@ class _Chunk:
         i = np.flatnonzero(ok)
         tasks = pa.array([self.text(int(s[t] + f[t]), int(s[t] + L.dash)) for t in tfirst], pa.string())
         rs = self._skip_blanks(start + c2 + 2, e, ok)
-        return ok, _Prefix(i, pid[i], cpu[i], ts[i], tasks.take(pa.array(tcodes[i])),
+        return ok, _Prefix(i, pid[i], cpu[i], irq[i], ts[i], tasks.take(pa.array(tcodes[i])),
                            event[i], (rs[i], np.maximum(rs, e)[i]), (s[i], e[i]))
 
     def _skip_blanks(self, rs, e, ok):
@@ -628,6 +647,10 @@ class _Chunk:
         starts = tok[:, 1:] & ~tok[:, :-1]
         ok &= (glen >= 1) & (glen <= 24) & (g[:, 0] == _SP) & ~((g < _SP) & gin).any(1) \
             & (starts.sum(1) <= 1) & ((_at(g, 1 + starts.argmax(1)) - np.uint8(48) >= 10) | ~starts.any(1))
+        # the flags' third byte: in an interrupt or not; -1 without flags
+        third = 3 + starts.argmax(1)
+        irq = np.where(~starts.any(1), -1,
+                       np.where(tok.sum(1) >= 3, np.isin(_at(g, np.minimum(third, 23)), _IRQ_BYTES), 0)).astype(np.int64)
         # the event, then the rest of the line
         names = _views(a, *(np.where(ok, x, 0) for x in (s + c1 + 2, s + c2)))
         enc = pc.dictionary_encode(names)
@@ -639,12 +662,12 @@ class _Chunk:
         rs = self._skip_blanks(s + c2 + 2, e, ok)
         i = np.flatnonzero(ok)
         ts = pc.cast(_views(a, (s + ts0)[i], (s + c1)[i]), pa.float64()).to_numpy(zero_copy_only=False)
-        return ok, _Prefix(i, pid[i], cpu[i], ts, _strings(a, (s + f)[i], (s + dash)[i]), event[i],
+        return ok, _Prefix(i, pid[i], cpu[i], irq[i], ts, _strings(a, (s + f)[i], (s + dash)[i]), event[i],
                            (rs[i], np.maximum(rs, e)[i]), (s[i], e[i]))
 
     def _slow_line(self, s: int, e: int, line: int):
-        """One line through LINE_RE: (pid, cpu, ts, task, event id, rest span) or None (skipped, or
-        malformed and recorded)."""
+        """One line through LINE_RE: (pid, cpu, irq, ts, task, event id, rest span) or None (skipped,
+        or malformed and recorded)."""
         text = self.text(s, e)
         if not text.strip(" \t") or text.lstrip(" \t").startswith("#") or _HEADER_RE.fullmatch(text):
             return None
@@ -653,23 +676,25 @@ class _Chunk:
             lost = _LOST_RE.fullmatch(text)
             if lost:
                 self.lost += int(lost["lost"])
-                return -1, int(lost["cpu"]), np.nan, None, self.names.id(LOST_EVENT), (s, e)
+                return -1, int(lost["cpu"]), -1, np.nan, None, self.names.id(LOST_EVENT), (s, e)
             self.malformed.append((line, text, "not an ftrace event line"))
             return None
         if m.start("rest") < 0:
             rest = (e, e)
         else:
             rest = (e - len(text[m.start("rest"):].encode()), e)
-        return (int(m["pid"]), int(m["cpu"]), float(m["ts"]), m["task"], self.names.id(m["event"]), rest)
+        return (int(m["pid"]), int(m["cpu"]), irq_of(m["flags"]), float(m["ts"]), m["task"],
+                self.names.id(m["event"]), rest)
 
     def _slow_prefix(self, rows, s, e, line) -> _Prefix:
         got = [(i, self._slow_line(int(s[i]), int(e[i]), int(line[i]))) for i in rows.tolist()]
         got = [(i, g) for i, g in got if g is not None]
         i = np.array([i for i, _ in got], np.int64)
         return _Prefix(i, np.array([g[0] for _, g in got], np.int64), np.array([g[1] for _, g in got], np.int64),
-                       np.array([g[2] for _, g in got], np.float64), pa.array([g[3] for _, g in got], pa.string()),
-                       np.array([g[4] for _, g in got], np.int64),
-                       (np.array([g[5][0] for _, g in got], np.int64), np.array([g[5][1] for _, g in got], np.int64)),
+                       np.array([g[2] for _, g in got], np.int64),
+                       np.array([g[3] for _, g in got], np.float64), pa.array([g[4] for _, g in got], pa.string()),
+                       np.array([g[5] for _, g in got], np.int64),
+                       (np.array([g[6][0] for _, g in got], np.int64), np.array([g[6][1] for _, g in got], np.int64)),
                        (s[i], e[i]))
 
     def parse(self, lenient: bool, layout: _Layout | None) -> _ChunkResult:
@@ -709,7 +734,7 @@ class _Chunk:
         event = cat(lambda p: p.event)
         rest = (cat(lambda p: p.rest[0]), cat(lambda p: p.rest[1]))
         span = (cat(lambda p: p.span[0]), cat(lambda p: p.span[1]))
-        ints = {"pid": cat(lambda p: p.pid), "cpu": cat(lambda p: p.cpu)}
+        ints = {"pid": cat(lambda p: p.pid), "cpu": cat(lambda p: p.cpu), "irq": cat(lambda p: p.irq)}
         ts = cat(lambda p: p.ts)
         task = pa.concat_arrays([p.task for p in parts]).take(pa.array(order))
         strs: dict[str, list] = {}
