@@ -18,7 +18,7 @@ from .constants import (
     PAGE_ALLOC_COSTLY_ORDER, PCP_COUNT, PCP_DRAINS, PCP_FREE_FACTOR, PCP_REFILLS, PG_BUDDY,
     PG_CONTIG, PG_HEAD, PG_LRU, PG_MASK, PG_PCP, PG_PINNED, PG_RESERVED, PGALLOC, PGFREE, RMQUEUE_CLAIM, RMQUEUE_CMA,
     RMQUEUE_NORMAL, RMQUEUE_STEAL, SPLIT_STEPS, WMARK_ORDERS_SCANNED, ZP_BOOT_TO_TAIL,
-    ZP_FALLBACK, ZP_MAX_ORDER, ZP_MERGE, ZP_MOBILITY_DISABLED, ZP_PAGEBLOCK_ORDER,
+    ZP_FALLBACK, ZP_CLAIM_STOP, ZP_MAX_ORDER, ZP_MERGE, ZP_MOBILITY_DISABLED, ZP_PAGEBLOCK_ORDER,
     ZP_PCP, ZP_PCP_BATCH, ZP_PCP_HIGH, ZP_WMARK_LOW, ZP_WMARK_MIN, ZP_MOVE_TO_TAIL,
     ZP_PCP_HIGH_ORDER, ZP_CMA_BALANCE, ZP_ZONE_END, ZP_ZONE_START, ZP_ZONE_IDX, ZP_LOWMEM_RESERVE,
     ZONE_MOVABLE, ZONE_NORMAL, CACHED_MIGRATE_PFN, CACHED_FREE_PFN, ZP_CMA_START, ZP_CMA_END,
@@ -445,12 +445,17 @@ def try_to_claim_block(z, pfn, current_order, order, start_mt, block_mt):
 
 @jit_fold
 def _rmqueue_claim(z, order, start_mt):
-    """__rmqueue_claim() (6.15): largest order first, stop below the orders that may claim."""
+    """__rmqueue_claim() (6.15): largest order first. An order too low to claim is skipped
+    (6.15: find_suitable_fallback() reports can_steal false, the loop goes on down to `order`);
+    from 6.16 the loop stops there (find_suitable_fallback() returns -2: "advanced into orders
+    too low to claim, abort")."""
     max_order = z.zp[ZP_MAX_ORDER]
     for o in range(max_order, order - 1, -1):
         z.stat[ORDERS_SCANNED] += 1
         if not should_try_claim_block(z, o, start_mt):
-            break
+            if z.zp[ZP_CLAIM_STOP]:
+                break
+            continue
         fb = find_suitable_fallback(z, o, start_mt)
         if fb < 0:
             continue

@@ -44,7 +44,7 @@ def policy_behaviour(policy: str) -> tuple[int, int, int, int]:
         return C.FALLBACK_A, C.MERGE_5_19, 1, 0
     if policy == "v6.10":
         return C.FALLBACK_B, C.MERGE_HYGIENE, 1, 0
-    if policy == "v6.15":
+    if policy in ("v6.15", "v6.16"):
         return C.FALLBACK_D, C.MERGE_HYGIENE, 1, 0
     if policy == "nomobility":
         return C.FALLBACK_D, C.MERGE_HYGIENE, 1, 1
@@ -150,6 +150,7 @@ def make_node(nr_pages: int, max_order: int, pageblock_order: int, policy: str =
         zp[C.ZP_COMPACT_LARGE] = int(merge == C.MERGE_HYGIENE)
         zp[C.ZP_HUGETLB_SKIP] = int(merge == C.MERGE_HYGIENE)
         zp[C.ZP_CONTIG_MAXORDER] = int(contig_maxorder)
+        zp[C.ZP_CLAIM_STOP] = int(policy == "v6.16")
         if idx == C.ZONE_NORMAL and cma_pages:
             # the CMA area sits at the top of ZONE_NORMAL, aligned as cma_init_reserved_mem()
             # requires (pageblock; max(MAX_ORDER, pageblock) before 5.19)

@@ -1,7 +1,7 @@
 """Pure-Python reference model of the Linux buddy page allocator: the test oracle.
 
 Written from kernels/MODEL.md (the behavioural contract) and the kernel sources it cites
-(mm/page_alloc.c of v5.4, v6.1, v6.10 and v6.15; mm/vmstat.c). It is deliberately plain:
+(mm/page_alloc.c of v5.4, v6.1, v6.10, v6.15 and v6.16; mm/vmstat.c). It is deliberately plain:
 free lists are ``OrderedDict``s whose key order is the list order (head first), free and
 allocated blocks are dicts keyed by pfn, and every kernel function the contract names has a
 method of the same name (kernel ``__name`` -> ``_name``, since a double underscore is mangled
@@ -23,8 +23,10 @@ Readings of MODEL.md where it leaves room (the numba model must make the same ch
   pageblock type. v5.4/v6.1 drains free with the recorded type; from 6.10 on drains use the
   pageblock's type at drain time.
 * A pcp attempt that yields nothing falls through to the buddy path (6.1 ``rmqueue()``).
-* Each iteration of an order loop counts one ``orders_scanned``, including the iteration of
-  ``_rmqueue_claim`` that stops because ``should_try_claim_block`` is false.
+* Each iteration of an order loop counts one ``orders_scanned``, including each iteration of
+  ``_rmqueue_claim`` where ``should_try_claim_block`` is false: v6.15 goes on to the next lower
+  order (6.15's ``find_suitable_fallback`` sets ``can_steal`` false, the loop ``continue``s),
+  v6.16 stops there (6.16's ``find_suitable_fallback`` returns -2, the loop ``break``s).
 * ``wmark_orders_scanned`` counts every order the order loop of ``__zone_watermark_ok``
   visits (also orders with ``nr_free == 0``), none for order 0 or when the free-page test fails.
 * ``nr_free_pages`` in ``counters()`` is the live NR_FREE_PAGES value, not an event counter:
@@ -39,11 +41,11 @@ MIGRATE_PCPTYPES = 3
 MIGRATE_TYPES = 6
 MT_NAMES = ("Unmovable", "Movable", "Reclaimable", "HighAtomic", "CMA", "Isolate")
 
-POLICIES = ("v5.4", "v6.1", "v6.10", "v6.15", "nomobility")
+POLICIES = ("v5.4", "v6.1", "v6.10", "v6.15", "v6.16", "nomobility")
 _FALLBACK_A = ("v5.4", "v6.1")          # __rmqueue_fallback + steal_suitable_fallback (pre-hygiene)
 _FALLBACK_B = ("v6.10",)                # hygiene steal_suitable_fallback
-_FALLBACK_D = ("v6.15", "nomobility")   # __rmqueue_claim / __rmqueue_steal, sticky rmqueue_mode
-_HYGIENE = ("v6.10", "v6.15", "nomobility")
+_FALLBACK_D = ("v6.15", "v6.16", "nomobility")   # __rmqueue_claim / __rmqueue_steal, sticky rmqueue_mode
+_HYGIENE = ("v6.10", "v6.15", "v6.16", "nomobility")
 
 # mm/page_alloc.c fallbacks[]: HIGHATOMIC, CMA and ISOLATE never fall back and are never used.
 FALLBACKS = {
@@ -543,11 +545,14 @@ class RefZone:
     # ------------------------------------------------------------------ fallback D
 
     def _rmqueue_claim(self, order, start_mt):
-        """__rmqueue_claim (v6.15): top-down; try to claim a whole pageblock."""
+        """__rmqueue_claim (v6.15, v6.16): top-down; try to claim a whole pageblock. Below the
+        orders that may claim, v6.16 stops and v6.15 goes on looking."""
         for o in range(self.max_order, order - 1, -1):
             self.c["orders_scanned"] += 1
             if not self.should_try_claim_block(o, start_mt):
-                break
+                if self.policy == "v6.16":
+                    break
+                continue
             fb = self.find_suitable_fallback(o, start_mt)
             if fb == -1:
                 continue
