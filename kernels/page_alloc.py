@@ -445,20 +445,23 @@ def try_to_claim_block(z, pfn, current_order, order, start_mt, block_mt):
 
 @jit_fold
 def _rmqueue_claim(z, order, start_mt):
-    """__rmqueue_claim() (6.15): largest order first. An order too low to claim is skipped
-    (6.15: find_suitable_fallback() reports can_steal false, the loop goes on down to `order`);
-    from 6.16 the loop stops there (find_suitable_fallback() returns -2: "advanced into orders
-    too low to claim, abort")."""
+    """__rmqueue_claim() (6.15): largest order first, stop at an order too low to claim. 6.15
+    looks for a fallback block first and stops only at a too-low order that has one (an order
+    without one is skipped: `if (fallback_mt == -1) continue; if (!claim_block) break;`); from
+    6.16 find_suitable_fallback() returns -2 for a too-low order before it looks, and the loop
+    stops at the first one ("advanced into orders too low to claim, abort")."""
     max_order = z.zp[ZP_MAX_ORDER]
+    stop_first = z.zp[ZP_CLAIM_STOP]
     for o in range(max_order, order - 1, -1):
         z.stat[ORDERS_SCANNED] += 1
-        if not should_try_claim_block(z, o, start_mt):
-            if z.zp[ZP_CLAIM_STOP]:
-                break
-            continue
+        claimable = should_try_claim_block(z, o, start_mt)
+        if stop_first and not claimable:
+            break
         fb = find_suitable_fallback(z, o, start_mt)
         if fb < 0:
             continue
+        if not claimable:
+            break
         pfn = z.list_head[o * MIGRATE_TYPES + fb]
         pfn = try_to_claim_block(z, pfn, o, order, start_mt, fb)
         if pfn >= 0:

@@ -23,10 +23,10 @@ Readings of MODEL.md where it leaves room (the numba model must make the same ch
   pageblock type. v5.4/v6.1 drains free with the recorded type; from 6.10 on drains use the
   pageblock's type at drain time.
 * A pcp attempt that yields nothing falls through to the buddy path (6.1 ``rmqueue()``).
-* Each iteration of an order loop counts one ``orders_scanned``, including each iteration of
-  ``_rmqueue_claim`` where ``should_try_claim_block`` is false: v6.15 goes on to the next lower
-  order (6.15's ``find_suitable_fallback`` sets ``can_steal`` false, the loop ``continue``s),
-  v6.16 stops there (6.16's ``find_suitable_fallback`` returns -2, the loop ``break``s).
+* Each iteration of an order loop counts one ``orders_scanned``, including the iteration of
+  ``_rmqueue_claim`` that stops. At an order too low to claim, v6.16 stops (6.16's
+  ``find_suitable_fallback`` returns -2 before it looks); v6.15 stops only if that order has a
+  fallback block (``if (fallback_mt == -1) continue; if (!claim_block) break;``).
 * ``wmark_orders_scanned`` counts every order the order loop of ``__zone_watermark_ok``
   visits (also orders with ``nr_free == 0``), none for order 0 or when the free-page test fails.
 * ``nr_free_pages`` in ``counters()`` is the live NR_FREE_PAGES value, not an event counter:
@@ -545,17 +545,19 @@ class RefZone:
     # ------------------------------------------------------------------ fallback D
 
     def _rmqueue_claim(self, order, start_mt):
-        """__rmqueue_claim (v6.15, v6.16): top-down; try to claim a whole pageblock. Below the
-        orders that may claim, v6.16 stops and v6.15 goes on looking."""
+        """__rmqueue_claim (v6.15, v6.16): top-down; try to claim a whole pageblock. At an order
+        too low to claim, v6.16 stops; v6.15 stops only if that order has a fallback block and
+        goes on to the next order if not."""
         for o in range(self.max_order, order - 1, -1):
             self.c["orders_scanned"] += 1
-            if not self.should_try_claim_block(o, start_mt):
-                if self.policy == "v6.16":
-                    break
-                continue
+            may_claim = self.should_try_claim_block(o, start_mt)
+            if self.policy == "v6.16" and not may_claim:
+                break
             fb = self.find_suitable_fallback(o, start_mt)
             if fb == -1:
                 continue
+            if not may_claim:
+                break
             pfn = self.get_page_from_free_area(o, fb)
             got = self.try_to_claim_block(pfn, o, order, start_mt, fb)
             if got is not None:

@@ -91,12 +91,12 @@ def test_small_movable_fallback_takes_only_the_chunk_hygiene(zone_factory, polic
 
 def test_small_movable_fallback_orders_scanned(zone_factory):
     # orders_scanned of the alloc(0, MOVABLE) above, loop by loop (orders 0..5 = 6 per full scan):
-    # v6.16: smallest MOVABLE 6 + smallest CMA (ALLOC_CMA) 6 + claim o=5,4,3,2 (no buddy) and
-    #        o=1 (should_try_claim_block false: stop, counted) 5 + steal o=0,1 2 = 19.
-    # v6.15: as v6.16, but the claim loop goes on to o=0 (too low to claim as well) 6: 20.
+    # v6.15, v6.16: smallest MOVABLE 6 + smallest CMA (ALLOC_CMA) 6 + claim o=5,4,3,2 (no buddy)
+    #        and o=1 (should_try_claim_block false: stop, counted; in v6.15 because o=1 holds a
+    #        fallback block) 5 + steal o=0,1 2 = 19.
     # v6.10: 6 + 6 + top-down o=5..1 5 + bottom-up o=0,1 2 = 19.
     # v6.1:  v6.10's 19 + the retried smallest o=0,1 2 = 21.
-    expected = {"v6.16": 19, "v6.15": 20, "v6.10": 19, "v6.1": 21}
+    expected = {"v6.16": 19, "v6.15": 19, "v6.10": 19, "v6.1": 21}
     for policy, scans in expected.items():
         z = _only_small_unmovable_buddy(zone_factory, policy)
         before = z.counters()
@@ -411,6 +411,23 @@ def test_pcp_refill_and_drain(zone_factory):
     z.check()
 
 
+@pytest.mark.parametrize("policy, claim_scans", [("v6.15", 11), ("v6.16", 8)])
+def test_the_claim_loop_below_the_orders_that_may_claim(zone_factory, policy, claim_scans):
+    # N = 12290: twelve order-10 blocks and the order-1 block 12288; batch 3. With the twelve
+    # blocks allocated UNMOVABLE, alloc(0, M) refills a pcp batch of 3: page 1 splits 12288 (2
+    # orders scanned), page 2 takes 12289 (1), page 3 finds nothing: smallest (11), CMA (11),
+    # claim, steal (11). Nothing is free at any order, so the claim loop finds no fallback block:
+    # v6.15 skips each empty order down to 0 (11), v6.16 stops at the first order below
+    # P // 2 = 4 that may not claim (o=10..4 and o=3: 8).
+    z = zone_factory(nr_pages=12290, max_order=10, pageblock_order=9, policy=policy, pcp=True,
+                     min_free_kbytes=0)
+    assert [z.alloc(10, U) for _ in range(12)] == list(range(0, 12288, 1024))
+    before = z.counters()
+    assert z.alloc(0, M) == 12288
+    assert counter_delta(before, z.counters())["orders_scanned"] == 2 + 1 + 11 + 11 + claim_scans + 11
+    z.check()
+
+
 @pytest.mark.parametrize("policy", ["v6.15", "v6.16"])
 def test_pcp_sticky_steal_mode_v615(zone_factory, policy):
     # N = 12288 = 12 order-10 blocks, M = 10, P = 9, min_free_kbytes = 0: watermarks (0, 12, 24);
@@ -432,13 +449,13 @@ def test_pcp_sticky_steal_mode_v615(zone_factory, policy):
     before = z.counters()
     # alloc(0, M), 13 free pages > low 12. Batch of 3 in one rmqueue_mode:
     #  page 1 (NORMAL): smallest MOVABLE 11 + smallest CMA 11 + claim o=10..4 (7, nothing
-    #    free) + o=3 (too low: v6.16 stops, 1; v6.15 goes on to o=0, 4) + steal o=0 1: takes
-    #    11267; mode becomes STEAL.
+    #    free) + o=3 (too low to claim, and 11272 is a fallback block there: both stop) 1 + steal
+    #    o=0 1: takes 11267; mode becomes STEAL.
     #  page 2 (STEAL): steal o=0,1,2 (3): splits 11268 (2 splits): 11270@1, 11269@0 UNMOVABLE.
     #  page 3 (STEAL): steal o=0 (1): 11269.
     assert z.alloc(0, M) == 11267
     d = counter_delta(before, z.counters())
-    assert d["orders_scanned"] == {"v6.16": 35, "v6.15": 38}[policy]
+    assert d["orders_scanned"] == 35
     assert d["split_steps"] == 2
     assert d["fallback_steal"] == 3 and "fallback_claim" not in d
     assert z.free_lists() == {(1, U): [11270], (3, U): [11272]}

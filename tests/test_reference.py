@@ -348,9 +348,9 @@ def test_nomobility_has_no_alloc_cma():
     # splits 12288 (2 orders scanned), page 2 takes 12289 (1), page 3 fails after smallest (11),
     # claim (11: should_try_claim_block is always true without mobility) and steal (11). No
     # CMA probe: gfp_migratetype() is UNMOVABLE, so ALLOC_CMA is not set. On v6.15 the same
-    # request probes CMA (11) and its claim loop finds no order it may claim below P // 2 = 4 but
-    # looks at every order down to 0 (11); on v6.16 it stops at the first of them (o=10..4 and
-    # o=3: 8).
+    # request probes CMA (11) and its claim loop, finding no fallback block at any order, goes
+    # down to order 0 (11): it stops below P // 2 = 4 only at an order that has one; v6.16 stops
+    # at the first order below P // 2 (o=10..4 and o=3: 8).
     for policy, scans in (("nomobility", 2 + 1 + 11 + 11 + 11), ("v6.15", 2 + 1 + 11 + 11 + 11 + 11),
                           ("v6.16", 2 + 1 + 11 + 11 + 8 + 11)):
         z = RefZone(12290, 10, 9, policy=policy, pcp=True, min_free_kbytes=0)
