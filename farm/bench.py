@@ -155,7 +155,7 @@ def trace_main(path: str, out_json: str | None, quick: bool) -> int:
 
 # -- the suite (`farm bench`): every section, one JSON and one Markdown file ------------------------
 
-POLICY_NAMES = ("v5.4", "v6.1", "v6.10", "v6.15", "v6.16", "nomobility")
+POLICY_NAMES = ("v5.4", "v6.1", "v6.10", "v6.15", "v6.16", "v6.17", "nomobility")
 SECTIONS = ("throughput", "reference", "memory", "cold_start", "sweep", "trace")
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_SWEEP = os.path.join(_ROOT, "sweeps", "laptop.toml")

@@ -26,8 +26,10 @@ POLICY_V6_10 = 2
 POLICY_V6_15 = 3
 POLICY_NOMOBILITY = 4
 POLICY_V6_16 = 5
+POLICY_V6_17 = 6
 POLICIES = {"v5.4": POLICY_V5_4, "v6.1": POLICY_V6_1, "v6.10": POLICY_V6_10,
-            "v6.15": POLICY_V6_15, "v6.16": POLICY_V6_16, "nomobility": POLICY_NOMOBILITY}
+            "v6.15": POLICY_V6_15, "v6.16": POLICY_V6_16, "v6.17": POLICY_V6_17,
+            "nomobility": POLICY_NOMOBILITY}
 
 # Fallback search variants (kernel-allocator.md 4.6) and free-path merge rules (5.1).
 FALLBACK_A = 0      # <= 6.9: steal_suitable_fallback moves pages, __rmqueue retries
@@ -87,7 +89,9 @@ ZP_CMA_END = 28
 ZP_PCP_BASE = 29          # first pcp list in the zone's list_head / list_tail arrays
 ZP_CC_BASE = 30           # first list of compaction's isolated free pages
 ZP_CLAIM_STOP = 31        # __rmqueue_claim() stops at the first order too low to claim (6.16+)
-ZP_SIZE = 32
+ZP_ISOLATE_RESTORE = 32   # undoing an isolation restores each pageblock's own type (6.17+)
+ZP_ISO_SAVED_BASE = 33    # list_head from here, by pageblock: its type before its isolation
+ZP_SIZE = 34
 
 ZONE_NORMAL = 0
 ZONE_MOVABLE = 1

@@ -7,6 +7,11 @@ Two isolation regimes, selectable per zone (ZP_CONTIG_MAXORDER):
 - "pageblock" (5.19+): pageblock granularity, only [start, end) is checked, and a free buddy
   larger than a pageblock that straddles the boundary is split (move_freepages_block_isolate).
 
+Undoing an isolation (a failed or finished alloc_contig_range(), a failed offline) gives each
+pageblock the caller's type before 6.17 (MOVABLE, or CMA for cma_alloc()), and its own type from
+before the isolation from 6.17, where MIGRATE_ISOLATE is a pageblock bit of its own
+(ZP_ISOLATE_RESTORE, the v6.17 policy).
+
 Pages obtained by alloc_contig_range() are held as order-0 allocations flagged PG_CONTIG (the
 kernel hands back 2^k pages of refcount 1; free_contig_range() frees them one by one).
 """
@@ -16,7 +21,8 @@ from .compaction import move_block
 from .constants import (
     MIGRATE_CMA, MIGRATE_ISOLATE, MIGRATE_MOVABLE, NR_ISOLATE_PAGEBLOCK, PG_BUDDY,
     PG_CONTIG, PG_HEAD, PG_LRU, PG_PCP, PG_PINNED, PG_RESERVED, ZONE_MOVABLE,
-    ZP_BOOT_TO_TAIL, ZP_CONTIG_MAXORDER, ZP_HUGETLB_SKIP, ZP_MAX_ORDER, ZP_PAGEBLOCK_ORDER,
+    ZP_BOOT_TO_TAIL, ZP_CONTIG_MAXORDER, ZP_HUGETLB_SKIP, ZP_ISOLATE_RESTORE, ZP_ISO_SAVED_BASE,
+    ZP_MAX_ORDER, ZP_PAGEBLOCK_ORDER,
     ZP_ZONE_END, ZP_ZONE_IDX, ZP_ZONE_START, PGALLOC, PGMIGRATE_FAIL, ZP_WMARK_MIN,
 )
 from .page_alloc import (
@@ -146,9 +152,10 @@ def set_migratetype_isolate(z, block, check_start, check_end, mt):
 
 @jit_fold
 def unset_migratetype_isolate(z, block, mt):
-    """unset_migratetype_isolate(): give the pageblock the type `mt` (the caller's MOVABLE or
-    CMA, not the type it had before isolation) and its free pages back; a free buddy of
-    pageblock order or more whose buddy is not isolated is freed again so it can merge."""
+    """unset_migratetype_isolate(): give the pageblock the type `mt` and its free pages back; a
+    free buddy of pageblock order or more whose buddy is not isolated is freed again so it can
+    merge. `mt` is the caller's MOVABLE or CMA before 6.17, the block's own type from before the
+    isolation from 6.17 (undo_isolate_page_range() chooses)."""
     pb_order = z.zp[ZP_PAGEBLOCK_ORDER]
     if z.pb_mt[block >> pb_order] != MIGRATE_ISOLATE:
         return
@@ -187,11 +194,17 @@ def isolation_range(z, start, end):
 def start_isolate_page_range(z, start, end, mt, iso_start, iso_end):
     """start_isolate_page_range(): isolate every pageblock of [iso_start, iso_end). The unmovable
     check covers each whole pageblock (maxorder regime) or only its part inside [start, end)
-    (pageblock regime). Returns CONTIG_OK or a failure reason; undoes on failure."""
-    pb = 1 << z.zp[ZP_PAGEBLOCK_ORDER]
+    (pageblock regime). Each block's type before isolation is kept (in list_head from
+    zp[ZP_ISO_SAVED_BASE], by pageblock): from 6.17 isolation is a pageblock bit of its own
+    (PB_migrate_isolate) and the type bits stay, so undoing restores them. Returns CONTIG_OK or a
+    failure reason; undoes on failure."""
+    pb_order = z.zp[ZP_PAGEBLOCK_ORDER]
+    pb = 1 << pb_order
     whole = z.zp[ZP_CONTIG_MAXORDER] != 0
     block = iso_start
     while block < iso_end:
+        if z.pb_mt[block >> pb_order] != MIGRATE_ISOLATE:
+            z.list_head[z.zp[ZP_ISO_SAVED_BASE] + (block >> pb_order)] = z.pb_mt[block >> pb_order]
         lo = block
         hi = min(block + pb, z.zp[ZP_ZONE_END])
         if not whole:
@@ -220,11 +233,15 @@ def start_isolate_page_range(z, start, end, mt, iso_start, iso_end):
 
 @jit
 def undo_isolate_page_range(z, iso_start, iso_end, mt):
-    pb = 1 << z.zp[ZP_PAGEBLOCK_ORDER]
+    """undo_isolate_page_range(): each isolated pageblock gets the caller's type `mt` back
+    (before 6.17), or its own type from before the isolation (6.17+)."""
+    pb_order = z.zp[ZP_PAGEBLOCK_ORDER]
+    restore = z.zp[ZP_ISOLATE_RESTORE] != 0
     block = iso_start
     while block < iso_end:
-        unset_migratetype_isolate(z, block, mt)
-        block += pb
+        own = z.list_head[z.zp[ZP_ISO_SAVED_BASE] + (block >> pb_order)]
+        unset_migratetype_isolate(z, block, own if restore else mt)
+        block += 1 << pb_order
 
 
 @jit

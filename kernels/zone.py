@@ -25,7 +25,9 @@ class Zone(NamedTuple):
     list_head: np.ndarray   # int32[lists]     heads of every list of the zone: free_area[order].free_list[mt]
                             #                  at order*MIGRATE_TYPES+mt, then the pcp lists from
                             #                  zp[ZP_PCP_BASE], then compaction's isolated free pages by
-                            #                  order from zp[ZP_CC_BASE] (one array: numba passes
+                            #                  order from zp[ZP_CC_BASE], then by pageblock from
+                            #                  zp[ZP_ISO_SAVED_BASE] its type before an isolation
+                            #                  (not a list head) (one array: numba passes
                             #                  every field of the tuple, and fewer fields keep the
                             #                  hot calls inlined and cheap)
     list_tail: np.ndarray   # int32[lists]
@@ -44,7 +46,7 @@ def policy_behaviour(policy: str) -> tuple[int, int, int, int]:
         return C.FALLBACK_A, C.MERGE_5_19, 1, 0
     if policy == "v6.10":
         return C.FALLBACK_B, C.MERGE_HYGIENE, 1, 0
-    if policy in ("v6.15", "v6.16"):
+    if policy in ("v6.15", "v6.16", "v6.17"):
         return C.FALLBACK_D, C.MERGE_HYGIENE, 1, 0
     if policy == "nomobility":
         return C.FALLBACK_D, C.MERGE_HYGIENE, 1, 1
@@ -150,7 +152,8 @@ def make_node(nr_pages: int, max_order: int, pageblock_order: int, policy: str =
         zp[C.ZP_COMPACT_LARGE] = int(merge == C.MERGE_HYGIENE)
         zp[C.ZP_HUGETLB_SKIP] = int(merge == C.MERGE_HYGIENE)
         zp[C.ZP_CONTIG_MAXORDER] = int(contig_maxorder)
-        zp[C.ZP_CLAIM_STOP] = int(policy == "v6.16")
+        zp[C.ZP_CLAIM_STOP] = int(policy in ("v6.16", "v6.17"))
+        zp[C.ZP_ISOLATE_RESTORE] = int(policy == "v6.17")
         if idx == C.ZONE_NORMAL and cma_pages:
             # the CMA area sits at the top of ZONE_NORMAL, aligned as cma_init_reserved_mem()
             # requires (pageblock; max(MAX_ORDER, pageblock) before 5.19)
@@ -162,7 +165,8 @@ def make_node(nr_pages: int, max_order: int, pageblock_order: int, policy: str =
         nr_orders = max_order + 1
         zp[C.ZP_PCP_BASE] = nr_orders * C.MIGRATE_TYPES
         zp[C.ZP_CC_BASE] = zp[C.ZP_PCP_BASE] + C.NR_PCP_LISTS
-        nr_lists = zp[C.ZP_CC_BASE] + nr_orders
+        zp[C.ZP_ISO_SAVED_BASE] = zp[C.ZP_CC_BASE] + nr_orders
+        nr_lists = zp[C.ZP_ISO_SAVED_BASE] + nr_pageblocks
         zones.append(Zone(
             zp=zp,
             list_head=np.full(nr_lists, -1, dtype=np.int32),

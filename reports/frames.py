@@ -25,7 +25,7 @@ from .stats import mean_ci
 BASE_MAX_ORDER = 10          # x86-64 default MAX_PAGE_ORDER (inclusive convention, kernel >= 6.4)
 PAGE_SHIFT = 12
 MIGRATETYPES = ("Unmovable", "Movable", "Reclaimable", "HighAtomic", "CMA", "Isolate")
-POLICY_ORDER = ("v5.4", "v6.1", "v6.10", "v6.15", "v6.16", "nomobility")
+POLICY_ORDER = ("v5.4", "v6.1", "v6.10", "v6.15", "v6.16", "v6.17", "nomobility")
 LIST_SEP = "; "              # how list-valued parameters are stored (farm/sweep/results.py)
 
 # Parameter columns. Taken from farm.cell.params when it can be imported (it always can in this

@@ -1,7 +1,8 @@
 """Pure-Python reference model of the Linux buddy page allocator: the test oracle.
 
 Written from kernels/MODEL.md (the behavioural contract) and the kernel sources it cites
-(mm/page_alloc.c of v5.4, v6.1, v6.10, v6.15 and v6.16; mm/vmstat.c). It is deliberately plain:
+(mm/page_alloc.c of v5.4, v6.1, v6.10, v6.15 and v6.16 (v6.17 allocates and frees as v6.16: its
+change, the standalone isolate bit, is in page isolation, which this model leaves out); mm/vmstat.c). It is deliberately plain:
 free lists are ``OrderedDict``s whose key order is the list order (head first), free and
 allocated blocks are dicts keyed by pfn, and every kernel function the contract names has a
 method of the same name (kernel ``__name`` -> ``_name``, since a double underscore is mangled
@@ -41,11 +42,11 @@ MIGRATE_PCPTYPES = 3
 MIGRATE_TYPES = 6
 MT_NAMES = ("Unmovable", "Movable", "Reclaimable", "HighAtomic", "CMA", "Isolate")
 
-POLICIES = ("v5.4", "v6.1", "v6.10", "v6.15", "v6.16", "nomobility")
+POLICIES = ("v5.4", "v6.1", "v6.10", "v6.15", "v6.16", "v6.17", "nomobility")
 _FALLBACK_A = ("v5.4", "v6.1")          # __rmqueue_fallback + steal_suitable_fallback (pre-hygiene)
 _FALLBACK_B = ("v6.10",)                # hygiene steal_suitable_fallback
-_FALLBACK_D = ("v6.15", "v6.16", "nomobility")   # __rmqueue_claim / __rmqueue_steal, sticky rmqueue_mode
-_HYGIENE = ("v6.10", "v6.15", "v6.16", "nomobility")
+_FALLBACK_D = ("v6.15", "v6.16", "v6.17", "nomobility")   # __rmqueue_claim / __rmqueue_steal, sticky rmqueue_mode
+_HYGIENE = ("v6.10", "v6.15", "v6.16", "v6.17", "nomobility")
 
 # mm/page_alloc.c fallbacks[]: HIGHATOMIC, CMA and ISOLATE never fall back and are never used.
 FALLBACKS = {
@@ -551,7 +552,7 @@ class RefZone:
         for o in range(self.max_order, order - 1, -1):
             self.c["orders_scanned"] += 1
             may_claim = self.should_try_claim_block(o, start_mt)
-            if self.policy == "v6.16" and not may_claim:
+            if self.policy in ("v6.16", "v6.17") and not may_claim:
                 break
             fb = self.find_suitable_fallback(o, start_mt)
             if fb == -1:

@@ -227,3 +227,32 @@ def test_probe_specs_are_canonical_and_release_is_optional():
                        ("hugepages:order=9", "needs count"), ("contig:isolation=x", "isolation is pageblock")):
         with pytest.raises(ParamError, match=words):
             parse_probe(bad)
+
+
+@pytest.mark.parametrize("policy, kept", [("v6.16", C.MIGRATE_MOVABLE), ("v6.17", C.MIGRATE_UNMOVABLE)])
+def test_undoing_an_isolation_restores_the_pageblock_type_from_6_17(policy, kept):
+    """1025 unmovable pages: the first takes pfn 0 and claims the order-10 buddy 0 (pageblocks 0
+    and 1 become UNMOVABLE), the 1025th claims the next one and takes pfn 1024 (block 2). The
+    first 1024 are freed: blocks 0 and 1 are UNMOVABLE and free. Undoing an isolation gives a
+    block the caller's type (MOVABLE) before 6.17, and its own type back from 6.17, where
+    MIGRATE_ISOLATE is a pageblock bit of its own: after a successful alloc_contig_range() of
+    block 1 (its pages freed again), and after a failed one over blocks 0 and 2 (block 0
+    isolated, then block 2's unmovable page refuses and block 0's isolation is undone)."""
+    PB = 1 << 9
+    node = _node(nr_pages=8 * PB, policy=policy)
+    z = node[0]
+    pfns = [alloc_pages(node, 0, C.MIGRATE_UNMOVABLE, 0) for _ in range(1025)]
+    assert pfns == list(range(1025))
+    for p in pfns[:1024]:
+        free_pages(node, p)
+    assert list(z.pb_mt[:3]) == [C.MIGRATE_UNMOVABLE] * 3
+    assert alloc_contig_range(node, 0, PB, 2 * PB, C.MIGRATE_MOVABLE) == CONTIG_OK
+    assert z.pb_mt[1] == kept and z.stat[C.NR_ISOLATE_PAGEBLOCK] == 0
+    for p in range(PB, 2 * PB):
+        free_pages(node, p)
+    assert z.pb_mt[1] == kept
+    check_zone(node)
+    assert alloc_contig_range(node, 0, 0, 3 * PB, C.MIGRATE_MOVABLE) == FAIL_UNMOVABLE_IN_RANGE
+    assert z.pb_mt[0] == kept and z.pb_mt[2] == C.MIGRATE_UNMOVABLE
+    assert z.stat[C.NR_ISOLATE_PAGEBLOCK] == 0
+    check_zone(node)

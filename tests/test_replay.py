@@ -234,7 +234,7 @@ def test_stop_index_and_unknown_marker():
 def test_policy_for_kernel():
     assert [RP.policy_for_kernel(v) for v in [(5, 4), (6, 1), (6, 9), (6, 12), (6, 15), (6, 16), (6, 18),
                                                None]] == [
-        "v5.4", "v6.1", "v6.1", "v6.10", "v6.15", "v6.16", "v6.16", "v6.16"]
+        "v5.4", "v6.1", "v6.1", "v6.10", "v6.15", "v6.16", "v6.17", "v6.17"]
 
 
 # -- the real captures -----------------------------------------------------------------------------

@@ -36,7 +36,7 @@ from .trace import read_table, trace_info
 
 MODES = ("pinned", "policy")
 # kernel version -> the model policy whose rules it follows (MODEL.md, policies)
-_POLICY_BY_VERSION = ((5, 19, "v5.4"), (6, 10, "v6.1"), (6, 15, "v6.10"), (6, 16, "v6.15"))
+_POLICY_BY_VERSION = ((5, 19, "v5.4"), (6, 10, "v6.1"), (6, 15, "v6.10"), (6, 16, "v6.15"), (6, 17, "v6.16"))
 _KIND = {"mm_page_alloc": R.EV_ALLOC, "mm_page_free": R.EV_FREE,
          "mm_page_alloc_zone_locked": R.EV_ZONE_LOCKED, "mm_page_pcpu_drain": R.EV_DRAIN,
          "mm_page_alloc_extfrag": R.EV_EXTFRAG}
@@ -49,11 +49,11 @@ class ReplayError(ValueError):
 def policy_for_kernel(version: tuple[int, int] | None) -> str:
     """The policy of the model that follows a kernel release's allocator."""
     if version is None:
-        return "v6.16"
+        return "v6.17"
     for major, minor, policy in _POLICY_BY_VERSION:
         if version < (major, minor):
             return policy
-    return "v6.16"
+    return "v6.17"
 
 
 #: The geometry of the kernels the shared captures come from (x86-64 defaults), for a lone trace.
