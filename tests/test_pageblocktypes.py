@@ -53,11 +53,16 @@ def _counts(zone: dict) -> dict:
     return dict(zip(names.tolist(), n.tolist()))
 
 
+MPO12 = SMALL.with_name("kmpo12-fragmenter-512m")
+
+
+@pytest.mark.parametrize("capture", [SMALL, MPO12], ids=["stock", "max_page_order_12"])
 @pytest.mark.parametrize("phase", PHASES)
-def test_the_module_agrees_with_pagetypeinfo(phase):
+def test_the_module_agrees_with_pagetypeinfo(phase, capture):
     """At every snapshot, the pageblocks of each type per zone as the module lists them are the
-    'Number of blocks type' counts the kernel prints in /proc/pagetypeinfo."""
-    c = read_capture(SMALL)
+    'Number of blocks type' counts the kernel prints in /proc/pagetypeinfo (the stock kernel's
+    headers package, and the tree of a kernel built with MAX_PAGE_ORDER 12)."""
+    c = read_capture(capture)
     pbt = c["pageblocktypes"][phase]
     assert pbt["pageblock_order"] == 9 and set(pbt["zones"]) == {"DMA", "DMA32"}
     for zone, z in pbt["zones"].items():
