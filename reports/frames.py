@@ -258,6 +258,23 @@ def size_text(nbytes: float) -> str:
     return str(n)
 
 
+#: The isolation regime each policy's kernels have: maxorder before 5.19 (v5.4), pageblock after.
+PRE_5_19_POLICIES = ("v5.4",)
+
+
+def what_if_pairs(df: pd.DataFrame) -> list[tuple[str, str, int]]:
+    """(isolation, policy, cells) for every pair of an isolation regime and a policy of another
+    era in `df`: maxorder isolation (before 5.19) with a 5.19+ policy, pageblock isolation with
+    v5.4. No kernel had such a pair; a sweep may ask for it as a what-if."""
+    if "isolation" not in df or "policy" not in df:
+        return []
+    out = []
+    for (iso, pol), g in df.groupby(["isolation", "policy"], sort=True):
+        if (iso == "maxorder") != (pol in PRE_5_19_POLICIES) and iso in ("maxorder", "pageblock"):
+            out.append((str(iso), str(pol), len(g)))
+    return out
+
+
 def format_value(name: str, v: Any) -> str:
     """A parameter value as a person reads it (pcp True -> "pcp on")."""
     if name == "pcp":

@@ -98,6 +98,13 @@ def data_section(df: pd.DataFrame, source: str, manifest: dict | None) -> Sectio
             by.setdefault(q, []).append(f"`{p}`")
         s.blocks.append("Set by another parameter rather than swept: " + "; ".join(
             f"{', '.join(ps)} by `{q}`" for q, ps in by.items()) + ".")
+    pairs = T.what_if_pairs(T.ok_cells(df))
+    if pairs:
+        s.blocks.append("What-ifs: " + "; ".join(
+            f"{n} cells with {T.format_value('regime', iso)} and policy {pol}" for iso, pol, n in pairs)
+            + ". No kernel paired that isolation regime with that policy (MAX_ORDER-block isolation is "
+            "before 5.19, pageblock isolation from 5.19 on; v5.4 is the only policy before 5.19): these "
+            "cells answer \"what if\", not what a kernel did.")
     if info["seeds"]:
         s.blocks.append(f"Seeds: {', '.join(str(x) for x in info['seeds'])} "
                         f"({len(info['seeds'])} per configuration).")
@@ -435,7 +442,7 @@ def success_section(df: pd.DataFrame, findings: list[str]) -> Section:
                      "blocks and every page of them must be movable or free; since 5.19 only the pageblocks "
                      f"of the range are isolated"
                      f"{_pooled_text(T.pooled_over(contig, ['workload', 'size_label', 'isolation', 'max_order']))}. "
-                     f"{CI_NOTE} {MAX_ORDER_NOTE}"),
+                     f"{_what_if_caption(T.ok_cells(df))}{CI_NOTE} {MAX_ORDER_NOTE}"),
             data=data, draw_fn=F.draw_lines,
             options=dict(x="max_order", **grid, hue="regime", percent=True,
                          ylim=(-0.03, 1.05), dodge=0.06, xlabel=F.MAX_ORDER_LABEL, ylabels="success rate",
@@ -479,6 +486,14 @@ def success_section(df: pd.DataFrame, findings: list[str]) -> Section:
                           rows, caption="Mean success rate over seeds and every other parameter.",
                           align="llrrr"))
     return s
+
+
+def _what_if_caption(cells: pd.DataFrame) -> str:
+    pairs = T.what_if_pairs(cells)
+    if not pairs:
+        return ""
+    return ("What-ifs: " + ", ".join(f"{T.format_value('regime', iso)} with policy {pol}" for iso, pol, _ in pairs)
+            + " (no kernel had that pair; see Data). ")
 
 
 def _regime_finding(data: pd.DataFrame, findings: list[str]) -> None:

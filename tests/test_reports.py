@@ -487,3 +487,20 @@ def test_reports_of_odd_result_sets():
     doc = build_report(errors, "src")
     assert not doc.figures()
     assert "No cell finished" in render.to_markdown(doc, {})
+
+
+def test_what_ifs_are_the_pairs_no_kernel_had():
+    """maxorder isolation (before 5.19) belongs with v5.4, pageblock isolation (5.19+) with every
+    later policy; any other pair is a what-if, named in the data section and the caption of the
+    isolation figure."""
+    cells = pd.DataFrame({"isolation": ["maxorder", "maxorder", "pageblock", "pageblock", "maxorder"],
+                          "policy": ["v5.4", "v6.15", "v5.4", "v6.17", "v6.15"]})
+    assert T.what_if_pairs(cells) == [("maxorder", "v6.15", 2), ("pageblock", "v5.4", 1)]
+    assert T.what_if_pairs(cells.drop(columns="isolation")) == []
+    df = golden_frame()
+    doc = build_report(df, "src")
+    assert "What-ifs" not in render.to_markdown(doc, render.figure_paths(doc))
+    df["isolation"] = "maxorder"
+    doc = build_report(df, "src")
+    md = render.to_markdown(doc, render.figure_paths(doc))
+    assert "What-ifs: " in md and "and policy v6.15" in md and "and policy v6.1" in md
