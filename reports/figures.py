@@ -43,8 +43,9 @@ PANEL_W, PANEL_H = 4.4, 3.1
 MAX_COLS = 3
 LINESTYLES = ("-", "--", ":", "-.")
 MARKERS = ("o", "s", "^", "D", "v", "P")
-# colorblind palette indices per policy (blue, green, purple, vermillion, grey): distinct hues
-POLICY_PALETTE = (0, 2, 4, 3, 7)
+# colorblind palette indices per policy of frames.POLICY_ORDER (blue, green, purple, vermillion,
+# orange, brown, grey): distinct hues
+POLICY_PALETTE = (0, 2, 4, 3, 1, 5, 7)
 MAX_ORDER_LABEL = "max_order (largest free-block order, inclusive)"
 
 

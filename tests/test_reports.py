@@ -504,3 +504,13 @@ def test_what_ifs_are_the_pairs_no_kernel_had():
     doc = build_report(df, "src")
     md = render.to_markdown(doc, render.figure_paths(doc))
     assert "What-ifs: " in md and "and policy v6.15" in md and "and policy v6.1" in md
+
+
+def test_every_policy_has_its_own_colour():
+    """Each policy the model knows keeps one colour in every figure, distinct from the others."""
+    from kernels.constants import POLICIES
+    from reports.figures import colours
+    assert set(POLICIES) == set(T.POLICY_ORDER)
+    got = colours("policy", list(POLICIES))
+    assert len({tuple(c) for c in got.values()}) == len(POLICIES)
+    assert colours("policy", ["nomobility"])["nomobility"] == got["nomobility"]
