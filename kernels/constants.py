@@ -19,6 +19,9 @@ MIGRATE_TYPES = 6
 # As /proc/pagetypeinfo prints them.
 MIGRATETYPE_NAMES = ("Unmovable", "Movable", "Reclaimable", "HighAtomic", "CMA", "Isolate")
 
+# HPAGE_PMD_ORDER on x86-64 with 4 KiB pages: the order of a THP, whatever pageblock_order is
+HPAGE_PMD_ORDER = 9
+
 # Allocator policies (kernel versions whose fallback and free paths the model follows).
 POLICY_V5_4 = 0
 POLICY_V6_1 = 1

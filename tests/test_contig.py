@@ -256,3 +256,17 @@ def test_undoing_an_isolation_restores_the_pageblock_type_from_6_17(policy, kept
     assert z.pb_mt[0] == kept and z.pb_mt[2] == C.MIGRATE_UNMOVABLE
     assert z.stat[C.NR_ISOLATE_PAGEBLOCK] == 0
     check_zone(node)
+
+
+@pytest.mark.parametrize("pageblock_order", [8, 10])
+def test_thp_faults_are_pmd_order_whatever_the_pageblock_order(pageblock_order):
+    """A THP is HPAGE_PMD_ORDER (9 on x86-64): with pageblock_order 8 or 10 the thp workload's
+    huge allocations are still order 9 (the small-order mix stops at order 3)."""
+    nodes = []
+    run({"workload": "thp", "memory": "256M", "ops": 20000, "seed": 1, "max_order": 11,
+         "pageblock_order": pageblock_order}, node_out=nodes)
+    z = nodes[0][0]
+    heads = np.flatnonzero(z.page_flags & C.PG_HEAD)
+    orders = np.asarray(z.page_order[heads], dtype=np.int64)
+    assert (orders == 9).sum() > 0
+    assert set(orders.tolist()) <= {0, 1, 2, 3, 9}

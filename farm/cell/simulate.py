@@ -177,7 +177,9 @@ def _run_steady_state(node, p, rng, extra, finish=True):
     wp[W.WP_PINNED_FRACTION] = p["pinned_fraction"]
     wp[W.WP_PERIOD] = p["period"]
     wp[W.WP_HOLD] = p["hold"]
-    wp[W.WP_THP_ORDER] = p["pageblock_order"]
+    # a THP is HPAGE_PMD_ORDER (a PMD mapping), not pageblock_order; a kernel whose MAX_PAGE_ORDER
+    # is below it has no THP (here: the largest order the zone has)
+    wp[W.WP_THP_ORDER] = min(C.HPAGE_PMD_ORDER, p["max_order"])
     normal = node[0]
     if p["workload"] == "cma":
         wp[W.WP_ACTION] = 1
