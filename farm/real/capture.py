@@ -43,6 +43,8 @@ import threading
 import time
 from pathlib import Path
 
+from .captures import parse_config
+
 __all__ = ["CaptureFailed", "WORKLOADS", "capture", "parse_memory", "parse_workload", "parse_hugepages",
            "resolve_kernel", "build_initramfs", "kvm_usable"]
 
@@ -192,15 +194,6 @@ def kvm_usable() -> bool:
 
 # --- kernel -----------------------------------------------------------------------------------
 
-def _config(text: str) -> dict[str, str]:
-    out = {}
-    for line in text.splitlines():
-        if line.startswith("CONFIG_") and "=" in line:
-            k, _, v = line.partition("=")
-            out[k] = v
-    return out
-
-
 def resolve_kernel(spec: str, cache: Path = CACHE) -> dict:
     """The kernel to boot: {'bzimage', 'config' (dict, empty when unknown), 'modules' (a folder or
     None), 'source' (what was asked), 'package' (name and version, or None)}."""
@@ -212,7 +205,7 @@ def resolve_kernel(spec: str, cache: Path = CACHE) -> dict:
         for guess in (path.with_name(path.name.replace("vmlinuz", "config")), path.parent / "config",
                       path.parent / ".config"):
             if guess != path and guess.is_file():
-                config = _config(guess.read_text(errors="replace"))
+                config = parse_config(guess.read_text(errors="replace"))
                 break
         return {"bzimage": str(path), "config": config, "modules": None, "source": spec, "package": None}
     if "/" in spec:
@@ -237,7 +230,7 @@ def resolve_kernel(spec: str, cache: Path = CACHE) -> dict:
         raise CaptureFailed(f"--kernel {spec}: {deb.name} holds no /boot/vmlinuz-*")
     configs = sorted((root / "boot").glob("config-*"))
     mods = sorted(glob.glob(str(root / "lib/modules/*"))) + sorted(glob.glob(str(root / "usr/lib/modules/*")))
-    return {"bzimage": str(images[-1]), "config": _config(configs[-1].read_text()) if configs else {},
+    return {"bzimage": str(images[-1]), "config": parse_config(configs[-1].read_text()) if configs else {},
             "modules": mods[-1] if mods else None, "source": spec,
             "package": deb.name.removesuffix(".deb").removesuffix("_amd64")}
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["CaptureError", "KPF_BITS", "PHASES", "read_buddyinfo", "read_pagetypeinfo", "read_zoneinfo",
-           "read_vmstat", "read_meminfo", "read_kpageflags", "read_pageblocktypes", "read_iomem", "read_config", "read_capture"]
+           "read_vmstat", "read_meminfo", "read_kpageflags", "read_pageblocktypes", "read_iomem", "parse_config", "read_config", "read_capture"]
 
 #: Snapshot phases, in the order they are taken.
 PHASES = ("before", "mid", "compacted", "after")
@@ -315,15 +315,20 @@ def _count(path) -> int | None:
         raise CaptureError(path, 1, f"expected a number, got {text!r}") from None
 
 
-def read_config(path) -> dict[str, str]:
-    """The kernel's build configuration (`CONFIG_X=value` lines; comments and `# ... is not set`
+def parse_config(text: str) -> dict[str, str]:
+    """A kernel build configuration's text (`CONFIG_X=value` lines; comments and `# ... is not set`
     lines are left out): {"CONFIG_X": "value"}."""
     out = {}
-    for line in _lines(path):
+    for line in text.splitlines():
         if line.startswith("CONFIG_") and "=" in line:
             key, _, value = line.strip().partition("=")
             out[key] = value
     return out
+
+
+def read_config(path) -> dict[str, str]:
+    """The kernel's build configuration file: parse_config() of its text."""
+    return parse_config("\n".join(_lines(path)))
 
 
 _READERS = {"buddyinfo": read_buddyinfo, "pagetypeinfo": read_pagetypeinfo, "zoneinfo": read_zoneinfo,

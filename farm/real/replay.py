@@ -210,17 +210,23 @@ def _unless_on_a_pcp_list(kind: np.ndarray, pfn: np.ndarray, aux0: np.ndarray) -
     aux0[cand[on_pcp]] = 0
 
 
+def marker_index(events: Events, marker: str) -> int | None:
+    """The position of the first marker `phase=NAME` (`marker`: as written in the trace, or NAME),
+    or None when the trace has none."""
+    key = marker if "=" in marker else f"phase={marker}"
+    return next((i for i, text in events.markers if text == key or text.startswith(key + " ")), None)
+
+
 def stop_index(events: Events, until: str | None = None, until_ts: float | None = None) -> int:
     """Where a replay stops: at the marker `phase=NAME` (`until`, as written in the trace), at
     the first event after `until_ts` seconds, or at the end."""
     stop = len(events)
     if until:
-        key = until if "=" in until else f"phase={until}"
-        found = [i for i, text in events.markers if text == key or text.startswith(key + " ")]
-        if not found:
+        found = marker_index(events, until)
+        if found is None:
             known = ", ".join(sorted({t.split()[0] for _, t in events.markers})) or "none"
             raise ReplayError(f"--until {until}: no such marker in {events.source} (markers: {known})")
-        stop = found[0]
+        stop = found
     if until_ts is not None:
         stop = min(stop, int(np.searchsorted(events.ts, until_ts, side="right")))
     return stop

@@ -10,7 +10,7 @@ from typing import Any
 from kernels import constants as C
 from kernels import replay as R
 
-from .replay import ReplayError, load_events, open_source, policy_for_kernel, replay
+from .replay import ReplayError, load_events, marker_index, open_source, policy_for_kernel, replay
 from .zonemap import kernel_zone_map
 
 VALIDATE_PHASE = "mid"
@@ -35,7 +35,7 @@ def validate(folder, with_policy: bool = True, zone_maps: bool = False) -> dict[
         first = parse["malformed_examples"][0]
         skipped.append(f"{parse['malformed']} trace lines could not be read and were left out "
                        f"(first: line {first['line']}: {first['message']})")
-    has_mid = any(text.split()[0] == f"phase={VALIDATE_PHASE}" for _, text in events.markers if text)
+    has_mid = marker_index(events, VALIDATE_PHASE) is not None
     until = f"phase={VALIDATE_PHASE}" if has_mid else None
     if not has_mid:
         skipped.append(f"no phase={VALIDATE_PHASE} marker in the trace: buddyinfo_mid_l1, "
@@ -116,8 +116,7 @@ def pool_released(events, obtained: int | None) -> bool:
     shared captures kept it)."""
     if not obtained:
         return False
-    at = {text.split()[0]: i for i, text in events.markers if text}
-    start, end = at.get("phase=hugepages-2m-done"), at.get("phase=hugepages-1g-done")
+    start, end = marker_index(events, "hugepages-2m-done"), marker_index(events, "hugepages-1g-done")
     if start is None or end is None:
         return False
     sel = slice(start, end)

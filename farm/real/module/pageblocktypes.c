@@ -7,8 +7,8 @@
  *
  * after a header line "# pageblock_order N section_pfns N". The migratetype names are those of
  * /proc/pagetypeinfo (migratetype_names[] in mm/page_alloc.c). The fields have fixed widths, so
- * two reads of the same memory are the same length whatever the types (a capture rewrites its
- * snapshot in place, without allocating).
+ * two reads of the same memory are the same length whatever the types (the capture's snapshot
+ * program reads each file twice into one buffer).
  *
  * The bitmap is read the way mm/page_alloc.c does for SPARSEMEM (get_pageblock_bitmap() and
  * pfn_to_bitidx()): the section's usage->pageblock_flags, NR_PAGEBLOCK_BITS bits per pageblock.
