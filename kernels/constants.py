@@ -94,7 +94,24 @@ ZP_CC_BASE = 30           # first list of compaction's isolated free pages
 ZP_CLAIM_STOP = 31        # __rmqueue_claim() stops at the first order too low to claim (6.16+)
 ZP_ISOLATE_RESTORE = 32   # undoing an isolation restores each pageblock's own type (6.17+)
 ZP_ISO_SAVED_BASE = 33    # list_head from here, by pageblock: its type before its isolation
-ZP_SIZE = 34
+ZP_PCP_RULES = 34         # which kernel's per-cpu list rules: PCP_RULES_*
+ZP_PCP_HIGH_MIN = 35      # pcp->high_min (6.7+: high is tuned between high_min and high_max)
+ZP_PCP_HIGH_MAX = 36      # pcp->high_max
+ZP_PCP_ALLOC_FACTOR = 37  # pcp->alloc_factor (6.7+): refills of order 0 grow to batch << alloc_factor
+ZP_PCP_FLAGS = 38         # pcp->flags: PCPF_PREV_FREE_HIGH_ORDER | PCPF_FREE_HIGH_BATCH
+ZP_BELOW_HIGH = 39        # ZONE_BELOW_HIGH: the zone fell below its high watermark (6.7+)
+ZP_VMSTAT_INTERVAL = 40   # the simulated clock: a vmstat update every N allocator calls (0: none)
+ZP_VMSTAT_COUNTDOWN = 41  # allocator calls left until the next vmstat update
+ZP_SIZE = 42
+
+# Per-cpu list rules (ZP_PCP_RULES), by the release whose code they follow
+PCP_RULES_5_4 = 0         # high = 6 * batch, a full list frees `batch` pages; order 0 only
+PCP_RULES_6_1 = 1         # high from the low watermark, free_factor doubles the drain
+PCP_RULES_6_7 = 2         # high tuned between high_min and high_max, alloc_factor, free_count, decay
+PCP_RULES_6_16 = 3        # 6.7 + free_high only once free_count >= batch + high_min / 2
+PCP_BATCH_SCALE_MAX = 5   # CONFIG_PCP_BATCH_SCALE_MAX (default 5)
+PCPF_PREV_FREE_HIGH_ORDER = 1
+PCPF_FREE_HIGH_BATCH = 2
 
 ZONE_NORMAL = 0
 ZONE_MOVABLE = 1

@@ -7,7 +7,7 @@ one operation sequence and compared after every step.
 
 from . import constants as C
 from .check import check_zone
-from .page_alloc import alloc_pages, boot_node, drain_all_pages, free_pages
+from .page_alloc import alloc_pages, boot_node, decay_pcp_high, drain_all_pages, free_pages
 from .zone import make_node
 
 
@@ -41,6 +41,10 @@ class Model:
 
     def drain(self):
         drain_all_pages(self.node)
+
+    def decay_pcp_high(self):
+        """One vmstat update: decay_pcp_high() of the zone (6.7+ pcp rules)."""
+        return bool(decay_pcp_high(self.zone))
 
     # state ------------------------------------------------------------------------------
     def _walk(self, head, nxt, li):
@@ -95,6 +99,16 @@ class Model:
     def pcp_params(self):
         zp = self.zone.zp
         return int(zp[C.ZP_PCP_BATCH]), int(zp[C.ZP_PCP_HIGH])
+
+    def pcp_state(self):
+        """The per-cpu list's tuning state (6.7+: high between high_min and high_max,
+        alloc_factor, free_count, flags; the zone's ZONE_BELOW_HIGH)."""
+        z = self.zone
+        return {"high": int(z.zp[C.ZP_PCP_HIGH]), "high_min": int(z.zp[C.ZP_PCP_HIGH_MIN]),
+                "high_max": int(z.zp[C.ZP_PCP_HIGH_MAX]),
+                "alloc_factor": int(z.zp[C.ZP_PCP_ALLOC_FACTOR]),
+                "free_count": int(z.stat[C.PCP_FREE_FACTOR]), "flags": int(z.zp[C.ZP_PCP_FLAGS]),
+                "below_high": int(z.zp[C.ZP_BELOW_HIGH])}
 
     def check(self):
         check_zone(self.zone)

@@ -22,6 +22,9 @@ from .constants import (
     ZP_PCP, ZP_PCP_BATCH, ZP_PCP_HIGH, ZP_WMARK_LOW, ZP_WMARK_MIN, ZP_MOVE_TO_TAIL,
     ZP_PCP_HIGH_ORDER, ZP_CMA_BALANCE, ZP_ZONE_END, ZP_ZONE_START, ZP_ZONE_IDX, ZP_LOWMEM_RESERVE,
     ZONE_MOVABLE, ZONE_NORMAL, CACHED_MIGRATE_PFN, CACHED_FREE_PFN, ZP_CMA_START, ZP_CMA_END,
+    ZP_PCP_RULES, ZP_PCP_HIGH_MIN, ZP_PCP_HIGH_MAX, ZP_PCP_ALLOC_FACTOR, ZP_PCP_FLAGS, ZP_BELOW_HIGH,
+    ZP_WMARK_HIGH, PCP_RULES_5_4, PCP_RULES_6_1, PCP_RULES_6_7, PCP_RULES_6_16, PCP_BATCH_SCALE_MAX,
+    PCPF_PREV_FREE_HIGH_ORDER, PCPF_FREE_HIGH_BATCH, ZP_VMSTAT_INTERVAL, ZP_VMSTAT_COUNTDOWN,
 )
 
 # ---------------------------------------------------------------------------------------------
@@ -622,14 +625,45 @@ def rmqueue_bulk(z, order, count, pindex, mt, alloc_cma):
 
 
 @jit_fold
+def nr_pcp_alloc(z, order):
+    """nr_pcp_alloc() (6.7+): how many blocks a refill takes. Order-0 refills grow to
+    batch << alloc_factor while allocations go on without frees, and each refill raises high
+    by the batch (up to high_max) unless the zone is below its high watermark."""
+    base_batch = z.zp[ZP_PCP_BATCH]
+    high_min = z.zp[ZP_PCP_HIGH_MIN]
+    high_max = z.zp[ZP_PCP_HIGH_MAX]
+    high = min(max(z.zp[ZP_PCP_HIGH], high_min), high_max)
+    z.zp[ZP_PCP_HIGH] = high
+    if high < base_batch:
+        return 1
+    batch = base_batch if order else base_batch << z.zp[ZP_PCP_ALLOC_FACTOR]
+    if high_min != high_max and not z.zp[ZP_BELOW_HIGH]:
+        high = min(high + batch, high_max)
+        z.zp[ZP_PCP_HIGH] = high
+    if not order:
+        max_nr_alloc = max(high - z.stat[PCP_COUNT] - base_batch, base_batch)
+        if batch <= max_nr_alloc and z.zp[ZP_PCP_ALLOC_FACTOR] < PCP_BATCH_SCALE_MAX:
+            z.zp[ZP_PCP_ALLOC_FACTOR] += 1
+        batch = min(batch, max_nr_alloc)
+    if batch > 1:
+        batch = max(batch >> order, 2)
+    return batch
+
+
+@jit_fold
 def _rmqueue_pcplist(z, order, mt, alloc_cma):
-    """rmqueue_pcplist() / __rmqueue_pcplist()."""
+    """rmqueue_pcplist() / __rmqueue_pcplist(): refill an empty list, take its head."""
     pindex = order_to_pindex(order, mt)
-    z.stat[PCP_FREE_FACTOR] >>= 1
+    rules = z.zp[ZP_PCP_RULES]
+    if rules != PCP_RULES_5_4:
+        z.stat[PCP_FREE_FACTOR] >>= 1     # 6.1 free_factor, 6.7+ free_count
     if z.list_head[z.zp[ZP_PCP_BASE] + pindex] < 0:
-        batch = z.zp[ZP_PCP_BATCH]
-        if batch > 1:
-            batch = max(batch >> order, 2)
+        if rules >= PCP_RULES_6_7:
+            batch = nr_pcp_alloc(z, order)
+        else:
+            batch = z.zp[ZP_PCP_BATCH]
+            if batch > 1:
+                batch = max(batch >> order, 2)
         rmqueue_bulk(z, order, batch, pindex, mt, alloc_cma)
     pfn = z.list_head[z.zp[ZP_PCP_BASE] + pindex]
     if pfn >= 0:
@@ -638,12 +672,44 @@ def _rmqueue_pcplist(z, order, mt, alloc_cma):
 
 
 @jit_fold
+def _pcp_drain_one(z, pindex, pre_hygiene):
+    """Take the coldest (tail) block off a pcp list and free it to the buddy lists. The type:
+    <= 6.9 the one recorded with the page, 6.10+ the pageblock's current type."""
+    pfn = z.list_tail[z.zp[ZP_PCP_BASE] + pindex]
+    mt = int(z.page_mt[pfn]) if pre_hygiene else get_pageblock_migratetype(z, pfn)
+    _pcp_del(z, pindex, pfn)
+    _free_one_page(z, pfn, pindex_to_order(z, pindex), mt, False)
+
+
+@jit_fold
 def _free_pcppages_bulk(z, count, pindex):
-    """free_pcppages_bulk(): round-robin over the lists from `pindex`, coldest (tail) pages first."""
+    """free_pcppages_bulk(): round-robin over the lists from `pindex`, coldest (tail) pages first
+    (5.13+); 5.4: over the three order-0 lists from MOVABLE, taking one more page from each
+    list for every empty list passed (batch_free)."""
     count = min(count, z.stat[PCP_COUNT])
-    pindex -= 1
     z.stat[PCP_DRAINS] += 1
     pre_hygiene = z.zp[ZP_FALLBACK] == FALLBACK_A
+    if z.zp[ZP_PCP_RULES] == PCP_RULES_5_4:
+        mt = 0
+        batch_free = 0
+        while count > 0:
+            while True:
+                batch_free += 1
+                mt += 1
+                if mt == MIGRATE_PCPTYPES:
+                    mt = 0
+                if z.list_head[z.zp[ZP_PCP_BASE] + mt] >= 0:
+                    break
+            if batch_free == MIGRATE_PCPTYPES:
+                batch_free = count      # the only non-empty list: free from it alone
+            while True:
+                _pcp_drain_one(z, mt, pre_hygiene)
+                count -= 1
+                batch_free -= 1
+                if count == 0 or batch_free == 0 or z.list_head[z.zp[ZP_PCP_BASE] + mt] < 0:
+                    break
+        return
+    pindex -= 1
     while count > 0:
         while True:
             pindex += 1
@@ -653,34 +719,84 @@ def _free_pcppages_bulk(z, count, pindex):
                 break
         order = pindex_to_order(z, pindex)
         while True:
-            pfn = z.list_tail[z.zp[ZP_PCP_BASE] + pindex]
-            # <= 6.9: the type recorded with the page; 6.10+: the pageblock's current type
-            mt = int(z.page_mt[pfn]) if pre_hygiene else get_pageblock_migratetype(z, pfn)
-            _pcp_del(z, pindex, pfn)
+            _pcp_drain_one(z, pindex, pre_hygiene)
             count -= 1 << order
-            _free_one_page(z, pfn, order, mt, False)
             if count <= 0 or z.list_head[z.zp[ZP_PCP_BASE] + pindex] < 0:
                 break
 
 
 @jit_fold
 def nr_pcp_free(z, high, batch, free_high):
-    """nr_pcp_free() (6.1): how many pages to give back, doubling while frees continue."""
+    """nr_pcp_free(): how many pages to give back. 6.1: doubling with free_factor while frees
+    continue (free_high: all); 6.7+: free_count clamped to [batch, high - batch] (free_high:
+    up to batch << PCP_BATCH_SCALE_MAX)."""
+    new_rules = z.zp[ZP_PCP_RULES] >= PCP_RULES_6_7
     if free_high:
+        if new_rules:
+            return min(z.stat[PCP_COUNT], batch << PCP_BATCH_SCALE_MAX)
         return z.stat[PCP_COUNT]
     if high < batch:
         return 1
     min_nr_free = batch
     max_nr_free = high - batch
+    if new_rules:
+        return min(max(z.stat[PCP_FREE_FACTOR], min_nr_free), max_nr_free)
     batch <<= z.stat[PCP_FREE_FACTOR]
     if batch < max_nr_free:
         z.stat[PCP_FREE_FACTOR] += 1
     return min(max(batch, min_nr_free), max_nr_free)
 
 
+@jit_fold
+def nr_pcp_high(z, batch, free_high):
+    """nr_pcp_high() (6.7+, no reclaim in the model): clamp high into [high_min, high_max];
+    below the high watermark shrink it by the pages being freed; a full list grows it to hold
+    free_count + batch."""
+    high_min = z.zp[ZP_PCP_HIGH_MIN]
+    high_max = z.zp[ZP_PCP_HIGH_MAX]
+    high = min(max(z.zp[ZP_PCP_HIGH], high_min), high_max)
+    z.zp[ZP_PCP_HIGH] = high
+    if high == 0:
+        return 0
+    if free_high:
+        z.zp[ZP_PCP_HIGH] = max(high - (batch << PCP_BATCH_SCALE_MAX), high_min)
+        return 0
+    if high_min == high_max:
+        return high
+    free_count = z.stat[PCP_FREE_FACTOR]
+    if z.zp[ZP_BELOW_HIGH]:
+        z.zp[ZP_PCP_HIGH] = max(high - max(free_count, batch), high_min)
+        high = max(z.stat[PCP_COUNT], high_min)
+    elif z.stat[PCP_COUNT] >= high:
+        need_high = free_count + batch
+        if high < need_high:
+            z.zp[ZP_PCP_HIGH] = min(max(need_high, high_min), high_max)
+    return high
+
+
+@jit_fold
+def _free_high_v6_7(z, order, batch):
+    """free_unref_page_commit() (6.7+): is this a run of high-order frees to drain at once?"""
+    flags = z.zp[ZP_PCP_FLAGS]
+    free_high = False
+    if order and order <= PAGE_ALLOC_COSTLY_ORDER:
+        threshold = batch
+        if z.zp[ZP_PCP_RULES] >= PCP_RULES_6_16:
+            threshold = batch + z.zp[ZP_PCP_HIGH_MIN] // 2
+        free_high = (z.stat[PCP_FREE_FACTOR] >= threshold
+                     and (flags & PCPF_PREV_FREE_HIGH_ORDER) != 0
+                     and ((flags & PCPF_FREE_HIGH_BATCH) == 0 or z.stat[PCP_COUNT] >= batch))
+        z.zp[ZP_PCP_FLAGS] = flags | PCPF_PREV_FREE_HIGH_ORDER
+    elif flags & PCPF_PREV_FREE_HIGH_ORDER:
+        z.zp[ZP_PCP_FLAGS] = flags ^ PCPF_PREV_FREE_HIGH_ORDER
+    if z.stat[PCP_FREE_FACTOR] < (batch << PCP_BATCH_SCALE_MAX):
+        z.stat[PCP_FREE_FACTOR] += 1 << order
+    return free_high
+
+
 @jit
 def free_unref_page(z, pfn, order):
-    """free_unref_page() + free_unref_page_commit() (6.1)."""
+    """free_unref_page() + free_unref_page_commit(), by the zone's pcp rules."""
     mt = get_pageblock_migratetype(z, pfn)
     if mt >= MIGRATE_PCPTYPES:
         if mt == MIGRATE_ISOLATE:
@@ -689,16 +805,66 @@ def free_unref_page(z, pfn, order):
     z.page_mt[pfn] = mt
     if mt >= MIGRATE_PCPTYPES:
         mt = MIGRATE_MOVABLE
+    rules = z.zp[ZP_PCP_RULES]
+    if rules >= PCP_RULES_6_7:
+        z.zp[ZP_PCP_ALLOC_FACTOR] >>= 1
     pindex = order_to_pindex(order, mt)
     _list_add(z.list_head, z.list_tail, z.next, z.prev, z.zp[ZP_PCP_BASE] + pindex, pfn)
     z.page_flags[pfn] |= PG_PCP
     z.page_order[pfn] = order
     z.stat[PCP_COUNT] += 1 << order
-    free_high = z.stat[PCP_FREE_FACTOR] > 0 and order > 0 and order <= PAGE_ALLOC_COSTLY_ORDER
-    high = 0 if free_high else z.zp[ZP_PCP_HIGH]
+    batch = z.zp[ZP_PCP_BATCH]
+    if rules == PCP_RULES_5_4:
+        if z.stat[PCP_COUNT] >= z.zp[ZP_PCP_HIGH]:
+            _free_pcppages_bulk(z, batch, pindex)
+        return
+    if rules == PCP_RULES_6_1:
+        free_high = z.stat[PCP_FREE_FACTOR] > 0 and order > 0 and order <= PAGE_ALLOC_COSTLY_ORDER
+        high = 0 if free_high else z.zp[ZP_PCP_HIGH]
+    else:
+        free_high = _free_high_v6_7(z, order, batch)
+        high = nr_pcp_high(z, batch, free_high)
     if z.stat[PCP_COUNT] >= high:
-        batch = z.zp[ZP_PCP_BATCH]
         _free_pcppages_bulk(z, nr_pcp_free(z, high, batch, free_high), pindex)
+        if (rules >= PCP_RULES_6_7 and z.zp[ZP_BELOW_HIGH]
+                and zone_watermark_ok(z, 0, z.zp[ZP_WMARK_HIGH], False, 0)):
+            z.zp[ZP_BELOW_HIGH] = 0
+
+
+@jit
+def decay_pcp_high(z):
+    """decay_pcp_high() (6.7+), from the vmstat update every second: lower high by an eighth
+    (not below count - (batch << PCP_BATCH_SCALE_MAX), nor high_min) and drain what lies above
+    it, a batch at a time. Returns whether more decay is to come."""
+    if not z.zp[ZP_PCP] or z.zp[ZP_PCP_RULES] < PCP_RULES_6_7:
+        return False
+    high_min = z.zp[ZP_PCP_HIGH_MIN]
+    batch = z.zp[ZP_PCP_BATCH]
+    high = z.zp[ZP_PCP_HIGH]
+    todo = False
+    if high > high_min:
+        high = max(z.stat[PCP_COUNT] - (batch << PCP_BATCH_SCALE_MAX), high - (high >> 3), high_min)
+        z.zp[ZP_PCP_HIGH] = high
+        if high > high_min:
+            todo = True
+    to_drain = z.stat[PCP_COUNT] - high
+    while to_drain > 0:
+        _free_pcppages_bulk(z, min(to_drain, batch), 0)
+        todo = True
+        to_drain -= batch
+    return todo
+
+
+@jit
+def vmstat_tick(node):
+    """The workloads' simulated clock: every ZP_VMSTAT_INTERVAL allocator calls (allocations
+    and frees) is one second, when the vmstat update runs decay_pcp_high() on every zone."""
+    first = node[0]
+    first.zp[ZP_VMSTAT_COUNTDOWN] -= 1
+    if first.zp[ZP_VMSTAT_COUNTDOWN] <= 0:
+        first.zp[ZP_VMSTAT_COUNTDOWN] = first.zp[ZP_VMSTAT_INTERVAL]
+        for i in range(len(node)):
+            decay_pcp_high(node[i])
 
 
 @jit_fold
@@ -834,7 +1000,14 @@ def get_page_from_freelist(node, order, mt, wmark, alloc_cma):
         if zone_idx > highest:
             continue
         reserve = z.zp[ZP_LOWMEM_RESERVE] if highest > zone_idx else 0
-        if not zone_watermark_ok(z, order, z.zp[wmark], alloc_cma, reserve):
+        # 6.7+: a zone above its high watermark is used without its own watermark check; one
+        # below it is marked ZONE_BELOW_HIGH (pcp high shrinks there) and checked as usual
+        above_high = False
+        if z.zp[ZP_PCP] and z.zp[ZP_PCP_RULES] >= PCP_RULES_6_7 and not z.zp[ZP_BELOW_HIGH]:
+            above_high = zone_watermark_ok(z, order, z.zp[ZP_WMARK_HIGH], alloc_cma, reserve)
+            if not above_high:
+                z.zp[ZP_BELOW_HIGH] = 1
+        if not above_high and not zone_watermark_ok(z, order, z.zp[wmark], alloc_cma, reserve):
             continue
         pfn = rmqueue(z, order, mt, alloc_cma)
         if pfn >= 0:
@@ -854,6 +1027,8 @@ def alloc_pages_inline(node, order, mt, extra):
     """alloc_pages(), inlined into a hot loop."""
     first = node[0]
     first.stat[ALLOC_OPS] += 1
+    if first.zp[ZP_VMSTAT_INTERVAL] > 0:
+        vmstat_tick(node)
     pfn = alloc_pages_fast(node, order, mt, extra)
     if pfn < 0:
         first.stat[ALLOC_FAIL] += 1
@@ -927,6 +1102,8 @@ def free_pages(node, pfn):
         clear_flags_range(z.page_flags, pfn, 1 << order, PG_LRU | PG_PINNED)
     z.stat[FREE_OPS] += 1
     z.stat[PGFREE] += 1 << order
+    if node[0].zp[ZP_VMSTAT_INTERVAL] > 0:
+        vmstat_tick(node)
     merges = z.stat[MERGE_STEPS]
     if z.zp[ZP_PCP] and pcp_allowed_order(z, order):
         free_unref_page(z, pfn, order)

@@ -33,7 +33,7 @@ from .page_alloc import (
     _list_add_tail, _move_freepages_block, _pcp_del, account_freepages, alloc_pages,
     change_pageblock_range, free_unref_page, get_pageblock_migratetype, largest_aligned_order,
     order_to_pindex,
-    pcp_allowed_order, move_to_free_list,
+    pcp_allowed_order, move_to_free_list, decay_pcp_high,
 )
 from .page_isolation import find_head
 
@@ -360,12 +360,23 @@ def real_owners(kind, pfn, order, nr_pages, alloc_of, offset_of, owner, base):
 
 
 @jit
-def replay_policy(node, kind, pfn, order, mt, alloc_of, offset_of, placed, first, last, rs,
-                  check_every):
+def replay_policy(node, kind, pfn, order, mt, aux0, alloc_of, offset_of, placed, first, last, rs,
+                  check_every, ts, ticks):
     """Replay mm_page_alloc / mm_page_free events [first, last) with the model's policy placing
-    every allocation; placed[i] is the model's pfn for allocation event i (-1: failed)."""
+    every allocation; placed[i] is the model's pfn for allocation event i (-1: failed). A free
+    with aux0 = 1 goes straight to the buddy (the kernel's free found the CPU's pcp lock held,
+    whatever page it frees: see replay_pinned). The
+    vmstat update's decay_pcp_high() runs before the first event at or after each time in
+    `ticks` (ascending, trace clock)."""
     z = node[0]
+    t = 0
+    while t < ticks.shape[0] and first < last and ticks[t] < ts[first]:
+        t += 1
     for i in range(first, last):
+        while t < ticks.shape[0] and ts[i] >= ticks[t]:
+            for zi in range(len(node)):
+                decay_pcp_high(node[zi])
+            t += 1
         k = kind[i]
         o = int(order[i])
         if k == EV_ALLOC:
@@ -394,7 +405,7 @@ def replay_policy(node, kind, pfn, order, mt, alloc_of, offset_of, placed, first
                 rs[RS_FREE_NOT_USED] += _unown(z, p, end)
                 if _free_head_of(z, p) >= 0:
                     continue
-            if z.zp[ZP_PCP] and pcp_allowed_order(z, o):
+            if z.zp[ZP_PCP] and pcp_allowed_order(z, o) and aux0[i] == 0:
                 free_unref_page(z, p, o)
             else:
                 _free_to_buddy(z, p, o, False)

@@ -63,21 +63,37 @@ def _rounddown_pow_of_two(n: int) -> int:
     return 1 << (n.bit_length() - 1)
 
 
-def pcp_sizes(managed_pages: int, low_wmark: int, nr_cpus: int = 1) -> tuple[int, int]:
-    """zone_batchsize() and zone_highsize() (6.1, percpu_pagelist_high_fraction = 0): (batch, high)."""
+def pcp_rules(policy: str) -> int:
+    """The per-cpu list rules of the release a policy follows (MODEL.md, per-cpu lists)."""
+    return {"v5.4": C.PCP_RULES_5_4, "v6.1": C.PCP_RULES_6_1, "v6.10": C.PCP_RULES_6_7,
+            "v6.15": C.PCP_RULES_6_7}.get(policy, C.PCP_RULES_6_16)
+
+
+def pcp_sizes(managed_pages: int, low_wmark: int, nr_cpus: int = 1,
+              rules: int = C.PCP_RULES_6_1) -> tuple[int, int, int, int]:
+    """zone_batchsize() and zone_highsize() (percpu_pagelist_high_fraction = 0):
+    (batch, high, high_min, high_max). 5.4: high = 6 * batch. 6.1: high from the low watermark
+    split over the CPUs, at least 4 * batch. 6.7+: that is high_min; high_max is managed / 8
+    (MIN_PERCPU_PAGELIST_HIGH_FRACTION) split likewise; high starts at 0 and is clamped to
+    high_min on first use."""
     b = min(managed_pages >> 10, (1 << 20) >> C.PAGE_SHIFT) // 4
     b = max(b, 1)
     batch = _rounddown_pow_of_two(b + b // 2) - 1
     batch = max(batch, 1)
-    high = max(low_wmark // nr_cpus, batch << 2)
-    return batch, high
+    if rules == C.PCP_RULES_5_4:
+        return batch, 6 * batch, 6 * batch, 6 * batch
+    high_min = max(low_wmark // nr_cpus, batch << 2)
+    if rules == C.PCP_RULES_6_1:
+        return batch, high_min, high_min, high_min
+    high_max = max(managed_pages // 8 // nr_cpus, batch << 2)
+    return batch, high_min, high_min, high_max
 
 
 def make_node(nr_pages: int, max_order: int, pageblock_order: int, policy: str = "v6.15",
               holes=(), pcp: bool = False, min_free_kbytes: int | None = None,
               section_bits: int = 27, memory_block_bits: int | None = None,
               movable_pages: int = 0, owner_slots: int = 0, contig_maxorder: bool = False,
-              cma_pages: int = 0) -> tuple:
+              cma_pages: int = 0, vmstat_interval_ops: int = 0) -> tuple:
     """Allocate the arrays of a node (no page free yet: see page_alloc.boot_node).
 
     The node is ZONE_NORMAL over [0, nr_pages - movable_pages) and, when movable_pages > 0,
@@ -120,7 +136,8 @@ def make_node(nr_pages: int, max_order: int, pageblock_order: int, policy: str =
         wmin = min(max(managed[idx] // 1024, 32), 128) if idx == C.ZONE_MOVABLE else tmp
         delta = max(tmp // 4, managed[idx] * 10 // 10000)
         wlow, whigh = wmin + delta, wmin + 2 * delta
-        batch, high = pcp_sizes(managed[idx], wlow)
+        rules = pcp_rules(policy)
+        batch, high, high_min, high_max = pcp_sizes(managed[idx], wlow, rules=rules)
         zp[C.ZP_NR_PAGES] = nr_pages
         zp[C.ZP_ZONE_START] = start
         zp[C.ZP_ZONE_END] = end
@@ -142,6 +159,14 @@ def make_node(nr_pages: int, max_order: int, pageblock_order: int, policy: str =
         zp[C.ZP_PCP] = int(pcp)
         zp[C.ZP_PCP_BATCH] = batch
         zp[C.ZP_PCP_HIGH] = high
+        zp[C.ZP_PCP_RULES] = rules
+        zp[C.ZP_PCP_HIGH_MIN] = high_min
+        zp[C.ZP_PCP_HIGH_MAX] = high_max
+        # a CPU whose share of the last-level cache exceeds 3 * batch pages keeps a batch on
+        # its lists through runs of high-order frees (zone_pcp_update_cacheinfo(), 6.7+)
+        zp[C.ZP_PCP_FLAGS] = C.PCPF_FREE_HIGH_BATCH if rules >= C.PCP_RULES_6_7 else 0
+        if pcp and rules >= C.PCP_RULES_6_7:
+            zp[C.ZP_VMSTAT_INTERVAL] = zp[C.ZP_VMSTAT_COUNTDOWN] = vmstat_interval_ops
         zp[C.ZP_MANAGED] = managed[idx]
         zp[C.ZP_SECTION_SHIFT] = section_bits - C.PAGE_SHIFT
         zp[C.ZP_MEMBLOCK_SHIFT] = (memory_block_bits or section_bits) - C.PAGE_SHIFT

@@ -24,6 +24,25 @@ Readings of MODEL.md where it leaves room (the numba model must make the same ch
   pageblock type. v5.4/v6.1 drains free with the recorded type; from 6.10 on drains use the
   pageblock's type at drain time.
 * A pcp attempt that yields nothing falls through to the buddy path (6.1 ``rmqueue()``).
+* The per-cpu rules follow the policy (``PCP_RULES``): ``v5.4`` the 5.4 rules (``high = 6 * batch``,
+  a free at ``count >= high`` drains ``batch`` pages round robin over the three order-0 lists,
+  MOVABLE first, with 5.4's carried-over ``batch_free``; no free_factor); ``v6.1`` the 6.1 rules
+  (fixed ``high``, free_factor, free_high); ``v6.10`` and ``v6.15`` the 6.7 rules of 6.12's
+  mm/page_alloc.c (``high`` tuned between ``high_min`` and ``high_max`` by ``nr_pcp_alloc()``,
+  ``nr_pcp_high()`` and ``decay_pcp_high()``; alloc_factor; free_count; PCPF_* flags with
+  PCPF_FREE_HIGH_BATCH always set; ZONE_BELOW_HIGH) with free_high at ``free_count >= batch``;
+  ``v6.16``, ``v6.17`` and ``nomobility`` the same with 6.16's ``batch + high_min / 2``.
+  ``pcp_free_factor`` holds 6.1's free_factor or, under the 6.7 rules, free_count.
+* ``high`` starts at ``high_min`` (the kernel's starts at 0 and is clamped on first use: the
+  same numbers). ``clamp()`` is the kernel's: ``hi`` wins when ``lo > hi`` (tiny zones, where
+  the low watermark exceeds managed / 8).
+* ZONE_BELOW_HIGH is tracked only with pcp on (6.7 rules). In each watermark attempt
+  (``get_page_from_freelist()``: low, then min) a zone not yet below its high watermark is first
+  tested at the high watermark with the request's order and CMA setting: passing goes straight
+  to ``rmqueue()`` (``goto try_this_zone``: the gate is not run; passing the high mark implies
+  passing it), failing sets the flag and the gate follows. The orders that test visits count in
+  ``wmark_orders_scanned``, as any ``__zone_watermark_ok`` loop. The clearing test after a free's
+  drain is order 0 and visits none.
 * Each iteration of an order loop counts one ``orders_scanned``, including the iteration of
   ``_rmqueue_claim`` that stops. At an order too low to claim, v6.16 stops (6.16's
   ``find_suitable_fallback`` returns -2 before it looks); v6.15 stops only if that order has a
@@ -60,6 +79,15 @@ RMQUEUE_NORMAL, RMQUEUE_CMA, RMQUEUE_CLAIM, RMQUEUE_STEAL = range(4)
 PAGE_ALLOC_COSTLY_ORDER = 3
 NR_PCP_LISTS = (PAGE_ALLOC_COSTLY_ORDER + 2) * MIGRATE_PCPTYPES   # orders 0..3 and pageblock_order
 
+# Per-cpu list rules by policy (MODEL.md "Per-cpu lists"): 5.4, 6.1, or 6.7-6.15 (mm/page_alloc.c
+# of 6.12) with the free_high threshold of 6.7 or of 6.16.
+PCP_RULES = {"v5.4": "5.4", "v6.1": "6.1", "v6.10": "6.7", "v6.15": "6.7",
+             "v6.16": "6.16", "v6.17": "6.16", "nomobility": "6.16"}
+CONFIG_PCP_BATCH_SCALE_MAX = 5
+MIN_PERCPU_PAGELIST_HIGH_FRACTION = 8
+PCPF_PREV_FREE_HIGH_ORDER = 1 << 0
+PCPF_FREE_HIGH_BATCH = 1 << 1
+
 COUNTER_NAMES = ("alloc_ops", "alloc_fail", "free_ops", "split_steps", "merge_steps",
                  "orders_scanned", "wmark_orders_scanned", "fallback_claim", "fallback_steal",
                  "pgalloc", "pgfree")
@@ -71,6 +99,11 @@ def migratetype_is_mergeable(mt):
 
 def rounddown_pow_of_two(n):
     return 1 << (n.bit_length() - 1)
+
+
+def clamp(val, lo, hi):
+    """The kernel's clamp() (include/linux/minmax.h ``__clamp``): ``hi`` wins when lo > hi."""
+    return hi if val >= hi else (lo if val <= lo else val)
 
 
 class RefZone:
@@ -132,9 +165,28 @@ class RefZone:
         self.pcp_mt = {}
         self.pcp_pindex = {}
         self.pcp_count = 0
+        self.pcp_rules = PCP_RULES[policy]
+        self.pcp_tuned = self.pcp_rules in ("6.7", "6.16")   # high tuned between high_min/high_max
+        # 6.1 free_factor; free_count under the 6.7+ rules (one counter so the two compare).
         self.pcp_free_factor = 0
+        self.pcp_alloc_factor = 0          # 6.7+
+        self.pcp_flags = 0                 # 6.7+: PCPF_*
+        self.below_high = 0                # 6.7+: ZONE_BELOW_HIGH
         self.pcp_batch = max(1, self._zone_batchsize())
-        self.pcp_high = max(self.wmark_low, self.pcp_batch << 2)
+        if self.pcp_rules == "5.4":
+            self.pcp_high = 6 * self.pcp_batch                            # pageset_set_batch()
+            self.pcp_high_min = self.pcp_high_max = self.pcp_high
+        else:
+            # zone_highsize(): low watermark over one CPU, at least 4 * batch
+            self.pcp_high_min = max(self.wmark_low, self.pcp_batch << 2)
+            self.pcp_high_max = self.pcp_high_min
+            self.pcp_high = self.pcp_high_min
+            if self.pcp_tuned:
+                # zone_highsize(MIN_PERCPU_PAGELIST_HIGH_FRACTION); high starts at high_min
+                self.pcp_high_max = max(self.managed_pages // MIN_PERCPU_PAGELIST_HIGH_FRACTION,
+                                        self.pcp_batch << 2)
+                # zone_pcp_update_cacheinfo(): any current x86-64 part
+                self.pcp_flags = PCPF_FREE_HIGH_BATCH
 
         self.c = dict.fromkeys(COUNTER_NAMES, 0)
         self._memblock_free_all()
@@ -266,7 +318,16 @@ class RefZone:
         list_mt = UNMOVABLE if self.mobility_disabled else mt
         alloc_cma = list_mt == MOVABLE
         for mark in (self.wmark_low, self.wmark_min):
-            if not self._zone_watermark_ok(order, mark, alloc_cma):
+            # get_page_from_freelist() (6.7+): unless the zone is already below its high
+            # watermark, check the high watermark for this request first: pass -> try_this_zone
+            # (the zone's own, lower, watermark is not checked), fail -> set ZONE_BELOW_HIGH and
+            # go on to check_alloc_wmark.
+            if self.pcp and self.pcp_tuned and not self.below_high:
+                if self._zone_watermark_ok(order, self.wmark_high, alloc_cma):
+                    mark = None
+                else:
+                    self.below_high = 1
+            if mark is not None and not self._zone_watermark_ok(order, mark, alloc_cma):
                 continue
             pfn = self.rmqueue(order, list_mt, alloc_cma)
             if pfn is not None:
@@ -283,8 +344,9 @@ class RefZone:
             self.lru[pfn:pfn + (1 << order)] = b"\x01" * (1 << order)
         self.c["pgalloc"] += 1 << order
 
-    def _zone_watermark_ok(self, order, mark, alloc_cma):
-        """__zone_watermark_ok (no highatomic reserve, no lowmem_reserve)."""
+    def _zone_watermark_ok(self, order, mark, alloc_cma, count=True):
+        """__zone_watermark_ok (no highatomic reserve, no lowmem_reserve). Every order its loop
+        visits adds to ``wmark_orders_scanned`` unless ``count`` is false."""
         free = self.nr_free_pages - ((1 << order) - 1)
         if not alloc_cma:
             free -= self.nr_free_cma_pages
@@ -293,7 +355,8 @@ class RefZone:
         if order == 0:
             return True
         for o in range(order, self.max_order + 1):
-            self.c["wmark_orders_scanned"] += 1
+            if count:
+                self.c["wmark_orders_scanned"] += 1
             if self.nr_free[o] == 0:
                 continue
             for mt in range(MIGRATE_PCPTYPES):
@@ -628,19 +691,50 @@ class RefZone:
         return order, mt
 
     def _rmqueue_pcplist(self, order, mt, alloc_cma):
-        """rmqueue_pcplist (6.1): refill an empty list with rmqueue_bulk, take the head."""
+        """rmqueue_pcplist + __rmqueue_pcplist: refill an empty list with rmqueue_bulk
+        (nr_pcp_alloc() pages under the 6.7+ rules), take the head."""
+        # On allocation, reduce the number of pages batch freed (6.1 free_factor, 6.7+ free_count;
+        # 5.4 has neither and the counter stays 0).
         self.pcp_free_factor >>= 1
         pindex = self.order_to_pindex(order, mt)
         lst = self.pcp_lists_[pindex]
         if not lst:
-            batch = self.pcp_batch
-            count = max(batch >> order, 2) if batch > 1 else 1
+            if self.pcp_tuned:
+                count = self.nr_pcp_alloc(order)
+            else:
+                # 5.4 rmqueue_bulk(pcp->batch) (order 0 only, batch >= 1: the same numbers);
+                # 6.1 __rmqueue_pcplist
+                batch = self.pcp_batch
+                count = max(batch >> order, 2) if batch > 1 else 1
             self.rmqueue_bulk(order, count, mt, alloc_cma, pindex)
         if not lst:
             return None
         pfn = next(iter(lst))
         self._pcp_del(pfn)
         return pfn
+
+    def nr_pcp_alloc(self, order):
+        """nr_pcp_alloc (6.7+): how many pages to refill; grows ``high`` and ``alloc_factor``."""
+        base_batch = self.pcp_batch
+        high_min, high_max = self.pcp_high_min, self.pcp_high_max
+        high = self.pcp_high = clamp(self.pcp_high, high_min, high_max)
+        # PCP disabled or boot pageset
+        if high < base_batch:
+            return 1
+        batch = base_batch if order else base_batch << self.pcp_alloc_factor
+        # If we had larger pcp->high, we could avoid to allocate from zone.
+        if high_min != high_max and not self.below_high:
+            high = self.pcp_high = min(high + batch, high_max)
+        if not order:
+            max_nr_alloc = max(high - self.pcp_count - base_batch, base_batch)
+            # Double the number of pages allocated each time there is a subsequent allocation
+            # of order-0 pages without any freeing.
+            if batch <= max_nr_alloc and self.pcp_alloc_factor < CONFIG_PCP_BATCH_SCALE_MAX:
+                self.pcp_alloc_factor += 1
+            batch = min(batch, max_nr_alloc)
+        if batch > 1:
+            batch = max(batch >> order, 2)
+        return batch
 
     def rmqueue_bulk(self, order, count, mt, alloc_cma, pindex):
         mode = [RMQUEUE_NORMAL]   # one sticky rmqueue_mode for the whole batch
@@ -652,21 +746,89 @@ class RefZone:
             self._pcp_add(pfn, order, split_mt, pindex, tail=True)
 
     def free_unref_page(self, pfn, order):
-        """free_unref_page (6.1): to the head of the pcp list, drain a batch above high."""
+        """free_unref_page + free_unref_page_commit: to the head of the pcp list, then drain
+        by the policy's rules (5.4, 6.1, 6.7+)."""
         mt = self.get_pageblock_migratetype(pfn)
         if mt == ISOLATE:
             self._free_one_page(pfn, order, mt, to_tail=False)
             return
         list_mt = MOVABLE if mt >= MIGRATE_PCPTYPES else mt
         pindex = self.order_to_pindex(order, list_mt)
+        if self.pcp_rules == "5.4":
+            self._pcp_add(pfn, order, mt, pindex, tail=False)
+            if self.pcp_count >= self.pcp_high:
+                self.free_pcppages_bulk_5_4(self.pcp_batch)
+            return
+        if self.pcp_rules == "6.1":
+            self._pcp_add(pfn, order, mt, pindex, tail=False)
+            # free_high: a high-order free while frees run without allocations drains everything
+            free_high = self.pcp_free_factor > 0 and 0 < order <= PAGE_ALLOC_COSTLY_ORDER
+            high = 0 if free_high else self.pcp_high
+            if self.pcp_count >= high:
+                self.free_pcppages_bulk(self._nr_pcp_free(high, free_high), pindex)
+            return
+        self._free_unref_page_commit(pfn, order, mt, pindex)
+
+    def _free_unref_page_commit(self, pfn, order, mt, pindex):
+        """free_unref_page_commit (6.7+, mm/page_alloc.c of 6.12; 6.16's free_high threshold)."""
+        # On freeing, reduce the number of pages that are batch allocated.
+        self.pcp_alloc_factor >>= 1
         self._pcp_add(pfn, order, mt, pindex, tail=False)
-        # free_high: a high-order free while frees run without allocations drains everything
-        free_high = self.pcp_free_factor > 0 and 0 < order <= PAGE_ALLOC_COSTLY_ORDER
-        high = 0 if free_high else self.pcp_high
+        batch = self.pcp_batch
+        free_high = False
+        if 0 < order <= PAGE_ALLOC_COSTLY_ORDER:
+            threshold = batch if self.pcp_rules == "6.7" else batch + self.pcp_high_min // 2
+            free_high = (self.pcp_free_factor >= threshold
+                         and bool(self.pcp_flags & PCPF_PREV_FREE_HIGH_ORDER)
+                         and (not self.pcp_flags & PCPF_FREE_HIGH_BATCH or self.pcp_count >= batch))
+            self.pcp_flags |= PCPF_PREV_FREE_HIGH_ORDER
+        elif self.pcp_flags & PCPF_PREV_FREE_HIGH_ORDER:
+            self.pcp_flags &= ~PCPF_PREV_FREE_HIGH_ORDER
+        if self.pcp_free_factor < batch << CONFIG_PCP_BATCH_SCALE_MAX:
+            self.pcp_free_factor += 1 << order
+        high = self.nr_pcp_high(batch, free_high)
         if self.pcp_count >= high:
-            self.free_pcppages_bulk(self._nr_pcp_free(high, free_high), pindex)
+            self.free_pcppages_bulk(self.nr_pcp_free(batch, high, free_high), pindex)
+            # zone_watermark_ok(zone, 0, high_wmark_pages(zone), ZONE_MOVABLE, 0): no ALLOC_CMA
+            if self.below_high and self._zone_watermark_ok(0, self.wmark_high, False, count=False):
+                self.below_high = 0
+
+    def nr_pcp_high(self, batch, free_high):
+        """nr_pcp_high (6.7+): the count at which a free drains; tunes ``high``. ZONE_RECLAIM_ACTIVE
+        is never set (no kswapd in the model)."""
+        high_min, high_max = self.pcp_high_min, self.pcp_high_max
+        high = self.pcp_high = clamp(self.pcp_high, high_min, high_max)
+        if not high:
+            return 0
+        if free_high:
+            self.pcp_high = max(high - (batch << CONFIG_PCP_BATCH_SCALE_MAX), high_min)
+            return 0
+        if high_min == high_max:
+            return high
+        if self.below_high:
+            free_count = max(self.pcp_free_factor, batch)
+            self.pcp_high = max(high - free_count, high_min)
+            high = max(self.pcp_count, high_min)
+        elif self.pcp_count >= high:
+            need_high = self.pcp_free_factor + batch
+            # pcp->high should be large enough to hold batch freed pages
+            if self.pcp_high < need_high:
+                self.pcp_high = clamp(need_high, high_min, high_max)
+        return high
+
+    def nr_pcp_free(self, batch, high, free_high):
+        """nr_pcp_free (6.7+)."""
+        # Free as much as possible if batch freeing high-order pages.
+        if free_high:
+            return min(self.pcp_count, batch << CONFIG_PCP_BATCH_SCALE_MAX)
+        # PCP disabled or boot pageset
+        if high < batch:
+            return 1
+        # Leave at least pcp->batch pages on the list
+        return clamp(self.pcp_free_factor, batch, high - batch)
 
     def _nr_pcp_free(self, high, free_high):
+        """nr_pcp_free (6.1): grows free_factor."""
         batch = self.pcp_batch
         if free_high:
             return self.pcp_count
@@ -678,10 +840,32 @@ class RefZone:
             self.pcp_free_factor += 1
         return min(max(to_free, min_nr_free), max_nr_free)
 
+    def decay_pcp_high(self):
+        """decay_pcp_high (6.7+), from the vmstat update: decay ``high`` towards high_min and
+        drain the pages above it, ``batch`` at a time. Returns the kernel's ``todo``; a no-op
+        returning False under the 5.4 and 6.1 rules or with pcp off."""
+        if not (self.pcp and self.pcp_tuned):
+            return False
+        high_min, batch = self.pcp_high_min, self.pcp_batch
+        todo = False
+        # Decrease pcp->high periodically to try to free possible idle PCP pages.
+        if self.pcp_high > high_min:
+            self.pcp_high = max(self.pcp_count - (batch << CONFIG_PCP_BATCH_SCALE_MAX),
+                                self.pcp_high - (self.pcp_high >> 3), high_min)
+            if self.pcp_high > high_min:
+                todo = True
+        to_drain = self.pcp_count - self.pcp_high
+        while to_drain > 0:
+            chunk = min(to_drain, batch)
+            self.free_pcppages_bulk(chunk, 0)
+            todo = True
+            to_drain -= chunk
+        return todo
+
     def free_pcppages_bulk(self, count, pindex):
-        """Round-robin over non-empty lists starting at ``pindex``; from each list free pages
-        from the tail with the migratetype recorded when they went on the pcp list (v5.4, v6.1)
-        or their pageblock's current type (6.10+)."""
+        """free_pcppages_bulk (5.13+): round-robin over non-empty lists starting at ``pindex``;
+        from each list free pages from the tail with the migratetype recorded when they went on
+        the pcp list (v6.1) or their pageblock's current type (6.10+)."""
         count = min(count, self.pcp_count)
         pindex -= 1
         while count > 0:
@@ -700,6 +884,38 @@ class RefZone:
                 count -= 1 << order
                 self._free_one_page(pfn, order, mt, to_tail=False)
                 if count <= 0 or not lst:
+                    break
+
+    def free_pcppages_bulk_5_4(self, count):
+        """free_pcppages_bulk (5.4): the three order-0 lists round robin, MOVABLE first; each
+        visit takes up to ``batch_free`` pages (one more per list passed, all of them once only
+        one list is left) from the tail, freed with the type recorded on the pcp list.
+        ``batch_free`` carries over between visits, as in the kernel."""
+        count = min(count, self.pcp_count)
+        mt = 0
+        batch_free = 0
+        while count:
+            while True:
+                batch_free += 1
+                mt += 1
+                if mt == MIGRATE_PCPTYPES:
+                    mt = 0
+                if self.pcp_lists_[mt]:
+                    break
+            lst = self.pcp_lists_[mt]
+            # This is the only non-empty list. Free them all.
+            if batch_free == MIGRATE_PCPTYPES:
+                batch_free = count
+            while True:
+                pfn = next(reversed(lst))
+                order, rec_mt = self._pcp_del(pfn)
+                self._free_one_page(pfn, order, rec_mt, to_tail=False)
+                # } while (--count && --batch_free && !list_empty(list));
+                count -= 1
+                if not count:
+                    break
+                batch_free -= 1
+                if not batch_free or not lst:
                     break
 
     # ------------------------------------------------------------------ free path
@@ -808,6 +1024,14 @@ class RefZone:
 
     def pcp_params(self):
         return (self.pcp_batch, self.pcp_high)
+
+    def pcp_state(self):
+        """The pcp tuning state: ``high`` between ``high_min`` and ``high_max`` (equal, and
+        equal to ``high``, under the 5.4 and 6.1 rules), ``alloc_factor``, ``free_count``
+        (6.1: free_factor; 5.4: 0), ``flags`` (PCPF_*) and the zone's ZONE_BELOW_HIGH."""
+        return {"high": self.pcp_high, "high_min": self.pcp_high_min, "high_max": self.pcp_high_max,
+                "alloc_factor": self.pcp_alloc_factor, "free_count": self.pcp_free_factor,
+                "flags": self.pcp_flags, "below_high": self.below_high}
 
     # ------------------------------------------------------------------ invariants
 

@@ -48,11 +48,14 @@ def operations(max_order, n):
     alloc = st.tuples(st.just("alloc"), st.integers(0, max_order), st.sampled_from([0, 1, 1, 2]),
                       st.booleans())
     free = st.tuples(st.just("free"), st.integers(0, 10 ** 6), st.just(0), st.just(False))
-    return st.lists(st.one_of(alloc, alloc, free), min_size=1, max_size=n)
+    # a vmstat update (decay_pcp_high()) now and then
+    tick = st.tuples(st.just("tick"), st.just(0), st.just(0), st.just(False))
+    return st.lists(st.one_of(alloc, alloc, free, alloc, alloc, free, tick), min_size=1, max_size=n)
 
 
 def _state(m):
-    return m.free_lists(), m.pageblock_types(), m.pcp_lists(), m.counters(), m.buddyinfo()
+    return (m.free_lists(), m.pageblock_types(), m.pcp_lists(), m.counters(), m.buddyinfo(),
+            m.pcp_state())
 
 
 def _drive(geom, policy, pcp, ops, check_ref_every):
@@ -69,6 +72,8 @@ def _drive(geom, policy, pcp, ops, check_ref_every):
             assert p_jit == p_ref, f"step {step}: alloc({order}, {mt}) -> {p_jit} vs reference {p_ref}"
             if p_ref >= 0:
                 live.append(p_ref)
+        elif kind == "tick":
+            assert jit.decay_pcp_high() == ref.decay_pcp_high(), f"step {step}: decay_pcp_high"
         elif live:
             pfn = live.pop(a % len(live))
             ref.free(pfn)
@@ -76,7 +81,8 @@ def _drive(geom, policy, pcp, ops, check_ref_every):
         else:
             continue
         sj, sr = _state(jit), _state(ref)
-        for name, x, y in zip(("free lists", "pageblock types", "pcp lists", "counters", "buddyinfo"), sj, sr):
+        for name, x, y in zip(("free lists", "pageblock types", "pcp lists", "counters", "buddyinfo",
+                               "pcp state"), sj, sr):
             assert x == y, f"step {step} ({kind}): {name} differ"
         jit.check()
         if step % check_ref_every == 0:

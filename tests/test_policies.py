@@ -369,9 +369,9 @@ def test_free_goes_to_tail_when_parent_buddy_is_free(zone_factory, policy):
 
 
 def test_pcp_refill_and_drain(zone_factory):
-    # N = 16384, M = 5, P = 4, min_free_kbytes = 0: watermarks (0, 16, 32); batch: b =
-    # min(16384 >> 10, 256) // 4 = 4, rounddown_pow2(4 + 2) - 1 = 3; high = max(16, 12) = 16.
-    z = small_zone(zone_factory, "v6.15", nr_pages=16384, pcp=True)
+    # The 6.1 rules. N = 16384, M = 5, P = 4, min_free_kbytes = 0: watermarks (0, 16, 32); batch:
+    # b = min(16384 >> 10, 256) // 4 = 4, rounddown_pow2(4 + 2) - 1 = 3; high = max(16, 12) = 16.
+    z = small_zone(zone_factory, "v6.1", nr_pages=16384, pcp=True)
     assert z.watermarks() == (0, 16, 32)
     assert z.pcp_params() == (3, 16)
     assert z.pcp_lists() == {}
@@ -447,19 +447,28 @@ def test_pcp_sticky_steal_mode_v615(zone_factory, policy):
     assert z.free_lists() == {(0, U): [11267], (2, U): [11268], (3, U): [11272]}
     assert z.counters()["nr_free_pages"] == 13
     before = z.counters()
-    # alloc(0, M), 13 free pages > low 12. Batch of 3 in one rmqueue_mode:
+    # The pcp rules of 6.7+: high started at high_min 12 and grew by the batch at each refill
+    # (12 + 3 + 3 = 18); alloc(4, U) found 29 - 15 = 14 pages <= the high watermark 24, so the
+    # zone is below it (ZONE_BELOW_HIGH) and high grows no more. The first refill raised
+    # alloc_factor to 1, so this refill is 3 << 1 = 6 pages (max_nr_alloc = max(18 - 2 - 3, 3)).
+    assert (z.pcp_state()["high"], z.pcp_state()["alloc_factor"], z.pcp_state()["below_high"]) == (18, 1, 1)
+    # alloc(0, M), 13 free pages > low 12. Batch of 6 in one rmqueue_mode:
     #  page 1 (NORMAL): smallest MOVABLE 11 + smallest CMA 11 + claim o=10..4 (7, nothing
     #    free) + o=3 (too low to claim, and 11272 is a fallback block there: both stop) 1 + steal
     #    o=0 1: takes 11267; mode becomes STEAL.
     #  page 2 (STEAL): steal o=0,1,2 (3): splits 11268 (2 splits): 11270@1, 11269@0 UNMOVABLE.
     #  page 3 (STEAL): steal o=0 (1): 11269.
+    #  page 4 (STEAL): steal o=0,1 (2): splits 11270 (1 split): 11271@0.
+    #  page 5 (STEAL): steal o=0 (1): 11271.
+    #  page 6 (STEAL): steal o=0..3 (4): splits 11272 (3 splits): 11276@2, 11274@1, 11273@0.
     assert z.alloc(0, M) == 11267
     d = counter_delta(before, z.counters())
-    assert d["orders_scanned"] == 35
-    assert d["split_steps"] == 2
-    assert d["fallback_steal"] == 3 and "fallback_claim" not in d
-    assert z.free_lists() == {(1, U): [11270], (3, U): [11272]}
-    assert z.pcp_lists() == {0: [11265, 11266], 1: [11268, 11269]}
+    assert d["orders_scanned"] == 31 + 3 + 1 + 2 + 1 + 4
+    assert d["split_steps"] == 2 + 1 + 3
+    assert d["fallback_steal"] == 6 and "fallback_claim" not in d
+    assert z.free_lists() == {(0, U): [11273], (1, U): [11274], (2, U): [11276]}
+    assert z.pcp_lists() == {0: [11265, 11266], 1: [11268, 11269, 11270, 11271, 11272]}
+    assert z.pcp_state()["alloc_factor"] == 2
     assert z.pageblock_types() == [M] * 22 + [U, U]
-    assert z.counters()["nr_free_pages"] == 10
+    assert z.counters()["nr_free_pages"] == 7
     z.check()

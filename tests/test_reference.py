@@ -196,6 +196,86 @@ def test_pcp_params(nr_pages, expected):
     assert RefZone(nr_pages, 10, 9, pcp=True).pcp_params() == expected
 
 
+# --------------------------------------------------------------------------- pcp rules by policy
+# A 64 MiB zone with min_free_kbytes = 0: batch 3 (16384 >> 10 = 16, 16 // 4 = 4,
+# rounddown_pow2(6) - 1), low watermark 0 + max(0, 16) = 16, high watermark 32, managed / 8 = 2048.
+
+
+def _pcp_zone(policy, pageblock_order=9):
+    return RefZone(1 << 14, 10, pageblock_order, policy=policy, pcp=True, min_free_kbytes=0)
+
+
+@pytest.mark.parametrize("policy,state", [
+    ("v5.4", dict(high=18, high_min=18, high_max=18, flags=0)),           # 6 * batch
+    ("v6.1", dict(high=16, high_min=16, high_max=16, flags=0)),           # max(low, 4 * batch)
+    ("v6.15", dict(high=16, high_min=16, high_max=2048, flags=2)),        # PCPF_FREE_HIGH_BATCH
+    ("v6.16", dict(high=16, high_min=16, high_max=2048, flags=2)),
+])
+def test_pcp_state_at_boot(policy, state):
+    z = _pcp_zone(policy)
+    assert z.pcp_state() == dict(state, alloc_factor=0, free_count=0, below_high=0)
+    assert z.pcp_params() == (3, state["high"])
+    assert z.decay_pcp_high() is False
+
+
+def test_pcp_5_4_drains_a_batch_round_robin_from_movable():
+    # Pageblocks of 4 pages. 18 order-0 allocations take 15360..15377 (six refills of 3).
+    z = _pcp_zone("v5.4", pageblock_order=2)
+    pfns = [z.alloc(0, M) for _ in range(18)]
+    assert pfns == list(range(15360, 15378)) and z.pcp_count == 0
+    for pfn in pfns:
+        z.set_pageblock_migratetype(pfn, U if (pfn >> 2) % 2 == 0 else M)
+    for pfn in pfns:
+        z.free(pfn)
+    # The 18th free reaches high = 18: free_pcppages_bulk(3) takes the MOVABLE tail (15364),
+    # passes the empty RECLAIMABLE list (batch_free 2) and takes two from the UNMOVABLE tail.
+    # (5.13+ would start at the freed page's list and take 15360..15362.)
+    assert z.pcp_count == 15
+    lists = z.pcp_lists()
+    assert lists[U] == [15377, 15376] + list(range(15371, 15367, -1)) + [15363, 15362]
+    assert lists[M] == list(range(15375, 15371, -1)) + [15367, 15366, 15365]
+    z.check()
+
+
+def test_pcp_6_7_refills_grow_high_and_alloc_factor_then_decay():
+    z = _pcp_zone("v6.15")
+    # nr_pcp_alloc: high 16 + 3 = 19, max_nr_alloc = max(19 - 0 - 3, 3) = 16 >= 3: alloc_factor 1.
+    z.alloc(0, M)
+    assert z.pcp_count == 2
+    assert z.pcp_state() == dict(high=19, high_min=16, high_max=2048, alloc_factor=1, free_count=0,
+                                 flags=2, below_high=0)
+    z.alloc(0, M)
+    z.alloc(0, M)
+    # Empty again: batch 3 << 1 = 6, high 25, max_nr_alloc 22: alloc_factor 2, 6 pages.
+    z.alloc(0, M)
+    assert z.pcp_count == 5
+    assert z.pcp_state()["high"] == 25 and z.pcp_state()["alloc_factor"] == 2
+    # decay_pcp_high: high -= high >> 3 (25 -> 22 -> 20 -> 18 -> 16), nothing to drain.
+    highs = []
+    for _ in range(5):
+        todo = z.decay_pcp_high()
+        highs.append((z.pcp_state()["high"], todo))
+    assert highs == [(22, True), (20, True), (18, True), (16, False), (16, False)]
+    assert z.pcp_count == 5
+    z.check()
+
+
+@pytest.mark.parametrize("policy,left", [("v6.15", 0), ("v6.16", 6)])
+def test_pcp_free_high_threshold(policy, left):
+    # Three order-1 refills of max(3 >> 1, 2) = 2 blocks (free_count halved to 0), then three
+    # frees. The third sees free_count 4 (2 per free), a previous high-order free and count
+    # 6 >= batch: v6.15 (T = batch = 3) drains every pcp page (free_high, min(6, 3 << 5));
+    # v6.16 (T = 3 + 16 // 2 = 11) keeps them (6 < high 16).
+    z = _pcp_zone(policy)
+    pfns = [z.alloc(1, M) for _ in range(6)]
+    assert z.pcp_count == 0
+    for pfn in pfns[:3]:
+        z.free(pfn)
+    assert z.pcp_count == left
+    assert z.pcp_state()["flags"] == 3
+    z.check()
+
+
 def test_watermark_gate():
     # N = 64, min_free_kbytes = 64: min 16, d = max(4, 0) = 4: low 20, high 24.
     z = RefZone(64, 5, 4, policy="v6.15", min_free_kbytes=64)

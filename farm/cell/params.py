@@ -225,6 +225,9 @@ PARAMS: dict[str, Param] = {p.name: p for p in [
     Param("holes", _holes, [], "reserved pfn ranges START:END in bytes (e.g. 1G:1088M), comma separated"),
     Param("policy", _choice(tuple(POLICIES)), "v6.15", "allocator policy: " + ", ".join(POLICIES)),
     Param("pcp", _bool, False, "per-cpu page lists (one CPU; batch/high as the kernel sizes them)"),
+    Param("vmstat_interval", lambda k, v: _int(k, v, 0), 100000,
+          "pcp (6.7+ policies): the simulated clock, allocator calls per second; each second "
+          "the vmstat update runs decay_pcp_high() (0 = never)"),
     Param("min_free_kbytes", _opt_int, None, "vm.min_free_kbytes (default: as the kernel computes it)"),
     Param("isolation", _choice(("pageblock", "maxorder")), "pageblock",
           "alloc_contig_range isolation: pageblock (5.19+) or maxorder (before 5.19: whole "

@@ -57,7 +57,7 @@ def build_node(p: dict[str, Any], owner_slots: int = 0):
     node = make_node(p["nr_pages"], p["max_order"], p["pageblock_order"], p["policy"],
                      p["_holes_pfn"], p["pcp"], p["min_free_kbytes"], p["section_bits"],
                      memory_block_bits, p["_movable_pages"], owner_slots,
-                     p["isolation"] == "maxorder", p["_cma_pages"])
+                     p["isolation"] == "maxorder", p["_cma_pages"], p["vmstat_interval"])
     boot_node(node)
     return node
 

@@ -118,6 +118,7 @@ class Events:
     ts: np.ndarray
     markers: list[tuple[int, str]]     # (index in these arrays of the next event, marker text)
     source: str = ""
+    vmstat_runs: np.ndarray = field(default_factory=lambda: np.zeros(0))  # decay_drain_runs()
     parse: dict = field(default_factory=dict)   # what the parse counted (trace.trace_info())
 
     def __len__(self) -> int:
@@ -187,10 +188,31 @@ def load_events(trace, source: str = "", lenient: bool = False) -> Events:
     before = np.cumsum(keep) - keep
     markers = [(int(before[i]), str(markers_text[i] or "").strip()) for i in marker_rows]
     ts = _col(table, "ts", np.float64, 0.0)
+    runs = decay_drain_runs(table, names, ts)
     kind, pfn, aux0 = kind[keep], pfn[keep], aux0[keep]
     _unless_on_a_pcp_list(kind, pfn, aux0)
     return Events(kind, pfn, order[keep], mt[keep], aux0, aux1[keep],
-                  fallback_mt[keep], ts[keep], markers, source, trace_info(table))
+                  fallback_mt[keep], ts[keep], markers, source, parse=trace_info(table),
+                  vmstat_runs=runs)
+
+
+def decay_drain_runs(table: pa.Table, names: np.ndarray, ts: np.ndarray) -> np.ndarray:
+    """When CPU 0's vmstat update ran, as far as the trace shows it: the first event of each run
+    of mm_page_pcpu_drain events by a kworker of CPU 0 (vmstat_update() is work on
+    mm_percpu_wq, bound to its CPU; decay_pcp_high() drains from there)."""
+    if "task" not in table.column_names or not len(names):
+        return np.zeros(0)
+    task = np.asarray(pc.cast(table.column("task"), pa.string()).to_numpy(zero_copy_only=False),
+                      dtype=object)
+    drain = (names == "mm_page_pcpu_drain") & np.array(
+        [isinstance(t, str) and t.startswith("kworker/0:") for t in task], dtype=bool)
+    pid = _col(table, "pid", np.int64)
+    idx = np.flatnonzero(drain)
+    if not len(idx):
+        return np.zeros(0)
+    prev = np.concatenate([[-2], idx[:-1]])
+    start = (prev != idx - 1) | (pid[idx] != pid[np.maximum(idx - 1, 0)])
+    return ts[idx[start]].astype(np.float64)
 
 
 def _unless_on_a_pcp_list(kind: np.ndarray, pfn: np.ndarray, aux0: np.ndarray) -> None:
@@ -245,6 +267,7 @@ class Geometry:
     pcp_batch: int | None = None
     pcp_high: int | None = None
     pcp_count: int | None = None
+    nr_cpus: int = 1
 
 
 def zone_geometry(capture: dict, events: Events | None) -> Geometry:
@@ -267,7 +290,8 @@ def zone_geometry(capture: dict, events: Events | None) -> Geometry:
         pagesets = z.get("pagesets") or []
         cpu = pagesets[0] if pagesets else {}
         return Geometry(key.split(":")[-1], s, e, (z.get("min"), z.get("low"), z.get("high")),
-                        z.get("managed"), cpu.get("batch"), cpu.get("high"), cpu.get("count"))
+                        z.get("managed"), cpu.get("batch"), cpu.get("high"), cpu.get("count"),
+                        max(len(pagesets), 1))
     if events is None or not len(events):
         raise ReplayError(f"{capture.get('path')}: no zoneinfo.before and no events to size the zone")
     return Geometry("Normal", 0, int(events.pfn.max()) + 1)
@@ -596,10 +620,7 @@ def build_replay_node(state: InitialState, max_order: int, pageblock_order: int,
         z.zp[C.ZP_WMARK_MIN], z.zp[C.ZP_WMARK_LOW], z.zp[C.ZP_WMARK_HIGH] = geo.wmark
     if geo.managed:
         z.zp[C.ZP_MANAGED] = geo.managed
-    if geo.pcp_batch:
-        z.zp[C.ZP_PCP_BATCH] = geo.pcp_batch
-    if geo.pcp_high:
-        z.zp[C.ZP_PCP_HIGH] = geo.pcp_high
+    set_pcp_sizes(z, geo.pcp_batch, geo.pcp_high, geo.nr_cpus)
     if not z.zp[C.ZP_MOBILITY_DISABLED]:    # else make_node typed every pageblock UNMOVABLE
         n = min(len(z.pb_mt), len(state.pb_mt))
         z.pb_mt[:n] = state.pb_mt[:n]
@@ -608,6 +629,98 @@ def build_replay_node(state: InitialState, max_order: int, pageblock_order: int,
     reset_cached_positions(z)
     check_zone(node)
     return node
+
+
+# sysctl_stat_interval: the vmstat update (and with it decay_pcp_high()) runs every second
+VMSTAT_INTERVAL_S = 1.0
+# CONFIG_HZ when the capture does not record its configuration: Debian's x86-64 kernels
+DEFAULT_HZ = 250
+
+
+def kernel_hz(capture: dict) -> int:
+    """The capture's CONFIG_HZ (its recorded configuration), else Debian's 250."""
+    value = (capture.get("config") or {}).get("CONFIG_HZ")
+    return int(value) if value and value.isdigit() else DEFAULT_HZ
+
+
+def jiffies_phase(hz: int) -> float:
+    """Where in each second of uptime jiffies passes a multiple of HZ, if jiffies and the trace
+    clock started together: jiffies starts at INITIAL_JIFFIES = (u32)(-300 * HZ), so
+    (HZ - 2^32 mod HZ) / HZ seconds in (0.816 for HZ = 250)."""
+    return ((hz - (1 << 32) % hz) % hz) / hz
+
+
+def vmstat_phase(capture: dict, events: "Events") -> float:
+    """Where in each second of the trace clock CPU 0's vmstat update runs. vmstat_update()
+    re-arms itself with round_jiffies_relative(HZ): it fires when jiffies is a multiple of HZ,
+    once a second. How jiffies lines up with the trace clock varies from boot to boot, so the
+    phase is read from the trace when it shows the update's decay drains (the median phase of
+    their runs); else it is jiffies_phase() of the capture's CONFIG_HZ."""
+    runs = events.vmstat_runs
+    if len(runs):
+        frac = np.sort(runs % 1.0)
+        # the phases cluster just after a tick: centre them on the first one before the median
+        med = float(np.median(frac))
+        return float(np.median((frac - med + 0.5) % 1.0) + med - 0.5) % 1.0
+    return jiffies_phase(kernel_hz(capture))
+
+
+def vmstat_ticks(capture: dict, events: "Events", start: float, end: float) -> np.ndarray:
+    """When CPU 0's vmstat update (and decay_pcp_high()) runs between trace times start and
+    end: once a second at vmstat_phase(); in a second where the trace shows its drains, at the
+    first of them (the work runs a little after its timer, by as much as the CPU is busy)."""
+    phase = vmstat_phase(capture, events)
+    first = vmstat_tick_after(start, phase)
+    ticks = first + VMSTAT_INTERVAL_S * np.arange(max(int(np.floor(end - first)) + 1, 0))
+    for t in events.vmstat_runs:
+        near = np.abs(ticks - t) < 0.5 * VMSTAT_INTERVAL_S
+        ticks[near] = t
+    return ticks
+
+
+def vmstat_tick_after(t: float, phase: float) -> float:
+    """The first time >= t (seconds, the trace clock) whose fraction of a second is `phase`."""
+    k = np.ceil(t - phase)
+    return float(k + phase)
+
+
+def initial_alloc_factor(events: Events, batch: int) -> int:
+    """pcp->alloc_factor when the trace starts (6.7+), from the first order-0 pcp refill when
+    no free comes before it: nr_pcp_alloc() took batch << alloc_factor pages (mm_page_alloc_zone_locked
+    with percpu_refill = 1, in a row). 0 when the trace does not tell."""
+    refill = (events.kind == R.EV_ZONE_LOCKED) & (events.aux0 == 1) & (events.order == 0)
+    first = np.flatnonzero(refill)
+    if not len(first) or batch < 1:
+        return 0
+    i = int(first[0])
+    if np.any(events.kind[:i] == R.EV_FREE):
+        return 0
+    n = 0
+    while i + n < len(events) and refill[i + n]:
+        n += 1
+    for factor in range(C.PCP_BATCH_SCALE_MAX + 1):
+        if n == batch << factor:
+            return factor
+    return 0
+
+
+def set_pcp_sizes(z, batch: int | None, high: int | None, nr_cpus: int) -> None:
+    """The zone's pcp batch and high as zoneinfo gives them, high_min and high_max as the kernel
+    computes them from the zone's low watermark and managed pages (6.7+; zoneinfo prints only
+    the current high, which stays within them)."""
+    if batch:
+        z.zp[C.ZP_PCP_BATCH] = batch
+    batch = int(z.zp[C.ZP_PCP_BATCH])
+    rules = int(z.zp[C.ZP_PCP_RULES])
+    if rules >= C.PCP_RULES_6_7:
+        high_min = max(int(z.zp[C.ZP_WMARK_LOW]) // nr_cpus, batch << 2)
+        high_max = max(int(z.zp[C.ZP_MANAGED]) // 8 // nr_cpus, batch << 2)
+        if high:
+            high_max = max(high_max, high)
+        z.zp[C.ZP_PCP_HIGH_MIN], z.zp[C.ZP_PCP_HIGH_MAX] = high_min, high_max
+        z.zp[C.ZP_PCP_HIGH] = high if high else high_min
+    elif high:
+        z.zp[C.ZP_PCP_HIGH] = z.zp[C.ZP_PCP_HIGH_MIN] = z.zp[C.ZP_PCP_HIGH_MAX] = high
 
 
 def zone_figures(node) -> dict[str, Any]:
@@ -722,6 +835,8 @@ def replay(source, mode: str = "pinned", until: str | None = None, until_ts: flo
     t0 = time.perf_counter()
     state = initial_state(capture, events, max_order, pageblock_order, hygiene)
     node = build_replay_node(state, max_order, pageblock_order, policy)
+    if mode == "policy":
+        node[0].zp[C.ZP_PCP_ALLOC_FACTOR] = initial_alloc_factor(events, int(node[0].zp[C.ZP_PCP_BATCH]))
     t_init = time.perf_counter() - t0
     geo = state.geometry
     out: dict[str, Any] = {
@@ -758,8 +873,10 @@ def replay(source, mode: str = "pinned", until: str | None = None, until_ts: flo
         base = np.zeros(len(sel), dtype=np.int64)
         R.real_owners(k, p, o, geo.zone_end, alloc_of, offset_of, owner, base)
         placed = np.full(len(sel), -1, dtype=np.int64)
-        code, at = R.replay_policy(node, k, p, o, m, alloc_of, offset_of, placed, 0, len(sel), rs,
-                                   check_every)
+        ts = events.ts[sel].astype(np.float64)
+        ticks = vmstat_ticks(capture, events, float(ts[0]), float(ts[-1])) if len(ts) else ts
+        code, at = R.replay_policy(node, k, p, o, m, a0, alloc_of, offset_of, placed, 0, len(sel), rs,
+                                   check_every, ts, ticks)
     wall = time.perf_counter() - t0
     if code:
         raise ReplayError(f"the model's invariants broke at event {int(sel[at])} "

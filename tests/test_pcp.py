@@ -1,0 +1,219 @@
+"""The per-cpu list rules of each release (MODEL.md, per-cpu lists), on hand-worked sequences.
+
+Every zone here: N = 16384 pages, M = 5, P = 4, min_free_kbytes = 0, so watermarks (0, 16, 32),
+batch: b = min(16384 >> 10, 256) // 4 = 4, rounddown_pow2(4 + 2) - 1 = 3; 6.7+: high_min =
+max(low 16, 4 * 3) = 16 and high_max = managed / 8 = 2048. Order-0 allocations from a fresh zone
+come out in pfn order (each split leaves the next pfn at the lowest order).
+"""
+
+import pytest
+
+from kernels.model import Model
+from reference import RefZone
+
+pytestmark = pytest.mark.kernels
+
+M = 1
+
+
+@pytest.fixture(params=["reference", "numba"])
+def make(request):
+    cls = RefZone if request.param == "reference" else Model
+
+    def build(policy):
+        return cls(nr_pages=16384, max_order=5, pageblock_order=4, policy=policy, pcp=True,
+                   min_free_kbytes=0)
+    return build
+
+
+def test_refills_grow_with_alloc_factor_and_raise_high(make):
+    # nr_pcp_alloc(): refill k takes 3 << alloc_factor pages and raises high by that batch.
+    #  #1: high 16 + 3 = 19, max_nr_alloc = max(19 - 0 - 3, 3) = 16: 3 pages, alloc_factor 1
+    #  #4: 3 << 1 = 6, high 25: pages 3..8, alloc_factor 2
+    #  #10: 12, high 37: pages 9..20, alloc_factor 3
+    z = make("v6.15")
+    assert z.pcp_state()["high"] == 16
+    got = [z.alloc(0, M) for _ in range(4)]
+    assert got == [0, 1, 2, 3]
+    assert z.pcp_lists() == {1: [4, 5, 6, 7, 8]}
+    assert (z.pcp_state()["high"], z.pcp_state()["alloc_factor"]) == (25, 2)
+    got = [z.alloc(0, M) for _ in range(6)]
+    assert got == list(range(4, 10))
+    assert z.pcp_lists() == {1: list(range(10, 21))}
+    assert (z.pcp_state()["high"], z.pcp_state()["alloc_factor"]) == (37, 3)
+    z.check()
+
+
+def test_v61_refills_stay_one_batch(make):
+    z = make("v6.1")
+    assert [z.alloc(0, M) for _ in range(4)] == [0, 1, 2, 3]
+    assert z.pcp_lists() == {1: [4, 5]}
+    assert z.pcp_params() == (3, 16)
+
+
+def _twenty_order3_blocks(z):
+    # order-3 refills are one batch (3 >> 3 -> 2 blocks) and raise high by 3: ten refills, high
+    # 16 + 30 = 46; the blocks are 0, 8, ..., 152 and the pcp list is empty again
+    assert [z.alloc(3, M) for _ in range(20)] == list(range(0, 160, 8))
+    assert z.pcp_lists() == {}
+    assert z.pcp_state()["high"] == 46
+
+
+def test_free_high_after_a_batch_of_high_order_frees_v615(make):
+    # free(0): free_count 0 < 3, no free_high; PCPF_PREV_FREE_HIGH_ORDER set; free_count 8.
+    # free(8): free_count 8 >= batch 3, previous free high-order, count 16 >= batch: free_high.
+    #  nr_pcp_high(): high = max(46 - (3 << 5), 16) = 16, limit 0; nr_pcp_free() = min(16, 96):
+    #  both blocks go back from list 10's tail: 0 (buddy 8 still on pcp: order 3), then 8
+    #  (merges with 0: order 4; 16 is allocated... on pcp? no: 16 is allocated).
+    z = make("v6.15")
+    _twenty_order3_blocks(z)
+    z.free(0)
+    assert z.pcp_lists() == {10: [0]}
+    z.free(8)
+    assert z.pcp_lists() == {}
+    assert z.pcp_state()["high"] == 16
+    assert z.free_lists()[(4, M)] == [0]
+    z.check()
+
+
+def test_free_high_threshold_of_v616(make):
+    # 6.16: free_high only once free_count >= batch + high_min / 2 = 3 + 8 = 11.
+    # free(0): free_count 8. free(8): 8 < 11, count 16 < high 46: both stay.
+    # free(16): free_count 16 >= 11: free_high; high = max(46 - 96, 16) = 16; all 24 pages go:
+    #  0 (order 3: its buddy 8 is on pcp), 8 (merges with 0: order 4; 16 is on pcp), 16 (order 3).
+    z = make("v6.16")
+    _twenty_order3_blocks(z)
+    z.free(0)
+    z.free(8)
+    assert z.pcp_lists() == {10: [8, 0]}
+    assert z.pcp_state()["free_count"] == 16
+    z.free(16)
+    assert z.pcp_lists() == {}
+    fl = z.free_lists()
+    assert fl[(3, M)] == [16] and fl[(4, M)] == [0]
+    z.check()
+
+
+def test_v61_free_factor_drain_instead_of_free_high(make):
+    # 6.1: free_factor is 0 (no drain yet), so no free_high; free(8) reaches count 16 >= high 16:
+    # to_free = clamp(3 << 0, 3, 13) = 3 pages: one order-3 block, the tail 0.
+    z = make("v6.1")
+    assert [z.alloc(3, M) for _ in range(20)] == list(range(0, 160, 8))
+    z.free(0)
+    z.free(8)
+    assert z.pcp_lists() == {10: [8]}
+    assert z.free_lists()[(3, M)] == [0]
+
+
+def test_decay_pcp_high_lowers_high_then_drains(make):
+    # 100 order-0 allocations: refills of 3, 6, 12, 24, 48 and 96 pages (#1, #4, #10, #22, #46,
+    # #94); alloc_factor stops at 5. high = 16 + 3 + 6 + 12 + 24 + 48 + 96 = 205. Pages 0..99
+    # are out, 100..188 on the pcp list (count 89).
+    z = make("v6.15")
+    assert [z.alloc(0, M) for _ in range(100)] == list(range(100))
+    assert z.pcp_lists() == {1: list(range(100, 189))}
+    assert (z.pcp_state()["high"], z.pcp_state()["alloc_factor"]) == (205, 5)
+    free_before = z.counters()["nr_free_pages"]
+    # each decay: high = max(89 - 96, high - high / 8, 16): 180, 158, 139, 122, 107, 94, 83;
+    # the seventh leaves 89 - 83 = 6 pages above high: two batches of 3 from the list's tail.
+    highs = []
+    for _ in range(7):
+        assert z.decay_pcp_high() is True
+        highs.append(z.pcp_state()["high"])
+    assert highs == [180, 158, 139, 122, 107, 94, 83]
+    assert z.pcp_lists() == {1: list(range(100, 183))}
+    assert z.counters()["nr_free_pages"] == free_before + 6
+    z.check()
+
+
+def test_decay_down_to_high_min_then_idle(make):
+    # 10 allocations: high 37, count 11. Decays: 33, 29, 26, 23, 21, 19, 17, then 16 = high_min
+    # (nothing more to do: False), and nothing is drained (count 11 < high).
+    z = make("v6.15")
+    [z.alloc(0, M) for _ in range(10)]
+    seen = []
+    for _ in range(8):
+        todo = z.decay_pcp_high()
+        seen.append((z.pcp_state()["high"], todo))
+    assert seen == [(33, True), (29, True), (26, True), (23, True), (21, True), (19, True),
+                    (17, True), (16, False)]
+    assert z.pcp_lists() == {1: list(range(10, 21))}
+
+
+def test_no_decay_before_6_7(make):
+    z = make("v6.1")
+    [z.alloc(0, M) for _ in range(10)]
+    before = z.pcp_lists()
+    assert z.decay_pcp_high() is False
+    assert z.pcp_lists() == before and z.pcp_params() == (3, 16)
+
+
+def test_v54_high_is_six_batches_and_drains_one_batch(make):
+    # 5.4: high = 6 * 3 = 18; refills of one batch (3); a free that brings count to 18 frees 3
+    # pages from the tail. Boot freed to the list heads (before 5.10), so the allocations start
+    # in the last order-5 block, 16352. Freeing its first 30 pages in order: drains at the 18th,
+    # 21st, 24th, 27th and 30th free take 3 pages each from the tail (the oldest frees).
+    z = make("v5.4")
+    assert z.pcp_params() == (3, 18)
+    base = 16352
+    assert [z.alloc(0, M) for _ in range(30)] == list(range(base, base + 30))
+    assert z.pcp_lists() == {}
+    for pfn in range(base, base + 30):
+        z.free(pfn)
+    assert z.pcp_lists() == {1: list(range(base + 29, base + 14, -1))}
+    z.check()
+
+
+# --------------------------------------------------------------------------- the clock
+
+
+def test_jiffies_phase_from_initial_jiffies():
+    from farm.real.replay import jiffies_phase, vmstat_tick_after
+    # HZ 250: INITIAL_JIFFIES = 2^32 - 75000 = 46 (mod 250), so jiffies is a multiple of 250
+    # 204 ticks (0.816 s) into each second. HZ 1000: 2^32 mod 1000 = 296: 0.704 s. HZ 100: 0.04 s.
+    assert jiffies_phase(250) == pytest.approx(0.816)
+    assert jiffies_phase(1000) == pytest.approx(0.704)
+    assert jiffies_phase(100) == pytest.approx(0.04)
+    assert vmstat_tick_after(9.5, 0.816) == pytest.approx(9.816)
+    assert vmstat_tick_after(9.9, 0.816) == pytest.approx(10.816)
+    assert vmstat_tick_after(9.816, 0.816) == pytest.approx(9.816)
+
+
+DATA = __import__("pathlib").Path(__file__).resolve().parent / "data"
+F612 = DATA.parents[2] / "shared" / "data" / "kernel-6.12-fragmenter-2560m"
+
+
+def _decay_runs_and_phase(folder):
+    from farm.real.replay import load_events, open_source, vmstat_phase
+    capture, trace = open_source(folder)
+    events = load_events(trace)
+    return events.vmstat_runs, vmstat_phase(capture, events)
+
+
+@pytest.mark.parametrize("folder", [DATA / "kmpo12-fragmenter-512m", F612])
+def test_the_kernels_decay_drains_come_once_a_second_at_one_phase(folder):
+    """The kworker runs of pcp drains (decay_pcp_high() from vmstat_update()) start within
+    30 ms of one phase of the second, on every second they happen."""
+    if not folder.exists():
+        pytest.skip("the shared captures are not here")
+    runs, phase = _decay_runs_and_phase(folder)
+    assert len(runs) >= 4
+    seconds = set()
+    for t in runs:
+        off = (t - phase + 0.5) % 1.0 - 0.5
+        assert abs(off) < 0.030, (t, phase)
+        seconds.add(round(t - phase))
+    assert len(seconds) == len(runs)       # one run a second
+
+
+def test_workload_clock_runs_decay():
+    """With pcp and a 6.7+ policy, the workloads' clock runs decay_pcp_high() every
+    vmstat_interval allocator calls: it changes the outcome, and interval 0 is no decay."""
+    from farm.cell.simulate import run as simulate
+    base = {"memory": "256M", "pcp": True, "policy": "v6.15", "ops": 20000, "occupancy": 0.3}
+    never = simulate({**base, "vmstat_interval": 0})
+    often = simulate({**base, "vmstat_interval": 500})
+    assert never["counters"]["pcp_drains"] < often["counters"]["pcp_drains"]
+    old = simulate({**base, "policy": "v6.1", "vmstat_interval": 500})
+    old0 = simulate({**base, "policy": "v6.1", "vmstat_interval": 0})
+    assert old["buddyinfo"] == old0["buddyinfo"] and old["counters"] == old0["counters"]
