@@ -78,7 +78,7 @@ ZP_MANAGED = 14
 ZP_SECTION_SHIFT = 15     # section size in pages, as a shift
 ZP_MEMBLOCK_SHIFT = 16    # memory block size in pages, as a shift
 ZP_MOVE_TO_TAIL = 17      # move_to_free_list() appends at the tail (5.10+) rather than the head
-ZP_PCP_HIGH_ORDER = 18    # pcp lists for orders 1..3 and pageblock_order too (5.13+)
+ZP_PCP_THP_ORDER = 18     # the order of the THP pcp lists (5.13+; 0: order-0 lists only)
 ZP_CMA_BALANCE = 19       # __rmqueue() serves movable requests from CMA when CMA holds most free memory
 ZP_ZONE_START = 20        # zone_start_pfn: the zone spans [start, end) of the node's pfns
 ZP_ZONE_END = 21
@@ -167,5 +167,10 @@ COUNTER_NAMES = (
     "cc_nr_freepages", "max_split_steps", "max_merge_steps", "max_orders_scanned",
 )
 
-# Per-cpu lists: (orders 0..3, pageblock_order) x (UNMOVABLE, MOVABLE, RECLAIMABLE).
-NR_PCP_LISTS = (PAGE_ALLOC_COSTLY_ORDER + 2) * MIGRATE_PCPTYPES
+# Per-cpu lists: orders 0..3 x (UNMOVABLE, MOVABLE, RECLAIMABLE), then two THP lists: UNMOVABLE and
+# RECLAIMABLE share one, MOVABLE has the other (NR_PCP_THP = 2; "mm/page_alloc: separate THP PCP
+# into movable and non-movable categories", in 6.10 and in the 6.1 stable series).
+NR_LOWORDER_PCP_LISTS = (PAGE_ALLOC_COSTLY_ORDER + 1) * MIGRATE_PCPTYPES
+NR_PCP_THP = 2
+NR_PCP_LISTS = NR_LOWORDER_PCP_LISTS + NR_PCP_THP
+HPAGE_PMD_ORDER = 9       # x86-64 with 4 KiB pages

@@ -20,7 +20,7 @@ from .constants import (
     RMQUEUE_NORMAL, RMQUEUE_STEAL, SPLIT_STEPS, WMARK_ORDERS_SCANNED, ZP_BOOT_TO_TAIL,
     ZP_FALLBACK, ZP_CLAIM_STOP, ZP_MAX_ORDER, ZP_MERGE, ZP_MOBILITY_DISABLED, ZP_PAGEBLOCK_ORDER,
     ZP_PCP, ZP_PCP_BATCH, ZP_PCP_HIGH, ZP_WMARK_LOW, ZP_WMARK_MIN, ZP_MOVE_TO_TAIL,
-    ZP_PCP_HIGH_ORDER, ZP_CMA_BALANCE, ZP_ZONE_END, ZP_ZONE_START, ZP_ZONE_IDX, ZP_LOWMEM_RESERVE,
+    ZP_PCP_THP_ORDER, NR_LOWORDER_PCP_LISTS, ZP_CMA_BALANCE, ZP_ZONE_END, ZP_ZONE_START, ZP_ZONE_IDX, ZP_LOWMEM_RESERVE,
     ZONE_MOVABLE, ZONE_NORMAL, CACHED_MIGRATE_PFN, CACHED_FREE_PFN, ZP_CMA_START, ZP_CMA_END,
     ZP_PCP_RULES, ZP_PCP_HIGH_MIN, ZP_PCP_HIGH_MAX, ZP_PCP_ALLOC_FACTOR, ZP_PCP_FLAGS, ZP_BELOW_HIGH,
     ZP_WMARK_HIGH, PCP_RULES_5_4, PCP_RULES_6_1, PCP_RULES_6_7, PCP_RULES_6_16, PCP_BATCH_SCALE_MAX,
@@ -573,28 +573,27 @@ def zone_watermark_ok(z, order, mark, alloc_cma, lowmem_reserve):
 
 @jit_fold
 def pcp_allowed_order(z, order):
-    """pcp_allowed_order(): orders <= PAGE_ALLOC_COSTLY_ORDER, and pageblock_order (THP);
-    order 0 only before 5.13."""
-    if not z.zp[ZP_PCP_HIGH_ORDER]:
+    """pcp_allowed_order(): orders <= PAGE_ALLOC_COSTLY_ORDER and the THP order (pageblock_order
+    up to 6.1, HPAGE_PMD_ORDER since); order 0 only before 5.13."""
+    thp = z.zp[ZP_PCP_THP_ORDER]
+    if not thp:
         return order == 0
-    return order <= PAGE_ALLOC_COSTLY_ORDER or order == z.zp[ZP_PAGEBLOCK_ORDER]
+    return order <= PAGE_ALLOC_COSTLY_ORDER or order == thp
 
 
 @jit
 def order_to_pindex(order, mt):
-    """order_to_pindex(): (order, or the THP slot) x pcp migratetype."""
-    base = order
+    """order_to_pindex(): order x pcp migratetype; THP: one list for MOVABLE, one for the rest."""
     if order > PAGE_ALLOC_COSTLY_ORDER:
-        base = PAGE_ALLOC_COSTLY_ORDER + 1
-    return base * MIGRATE_PCPTYPES + mt
+        return NR_LOWORDER_PCP_LISTS + (1 if mt == MIGRATE_MOVABLE else 0)
+    return order * MIGRATE_PCPTYPES + mt
 
 
 @jit_fold
 def pindex_to_order(z, pindex):
-    order = pindex // MIGRATE_PCPTYPES
-    if order > PAGE_ALLOC_COSTLY_ORDER:
-        order = z.zp[ZP_PAGEBLOCK_ORDER]
-    return order
+    if pindex >= NR_LOWORDER_PCP_LISTS:
+        return z.zp[ZP_PCP_THP_ORDER]
+    return pindex // MIGRATE_PCPTYPES
 
 
 @jit_fold

@@ -172,7 +172,9 @@ def make_node(nr_pages: int, max_order: int, pageblock_order: int, policy: str =
         zp[C.ZP_MEMBLOCK_SHIFT] = (memory_block_bits or section_bits) - C.PAGE_SHIFT
         modern = int(policy != "v5.4")
         zp[C.ZP_MOVE_TO_TAIL] = modern
-        zp[C.ZP_PCP_HIGH_ORDER] = modern
+        # THP pcp lists (5.13+) of pageblock_order until HPAGE_PMD_ORDER replaced it (6.10 has it)
+        zp[C.ZP_PCP_THP_ORDER] = (0 if policy == "v5.4" else pageblock_order if policy == "v6.1"
+                                  else C.HPAGE_PMD_ORDER)
         zp[C.ZP_CMA_BALANCE] = modern
         zp[C.ZP_COMPACT_LARGE] = int(merge == C.MERGE_HYGIENE)
         zp[C.ZP_HUGETLB_SKIP] = int(merge == C.MERGE_HYGIENE)

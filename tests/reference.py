@@ -77,7 +77,9 @@ FALLBACKS = {
 RMQUEUE_NORMAL, RMQUEUE_CMA, RMQUEUE_CLAIM, RMQUEUE_STEAL = range(4)
 
 PAGE_ALLOC_COSTLY_ORDER = 3
-NR_PCP_LISTS = (PAGE_ALLOC_COSTLY_ORDER + 2) * MIGRATE_PCPTYPES   # orders 0..3 and pageblock_order
+NR_LOWORDER_PCP_LISTS = (PAGE_ALLOC_COSTLY_ORDER + 1) * MIGRATE_PCPTYPES   # orders 0..3 x U/M/R
+NR_PCP_LISTS = NR_LOWORDER_PCP_LISTS + 2   # THP: one list for UNMOVABLE + RECLAIMABLE, one for MOVABLE
+HPAGE_PMD_ORDER = 9
 
 # Per-cpu list rules by policy (MODEL.md "Per-cpu lists"): 5.4, 6.1, or 6.7-6.15 (mm/page_alloc.c
 # of 6.12) with the free_high threshold of 6.7 or of 6.16.
@@ -369,7 +371,11 @@ class RefZone:
     def _pcp_allowed_order(self, order):
         if self.policy == "v5.4":          # high-order pcp lists arrived in 5.13
             return order == 0
-        return order <= PAGE_ALLOC_COSTLY_ORDER or order == self.pageblock_order
+        return order <= PAGE_ALLOC_COSTLY_ORDER or order == self._thp_order()
+
+    def _thp_order(self):
+        """The THP pcp order: pageblock_order in 6.1, HPAGE_PMD_ORDER from 6.10."""
+        return self.pageblock_order if self.policy == "v6.1" else HPAGE_PMD_ORDER
 
     def rmqueue(self, order, mt, alloc_cma):
         if self.pcp and self._pcp_allowed_order(order):
@@ -665,12 +671,14 @@ class RefZone:
     # ------------------------------------------------------------------ per-cpu lists
 
     def order_to_pindex(self, order, mt):
-        base = order if order <= PAGE_ALLOC_COSTLY_ORDER else PAGE_ALLOC_COSTLY_ORDER + 1
-        return base * MIGRATE_PCPTYPES + mt
+        if order > PAGE_ALLOC_COSTLY_ORDER:
+            return NR_LOWORDER_PCP_LISTS + (1 if mt == MOVABLE else 0)
+        return order * MIGRATE_PCPTYPES + mt
 
     def pindex_to_order(self, pindex):
-        order = pindex // MIGRATE_PCPTYPES
-        return self.pageblock_order if order > PAGE_ALLOC_COSTLY_ORDER else order
+        if pindex >= NR_LOWORDER_PCP_LISTS:
+            return self._thp_order()
+        return pindex // MIGRATE_PCPTYPES
 
     def _pcp_add(self, pfn, order, mt_recorded, pindex, tail):
         lst = self.pcp_lists_[pindex]

@@ -217,3 +217,99 @@ def test_workload_clock_runs_decay():
     old = simulate({**base, "policy": "v6.1", "vmstat_interval": 500})
     old0 = simulate({**base, "policy": "v6.1", "vmstat_interval": 0})
     assert old["buddyinfo"] == old0["buddyinfo"] and old["counters"] == old0["counters"]
+
+
+@pytest.mark.parametrize("policy", ["v6.1", "v6.15"])
+def test_unmovable_and_reclaimable_thps_share_a_pcp_list(policy):
+    """NR_PCP_THP = 2: an order-9 RECLAIMABLE request is served from the list an UNMOVABLE refill
+    filled. N = 12288 (twelve order-10 blocks), M = 10, P = 9, batch 3: the THP refill is
+    max(3 >> 9, 2) = 2 blocks. alloc(9, U) claims the first order-10 block (0) and refills 0 and
+    512; alloc(9, R) takes 512 from the shared list, without touching the buddy lists."""
+    for cls in (RefZone, Model):
+        z = cls(nr_pages=12288, max_order=10, pageblock_order=9, policy=policy, pcp=True,
+                min_free_kbytes=0)
+        assert z.alloc(9, 0) == 0
+        assert z.pcp_lists() == {12: [512]}
+        free_lists = z.free_lists()
+        assert z.alloc(9, 2) == 512
+        assert z.pcp_lists() == {} and z.free_lists() == free_lists
+        z.check()
+
+
+# --------------------------------------------------------------------------- policy replay
+
+
+def _events(kind, order, aux0=None, ts=None, runs=()):
+    import numpy as np
+    from farm.real.replay import Events
+    n = len(kind)
+    z = np.zeros(n, dtype=np.int64)
+    return Events(np.array(kind, dtype=np.int8), z.copy(), np.array(order, dtype=np.int64), z.copy(),
+                  np.array(aux0 if aux0 is not None else [0] * n, dtype=np.int64), z.copy(), z - 1,
+                  np.array(ts if ts is not None else range(n), dtype=np.float64), [],
+                  vmstat_runs=np.array(runs, dtype=np.float64))
+
+
+def test_initial_alloc_factor_from_the_first_refill():
+    from farm.real.replay import initial_alloc_factor
+    import kernels.replay as R
+    A, F, Z = R.EV_ALLOC, R.EV_FREE, R.EV_ZONE_LOCKED
+    # 124 = 31 << 2 pages in a row, before any free: alloc_factor was 2
+    ev = _events([A] + [Z] * 124 + [A], [0] * 126, [0] + [1] * 124 + [0])
+    assert initial_alloc_factor(ev, 31) == 2
+    # not a power-of-two multiple of the batch (max_nr_alloc capped it): unknown, 0
+    ev = _events([Z] * 100 + [A], [0] * 101, [1] * 100 + [0])
+    assert initial_alloc_factor(ev, 31) == 0
+    # a free first halved it an unknown number of times: 0
+    ev = _events([F] + [Z] * 62 + [A], [0] * 64, [0] + [1] * 62 + [0])
+    assert initial_alloc_factor(ev, 31) == 0
+
+
+def test_vmstat_ticks_take_each_seconds_run_time():
+    from farm.real.replay import vmstat_ticks
+    # runs seen at 10.30 and 12.31: phase 0.305; second 11 has none: 11.305; 10 and 12 at theirs
+    ev = _events([0] * 4, [0] * 4, ts=[9.9, 10.5, 11.5, 12.9], runs=[10.30, 12.31])
+    ticks = vmstat_ticks({}, ev, 9.9, 12.9)
+    assert list(ticks) == pytest.approx([10.30, 11.305, 12.31])
+
+
+PAGECACHE = DATA / "k6.12-pagecache-512m"
+
+
+def _policy_replay(folder, **patch):
+    import farm.real.replay as RP
+    from unittest import mock
+    with mock.patch.multiple(RP, **patch) if patch else __import__("contextlib").nullcontext():
+        out = RP.replay(folder, mode="policy", until="phase=mid")
+    return out["replay"]["placement_agreement"], out["versus_mid"]["buddyinfo_l1"]
+
+
+def test_policy_replay_of_a_page_cache_capture():
+    """On the 512 MiB page-cache capture of 6.12 (softirq frees that find the pcp lock held, a
+    trace that starts with alloc_factor 4), policy replay puts >= 99% of allocations at the
+    kernel's pfn and ends with the kernel's buddyinfo; without the initial alloc_factor or
+    with every lock-held free sent to the pcp lists it does not."""
+    placed, l1 = _policy_replay(PAGECACHE)
+    assert placed >= 0.99 and l1 <= 0.005
+    placed0, l10 = _policy_replay(PAGECACHE, initial_alloc_factor=lambda events, batch: 0)
+    assert l10 > 0.05
+    import farm.real.replay as RP
+    real_load = RP.load_events
+
+    def unlocked(*a, **k):
+        ev = real_load(*a, **k)
+        ev.aux0[ev.kind == 1] = 0
+        return ev
+    _, l1u = _policy_replay(PAGECACHE, load_events=unlocked)
+    assert l1u > l1 + 0.01
+
+
+@pytest.mark.parametrize("name", ["k6.12-fragmenter-512m", "kmpo12-fragmenter-512m"])
+def test_policy_replay_of_fragmenter_captures(name):
+    """The 6.12 fragmenter captures (stock and MAX_PAGE_ORDER 12): >= 99% of allocations at the
+    kernel's pfn and buddyinfo within 2% at mid; with decay_pcp_high() never run, worse."""
+    placed, l1 = _policy_replay(DATA / name)
+    assert placed >= 0.99 and l1 <= 0.02
+    import numpy as np
+    _, l1_nodecay = _policy_replay(DATA / name, vmstat_ticks=lambda *a: np.zeros(0))
+    assert l1_nodecay > l1
