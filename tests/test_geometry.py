@@ -150,7 +150,7 @@ THP = DATA_HERE / "k6.12-thp-2560m"
 
 @pytest.mark.slow
 def test_a_freed_2m_pool_leaves_room_for_a_1g_page(monkeypatch):
-    """The THP capture: the kernel freed its 1027 2 MiB hugetlb pages (echo 0 > nr_hugepages, 1027
+    """The THP capture: the kernel freed its 1017 2 MiB hugetlb pages (echo 0 > nr_hugepages, 1017
     order-9 frees between the markers) and then obtained one 1 GiB page. The validation follows the
     trace: it frees the pool too, and gets exactly the kernel's 1 GiB page; kept, the pool leaves
     no 1 GiB range free."""

@@ -313,3 +313,35 @@ def test_policy_replay_of_fragmenter_captures(name):
     import numpy as np
     _, l1_nodecay = _policy_replay(DATA / name, vmstat_ticks=lambda *a: np.zeros(0))
     assert l1_nodecay > l1
+
+
+def test_traced_vmstat_updates_are_the_ticks(tmp_path):
+    """workqueue_execute_start of vmstat_update on CPU 0 gives the decay times exactly; other
+    work items and other CPUs do not count."""
+    from farm.real.replay import load_events, vmstat_ticks
+    line = "{task:>16}-{pid:<6} [{cpu:03d}] d..2. {ts:>12.6f}: {rest}"
+    rows = [("kworker/0:1", 10, 0, 1.5, "mm_page_alloc: page=0000000000000000 pfn=0x1000 order=0 "
+             "migratetype=1 gfp_flags=GFP_HIGHUSER_MOVABLE"),
+            ("kworker/0:1", 10, 0, 1.8, "workqueue_execute_start: work struct 00000000a1b2c3d4: "
+             "function vmstat_update"),
+            ("kworker/0:1", 10, 0, 2.1, "workqueue_execute_start: work struct 00000000a1b2c3d5: "
+             "function drain_local_pages_wq"),
+            ("kworker/1:1", 11, 1, 2.2, "workqueue_execute_start: work struct 00000000a1b2c3d6: "
+             "function vmstat_update"),
+            ("kworker/0:1", 10, 0, 3.9, "workqueue_execute_start: work struct 00000000a1b2c3d4: "
+             "function vmstat_update"),
+            ("kworker/0:1", 10, 0, 4.0, "mm_page_free: page=0000000000000000 pfn=0x1000 order=0")]
+    trace = tmp_path / "trace.txt"
+    trace.write_text("# tracer: nop\n" + "\n".join(
+        line.format(task=t, pid=p, cpu=c, ts=ts, rest=r) for t, p, c, ts, r in rows) + "\n")
+    events = load_events(trace)
+    assert list(events.vmstat_updates) == [1.8, 3.9]
+    assert list(vmstat_ticks({}, events, 1.5, 4.0)) == [1.8, 3.9]
+    assert list(vmstat_ticks({}, events, 2.0, 4.0)) == [3.9]
+
+
+def test_policy_replay_of_a_thp_capture():
+    """The 2560 MiB THP capture of 6.12 (order-9 faults, splits, batched frees of huge pages):
+    every allocation at the kernel's pfn and buddyinfo within 2% at mid."""
+    placed, l1 = _policy_replay(DATA / "k6.12-thp-2560m")
+    assert placed >= 0.99 and l1 <= 0.02

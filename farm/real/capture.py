@@ -480,6 +480,8 @@ echo {trace_kb} > $T/buffer_size_kb || fail "cannot set a {trace_kb} KiB trace b
 echo > $T/trace
 for e in {events}; do echo 1 > $T/events/$e/enable || fail "no trace event $e"; done
 echo 1 > $T/events/compaction/enable || fail "no compaction trace events"
+# when each vmstat update (and with it decay_pcp_high()) ran: work items starting
+echo 1 > $T/events/workqueue/workqueue_execute_start/enable || fail "no workqueue trace events"
 cat /proc/iomem > /out/iomem
 # The initial state of a replay is the before snapshot (kpageflags, pageblocktypes), and the
 # trace must start where it was taken: the snapshot program starts tracing right after its reads.

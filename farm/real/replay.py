@@ -119,6 +119,7 @@ class Events:
     markers: list[tuple[int, str]]     # (index in these arrays of the next event, marker text)
     source: str = ""
     vmstat_runs: np.ndarray = field(default_factory=lambda: np.zeros(0))  # decay_drain_runs()
+    vmstat_updates: np.ndarray | None = None   # vmstat_update_times(): None when not traced
     parse: dict = field(default_factory=dict)   # what the parse counted (trace.trace_info())
 
     def __len__(self) -> int:
@@ -189,11 +190,24 @@ def load_events(trace, source: str = "", lenient: bool = False) -> Events:
     markers = [(int(before[i]), str(markers_text[i] or "").strip()) for i in marker_rows]
     ts = _col(table, "ts", np.float64, 0.0)
     runs = decay_drain_runs(table, names, ts)
+    updates = vmstat_update_times(table, names, ts)
     kind, pfn, aux0 = kind[keep], pfn[keep], aux0[keep]
     _unless_on_a_pcp_list(kind, pfn, aux0)
     return Events(kind, pfn, order[keep], mt[keep], aux0, aux1[keep],
                   fallback_mt[keep], ts[keep], markers, source, parse=trace_info(table),
-                  vmstat_runs=runs)
+                  vmstat_runs=runs, vmstat_updates=updates)
+
+
+def vmstat_update_times(table: pa.Table, names: np.ndarray, ts: np.ndarray) -> np.ndarray | None:
+    """When CPU 0's vmstat update ran, exactly: workqueue_execute_start of vmstat_update on CPU 0
+    (`farm capture` traces it). None when the trace has no workqueue_execute_start at all."""
+    start = names == "workqueue_execute_start"
+    if "function" not in table.column_names or not start.any():
+        return None
+    function = np.asarray(pc.cast(table.column("function"), pa.string()).to_numpy(zero_copy_only=False),
+                          dtype=object)
+    cpu = _col(table, "cpu", np.int64, 0)
+    return ts[start & (function == "vmstat_update") & (cpu == 0)].astype(np.float64)
 
 
 def decay_drain_runs(table: pa.Table, names: np.ndarray, ts: np.ndarray) -> np.ndarray:
@@ -667,8 +681,11 @@ def vmstat_phase(capture: dict, events: "Events") -> float:
 
 def vmstat_ticks(capture: dict, events: "Events", start: float, end: float) -> np.ndarray:
     """When CPU 0's vmstat update (and decay_pcp_high()) runs between trace times start and
-    end: once a second at vmstat_phase(); in a second where the trace shows its drains, at the
+    end: where the trace records it (workqueue_execute_start of vmstat_update), exactly; else
+    once a second at vmstat_phase(), and in a second where the trace shows its drains, at the
     first of them (the work runs a little after its timer, by as much as the CPU is busy)."""
+    if events.vmstat_updates is not None:
+        return events.vmstat_updates[(events.vmstat_updates >= start) & (events.vmstat_updates <= end)]
     phase = vmstat_phase(capture, events)
     first = vmstat_tick_after(start, phase)
     ticks = first + VMSTAT_INTERVAL_S * np.arange(max(int(np.floor(end - first)) + 1, 0))

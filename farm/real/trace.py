@@ -107,7 +107,7 @@ COLUMNS: dict[str, pa.DataType] = {
     "nr_migrated": pa.int64(), "nr_failed": pa.int64(),
     "node": pa.int16(), "zone": _DICT, "ret": _DICT, "priority": pa.int8(), "order_failed": pa.int16(),
     "consider": pa.int32(), "limit": pa.int64(),
-    "marker": pa.string(),
+    "marker": pa.string(), "function": _DICT,
 }
 _INT_FIELDS = {name: t.to_pandas_dtype() for name, t in COLUMNS.items()
                if pa.types.is_integer(t) and name not in ("line", "cpu", "irq", "pid")}
@@ -211,6 +211,8 @@ LAYOUTS: dict[str, str] = {
     **{name: rf"nid=(?P<node>{_INT}) order=(?P<order>{_INT}) (?:classzone_idx|highest_zoneidx)="
              rf"{_WS}*(?P<zone>{_NWS}+){_WS}*"
        for name in ("mm_compaction_wakeup_kcompactd", "mm_compaction_kcompactd_wake")},
+    # a work item starting on its worker: the vmstat update (vmstat_update) among them
+    "workqueue_execute_start": rf"work struct (?P<work>{_NWS}+): function (?P<function>{_NWS}+)",
     # trace-cmd shows a trace_marker write as the ftrace `print` event: `print: IP: TEXT`
     "print": r"(?P<ip>[^ \t\n\r\f\v:]+): (?P<marker>.*)",
 }
