@@ -102,7 +102,14 @@ ZP_PCP_FLAGS = 38         # pcp->flags: PCPF_PREV_FREE_HIGH_ORDER | PCPF_FREE_HI
 ZP_BELOW_HIGH = 39        # ZONE_BELOW_HIGH: the zone fell below its high watermark (6.7+)
 ZP_VMSTAT_INTERVAL = 40   # the simulated clock: a vmstat update every N allocator calls (0: none)
 ZP_VMSTAT_COUNTDOWN = 41  # allocator calls left until the next vmstat update
-ZP_SIZE = 42
+ZP_NR_CPUS = 42           # CPUs, each with its own pcp lists and state (MODEL.md, per-cpu lists)
+ZP_CPU = 43               # the CPU whose pcp lists and state are loaded (pcp_switch_cpu())
+ZP_PCP_COUNT = 44         # pcp->count of that CPU (stat[PCP_COUNT] is the sum over the CPUs)
+ZP_PCP_BANKS = 45         # list_head / list_tail from here: every CPU's pcp lists while unloaded
+ZP_PCPS = 46              # from here, PCPS_SLOTS per CPU: its pcp state while unloaded
+MAX_CPUS = 16
+PCPS_SLOTS = 5            # count, high, alloc_factor, free_count (free_factor), flags
+ZP_SIZE = ZP_PCPS + MAX_CPUS * PCPS_SLOTS
 
 # Per-cpu list rules (ZP_PCP_RULES), by the release whose code they follow
 PCP_RULES_5_4 = 0         # high = 6 * batch, a full list frees `batch` pages; order 0 only
@@ -132,7 +139,7 @@ FALLBACK_STEAL = 10
 PGALLOC = 11
 PGFREE = 12
 PCP_COUNT = 13
-PCP_FREE_FACTOR = 14
+PCP_FREE_FACTOR = 14      # the loaded CPU's pcp free_factor (6.1) / free_count (6.7+)
 PCP_REFILLS = 15
 PCP_DRAINS = 16
 COMPACT_STALL = 17

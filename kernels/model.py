@@ -7,7 +7,8 @@ one operation sequence and compared after every step.
 
 from . import constants as C
 from .check import check_zone
-from .page_alloc import alloc_pages, boot_node, decay_pcp_high, drain_all_pages, free_pages
+from .page_alloc import (alloc_pages, boot_node, decay_pcp_high, drain_all_pages, free_pages,
+                         pcp_switch_cpu)
 from .zone import make_node
 
 
@@ -15,36 +16,50 @@ class Model:
     """One zone of the buddy allocator model, booted and ready."""
 
     def __init__(self, nr_pages, max_order, pageblock_order, policy="v6.15", holes=(), pcp=False,
-                 min_free_kbytes=None, section_bits=27, memory_block_bits=None):
+                 min_free_kbytes=None, section_bits=27, memory_block_bits=None, nr_cpus=1):
         if pageblock_order > max_order:
             raise ValueError("pageblock_order must not exceed max_order")
         self.node = make_node(nr_pages, max_order, pageblock_order, policy, holes, pcp,
-                              min_free_kbytes, section_bits, memory_block_bits)
+                              min_free_kbytes, section_bits, memory_block_bits, nr_cpus=nr_cpus)
+        self.nr_cpus = nr_cpus
         boot_node(self.node)
         self.zone = self.node[0]
         self.max_order = max_order
         self.pageblock_order = pageblock_order
 
-    # operations -------------------------------------------------------------------------
-    def alloc(self, order, mt, pinned=False):
+    # operations (each on one CPU; CPU 0 is loaded between operations) -------------------
+    def _on(self, cpu):
+        if not 0 <= cpu < self.nr_cpus:
+            raise ValueError(f"cpu {cpu} outside 0..{self.nr_cpus - 1}")
+        pcp_switch_cpu(self.zone, cpu)
+
+    def alloc(self, order, mt, pinned=False, cpu=0):
         if not 0 <= order <= self.max_order:
             raise ValueError(f"order {order} outside 0..{self.max_order}")
         if mt not in (C.MIGRATE_UNMOVABLE, C.MIGRATE_MOVABLE, C.MIGRATE_RECLAIMABLE):
             raise ValueError(f"migratetype {mt} cannot be requested")
-        return int(alloc_pages(self.node, order, mt, C.PG_PINNED if pinned else 0))
+        self._on(cpu)
+        pfn = int(alloc_pages(self.node, order, mt, C.PG_PINNED if pinned else 0))
+        self._on(0)
+        return pfn
 
-    def free(self, pfn):
+    def free(self, pfn, cpu=0):
         z = self.zone
         if not (0 <= pfn < len(z.page_flags)) or not (z.page_flags[pfn] & C.PG_HEAD):
             raise ValueError(f"pfn {pfn} is not the head of an allocated block")
+        self._on(cpu)
         free_pages(self.node, pfn)
+        self._on(0)
 
     def drain(self):
         drain_all_pages(self.node)
 
-    def decay_pcp_high(self):
-        """One vmstat update: decay_pcp_high() of the zone (6.7+ pcp rules)."""
-        return bool(decay_pcp_high(self.zone))
+    def decay_pcp_high(self, cpu=0):
+        """One vmstat update on `cpu`: decay_pcp_high() of the zone (6.7+ pcp rules)."""
+        self._on(cpu)
+        todo = bool(decay_pcp_high(self.zone))
+        self._on(0)
+        return todo
 
     # state ------------------------------------------------------------------------------
     def _walk(self, head, nxt, li):
@@ -66,12 +81,18 @@ class Model:
         return out
 
     def pcp_lists(self):
+        return self.pcp_lists_of(0)
+
+    def pcp_lists_of(self, cpu):
+        """{pindex: [pfns, head first]} of one CPU's non-empty pcp lists."""
         z = self.zone
+        self._on(cpu)
         out = {}
         for i in range(C.NR_PCP_LISTS):
             lst = self._walk(z.list_head, z.next, int(z.zp[C.ZP_PCP_BASE]) + i)
             if lst:
                 out[i] = lst
+        self._on(0)
         return out
 
     def pageblock_types(self):
@@ -100,15 +121,18 @@ class Model:
         zp = self.zone.zp
         return int(zp[C.ZP_PCP_BATCH]), int(zp[C.ZP_PCP_HIGH])
 
-    def pcp_state(self):
-        """The per-cpu list's tuning state (6.7+: high between high_min and high_max,
+    def pcp_state(self, cpu=0):
+        """A CPU's per-cpu list tuning state (6.7+: high between high_min and high_max,
         alloc_factor, free_count, flags; the zone's ZONE_BELOW_HIGH)."""
         z = self.zone
-        return {"high": int(z.zp[C.ZP_PCP_HIGH]), "high_min": int(z.zp[C.ZP_PCP_HIGH_MIN]),
+        self._on(cpu)
+        out = {"high": int(z.zp[C.ZP_PCP_HIGH]), "high_min": int(z.zp[C.ZP_PCP_HIGH_MIN]),
                 "high_max": int(z.zp[C.ZP_PCP_HIGH_MAX]),
                 "alloc_factor": int(z.zp[C.ZP_PCP_ALLOC_FACTOR]),
                 "free_count": int(z.stat[C.PCP_FREE_FACTOR]), "flags": int(z.zp[C.ZP_PCP_FLAGS]),
                 "below_high": int(z.zp[C.ZP_BELOW_HIGH])}
+        self._on(0)
+        return out
 
     def check(self):
         check_zone(self.zone)

@@ -25,6 +25,7 @@ from .constants import (
     ZP_PCP_RULES, ZP_PCP_HIGH_MIN, ZP_PCP_HIGH_MAX, ZP_PCP_ALLOC_FACTOR, ZP_PCP_FLAGS, ZP_BELOW_HIGH,
     ZP_WMARK_HIGH, PCP_RULES_5_4, PCP_RULES_6_1, PCP_RULES_6_7, PCP_RULES_6_16, PCP_BATCH_SCALE_MAX,
     PCPF_PREV_FREE_HIGH_ORDER, PCPF_FREE_HIGH_BATCH, ZP_VMSTAT_INTERVAL, ZP_VMSTAT_COUNTDOWN,
+    ZP_NR_CPUS, ZP_CPU, ZP_PCP_COUNT, ZP_PCP_BANKS, ZP_PCPS, PCPS_SLOTS,
 )
 
 # ---------------------------------------------------------------------------------------------
@@ -601,7 +602,9 @@ def _pcp_del(z, pindex, pfn):
     _list_del(z.list_head, z.list_tail, z.next, z.prev, z.zp[ZP_PCP_BASE] + pindex, pfn)
     z.page_flags[pfn] &= PG_MASK ^ PG_PCP
     z.page_order[pfn] = -1
-    z.stat[PCP_COUNT] -= 1 << pindex_to_order(z, pindex)
+    nr = 1 << pindex_to_order(z, pindex)
+    z.stat[PCP_COUNT] -= nr
+    z.zp[ZP_PCP_COUNT] -= nr
 
 
 @jit_fold
@@ -620,6 +623,7 @@ def rmqueue_bulk(z, order, count, pindex, mt, alloc_cma):
         z.page_order[pfn] = order
         allocated += 1
     z.stat[PCP_COUNT] += allocated << order
+    z.zp[ZP_PCP_COUNT] += allocated << order
     return allocated
 
 
@@ -640,7 +644,7 @@ def nr_pcp_alloc(z, order):
         high = min(high + batch, high_max)
         z.zp[ZP_PCP_HIGH] = high
     if not order:
-        max_nr_alloc = max(high - z.stat[PCP_COUNT] - base_batch, base_batch)
+        max_nr_alloc = max(high - z.zp[ZP_PCP_COUNT] - base_batch, base_batch)
         if batch <= max_nr_alloc and z.zp[ZP_PCP_ALLOC_FACTOR] < PCP_BATCH_SCALE_MAX:
             z.zp[ZP_PCP_ALLOC_FACTOR] += 1
         batch = min(batch, max_nr_alloc)
@@ -685,7 +689,7 @@ def _free_pcppages_bulk(z, count, pindex):
     """free_pcppages_bulk(): round-robin over the lists from `pindex`, coldest (tail) pages first
     (5.13+); 5.4: over the three order-0 lists from MOVABLE, taking one more page from each
     list for every empty list passed (batch_free)."""
-    count = min(count, z.stat[PCP_COUNT])
+    count = min(count, z.zp[ZP_PCP_COUNT])
     z.stat[PCP_DRAINS] += 1
     pre_hygiene = z.zp[ZP_FALLBACK] == FALLBACK_A
     if z.zp[ZP_PCP_RULES] == PCP_RULES_5_4:
@@ -732,8 +736,8 @@ def nr_pcp_free(z, high, batch, free_high):
     new_rules = z.zp[ZP_PCP_RULES] >= PCP_RULES_6_7
     if free_high:
         if new_rules:
-            return min(z.stat[PCP_COUNT], batch << PCP_BATCH_SCALE_MAX)
-        return z.stat[PCP_COUNT]
+            return min(z.zp[ZP_PCP_COUNT], batch << PCP_BATCH_SCALE_MAX)
+        return z.zp[ZP_PCP_COUNT]
     if high < batch:
         return 1
     min_nr_free = batch
@@ -765,8 +769,8 @@ def nr_pcp_high(z, batch, free_high):
     free_count = z.stat[PCP_FREE_FACTOR]
     if z.zp[ZP_BELOW_HIGH]:
         z.zp[ZP_PCP_HIGH] = max(high - max(free_count, batch), high_min)
-        high = max(z.stat[PCP_COUNT], high_min)
-    elif z.stat[PCP_COUNT] >= high:
+        high = max(z.zp[ZP_PCP_COUNT], high_min)
+    elif z.zp[ZP_PCP_COUNT] >= high:
         need_high = free_count + batch
         if high < need_high:
             z.zp[ZP_PCP_HIGH] = min(max(need_high, high_min), high_max)
@@ -784,7 +788,7 @@ def _free_high_v6_7(z, order, batch):
             threshold = batch + z.zp[ZP_PCP_HIGH_MIN] // 2
         free_high = (z.stat[PCP_FREE_FACTOR] >= threshold
                      and (flags & PCPF_PREV_FREE_HIGH_ORDER) != 0
-                     and ((flags & PCPF_FREE_HIGH_BATCH) == 0 or z.stat[PCP_COUNT] >= batch))
+                     and ((flags & PCPF_FREE_HIGH_BATCH) == 0 or z.zp[ZP_PCP_COUNT] >= batch))
         z.zp[ZP_PCP_FLAGS] = flags | PCPF_PREV_FREE_HIGH_ORDER
     elif flags & PCPF_PREV_FREE_HIGH_ORDER:
         z.zp[ZP_PCP_FLAGS] = flags ^ PCPF_PREV_FREE_HIGH_ORDER
@@ -812,9 +816,10 @@ def free_unref_page(z, pfn, order):
     z.page_flags[pfn] |= PG_PCP
     z.page_order[pfn] = order
     z.stat[PCP_COUNT] += 1 << order
+    z.zp[ZP_PCP_COUNT] += 1 << order
     batch = z.zp[ZP_PCP_BATCH]
     if rules == PCP_RULES_5_4:
-        if z.stat[PCP_COUNT] >= z.zp[ZP_PCP_HIGH]:
+        if z.zp[ZP_PCP_COUNT] >= z.zp[ZP_PCP_HIGH]:
             _free_pcppages_bulk(z, batch, pindex)
         return
     if rules == PCP_RULES_6_1:
@@ -823,7 +828,7 @@ def free_unref_page(z, pfn, order):
     else:
         free_high = _free_high_v6_7(z, order, batch)
         high = nr_pcp_high(z, batch, free_high)
-    if z.stat[PCP_COUNT] >= high:
+    if z.zp[ZP_PCP_COUNT] >= high:
         _free_pcppages_bulk(z, nr_pcp_free(z, high, batch, free_high), pindex)
         if (rules >= PCP_RULES_6_7 and z.zp[ZP_BELOW_HIGH]
                 and zone_watermark_ok(z, 0, z.zp[ZP_WMARK_HIGH], False, 0)):
@@ -842,11 +847,11 @@ def decay_pcp_high(z):
     high = z.zp[ZP_PCP_HIGH]
     todo = False
     if high > high_min:
-        high = max(z.stat[PCP_COUNT] - (batch << PCP_BATCH_SCALE_MAX), high - (high >> 3), high_min)
+        high = max(z.zp[ZP_PCP_COUNT] - (batch << PCP_BATCH_SCALE_MAX), high - (high >> 3), high_min)
         z.zp[ZP_PCP_HIGH] = high
         if high > high_min:
             todo = True
-    to_drain = z.stat[PCP_COUNT] - high
+    to_drain = z.zp[ZP_PCP_COUNT] - high
     while to_drain > 0:
         _free_pcppages_bulk(z, min(to_drain, batch), 0)
         todo = True
@@ -868,9 +873,38 @@ def vmstat_tick(node):
 
 @jit_fold
 def drain_pages(z):
-    """drain_pages(): give every pcp page back to the buddy lists."""
-    if z.stat[PCP_COUNT] > 0:
-        _free_pcppages_bulk(z, z.stat[PCP_COUNT], 0)
+    """drain_pages(): give every pcp page of the loaded CPU back to the buddy lists."""
+    if z.zp[ZP_PCP_COUNT] > 0:
+        _free_pcppages_bulk(z, z.zp[ZP_PCP_COUNT], 0)
+
+
+@jit
+def pcp_switch_cpu(z, cpu):
+    """Load CPU `cpu`'s pcp lists and state (count, high, alloc_factor, free_count, flags) where
+    the pcp functions work on them, saving the loaded CPU's; no page moves."""
+    cur = z.zp[ZP_CPU]
+    if cpu == cur:
+        return
+    base = z.zp[ZP_PCP_BASE]
+    banks = z.zp[ZP_PCP_BANKS]
+    s = ZP_PCPS + cur * PCPS_SLOTS
+    z.zp[s] = z.zp[ZP_PCP_COUNT]
+    z.zp[s + 1] = z.zp[ZP_PCP_HIGH]
+    z.zp[s + 2] = z.zp[ZP_PCP_ALLOC_FACTOR]
+    z.zp[s + 3] = z.stat[PCP_FREE_FACTOR]
+    z.zp[s + 4] = z.zp[ZP_PCP_FLAGS]
+    for i in range(NR_PCP_LISTS):
+        z.list_head[banks + cur * NR_PCP_LISTS + i] = z.list_head[base + i]
+        z.list_tail[banks + cur * NR_PCP_LISTS + i] = z.list_tail[base + i]
+        z.list_head[base + i] = z.list_head[banks + cpu * NR_PCP_LISTS + i]
+        z.list_tail[base + i] = z.list_tail[banks + cpu * NR_PCP_LISTS + i]
+    s = ZP_PCPS + cpu * PCPS_SLOTS
+    z.zp[ZP_PCP_COUNT] = z.zp[s]
+    z.zp[ZP_PCP_HIGH] = z.zp[s + 1]
+    z.zp[ZP_PCP_ALLOC_FACTOR] = z.zp[s + 2]
+    z.stat[PCP_FREE_FACTOR] = z.zp[s + 3]
+    z.zp[ZP_PCP_FLAGS] = z.zp[s + 4]
+    z.zp[ZP_CPU] = cpu
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1113,9 +1147,14 @@ def free_pages(node, pfn):
 
 @jit
 def drain_all_pages(node):
-    """drain_all_pages(): every zone's pcp lists back to the buddy."""
+    """drain_all_pages(): every zone's pcp lists back to the buddy, CPU 0, 1, ... in turn."""
     for i in range(len(node)):
-        drain_pages(node[i])
+        z = node[i]
+        cur = z.zp[ZP_CPU]
+        for cpu in range(z.zp[ZP_NR_CPUS]):
+            pcp_switch_cpu(z, cpu)
+            drain_pages(z)
+        pcp_switch_cpu(z, cur)
 
 
 @jit

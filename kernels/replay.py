@@ -25,7 +25,7 @@ from .constants import (
     MIGRATE_ISOLATE, MIGRATE_MOVABLE, MIGRATE_PCPTYPES, PCP_COUNT, PG_BUDDY,
     PG_CONTIG, PG_HEAD, PG_LRU, PG_MASK, PG_PCP, PG_PINNED, PG_RESERVED, PGALLOC, PGFREE,
     ALLOC_OPS, FREE_OPS, ZP_MAX_ORDER, ZP_PAGEBLOCK_ORDER, ZP_PCP_BASE, ZP_ZONE_END,
-    MERGE_HYGIENE, ZP_MERGE, ZP_PCP,
+    MERGE_HYGIENE, ZP_MERGE, ZP_PCP, ZP_PCP_COUNT,
 )
 from .check import _check_zone
 from .page_alloc import (
@@ -33,7 +33,7 @@ from .page_alloc import (
     _list_add_tail, _move_freepages_block, _pcp_del, account_freepages, alloc_pages,
     change_pageblock_range, free_unref_page, get_pageblock_migratetype, largest_aligned_order,
     order_to_pindex,
-    pcp_allowed_order, move_to_free_list, decay_pcp_high,
+    pcp_allowed_order, move_to_free_list, decay_pcp_high, pcp_switch_cpu,
 )
 from .page_isolation import find_head
 
@@ -201,6 +201,7 @@ def _to_pcp(z, pfn, order, mt, tail):
     z.page_order[pfn] = order
     z.page_mt[pfn] = mt
     z.stat[PCP_COUNT] += 1 << order
+    z.zp[ZP_PCP_COUNT] += 1 << order
 
 
 @jit_fold
@@ -360,14 +361,15 @@ def real_owners(kind, pfn, order, nr_pages, alloc_of, offset_of, owner, base):
 
 
 @jit
-def replay_policy(node, kind, pfn, order, mt, aux0, alloc_of, offset_of, placed, first, last, rs,
-                  check_every, ts, ticks):
+def replay_policy(node, kind, pfn, order, mt, aux0, cpu, alloc_of, offset_of, placed, first, last,
+                  rs, check_every, ts, ticks, tick_cpu):
     """Replay mm_page_alloc / mm_page_free events [first, last) with the model's policy placing
     every allocation; placed[i] is the model's pfn for allocation event i (-1: failed). A free
     with aux0 = 1 goes straight to the buddy (the kernel's free found the CPU's pcp lock held,
     whatever page it frees: see replay_pinned). The
-    vmstat update's decay_pcp_high() runs before the first event at or after each time in
-    `ticks` (ascending, trace clock)."""
+    vmstat update's decay_pcp_high() runs on CPU tick_cpu[t] before the first event at or after
+    each time ticks[t] (ascending, trace clock). Event i runs on CPU cpu[i] (its pcp lists and
+    state: pcp_switch_cpu()); CPU 0 is loaded at the end."""
     z = node[0]
     t = 0
     while t < ticks.shape[0] and first < last and ticks[t] < ts[first]:
@@ -375,8 +377,11 @@ def replay_policy(node, kind, pfn, order, mt, aux0, alloc_of, offset_of, placed,
     for i in range(first, last):
         while t < ticks.shape[0] and ts[i] >= ticks[t]:
             for zi in range(len(node)):
+                pcp_switch_cpu(node[zi], tick_cpu[t])
                 decay_pcp_high(node[zi])
             t += 1
+        for zi in range(len(node)):
+            pcp_switch_cpu(node[zi], cpu[i])
         k = kind[i]
         o = int(order[i])
         if k == EV_ALLOC:
@@ -416,6 +421,8 @@ def replay_policy(node, kind, pfn, order, mt, aux0, alloc_of, offset_of, placed,
             code, where = _check_zone(z)
             if code:
                 return code, i
+    for zi in range(len(node)):
+        pcp_switch_cpu(node[zi], 0)
     return 0, -1
 
 

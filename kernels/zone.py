@@ -93,7 +93,7 @@ def make_node(nr_pages: int, max_order: int, pageblock_order: int, policy: str =
               holes=(), pcp: bool = False, min_free_kbytes: int | None = None,
               section_bits: int = 27, memory_block_bits: int | None = None,
               movable_pages: int = 0, owner_slots: int = 0, contig_maxorder: bool = False,
-              cma_pages: int = 0, vmstat_interval_ops: int = 0) -> tuple:
+              cma_pages: int = 0, vmstat_interval_ops: int = 0, nr_cpus: int = 1) -> tuple:
     """Allocate the arrays of a node (no page free yet: see page_alloc.boot_node).
 
     The node is ZONE_NORMAL over [0, nr_pages - movable_pages) and, when movable_pages > 0,
@@ -137,7 +137,9 @@ def make_node(nr_pages: int, max_order: int, pageblock_order: int, policy: str =
         delta = max(tmp // 4, managed[idx] * 10 // 10000)
         wlow, whigh = wmin + delta, wmin + 2 * delta
         rules = pcp_rules(policy)
-        batch, high, high_min, high_max = pcp_sizes(managed[idx], wlow, rules=rules)
+        if not 1 <= nr_cpus <= C.MAX_CPUS:
+            raise ValueError(f"nr_cpus {nr_cpus} outside 1..{C.MAX_CPUS}")
+        batch, high, high_min, high_max = pcp_sizes(managed[idx], wlow, nr_cpus, rules)
         zp[C.ZP_NR_PAGES] = nr_pages
         zp[C.ZP_ZONE_START] = start
         zp[C.ZP_ZONE_END] = end
@@ -165,6 +167,11 @@ def make_node(nr_pages: int, max_order: int, pageblock_order: int, policy: str =
         # a CPU whose share of the last-level cache exceeds 3 * batch pages keeps a batch on
         # its lists through runs of high-order frees (zone_pcp_update_cacheinfo(), 6.7+)
         zp[C.ZP_PCP_FLAGS] = C.PCPF_FREE_HIGH_BATCH if rules >= C.PCP_RULES_6_7 else 0
+        zp[C.ZP_NR_CPUS] = nr_cpus
+        for cpu in range(nr_cpus):    # every CPU's state while not loaded (CPU 0 is loaded)
+            slots = C.ZP_PCPS + cpu * C.PCPS_SLOTS
+            zp[slots + 1] = high
+            zp[slots + 4] = zp[C.ZP_PCP_FLAGS]
         if pcp and rules >= C.PCP_RULES_6_7:
             zp[C.ZP_VMSTAT_INTERVAL] = zp[C.ZP_VMSTAT_COUNTDOWN] = vmstat_interval_ops
         zp[C.ZP_MANAGED] = managed[idx]
@@ -193,7 +200,8 @@ def make_node(nr_pages: int, max_order: int, pageblock_order: int, policy: str =
         zp[C.ZP_PCP_BASE] = nr_orders * C.MIGRATE_TYPES
         zp[C.ZP_CC_BASE] = zp[C.ZP_PCP_BASE] + C.NR_PCP_LISTS
         zp[C.ZP_ISO_SAVED_BASE] = zp[C.ZP_CC_BASE] + nr_orders
-        nr_lists = zp[C.ZP_ISO_SAVED_BASE] + nr_pageblocks
+        zp[C.ZP_PCP_BANKS] = zp[C.ZP_ISO_SAVED_BASE] + nr_pageblocks
+        nr_lists = zp[C.ZP_PCP_BANKS] + C.NR_PCP_LISTS * nr_cpus
         zones.append(Zone(
             zp=zp,
             list_head=np.full(nr_lists, -1, dtype=np.int32),

@@ -32,10 +32,21 @@ Readings of MODEL.md where it leaves room (the numba model must make the same ch
   ``nr_pcp_high()`` and ``decay_pcp_high()``; alloc_factor; free_count; PCPF_* flags with
   PCPF_FREE_HIGH_BATCH always set; ZONE_BELOW_HIGH) with free_high at ``free_count >= batch``;
   ``v6.16``, ``v6.17`` and ``nomobility`` the same with 6.16's ``batch + high_min / 2``.
-  ``pcp_free_factor`` holds 6.1's free_factor or, under the 6.7 rules, free_count.
+  ``free_count`` (``pcp_free_factor``) holds 6.1's free_factor or, under the 6.7 rules, free_count.
 * ``high`` starts at ``high_min`` (the kernel's starts at 0 and is clamped on first use: the
   same numbers). ``clamp()`` is the kernel's: ``hi`` wins when ``lo > hi`` (tiny zones, where
   the low watermark exceeds managed / 8).
+* CPUs (``nr_cpus``, 1..16): each CPU has its own ``PerCpuPages`` (lists, ``count``, ``high``,
+  ``alloc_factor``, ``free_count``/free_factor, ``flags``); ``batch``, ``high_min`` and
+  ``high_max`` are the zone's, with ``zone_highsize()`` splitting the low watermark (6.1 ``high``,
+  6.7+ ``high_min``) and managed / 8 (6.7+ ``high_max``) over the CPUs; 5.4's ``6 * batch`` is
+  not split. ``alloc``/``free``/``decay_pcp_high`` take the CPU they run on (default 0) and use
+  only its lists and state; ``drain()`` is ``drain_all_pages()``: CPU 0, 1, ... in turn, each
+  ``free_pcppages_bulk(count, 0)``. ZONE_BELOW_HIGH is the zone's. ``pcp_counters()`` reports
+  the sum of the CPUs' pcp pages (``pcp_count``) and CPU 0's free_count/free_factor
+  (``pcp_free_factor``) (not in ``counters()``, whose keys are the numba model's);
+  ``pcp_lists()`` and ``pcp_params()`` are CPU 0's, ``pcp_lists_of(cpu)`` and
+  ``pcp_state(cpu)`` any CPU's.
 * ZONE_BELOW_HIGH is tracked only with pcp on (6.7 rules). In each watermark attempt
   (``get_page_from_freelist()``: low, then min) a zone not yet below its high watermark is first
   tested at the high watermark with the request's order and CMA setting: passing goes straight
@@ -89,6 +100,7 @@ CONFIG_PCP_BATCH_SCALE_MAX = 5
 MIN_PERCPU_PAGELIST_HIGH_FRACTION = 8
 PCPF_PREV_FREE_HIGH_ORDER = 1 << 0
 PCPF_FREE_HIGH_BATCH = 1 << 1
+MAX_CPUS = 16
 
 COUNTER_NAMES = ("alloc_ops", "alloc_fail", "free_ops", "split_steps", "merge_steps",
                  "orders_scanned", "wmark_orders_scanned", "fallback_claim", "fallback_steal",
@@ -108,12 +120,28 @@ def clamp(val, lo, hi):
     return hi if val >= hi else (lo if val <= lo else val)
 
 
+class PerCpuPages:
+    """struct per_cpu_pages of one CPU: its lists (an OrderedDict per pindex, head first), its
+    page count and its tuning state. ``batch``, ``high_min`` and ``high_max`` are the zone's
+    (the same on every CPU) and live on ``RefZone``."""
+
+    def __init__(self, cpu, high, flags):
+        self.cpu = cpu
+        self.lists = [OrderedDict() for _ in range(NR_PCP_LISTS)]
+        self.count = 0
+        self.high = high
+        self.alloc_factor = 0     # 6.7+
+        # 6.1 free_factor; free_count under the 6.7+ rules (one counter so the two compare).
+        self.free_factor = 0
+        self.flags = flags        # 6.7+: PCPF_*
+
+
 class RefZone:
     """One zone of ``nr_pages`` pfns with buddy free lists, pageblock migratetypes and
-    optional per-cpu lists (one CPU), following the policy named by ``policy``."""
+    optional per-cpu lists on ``nr_cpus`` CPUs, following the policy named by ``policy``."""
 
     def __init__(self, nr_pages, max_order, pageblock_order, policy="v6.15", holes=(), pcp=False,
-                 min_free_kbytes=None):
+                 min_free_kbytes=None, nr_cpus=1):
         nr_pages = int(nr_pages)
         max_order = int(max_order)
         pageblock_order = int(pageblock_order)
@@ -123,6 +151,9 @@ class RefZone:
             raise ValueError(f"nr_pages must be >= 1, got {nr_pages}")
         if not 1 <= pageblock_order <= max_order:
             raise ValueError(f"need 1 <= pageblock_order <= max_order, got {pageblock_order}, {max_order}")
+        if isinstance(nr_cpus, bool) or int(nr_cpus) != nr_cpus or not 1 <= nr_cpus <= MAX_CPUS:
+            raise ValueError(f"nr_cpus must be an integer in 1..{MAX_CPUS}, got {nr_cpus!r}")
+        self.nr_cpus = int(nr_cpus)
         self.nr_pages = nr_pages
         self.max_order = max_order
         self.pageblock_order = pageblock_order
@@ -161,34 +192,32 @@ class RefZone:
 
         self._setup_per_zone_wmarks(min_free_kbytes)
 
-        # Per-cpu lists: OrderedDict per pindex (head first); page -> order / recorded type.
-        self.pcp_lists_ = [OrderedDict() for _ in range(NR_PCP_LISTS)]
+        # Per-cpu lists: one PerCpuPages per CPU; a pcp page -> order / recorded type / list / CPU.
         self.pcp_order = {}
         self.pcp_mt = {}
         self.pcp_pindex = {}
-        self.pcp_count = 0
+        self.pcp_cpu = {}
         self.pcp_rules = PCP_RULES[policy]
         self.pcp_tuned = self.pcp_rules in ("6.7", "6.16")   # high tuned between high_min/high_max
-        # 6.1 free_factor; free_count under the 6.7+ rules (one counter so the two compare).
-        self.pcp_free_factor = 0
-        self.pcp_alloc_factor = 0          # 6.7+
-        self.pcp_flags = 0                 # 6.7+: PCPF_*
-        self.below_high = 0                # 6.7+: ZONE_BELOW_HIGH
+        self.below_high = 0                # 6.7+: ZONE_BELOW_HIGH, the zone's (shared by the CPUs)
         self.pcp_batch = max(1, self._zone_batchsize())
+        flags = 0
         if self.pcp_rules == "5.4":
-            self.pcp_high = 6 * self.pcp_batch                            # pageset_set_batch()
-            self.pcp_high_min = self.pcp_high_max = self.pcp_high
+            # pageset_set_batch(): 6 * batch on every CPU, not split
+            self.pcp_high_min = self.pcp_high_max = 6 * self.pcp_batch
         else:
-            # zone_highsize(): low watermark over one CPU, at least 4 * batch
-            self.pcp_high_min = max(self.wmark_low, self.pcp_batch << 2)
+            # zone_highsize(): the low watermark split over the CPUs, at least 4 * batch
+            self.pcp_high_min = max(self.wmark_low // self.nr_cpus, self.pcp_batch << 2)
             self.pcp_high_max = self.pcp_high_min
-            self.pcp_high = self.pcp_high_min
             if self.pcp_tuned:
-                # zone_highsize(MIN_PERCPU_PAGELIST_HIGH_FRACTION); high starts at high_min
-                self.pcp_high_max = max(self.managed_pages // MIN_PERCPU_PAGELIST_HIGH_FRACTION,
-                                        self.pcp_batch << 2)
+                # zone_highsize(MIN_PERCPU_PAGELIST_HIGH_FRACTION): managed / 8 over the CPUs
+                self.pcp_high_max = max(
+                    self.managed_pages // MIN_PERCPU_PAGELIST_HIGH_FRACTION // self.nr_cpus,
+                    self.pcp_batch << 2)
                 # zone_pcp_update_cacheinfo(): any current x86-64 part
-                self.pcp_flags = PCPF_FREE_HIGH_BATCH
+                flags = PCPF_FREE_HIGH_BATCH
+        # Every CPU's high starts at high_min (6.1 and 5.4: the fixed high).
+        self.pcps = [PerCpuPages(cpu, self.pcp_high_min, flags) for cpu in range(self.nr_cpus)]
 
         self.c = dict.fromkeys(COUNTER_NAMES, 0)
         self._memblock_free_all()
@@ -306,11 +335,23 @@ class RefZone:
 
     # ------------------------------------------------------------------ allocation
 
-    def alloc(self, order, mt, pinned=False):
-        """__alloc_pages for one zone without reclaim or compaction: fast path at the low
-        watermark, then once more at the min watermark. Returns the pfn or -1."""
+    def _cpu_pcp(self, cpu):
+        """The PerCpuPages of ``cpu`` (ValueError outside 0..nr_cpus-1)."""
+        if isinstance(cpu, bool) or int(cpu) != cpu or not 0 <= cpu < self.nr_cpus:
+            raise ValueError(f"cpu must be an integer in 0..{self.nr_cpus - 1}, got {cpu!r}")
+        return self.pcps[int(cpu)]
+
+    @property
+    def pcp_count(self):
+        """Pages on the pcp lists of every CPU (the zone's NR_PCP count)."""
+        return sum(pcp.count for pcp in self.pcps)
+
+    def alloc(self, order, mt, pinned=False, cpu=0):
+        """__alloc_pages for one zone without reclaim or compaction, running on ``cpu``: fast
+        path at the low watermark, then once more at the min watermark. Returns the pfn or -1."""
         order = int(order)
         mt = int(mt)
+        pcp = self._cpu_pcp(cpu)
         if not 0 <= order <= self.max_order:
             raise ValueError(f"order {order} outside [0, {self.max_order}]")
         if mt not in FALLBACKS:
@@ -331,7 +372,7 @@ class RefZone:
                     self.below_high = 1
             if mark is not None and not self._zone_watermark_ok(order, mark, alloc_cma):
                 continue
-            pfn = self.rmqueue(order, list_mt, alloc_cma)
+            pfn = self.rmqueue(pcp, order, list_mt, alloc_cma)
             if pfn is not None:
                 self._prep_new_page(pfn, order, mt, pinned)
                 return pfn
@@ -377,9 +418,10 @@ class RefZone:
         """The THP pcp order: pageblock_order in 6.1, HPAGE_PMD_ORDER from 6.10."""
         return self.pageblock_order if self.policy == "v6.1" else HPAGE_PMD_ORDER
 
-    def rmqueue(self, order, mt, alloc_cma):
+    def rmqueue(self, pcp, order, mt, alloc_cma):
+        """rmqueue() on the CPU whose PerCpuPages is ``pcp``."""
         if self.pcp and self._pcp_allowed_order(order):
-            pfn = self._rmqueue_pcplist(order, mt, alloc_cma)
+            pfn = self._rmqueue_pcplist(pcp, order, mt, alloc_cma)
             if pfn is not None:
                 return pfn
         got = self._rmqueue(order, mt, alloc_cma, [RMQUEUE_NORMAL])
@@ -669,6 +711,8 @@ class RefZone:
         return None
 
     # ------------------------------------------------------------------ per-cpu lists
+    # Every function below works on one CPU's ``struct per_cpu_pages`` (``pcp``), as the
+    # kernel's do; batch, high_min, high_max and ZONE_BELOW_HIGH are the zone's.
 
     def order_to_pindex(self, order, mt):
         if order > PAGE_ALLOC_COSTLY_ORDER:
@@ -680,80 +724,83 @@ class RefZone:
             return self._thp_order()
         return pindex // MIGRATE_PCPTYPES
 
-    def _pcp_add(self, pfn, order, mt_recorded, pindex, tail):
-        lst = self.pcp_lists_[pindex]
+    def _pcp_add(self, pcp, pfn, order, mt_recorded, pindex, tail):
+        lst = pcp.lists[pindex]
         lst[pfn] = None
         if not tail:
             lst.move_to_end(pfn, last=False)
         self.pcp_order[pfn] = order
         self.pcp_mt[pfn] = mt_recorded
         self.pcp_pindex[pfn] = pindex
-        self.pcp_count += 1 << order
+        self.pcp_cpu[pfn] = pcp.cpu
+        pcp.count += 1 << order
 
-    def _pcp_del(self, pfn):
+    def _pcp_del(self, pcp, pfn):
         order = self.pcp_order.pop(pfn)
         mt = self.pcp_mt.pop(pfn)
         pindex = self.pcp_pindex.pop(pfn)
-        del self.pcp_lists_[pindex][pfn]
-        self.pcp_count -= 1 << order
+        cpu = self.pcp_cpu.pop(pfn)
+        assert cpu == pcp.cpu, f"pcp page {pfn} of CPU {cpu} taken from CPU {pcp.cpu}'s lists"
+        del pcp.lists[pindex][pfn]
+        pcp.count -= 1 << order
         return order, mt
 
-    def _rmqueue_pcplist(self, order, mt, alloc_cma):
+    def _rmqueue_pcplist(self, pcp, order, mt, alloc_cma):
         """rmqueue_pcplist + __rmqueue_pcplist: refill an empty list with rmqueue_bulk
         (nr_pcp_alloc() pages under the 6.7+ rules), take the head."""
         # On allocation, reduce the number of pages batch freed (6.1 free_factor, 6.7+ free_count;
         # 5.4 has neither and the counter stays 0).
-        self.pcp_free_factor >>= 1
+        pcp.free_factor >>= 1
         pindex = self.order_to_pindex(order, mt)
-        lst = self.pcp_lists_[pindex]
+        lst = pcp.lists[pindex]
         if not lst:
             if self.pcp_tuned:
-                count = self.nr_pcp_alloc(order)
+                count = self.nr_pcp_alloc(pcp, order)
             else:
                 # 5.4 rmqueue_bulk(pcp->batch) (order 0 only, batch >= 1: the same numbers);
                 # 6.1 __rmqueue_pcplist
                 batch = self.pcp_batch
                 count = max(batch >> order, 2) if batch > 1 else 1
-            self.rmqueue_bulk(order, count, mt, alloc_cma, pindex)
+            self.rmqueue_bulk(pcp, order, count, mt, alloc_cma, pindex)
         if not lst:
             return None
         pfn = next(iter(lst))
-        self._pcp_del(pfn)
+        self._pcp_del(pcp, pfn)
         return pfn
 
-    def nr_pcp_alloc(self, order):
+    def nr_pcp_alloc(self, pcp, order):
         """nr_pcp_alloc (6.7+): how many pages to refill; grows ``high`` and ``alloc_factor``."""
         base_batch = self.pcp_batch
         high_min, high_max = self.pcp_high_min, self.pcp_high_max
-        high = self.pcp_high = clamp(self.pcp_high, high_min, high_max)
+        high = pcp.high = clamp(pcp.high, high_min, high_max)
         # PCP disabled or boot pageset
         if high < base_batch:
             return 1
-        batch = base_batch if order else base_batch << self.pcp_alloc_factor
+        batch = base_batch if order else base_batch << pcp.alloc_factor
         # If we had larger pcp->high, we could avoid to allocate from zone.
         if high_min != high_max and not self.below_high:
-            high = self.pcp_high = min(high + batch, high_max)
+            high = pcp.high = min(high + batch, high_max)
         if not order:
-            max_nr_alloc = max(high - self.pcp_count - base_batch, base_batch)
+            max_nr_alloc = max(high - pcp.count - base_batch, base_batch)
             # Double the number of pages allocated each time there is a subsequent allocation
             # of order-0 pages without any freeing.
-            if batch <= max_nr_alloc and self.pcp_alloc_factor < CONFIG_PCP_BATCH_SCALE_MAX:
-                self.pcp_alloc_factor += 1
+            if batch <= max_nr_alloc and pcp.alloc_factor < CONFIG_PCP_BATCH_SCALE_MAX:
+                pcp.alloc_factor += 1
             batch = min(batch, max_nr_alloc)
         if batch > 1:
             batch = max(batch >> order, 2)
         return batch
 
-    def rmqueue_bulk(self, order, count, mt, alloc_cma, pindex):
+    def rmqueue_bulk(self, pcp, order, count, mt, alloc_cma, pindex):
         mode = [RMQUEUE_NORMAL]   # one sticky rmqueue_mode for the whole batch
         for _ in range(count):
             got = self._rmqueue(order, mt, alloc_cma, mode)
             if got is None:
                 break
             pfn, split_mt = got
-            self._pcp_add(pfn, order, split_mt, pindex, tail=True)
+            self._pcp_add(pcp, pfn, order, split_mt, pindex, tail=True)
 
-    def free_unref_page(self, pfn, order):
+    def free_unref_page(self, pcp, pfn, order):
         """free_unref_page + free_unref_page_commit: to the head of the pcp list, then drain
         by the policy's rules (5.4, 6.1, 6.7+)."""
         mt = self.get_pageblock_migratetype(pfn)
@@ -763,130 +810,147 @@ class RefZone:
         list_mt = MOVABLE if mt >= MIGRATE_PCPTYPES else mt
         pindex = self.order_to_pindex(order, list_mt)
         if self.pcp_rules == "5.4":
-            self._pcp_add(pfn, order, mt, pindex, tail=False)
-            if self.pcp_count >= self.pcp_high:
-                self.free_pcppages_bulk_5_4(self.pcp_batch)
+            self._pcp_add(pcp, pfn, order, mt, pindex, tail=False)
+            if pcp.count >= pcp.high:
+                self.free_pcppages_bulk_5_4(pcp, self.pcp_batch)
             return
         if self.pcp_rules == "6.1":
-            self._pcp_add(pfn, order, mt, pindex, tail=False)
+            self._pcp_add(pcp, pfn, order, mt, pindex, tail=False)
             # free_high: a high-order free while frees run without allocations drains everything
-            free_high = self.pcp_free_factor > 0 and 0 < order <= PAGE_ALLOC_COSTLY_ORDER
-            high = 0 if free_high else self.pcp_high
-            if self.pcp_count >= high:
-                self.free_pcppages_bulk(self._nr_pcp_free(high, free_high), pindex)
+            free_high = pcp.free_factor > 0 and 0 < order <= PAGE_ALLOC_COSTLY_ORDER
+            high = 0 if free_high else pcp.high
+            if pcp.count >= high:
+                self.free_pcppages_bulk(pcp, self._nr_pcp_free(pcp, high, free_high), pindex)
             return
-        self._free_unref_page_commit(pfn, order, mt, pindex)
+        self._free_unref_page_commit(pcp, pfn, order, mt, pindex)
 
-    def _free_unref_page_commit(self, pfn, order, mt, pindex):
+    def _free_unref_page_commit(self, pcp, pfn, order, mt, pindex):
         """free_unref_page_commit (6.7+, mm/page_alloc.c of 6.12; 6.16's free_high threshold)."""
         # On freeing, reduce the number of pages that are batch allocated.
-        self.pcp_alloc_factor >>= 1
-        self._pcp_add(pfn, order, mt, pindex, tail=False)
+        pcp.alloc_factor >>= 1
+        self._pcp_add(pcp, pfn, order, mt, pindex, tail=False)
         batch = self.pcp_batch
         free_high = False
         if 0 < order <= PAGE_ALLOC_COSTLY_ORDER:
             threshold = batch if self.pcp_rules == "6.7" else batch + self.pcp_high_min // 2
-            free_high = (self.pcp_free_factor >= threshold
-                         and bool(self.pcp_flags & PCPF_PREV_FREE_HIGH_ORDER)
-                         and (not self.pcp_flags & PCPF_FREE_HIGH_BATCH or self.pcp_count >= batch))
-            self.pcp_flags |= PCPF_PREV_FREE_HIGH_ORDER
-        elif self.pcp_flags & PCPF_PREV_FREE_HIGH_ORDER:
-            self.pcp_flags &= ~PCPF_PREV_FREE_HIGH_ORDER
-        if self.pcp_free_factor < batch << CONFIG_PCP_BATCH_SCALE_MAX:
-            self.pcp_free_factor += 1 << order
-        high = self.nr_pcp_high(batch, free_high)
-        if self.pcp_count >= high:
-            self.free_pcppages_bulk(self.nr_pcp_free(batch, high, free_high), pindex)
+            free_high = (pcp.free_factor >= threshold
+                         and bool(pcp.flags & PCPF_PREV_FREE_HIGH_ORDER)
+                         and (not pcp.flags & PCPF_FREE_HIGH_BATCH or pcp.count >= batch))
+            pcp.flags |= PCPF_PREV_FREE_HIGH_ORDER
+        elif pcp.flags & PCPF_PREV_FREE_HIGH_ORDER:
+            pcp.flags &= ~PCPF_PREV_FREE_HIGH_ORDER
+        if pcp.free_factor < batch << CONFIG_PCP_BATCH_SCALE_MAX:
+            pcp.free_factor += 1 << order
+        high = self.nr_pcp_high(pcp, batch, free_high)
+        if pcp.count >= high:
+            self.free_pcppages_bulk(pcp, self.nr_pcp_free(pcp, batch, high, free_high), pindex)
             # zone_watermark_ok(zone, 0, high_wmark_pages(zone), ZONE_MOVABLE, 0): no ALLOC_CMA
             if self.below_high and self._zone_watermark_ok(0, self.wmark_high, False, count=False):
                 self.below_high = 0
 
-    def nr_pcp_high(self, batch, free_high):
+    def nr_pcp_high(self, pcp, batch, free_high):
         """nr_pcp_high (6.7+): the count at which a free drains; tunes ``high``. ZONE_RECLAIM_ACTIVE
         is never set (no kswapd in the model)."""
         high_min, high_max = self.pcp_high_min, self.pcp_high_max
-        high = self.pcp_high = clamp(self.pcp_high, high_min, high_max)
+        high = pcp.high = clamp(pcp.high, high_min, high_max)
         if not high:
             return 0
         if free_high:
-            self.pcp_high = max(high - (batch << CONFIG_PCP_BATCH_SCALE_MAX), high_min)
+            pcp.high = max(high - (batch << CONFIG_PCP_BATCH_SCALE_MAX), high_min)
             return 0
         if high_min == high_max:
             return high
         if self.below_high:
-            free_count = max(self.pcp_free_factor, batch)
-            self.pcp_high = max(high - free_count, high_min)
-            high = max(self.pcp_count, high_min)
-        elif self.pcp_count >= high:
-            need_high = self.pcp_free_factor + batch
+            free_count = max(pcp.free_factor, batch)
+            pcp.high = max(high - free_count, high_min)
+            high = max(pcp.count, high_min)
+        elif pcp.count >= high:
+            need_high = pcp.free_factor + batch
             # pcp->high should be large enough to hold batch freed pages
-            if self.pcp_high < need_high:
-                self.pcp_high = clamp(need_high, high_min, high_max)
+            if pcp.high < need_high:
+                pcp.high = clamp(need_high, high_min, high_max)
         return high
 
-    def nr_pcp_free(self, batch, high, free_high):
+    def nr_pcp_free(self, pcp, batch, high, free_high):
         """nr_pcp_free (6.7+)."""
         # Free as much as possible if batch freeing high-order pages.
         if free_high:
-            return min(self.pcp_count, batch << CONFIG_PCP_BATCH_SCALE_MAX)
+            return min(pcp.count, batch << CONFIG_PCP_BATCH_SCALE_MAX)
         # PCP disabled or boot pageset
         if high < batch:
             return 1
         # Leave at least pcp->batch pages on the list
-        return clamp(self.pcp_free_factor, batch, high - batch)
+        return clamp(pcp.free_factor, batch, high - batch)
 
-    def _nr_pcp_free(self, high, free_high):
+    def _nr_pcp_free(self, pcp, high, free_high):
         """nr_pcp_free (6.1): grows free_factor."""
         batch = self.pcp_batch
         if free_high:
-            return self.pcp_count
+            return pcp.count
         if high < batch:
             return 1
         min_nr_free, max_nr_free = batch, high - batch
-        to_free = batch << self.pcp_free_factor
+        to_free = batch << pcp.free_factor
         if to_free < max_nr_free:
-            self.pcp_free_factor += 1
+            pcp.free_factor += 1
         return min(max(to_free, min_nr_free), max_nr_free)
 
-    def decay_pcp_high(self):
-        """decay_pcp_high (6.7+), from the vmstat update: decay ``high`` towards high_min and
-        drain the pages above it, ``batch`` at a time. Returns the kernel's ``todo``; a no-op
-        returning False under the 5.4 and 6.1 rules or with pcp off."""
+    def decay_pcp_high(self, cpu=0):
+        """decay_pcp_high (6.7+) of ``cpu``'s pcp, from that CPU's vmstat update: decay its
+        ``high`` towards high_min and drain its pages above it, ``batch`` at a time. Returns the
+        kernel's ``todo``; a no-op returning False under the 5.4 and 6.1 rules or with pcp off."""
+        pcp = self._cpu_pcp(cpu)
         if not (self.pcp and self.pcp_tuned):
             return False
         high_min, batch = self.pcp_high_min, self.pcp_batch
         todo = False
         # Decrease pcp->high periodically to try to free possible idle PCP pages.
-        if self.pcp_high > high_min:
-            self.pcp_high = max(self.pcp_count - (batch << CONFIG_PCP_BATCH_SCALE_MAX),
-                                self.pcp_high - (self.pcp_high >> 3), high_min)
-            if self.pcp_high > high_min:
+        if pcp.high > high_min:
+            pcp.high = max(pcp.count - (batch << CONFIG_PCP_BATCH_SCALE_MAX),
+                           pcp.high - (pcp.high >> 3), high_min)
+            if pcp.high > high_min:
                 todo = True
-        to_drain = self.pcp_count - self.pcp_high
+        to_drain = pcp.count - pcp.high
         while to_drain > 0:
             chunk = min(to_drain, batch)
-            self.free_pcppages_bulk(chunk, 0)
+            self.free_pcppages_bulk(pcp, chunk, 0)
             todo = True
             to_drain -= chunk
         return todo
 
-    def free_pcppages_bulk(self, count, pindex):
-        """free_pcppages_bulk (5.13+): round-robin over non-empty lists starting at ``pindex``;
-        from each list free pages from the tail with the migratetype recorded when they went on
-        the pcp list (v6.1) or their pageblock's current type (6.10+)."""
-        count = min(count, self.pcp_count)
+    def drain_pages(self, pcp):
+        """drain_pages() of one CPU for this zone: free_pcppages_bulk(count, 0) (the 5.4
+        free_pcppages_bulk under the 5.4 rules)."""
+        if self.pcp_rules == "5.4":
+            self.free_pcppages_bulk_5_4(pcp, pcp.count)
+        else:
+            self.free_pcppages_bulk(pcp, pcp.count, 0)
+
+    def drain(self):
+        """drain_all_pages(): every CPU's pcp pages back to the buddy, CPU 0, 1, ... in turn.
+        A no-op with pcp off."""
+        if not self.pcp:
+            return
+        for pcp in self.pcps:
+            self.drain_pages(pcp)
+
+    def free_pcppages_bulk(self, pcp, count, pindex):
+        """free_pcppages_bulk (5.13+): round-robin over ``pcp``'s non-empty lists starting at
+        ``pindex``; from each list free pages from the tail with the migratetype recorded when
+        they went on the pcp list (v6.1) or their pageblock's current type (6.10+)."""
+        count = min(count, pcp.count)
         pindex -= 1
         while count > 0:
             while True:
                 pindex += 1
                 if pindex >= NR_PCP_LISTS:
                     pindex = 0
-                if self.pcp_lists_[pindex]:
+                if pcp.lists[pindex]:
                     break
-            lst = self.pcp_lists_[pindex]
+            lst = pcp.lists[pindex]
             while True:
                 pfn = next(reversed(lst))
-                order, mt = self._pcp_del(pfn)
+                order, mt = self._pcp_del(pcp, pfn)
                 if self.hygiene:
                     mt = self.get_pageblock_migratetype(pfn)
                 count -= 1 << order
@@ -894,12 +958,12 @@ class RefZone:
                 if count <= 0 or not lst:
                     break
 
-    def free_pcppages_bulk_5_4(self, count):
-        """free_pcppages_bulk (5.4): the three order-0 lists round robin, MOVABLE first; each
-        visit takes up to ``batch_free`` pages (one more per list passed, all of them once only
-        one list is left) from the tail, freed with the type recorded on the pcp list.
+    def free_pcppages_bulk_5_4(self, pcp, count):
+        """free_pcppages_bulk (5.4): ``pcp``'s three order-0 lists round robin, MOVABLE first;
+        each visit takes up to ``batch_free`` pages (one more per list passed, all of them once
+        only one list is left) from the tail, freed with the type recorded on the pcp list.
         ``batch_free`` carries over between visits, as in the kernel."""
-        count = min(count, self.pcp_count)
+        count = min(count, pcp.count)
         mt = 0
         batch_free = 0
         while count:
@@ -908,15 +972,15 @@ class RefZone:
                 mt += 1
                 if mt == MIGRATE_PCPTYPES:
                     mt = 0
-                if self.pcp_lists_[mt]:
+                if pcp.lists[mt]:
                     break
-            lst = self.pcp_lists_[mt]
+            lst = pcp.lists[mt]
             # This is the only non-empty list. Free them all.
             if batch_free == MIGRATE_PCPTYPES:
                 batch_free = count
             while True:
                 pfn = next(reversed(lst))
-                order, rec_mt = self._pcp_del(pfn)
+                order, rec_mt = self._pcp_del(pcp, pfn)
                 self._free_one_page(pfn, order, rec_mt, to_tail=False)
                 # } while (--count && --batch_free && !list_empty(list));
                 count -= 1
@@ -928,9 +992,11 @@ class RefZone:
 
     # ------------------------------------------------------------------ free path
 
-    def free(self, pfn):
-        """__free_pages: the pcp path for pcp orders, else free_one_page."""
+    def free(self, pfn, cpu=0):
+        """__free_pages running on ``cpu``: the pcp path (that CPU's lists) for pcp orders,
+        else free_one_page."""
         pfn = int(pfn)
+        pcp = self._cpu_pcp(cpu)
         order = self.alloc_order.get(pfn)
         if order is None:
             raise ValueError(f"pfn {pfn} is not the head of an allocated block")
@@ -941,7 +1007,7 @@ class RefZone:
         self.c["free_ops"] += 1
         self.c["pgfree"] += 1 << order
         if self.pcp and self._pcp_allowed_order(order):
-            self.free_unref_page(pfn, order)
+            self.free_unref_page(pcp, pfn, order)
         else:
             self.free_one_page(pfn, order, to_tail=False)
 
@@ -1015,14 +1081,28 @@ class RefZone:
         return list(self.pageblock_mt)
 
     def pcp_lists(self):
+        """CPU 0's pcp lists: {pindex: [pfns, head first]} for the non-empty lists."""
+        return self.pcp_lists_of(0)
+
+    def pcp_lists_of(self, cpu):
+        """``cpu``'s pcp lists, as pcp_lists()."""
+        pcp = self._cpu_pcp(cpu)
         if not self.pcp:
             return {}
-        return {i: list(lst) for i, lst in enumerate(self.pcp_lists_) if lst}
+        return {i: list(lst) for i, lst in enumerate(pcp.lists) if lst}
 
     def counters(self):
+        """The event counters and the live NR_FREE_PAGES: the same keys as the numba model's
+        ``Model.counters()``, which the differential test compares exactly."""
         out = dict(self.c)
         out["nr_free_pages"] = self.nr_free_pages
         return out
+
+    def pcp_counters(self):
+        """The model's pcp stat counters (MODEL.md, per-cpu lists, CPUs): ``pcp_count``, the
+        pages on every CPU's pcp lists, and ``pcp_free_factor``, CPU 0's free_count (6.1:
+        free_factor). Kept out of counters() while Model.counters() does not report them."""
+        return {"pcp_count": self.pcp_count, "pcp_free_factor": self.pcps[0].free_factor}
 
     def buddyinfo(self):
         return list(self.nr_free)
@@ -1031,15 +1111,18 @@ class RefZone:
         return (self.wmark_min, self.wmark_low, self.wmark_high)
 
     def pcp_params(self):
-        return (self.pcp_batch, self.pcp_high)
+        """(batch, CPU 0's high)."""
+        return (self.pcp_batch, self.pcps[0].high)
 
-    def pcp_state(self):
-        """The pcp tuning state: ``high`` between ``high_min`` and ``high_max`` (equal, and
-        equal to ``high``, under the 5.4 and 6.1 rules), ``alloc_factor``, ``free_count``
-        (6.1: free_factor; 5.4: 0), ``flags`` (PCPF_*) and the zone's ZONE_BELOW_HIGH."""
-        return {"high": self.pcp_high, "high_min": self.pcp_high_min, "high_max": self.pcp_high_max,
-                "alloc_factor": self.pcp_alloc_factor, "free_count": self.pcp_free_factor,
-                "flags": self.pcp_flags, "below_high": self.below_high}
+    def pcp_state(self, cpu=0):
+        """``cpu``'s pcp tuning state: ``high`` between the zone's ``high_min`` and ``high_max``
+        (equal, and equal to ``high``, under the 5.4 and 6.1 rules), ``alloc_factor``,
+        ``free_count`` (6.1: free_factor; 5.4: 0), ``flags`` (PCPF_*) and the zone's
+        ZONE_BELOW_HIGH."""
+        pcp = self._cpu_pcp(cpu)
+        return {"high": pcp.high, "high_min": self.pcp_high_min, "high_max": self.pcp_high_max,
+                "alloc_factor": pcp.alloc_factor, "free_count": pcp.free_factor,
+                "flags": pcp.flags, "below_high": self.below_high}
 
     # ------------------------------------------------------------------ invariants
 
@@ -1100,16 +1183,30 @@ class RefZone:
                 lru[pfn:pfn + (1 << order)] = b"\x01" * (1 << order)
         assert lru == self.lru, "PageLRU does not match the pages of allocated MOVABLE blocks"
 
+        # Every CPU's pcp lists: each page on the list and CPU its records name, claimed once
+        # across all CPUs; each CPU's count is the pages on its own lists.
         pcp_pages = 0
+        pcp_heads = 0
         if not self.pcp:
             assert not self.pcp_order, "pages on pcp lists with pcp disabled"
-        for pindex, lst in enumerate(self.pcp_lists_):
-            for pfn in lst:
-                order = self.pcp_order[pfn]
-                assert self.pcp_pindex[pfn] == pindex, f"pcp page {pfn} recorded on list {self.pcp_pindex[pfn]}"
-                assert order == self.pindex_to_order(pindex), f"pcp page {pfn} order {order} on list {pindex}"
-                claim(pfn, 1 << order, f"pcp page {pfn} order {order}", 3)
-                pcp_pages += 1 << order
+        assert len(self.pcps) == self.nr_cpus, f"{len(self.pcps)} pcp sets for {self.nr_cpus} CPUs"
+        for cpu, pcp in enumerate(self.pcps):
+            assert pcp.cpu == cpu, f"pcp set {cpu} names CPU {pcp.cpu}"
+            cpu_pages = 0
+            for pindex, lst in enumerate(pcp.lists):
+                for pfn in lst:
+                    order = self.pcp_order[pfn]
+                    assert self.pcp_cpu[pfn] == cpu, f"pcp page {pfn} on CPU {cpu} recorded on CPU {self.pcp_cpu[pfn]}"
+                    assert self.pcp_pindex[pfn] == pindex, f"pcp page {pfn} recorded on list {self.pcp_pindex[pfn]}"
+                    assert order == self.pindex_to_order(pindex), f"pcp page {pfn} order {order} on list {pindex}"
+                    assert pfn % (1 << order) == 0, f"pcp page {pfn} of order {order} not naturally aligned"
+                    claim(pfn, 1 << order, f"pcp page {pfn} order {order} (CPU {cpu})", 3)
+                    cpu_pages += 1 << order
+                    pcp_heads += 1
+            assert cpu_pages == pcp.count, f"CPU {cpu} pcp count {pcp.count} but its lists hold {cpu_pages} pages"
+            pcp_pages += cpu_pages
+        assert pcp_heads == len(self.pcp_order) == len(self.pcp_mt) == len(self.pcp_pindex) == len(self.pcp_cpu), (
+            f"{len(self.pcp_order)} pcp pages recorded, {pcp_heads} on lists")
         assert pcp_pages == self.pcp_count, f"pcp count {self.pcp_count} but lists hold {pcp_pages} pages"
 
         total = free_pages + alloc_pages + pcp_pages + self.nr_reserved

@@ -45,44 +45,51 @@ def geometries(draw, pcp=False):
 
 
 def operations(max_order, n):
+    cpu = st.integers(0, 3)      # taken modulo the zone's CPUs
     alloc = st.tuples(st.just("alloc"), st.integers(0, max_order), st.sampled_from([0, 1, 1, 2]),
-                      st.booleans())
-    free = st.tuples(st.just("free"), st.integers(0, 10 ** 6), st.just(0), st.just(False))
+                      st.booleans(), cpu)
+    free = st.tuples(st.just("free"), st.integers(0, 10 ** 6), st.just(0), st.just(False), cpu)
     # a vmstat update (decay_pcp_high()) now and then
-    tick = st.tuples(st.just("tick"), st.just(0), st.just(0), st.just(False))
-    return st.lists(st.one_of(alloc, alloc, free, alloc, alloc, free, tick), min_size=1, max_size=n)
+    tick = st.tuples(st.just("tick"), st.just(0), st.just(0), st.just(False), cpu)
+    drain = st.tuples(st.just("drain"), st.just(0), st.just(0), st.just(False), cpu)
+    return st.lists(st.one_of(alloc, alloc, free, alloc, alloc, free, tick, alloc, free, drain),
+                    min_size=1, max_size=n)
 
 
-def _state(m):
-    return (m.free_lists(), m.pageblock_types(), m.pcp_lists(), m.counters(), m.buddyinfo(),
-            m.pcp_state())
+def _state(m, nr_cpus=1):
+    return (m.free_lists(), m.pageblock_types(), m.counters(), m.buddyinfo(),
+            [(m.pcp_lists_of(c), m.pcp_state(c)) for c in range(nr_cpus)])
 
 
-def _drive(geom, policy, pcp, ops, check_ref_every):
-    ref = RefZone(policy=policy, pcp=pcp, **geom)
-    jit = Model(policy=policy, pcp=pcp, **geom)
-    assert _state(jit) == _state(ref), "boot states differ"
+def _drive(geom, policy, pcp, ops, check_ref_every, nr_cpus=1):
+    ref = RefZone(policy=policy, pcp=pcp, nr_cpus=nr_cpus, **geom)
+    jit = Model(policy=policy, pcp=pcp, nr_cpus=nr_cpus, **geom)
+    assert _state(jit, nr_cpus) == _state(ref, nr_cpus), "boot states differ"
     live = []
-    for step, (kind, a, mt, pinned) in enumerate(ops):
+    for step, (kind, a, mt, pinned, cpu) in enumerate(ops):
+        cpu %= nr_cpus
         if kind == "alloc":
             # small orders dominate real traffic; keep a mix so fallbacks at every order happen
             order = a if a <= 3 else a % (geom["max_order"] + 1)
-            p_ref = ref.alloc(order, mt, pinned)
-            p_jit = jit.alloc(order, mt, pinned)
+            p_ref = ref.alloc(order, mt, pinned, cpu=cpu)
+            p_jit = jit.alloc(order, mt, pinned, cpu=cpu)
             assert p_jit == p_ref, f"step {step}: alloc({order}, {mt}) -> {p_jit} vs reference {p_ref}"
             if p_ref >= 0:
                 live.append(p_ref)
         elif kind == "tick":
-            assert jit.decay_pcp_high() == ref.decay_pcp_high(), f"step {step}: decay_pcp_high"
+            assert jit.decay_pcp_high(cpu) == ref.decay_pcp_high(cpu), f"step {step}: decay_pcp_high"
+        elif kind == "drain":
+            jit.drain()
+            ref.drain()
         elif live:
             pfn = live.pop(a % len(live))
-            ref.free(pfn)
-            jit.free(pfn)
+            ref.free(pfn, cpu=cpu)
+            jit.free(pfn, cpu=cpu)
         else:
             continue
-        sj, sr = _state(jit), _state(ref)
-        for name, x, y in zip(("free lists", "pageblock types", "pcp lists", "counters", "buddyinfo",
-                               "pcp state"), sj, sr):
+        sj, sr = _state(jit, nr_cpus), _state(ref, nr_cpus)
+        for name, x, y in zip(("free lists", "pageblock types", "counters", "buddyinfo",
+                               "pcp lists and state of each CPU"), sj, sr):
             assert x == y, f"step {step} ({kind}): {name} differ"
         jit.check()
         if step % check_ref_every == 0:
@@ -103,7 +110,7 @@ def test_same_pfns_and_free_lists_as_the_reference(policy, data):
 def test_same_pcp_behaviour_as_the_reference(policy, data):
     geom = data.draw(geometries(pcp=True))
     ops = data.draw(operations(geom["max_order"], 400))
-    _drive(geom, policy, True, ops, check_ref_every=50)
+    _drive(geom, policy, True, ops, check_ref_every=50, nr_cpus=data.draw(st.integers(1, 3)))
 
 
 @pytest.mark.parametrize("policy", POLICIES)
@@ -118,7 +125,7 @@ def test_long_mixed_sequence_under_pressure(policy):
     for i in range(1500):
         if i < 900 or rnd.random() < 0.4:
             ops.append(("alloc", rnd.choice([0, 0, 0, 1, 2, 3, 4, 6]), rnd.choice([0, 1, 1, 1, 2]),
-                        rnd.random() < 0.1))
+                        rnd.random() < 0.1, 0))
         else:
-            ops.append(("free", rnd.randrange(10 ** 6), 0, False))
+            ops.append(("free", rnd.randrange(10 ** 6), 0, False, 0))
     _drive(geom, policy, False, ops, check_ref_every=25)

@@ -239,7 +239,7 @@ def test_unmovable_and_reclaimable_thps_share_a_pcp_list(policy):
 # --------------------------------------------------------------------------- policy replay
 
 
-def _events(kind, order, aux0=None, ts=None, runs=()):
+def _events(kind, order, aux0=None, ts=None, runs=(), cpu=None, runs_cpu=None):
     import numpy as np
     from farm.real.replay import Events
     n = len(kind)
@@ -247,7 +247,10 @@ def _events(kind, order, aux0=None, ts=None, runs=()):
     return Events(np.array(kind, dtype=np.int8), z.copy(), np.array(order, dtype=np.int64), z.copy(),
                   np.array(aux0 if aux0 is not None else [0] * n, dtype=np.int64), z.copy(), z - 1,
                   np.array(ts if ts is not None else range(n), dtype=np.float64), [],
-                  vmstat_runs=np.array(runs, dtype=np.float64))
+                  vmstat_runs=np.array(runs, dtype=np.float64),
+                  vmstat_runs_cpu=np.array(runs_cpu if runs_cpu is not None else [0] * len(runs),
+                                           dtype=np.int64),
+                  cpu=np.array(cpu if cpu is not None else [0] * n, dtype=np.int64))
 
 
 def test_initial_alloc_factor_from_the_first_refill():
@@ -269,8 +272,12 @@ def test_vmstat_ticks_take_each_seconds_run_time():
     from farm.real.replay import vmstat_ticks
     # runs seen at 10.30 and 12.31: phase 0.305; second 11 has none: 11.305; 10 and 12 at theirs
     ev = _events([0] * 4, [0] * 4, ts=[9.9, 10.5, 11.5, 12.9], runs=[10.30, 12.31])
-    ticks = vmstat_ticks({}, ev, 9.9, 12.9)
-    assert list(ticks) == pytest.approx([10.30, 11.305, 12.31])
+    ticks, cpus = vmstat_ticks({}, ev, 9.9, 12.9)
+    assert list(ticks) == pytest.approx([10.30, 11.305, 12.31]) and list(cpus) == [0, 0, 0]
+    # CPU 1 without runs of its own: CPU 0's phase less round_jiffies()'s skew, 3 jiffies (HZ 250)
+    ticks, cpus = vmstat_ticks({}, ev, 9.9, 11.9, nr_cpus=2)
+    assert list(zip(cpus, ticks)) == [(1, pytest.approx(10.293)), (0, pytest.approx(10.30)),
+                                      (1, pytest.approx(11.293)), (0, pytest.approx(11.305))]
 
 
 PAGECACHE = DATA / "k6.12-pagecache-512m"
@@ -291,7 +298,7 @@ def test_policy_replay_of_a_page_cache_capture():
     with every lock-held free sent to the pcp lists it does not."""
     placed, l1 = _policy_replay(PAGECACHE)
     assert placed >= 0.99 and l1 <= 0.005
-    placed0, l10 = _policy_replay(PAGECACHE, initial_alloc_factor=lambda events, batch: 0)
+    placed0, l10 = _policy_replay(PAGECACHE, initial_alloc_factor=lambda events, batch, cpu=0: 0)
     assert l10 > 0.05
     import farm.real.replay as RP
     real_load = RP.load_events
@@ -311,13 +318,13 @@ def test_policy_replay_of_fragmenter_captures(name):
     placed, l1 = _policy_replay(DATA / name)
     assert placed >= 0.99 and l1 <= 0.02
     import numpy as np
-    _, l1_nodecay = _policy_replay(DATA / name, vmstat_ticks=lambda *a: np.zeros(0))
+    _, l1_nodecay = _policy_replay(DATA / name, vmstat_ticks=lambda *a: (np.zeros(0), np.zeros(0, np.int64)))
     assert l1_nodecay > l1
 
 
 def test_traced_vmstat_updates_are_the_ticks(tmp_path):
-    """workqueue_execute_start of vmstat_update on CPU 0 gives the decay times exactly; other
-    work items and other CPUs do not count."""
+    """workqueue_execute_start of vmstat_update gives each CPU's decay times exactly; other work
+    items do not count."""
     from farm.real.replay import load_events, vmstat_ticks
     line = "{task:>16}-{pid:<6} [{cpu:03d}] d..2. {ts:>12.6f}: {rest}"
     rows = [("kworker/0:1", 10, 0, 1.5, "mm_page_alloc: page=0000000000000000 pfn=0x1000 order=0 "
@@ -335,9 +342,10 @@ def test_traced_vmstat_updates_are_the_ticks(tmp_path):
     trace.write_text("# tracer: nop\n" + "\n".join(
         line.format(task=t, pid=p, cpu=c, ts=ts, rest=r) for t, p, c, ts, r in rows) + "\n")
     events = load_events(trace)
-    assert list(events.vmstat_updates) == [1.8, 3.9]
-    assert list(vmstat_ticks({}, events, 1.5, 4.0)) == [1.8, 3.9]
-    assert list(vmstat_ticks({}, events, 2.0, 4.0)) == [3.9]
+    assert list(events.vmstat_updates) == [1.8, 2.2, 3.9]
+    assert list(events.vmstat_updates_cpu) == [0, 1, 0]
+    assert [list(x) for x in vmstat_ticks({}, events, 1.5, 4.0)] == [[1.8, 3.9], [0, 0]]
+    assert [list(x) for x in vmstat_ticks({}, events, 2.0, 4.0, 2)] == [[2.2, 3.9], [1, 0]]
 
 
 def test_policy_replay_of_a_thp_capture():
@@ -345,3 +353,33 @@ def test_policy_replay_of_a_thp_capture():
     every allocation at the kernel's pfn and buddyinfo within 2% at mid."""
     placed, l1 = _policy_replay(DATA / "k6.12-thp-2560m")
     assert placed >= 0.99 and l1 <= 0.02
+
+
+def test_initial_free_blocks_in_the_order_the_trace_takes_them():
+    """Snapshots do not record free-list order: blocks whose head the trace touches first are put
+    first (nearest the list head); untouched ones follow in pfn order."""
+    import numpy as np
+    from farm.real.replay import in_first_use_order
+    import kernels.replay as R
+    ev = _events([R.EV_ZONE_LOCKED, R.EV_ALLOC, R.EV_ZONE_LOCKED], [1, 1, 1])
+    ev.pfn[:] = [96, 96, 32]
+    fp, fo = in_first_use_order(ev, np.array([0, 32, 64, 96]), np.array([5, 5, 5, 5]))
+    assert list(fp) == [96, 32, 0, 64] and list(fo) == [5, 5, 5, 5]
+
+
+def test_policy_replay_of_a_two_cpu_capture():
+    """A 512 MiB fragmenter capture of 6.12 on 2 vCPUs: with each event on its own CPU's pcp lists
+    (each CPU's high from zoneinfo, its pcp blocks at the start, its vmstat updates), most
+    allocations land at the kernel's pfn and buddyinfo is within 2% at mid; with every event on
+    one CPU's lists hardly any does."""
+    placed, l1 = _policy_replay(DATA / "k6.12-fragmenter-512m-smp2")
+    assert placed >= 0.85 and l1 <= 0.02
+    import farm.real.replay as RP
+    real_load = RP.load_events
+
+    def one_cpu(*a, **k):
+        ev = real_load(*a, **k)
+        ev.cpu[:] = 0
+        return ev
+    placed1, _ = _policy_replay(DATA / "k6.12-fragmenter-512m-smp2", load_events=one_cpu)
+    assert placed1 < 0.10

@@ -201,8 +201,9 @@ def test_pcp_params(nr_pages, expected):
 # rounddown_pow2(6) - 1), low watermark 0 + max(0, 16) = 16, high watermark 32, managed / 8 = 2048.
 
 
-def _pcp_zone(policy, pageblock_order=9):
-    return RefZone(1 << 14, 10, pageblock_order, policy=policy, pcp=True, min_free_kbytes=0)
+def _pcp_zone(policy, pageblock_order=9, nr_cpus=1):
+    return RefZone(1 << 14, 10, pageblock_order, policy=policy, pcp=True, min_free_kbytes=0,
+                   nr_cpus=nr_cpus)
 
 
 @pytest.mark.parametrize("policy,state", [
@@ -274,6 +275,233 @@ def test_pcp_free_high_threshold(policy, left):
     assert z.pcp_count == left
     assert z.pcp_state()["flags"] == 3
     z.check()
+
+
+# --------------------------------------------------------------------------- pcp on several CPUs
+# MODEL.md, per-cpu lists, last bullet: each CPU has its own lists, count, high, alloc_factor,
+# free_count and flags; batch, high_min and high_max are the zone's, zone_highsize() splitting
+# the low watermark and managed / 8 over the CPUs. The 64 MiB zone above on two CPUs:
+# high_min = max(16 // 2, 4 * 3) = 12 (the 4 * batch floor), high_max = max(16384 // 8 // 2, 12)
+# = 1024. v6.15 boots with free_list[10][MOVABLE] = [0, 1024, ..., 15360] (FPI_TO_TAIL).
+
+
+@pytest.mark.parametrize("policy,nr_cpus,high_min,high_max", [
+    # 512 MiB, default min_free_kbytes: batch 31 (4 * batch = 124), low watermark 905 (see
+    # test_pcp_params), managed / 8 = 131072 // 8 = 16384.
+    ("v6.15", 1, 905, 16384),
+    ("v6.15", 2, 452, 8192),        # 905 // 2, 16384 // 2
+    ("v6.15", 3, 301, 5461),        # 905 // 3, 16384 // 3
+    ("v6.15", 16, 124, 1024),       # 905 // 16 = 56 < 124: the floor; 16384 // 16
+    ("v6.16", 2, 452, 8192),
+    ("v6.1", 2, 452, 452),          # 6.1: high = max(905 // 2, 124), fixed
+    ("v6.1", 16, 124, 124),
+    ("v5.4", 2, 186, 186),          # 5.4: 6 * 31 on every CPU, not split
+])
+def test_pcp_high_splits_over_the_cpus(policy, nr_cpus, high_min, high_max):
+    z = RefZone(1 << 17, 10, 9, policy=policy, pcp=True, nr_cpus=nr_cpus)
+    flags = 2 if policy in ("v6.15", "v6.16") else 0      # PCPF_FREE_HIGH_BATCH under 6.7+
+    for cpu in range(nr_cpus):
+        # every CPU's high starts at high_min
+        assert z.pcp_state(cpu) == dict(high=high_min, high_min=high_min, high_max=high_max,
+                                        alloc_factor=0, free_count=0, flags=flags, below_high=0)
+        assert z.pcp_lists_of(cpu) == {}
+    assert z.pcp_params() == (31, high_min)
+
+
+def test_pcp_small_zone_on_two_cpus_floor():
+    z = _pcp_zone("v6.15", nr_cpus=2)
+    assert z.pcp_state(1) == dict(high=12, high_min=12, high_max=1024, alloc_factor=0,
+                                  free_count=0, flags=2, below_high=0)
+    assert z.pcp_params() == (3, 12)
+
+
+def test_pcp_each_cpu_refills_and_uses_its_own_lists():
+    z = _pcp_zone("v6.15", nr_cpus=2)
+    # CPU 0, list 1 (order 0, MOVABLE) empty: nr_pcp_alloc: high 12 + 3 = 15, max_nr_alloc =
+    # max(15 - 0 - 3, 3) = 12 >= 3: alloc_factor 1, 3 pages. 0@10 splits: 0, then 1 (the order-0
+    # remainder), then 2 (2@1 split, 3@0 stays free). Take the head 0.
+    assert z.alloc(0, M, cpu=0) == 0
+    assert z.pcp_lists_of(0) == {1: [1, 2]} and z.pcp_lists_of(1) == {}
+    # CPU 1's list is empty: it refills its own, by the same numbers (its high 12 -> 15,
+    # alloc_factor 1): 3 (free order 0), 4 (4@2 split: 6@1, 5@0), 5. CPU 0's list is untouched.
+    assert z.alloc(0, M, cpu=1) == 3
+    assert z.pcp_lists_of(1) == {1: [4, 5]} and z.pcp_lists() == {1: [1, 2]}
+    for cpu in (0, 1):
+        assert z.pcp_state(cpu) == dict(high=15, high_min=12, high_max=1024, alloc_factor=1,
+                                        free_count=0, flags=2, below_high=0)
+    # CPU 0 empties its list.
+    assert [z.alloc(0, M, cpu=0), z.alloc(0, M, cpu=0)] == [1, 2]
+    assert z.pcp_lists_of(0) == {}
+    # Free 1 on CPU 1: head of CPU 1's list; alloc_factor 1 >> 1 = 0, free_count 1;
+    # nr_pcp_high: count 3 < high 15, no drain.
+    z.free(1, cpu=1)
+    assert z.pcp_lists_of(1) == {1: [1, 4, 5]}
+    # CPU 0 does not see page 1: its empty list refills from the buddy. nr_pcp_alloc: batch
+    # 3 << 1 = 6, high 15 + 6 = 21, max_nr_alloc = max(21 - 0 - 3, 3) = 18: alloc_factor 2,
+    # 6 pages: 6 (6@1 split, 7@0), 7, 8 (8@3 split: 12@2, 10@1, 9@0), 9, 10 (10@1 split, 11@0), 11.
+    assert z.alloc(0, M, cpu=0) == 6
+    assert z.pcp_lists_of(0) == {1: [7, 8, 9, 10, 11]}
+    assert z.pcp_lists_of(1) == {1: [1, 4, 5]}
+    assert z.pcp_state(0) == dict(high=21, high_min=12, high_max=1024, alloc_factor=2,
+                                  free_count=0, flags=2, below_high=0)
+    assert z.pcp_state(1) == dict(high=15, high_min=12, high_max=1024, alloc_factor=0,
+                                  free_count=1, flags=2, below_high=0)
+    # pcp pages: 5 on CPU 0 + 3 on CPU 1; CPU 0's free_count. The buddy gave 3 + 3 + 6 pages.
+    assert z.pcp_counters() == {"pcp_count": 8, "pcp_free_factor": 0}
+    assert z.pcp_count == 8
+    assert z.counters()["nr_free_pages"] == (1 << 14) - 12
+    z.check()
+    # CPU 1 finds page 1 at the head of its own list (free_count 1 >> 1 = 0, no refill).
+    assert z.alloc(0, M, cpu=1) == 1
+    assert z.pcp_lists_of(1) == {1: [4, 5]}
+    assert z.pcp_state(1)["free_count"] == 0 and z.pcp_state(1)["high"] == 15
+    c = z.counters()
+    assert (c["alloc_ops"], c["free_ops"], c["nr_free_pages"]) == (6, 1, (1 << 14) - 12)
+    z.check()
+
+
+def test_pcp_drain_drains_every_cpu_in_turn():
+    z = _pcp_zone("v6.15", nr_cpus=2)
+    # Nine order-0 allocations on CPU 0: a refill of 3 (0, 1, 2; high 15, alloc_factor 1), then
+    # one of 6 (3..8; high 21, alloc_factor 2, as above). The buddy keeps 9@0, 10@1, 12@2, 16@4 ...
+    assert [z.alloc(0, M) for _ in range(9)] == list(range(9))
+    assert z.pcp_count == 0
+    # Free 0 on CPU 0 (count 1 < high 21) and 4 on CPU 1 (count 1 < high 12): no drains.
+    z.free(0, cpu=0)
+    z.free(4, cpu=1)
+    assert z.pcp_lists_of(0) == {1: [0]} and z.pcp_lists_of(1) == {1: [4]}
+    assert z.free_lists()[(0, M)] == [9]
+    assert z.pcp_counters() == {"pcp_count": 2, "pcp_free_factor": 1}
+    assert z.counters()["nr_free_pages"] == (1 << 14) - 9
+    # drain_all_pages(): CPU 0 first. 0's buddy 1 is allocated, and so is 2 (the buddy of its
+    # parent): no merge, head of free_list[0]. Then CPU 1: 4 (buddy 5 allocated, parent's buddy
+    # 6 allocated) at the head, before 0. (CPU 1 first would give [0, 4, 9].)
+    z.drain()
+    assert z.pcp_lists_of(0) == {} and z.pcp_lists_of(1) == {}
+    assert z.free_lists()[(0, M)] == [4, 0, 9]
+    # A drain leaves free_count alone (free_pcppages_bulk only lowers count).
+    assert z.pcp_counters() == {"pcp_count": 0, "pcp_free_factor": 1}
+    assert z.pcp_state(1)["free_count"] == 1
+    assert z.counters()["nr_free_pages"] == (1 << 14) - 7
+    z.check()
+
+
+@pytest.mark.parametrize("policy", ("v5.4", "v6.1"))
+def test_pcp_drain_on_two_cpus_older_rules(policy):
+    # 5.4 and 6.1 refill max(3 >> 0, 2) = 3 pages. v5.4 boots to the head: free_list[10] =
+    # [15360, ..., 0], so CPU 0 takes 15360, 15361, 15362; v6.1 (to the tail) takes 0, 1, 2.
+    # CPU 1 refills its own three: the next three pages.
+    z = _pcp_zone(policy, nr_cpus=2)
+    base = 15360 if policy == "v5.4" else 0
+    assert z.alloc(0, M, cpu=0) == base
+    assert z.alloc(0, M, cpu=1) == base + 3
+    assert z.pcp_lists_of(0) == {1: [base + 1, base + 2]}
+    assert z.pcp_lists_of(1) == {1: [base + 4, base + 5]}
+    # 6.1: high = max(16 // 2, 12) = 12 on each CPU; 5.4: 6 * 3 = 18.
+    high = 18 if policy == "v5.4" else 12
+    assert z.pcp_state(0)["high"] == z.pcp_state(1)["high"] == high
+    z.drain()
+    assert z.pcp_count == 0
+    assert z.counters()["nr_free_pages"] == (1 << 14) - 2
+    z.check()
+
+
+def test_pcp_decay_runs_on_one_cpu():
+    z = _pcp_zone("v6.15", nr_cpus=2)
+    # CPU 0: one refill (high 15, alloc_factor 1, list [1, 2]).
+    assert z.alloc(0, M, cpu=0) == 0
+    # CPU 1: a refill of 3 (3, 4, 5; high 15), two allocations empty it, then a refill of
+    # 3 << 1 = 6 (high 21, max_nr_alloc 18, alloc_factor 2): 6 (6@1, 7@0), 7, 8 (8@3: 12@2,
+    # 10@1, 9@0), 9, 10 (10@1, 11@0), 11; it takes 6.
+    assert [z.alloc(0, M, cpu=1) for _ in range(4)] == [3, 4, 5, 6]
+    assert z.pcp_state(1)["high"] == 21 and z.pcp_lists_of(1) == {1: [7, 8, 9, 10, 11]}
+    cpu0 = z.pcp_state(0)
+    assert cpu0["high"] == 15
+    # decay_pcp_high on CPU 1: high = max(5 - (3 << 5), high - high // 8, 12):
+    # 21 - 2 = 19, 17, 15, 15 - 1 = 14, 13, 12 (no longer above high_min: todo False), 12.
+    # count 5 never exceeds high: nothing to drain.
+    got = []
+    for _ in range(7):
+        todo = z.decay_pcp_high(cpu=1)
+        got.append((z.pcp_state(1)["high"], todo))
+    assert got == [(19, True), (17, True), (15, True), (14, True), (13, True), (12, False),
+                   (12, False)]
+    assert z.pcp_lists_of(1) == {1: [7, 8, 9, 10, 11]}
+    # CPU 0's high, lists and the rest of its state are left alone.
+    assert z.pcp_state(0) == cpu0 and z.pcp_lists_of(0) == {1: [1, 2]}
+    assert z.pcp_params() == (3, 15)
+    # Now on CPU 0: 15 - 15 // 8 = 14 > 12: todo; CPU 1 stays at 12.
+    assert z.decay_pcp_high(cpu=0) is True
+    assert z.pcp_state(0)["high"] == 14 and z.pcp_state(1)["high"] == 12
+    z.check()
+
+
+def test_pcp_decay_drains_only_its_cpu():
+    z = _pcp_zone("v6.15", nr_cpus=2)
+    # 95 order-0 allocations on CPU 0. Refills (count 0 each time, max_nr_alloc = high - 3 never
+    # binds): batch 3 << alloc_factor = 3, 6, 12, 24, 48 (93 pages; high 15, 21, 33, 57, 105;
+    # alloc_factor 1..5), then 96 at the 94th (high 105 + 96 = 201, alloc_factor stays 5).
+    # CPU 0 is left with 3 + 6 + 12 + 24 + 48 + 96 - 95 = 94 pages.
+    pfns = [z.alloc(0, M, cpu=0) for _ in range(95)]
+    assert z.pcp_state(0)["high"] == 201 and z.pcp_state(0)["alloc_factor"] == 5
+    assert sum(len(lst) for lst in z.pcp_lists_of(0).values()) == 94
+    # Free them all on CPU 1 (high 12; free_count = k after the k-th free). Drains at:
+    #   k = 12: count 12 >= 12; high < 12 + 3: high 15; frees clamp(12, 3, 12 - 3) = 9 -> count 3
+    #   k = 24: count 15 >= 15; high 27; frees clamp(24, 3, 15 - 3) = 12 -> count 3
+    #   k = 48: count 27 >= 27; high 51; frees clamp(48, 3, 27 - 3) = 24 -> count 3
+    # and at k = 95 count 3 + 47 = 50 < 51.
+    for pfn in pfns:
+        z.free(pfn, cpu=1)
+    assert z.pcp_state(1) == dict(high=51, high_min=12, high_max=1024, alloc_factor=0,
+                                  free_count=95, flags=2, below_high=0)
+    assert sum(len(lst) for lst in z.pcp_lists_of(1).values()) == 50
+    cpu0_state, cpu0_lists = z.pcp_state(0), z.pcp_lists_of(0)
+    nr_free = z.counters()["nr_free_pages"]
+    # Decay on CPU 1: high = max(50 - 96, 51 - 51 // 8 = 45, 12) = 45; 50 - 45 = 5 pages drained
+    # (3, then 2) from CPU 1's lists; CPU 0 untouched.
+    assert z.decay_pcp_high(cpu=1) is True
+    assert z.pcp_state(1)["high"] == 45
+    assert sum(len(lst) for lst in z.pcp_lists_of(1).values()) == 45
+    assert z.counters()["nr_free_pages"] == nr_free + 5
+    assert z.pcp_state(0) == cpu0_state and z.pcp_lists_of(0) == cpu0_lists
+    assert z.pcp_counters() == {"pcp_count": 94 + 45, "pcp_free_factor": 0}
+    # Decay on CPU 0: high = max(94 - 96, 201 - 25, 12) = 176 > count 94: no drain; CPU 1 stays.
+    cpu1_lists = z.pcp_lists_of(1)
+    assert z.decay_pcp_high(cpu=0) is True
+    assert z.pcp_state(0)["high"] == 176 and z.pcp_state(1)["high"] == 45
+    assert z.pcp_lists_of(0) == cpu0_lists and z.pcp_lists_of(1) == cpu1_lists
+    z.check()
+
+
+def test_pcp_cpu_arguments():
+    with pytest.raises(ValueError):
+        RefZone(64, 5, 4, nr_cpus=0)
+    with pytest.raises(ValueError):
+        RefZone(64, 5, 4, nr_cpus=17)
+    z = RefZone(1 << 14, 10, 9, pcp=True, nr_cpus=16)
+    # low watermark 320 (test_pcp_params): high_min = max(320 // 16, 4 * 3) = 20,
+    # high_max = max(16384 // 8 // 16, 12) = 128
+    assert (z.pcp_state(15)["high_min"], z.pcp_state(15)["high_max"]) == (20, 128)
+    z2 = _pcp_zone("v6.15", nr_cpus=2)
+    for call in (lambda: z2.alloc(0, M, cpu=2), lambda: z2.alloc(0, M, cpu=-1),
+                 lambda: z2.decay_pcp_high(cpu=2), lambda: z2.pcp_state(2),
+                 lambda: z2.pcp_lists_of(2)):
+        with pytest.raises(ValueError):
+            call()
+    pfn = z2.alloc(0, M)
+    with pytest.raises(ValueError):
+        z2.free(pfn, cpu=2)
+    z2.free(pfn, cpu=1)
+    z2.check()
+
+
+def test_check_detects_a_page_on_two_cpus():
+    z = _pcp_zone("v6.15", nr_cpus=2)
+    z.alloc(0, M, cpu=0)                     # CPU 0 holds 1 and 2
+    z.pcps[1].lists[1][1] = None             # page 1 on CPU 1's list too
+    z.pcps[1].count += 1
+    with pytest.raises(AssertionError):
+        z.check()
 
 
 def test_watermark_gate():
@@ -568,6 +796,52 @@ def test_random_sequences_keep_invariants(kw, ops):
 def test_random_sequences_large_zone_with_pcp_batches(kw, ops):
     kw["pcp"] = True
     run_ops(kw, ops, check_every=5)
+
+
+def cpu_op_lists(max_ops):
+    cpu = st.integers(0, 3)
+    alloc = st.tuples(st.just("alloc"), st.integers(0, 12), st.sampled_from([U, M, R]), cpu)
+    free = st.tuples(st.just("free"), st.integers(0, 10 ** 6), st.just(0), cpu)
+    tick = st.tuples(st.just("tick"), st.just(0), st.just(0), cpu)
+    drain = st.tuples(st.just("drain"), st.just(0), st.just(0), st.just(0))
+    return st.lists(st.one_of(alloc, alloc, free, free, tick, drain), max_size=max_ops)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(kw=zones(big=True), nr_cpus=st.integers(1, 4), ops=cpu_op_lists(200))
+def test_random_sequences_on_several_cpus(kw, nr_cpus, ops):
+    """Allocations and frees on random CPUs, decay on one CPU, drains: the invariants hold, the
+    pcp pages are the sum over the CPUs, and a drain leaves no pcp page on any CPU."""
+    kw = dict(kw, pcp=True, nr_cpus=nr_cpus)
+    z = RefZone(**kw)
+    live = []
+    for i, (kind, a, mt, cpu) in enumerate(ops):
+        cpu %= nr_cpus
+        if kind == "alloc":
+            pfn = z.alloc(min(a, kw["max_order"]), mt, cpu=cpu)
+            if pfn >= 0:
+                live.append(pfn)
+        elif kind == "free" and live:
+            z.free(live.pop(a % len(live)), cpu=cpu)
+        elif kind == "tick":
+            z.decay_pcp_high(cpu)
+        elif kind == "drain":
+            z.drain()
+            assert z.pcp_count == 0
+            assert all(z.pcp_lists_of(c) == {} for c in range(nr_cpus))
+        per_cpu = [sum(len(lst) << z.pindex_to_order(i) for i, lst in z.pcp_lists_of(c).items())
+                   for c in range(nr_cpus)]
+        assert z.pcp_counters()["pcp_count"] == sum(per_cpu) == z.pcp_count
+        assert z.pcp_lists() == z.pcp_lists_of(0)
+        if i % 10 == 0:
+            z.check()
+    c = z.counters()
+    assert c["nr_free_pages"] + c["pgalloc"] - c["pgfree"] + z.pcp_count == z.managed_pages
+    for pfn in live:
+        z.free(pfn, cpu=pfn % nr_cpus)
+    z.drain()
+    z.check()
+    assert z.counters()["nr_free_pages"] == z.managed_pages
 
 
 def test_thousands_of_operations_keep_invariants():

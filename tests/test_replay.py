@@ -200,8 +200,9 @@ def test_policy_replay_places_with_the_model_and_ends_the_right_allocation():
     assert list(alloc_of) == [-1, -1, 1, 0]
     placed = np.full(4, -1, dtype=np.int64)
     rs = np.zeros(R.RS_SIZE, dtype=np.int64)
-    code, _ = R.replay_policy(node, kind, pfn, order, mt, np.zeros(4, dtype=np.int64), alloc_of, offset_of, placed, 0, 4, rs, 1,
-                              np.zeros(4), np.zeros(0))
+    none = np.zeros(4, dtype=np.int64)
+    code, _ = R.replay_policy(node, kind, pfn, order, mt, none, none, alloc_of, offset_of, placed, 0,
+                              4, rs, 1, np.zeros(4), np.zeros(0), np.zeros(0, dtype=np.int64))
     assert code == 0
     # the model's own choice: both from the head of the movable lists (pcp refills)
     assert placed[0] >= 0 and placed[1] >= 0 and placed[0] != 40

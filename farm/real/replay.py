@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from kernels import constants as C
+from kernels import page_alloc as P
 from kernels import replay as R
 from kernels.check import ERRORS, check_zone
 from kernels.page_alloc import reset_cached_positions
@@ -119,7 +120,10 @@ class Events:
     markers: list[tuple[int, str]]     # (index in these arrays of the next event, marker text)
     source: str = ""
     vmstat_runs: np.ndarray = field(default_factory=lambda: np.zeros(0))  # decay_drain_runs()
+    vmstat_runs_cpu: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     vmstat_updates: np.ndarray | None = None   # vmstat_update_times(): None when not traced
+    vmstat_updates_cpu: np.ndarray | None = None
+    cpu: np.ndarray | None = None              # the CPU of each event
     parse: dict = field(default_factory=dict)   # what the parse counted (trace.trace_info())
 
     def __len__(self) -> int:
@@ -189,44 +193,51 @@ def load_events(trace, source: str = "", lenient: bool = False) -> Events:
     before = np.cumsum(keep) - keep
     markers = [(int(before[i]), str(markers_text[i] or "").strip()) for i in marker_rows]
     ts = _col(table, "ts", np.float64, 0.0)
-    runs = decay_drain_runs(table, names, ts)
-    updates = vmstat_update_times(table, names, ts)
+    runs, runs_cpu = decay_drain_runs(table, names, ts)
+    updates, updates_cpu = vmstat_update_times(table, names, ts)
+    cpu = _col(table, "cpu", np.int64, 0)
     kind, pfn, aux0 = kind[keep], pfn[keep], aux0[keep]
     _unless_on_a_pcp_list(kind, pfn, aux0)
     return Events(kind, pfn, order[keep], mt[keep], aux0, aux1[keep],
                   fallback_mt[keep], ts[keep], markers, source, parse=trace_info(table),
-                  vmstat_runs=runs, vmstat_updates=updates)
+                  vmstat_runs=runs, vmstat_runs_cpu=runs_cpu, vmstat_updates=updates,
+                  vmstat_updates_cpu=updates_cpu, cpu=cpu[keep])
 
 
-def vmstat_update_times(table: pa.Table, names: np.ndarray, ts: np.ndarray) -> np.ndarray | None:
-    """When CPU 0's vmstat update ran, exactly: workqueue_execute_start of vmstat_update on CPU 0
-    (`farm capture` traces it). None when the trace has no workqueue_execute_start at all."""
+def vmstat_update_times(table: pa.Table, names: np.ndarray, ts: np.ndarray):
+    """When each CPU's vmstat update ran, exactly: workqueue_execute_start of vmstat_update
+    (`farm capture` traces it; the work is bound to its CPU). (times, cpus), or (None, None) when
+    the trace has no workqueue_execute_start at all."""
     start = names == "workqueue_execute_start"
     if "function" not in table.column_names or not start.any():
-        return None
+        return None, None
     function = np.asarray(pc.cast(table.column("function"), pa.string()).to_numpy(zero_copy_only=False),
                           dtype=object)
-    cpu = _col(table, "cpu", np.int64, 0)
-    return ts[start & (function == "vmstat_update") & (cpu == 0)].astype(np.float64)
+    pick = start & (function == "vmstat_update")
+    return ts[pick].astype(np.float64), _col(table, "cpu", np.int64, 0)[pick]
 
 
-def decay_drain_runs(table: pa.Table, names: np.ndarray, ts: np.ndarray) -> np.ndarray:
-    """When CPU 0's vmstat update ran, as far as the trace shows it: the first event of each run
-    of mm_page_pcpu_drain events by a kworker of CPU 0 (vmstat_update() is work on
-    mm_percpu_wq, bound to its CPU; decay_pcp_high() drains from there)."""
+def decay_drain_runs(table: pa.Table, names: np.ndarray, ts: np.ndarray):
+    """When each CPU's vmstat update ran, as far as the trace shows it: the first event of each
+    run of mm_page_pcpu_drain events by a kworker bound to that CPU (`kworker/N:...` on CPU N:
+    vmstat_update() is work on mm_percpu_wq, bound to its CPU; decay_pcp_high() drains from
+    there). (times, cpus)."""
+    empty = np.zeros(0), np.zeros(0, np.int64)
     if "task" not in table.column_names or not len(names):
-        return np.zeros(0)
+        return empty
     task = np.asarray(pc.cast(table.column("task"), pa.string()).to_numpy(zero_copy_only=False),
                       dtype=object)
-    drain = (names == "mm_page_pcpu_drain") & np.array(
-        [isinstance(t, str) and t.startswith("kworker/0:") for t in task], dtype=bool)
-    pid = _col(table, "pid", np.int64)
-    idx = np.flatnonzero(drain)
+    cpu = _col(table, "cpu", np.int64, 0)
+    idx = np.flatnonzero(names == "mm_page_pcpu_drain")
+    bound = np.array([isinstance(task[i], str) and task[i].startswith(f"kworker/{cpu[i]}:")
+                      for i in idx], dtype=bool)
+    idx = idx[bound] if len(idx) else idx
     if not len(idx):
-        return np.zeros(0)
+        return empty
+    pid = _col(table, "pid", np.int64)
     prev = np.concatenate([[-2], idx[:-1]])
     start = (prev != idx - 1) | (pid[idx] != pid[np.maximum(idx - 1, 0)])
-    return ts[idx[start]].astype(np.float64)
+    return ts[idx[start]].astype(np.float64), cpu[idx[start]]
 
 
 def _unless_on_a_pcp_list(kind: np.ndarray, pfn: np.ndarray, aux0: np.ndarray) -> None:
@@ -282,6 +293,7 @@ class Geometry:
     pcp_high: int | None = None
     pcp_count: int | None = None
     nr_cpus: int = 1
+    pcp_highs: tuple = ()          # each CPU's pcp high, as zoneinfo gives them
 
 
 def zone_geometry(capture: dict, events: Events | None) -> Geometry:
@@ -305,7 +317,7 @@ def zone_geometry(capture: dict, events: Events | None) -> Geometry:
         cpu = pagesets[0] if pagesets else {}
         return Geometry(key.split(":")[-1], s, e, (z.get("min"), z.get("low"), z.get("high")),
                         z.get("managed"), cpu.get("batch"), cpu.get("high"), cpu.get("count"),
-                        max(len(pagesets), 1))
+                        max(len(pagesets), 1), tuple(ps.get("high") for ps in pagesets))
     if events is None or not len(events):
         raise ReplayError(f"{capture.get('path')}: no zoneinfo.before and no events to size the zone")
     return Geometry("Normal", 0, int(events.pfn.max()) + 1)
@@ -326,6 +338,7 @@ class InitialState:
     pcp_mt: np.ndarray
     source: str
     notes: list[str] = field(default_factory=list)
+    pcp_cpu: np.ndarray | None = None     # the CPU whose list holds each pcp block (None: CPU 0)
 
 
 def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
@@ -404,7 +417,29 @@ def _pcp_at_start(events: Events, nr_pages: int, allocated: np.ndarray):
     ok = np.array([allocated[p:p + (1 << o)].all() for p, o in zip(pfn.tolist(), order.tolist())],
                   dtype=bool) if m else np.zeros(0, dtype=bool)
     ok &= (mt >= 0) & (mt < C.MIGRATE_PCPTYPES)
-    return pfn[ok], order[ok], mt[ok]
+    pfn, order, mt = pfn[ok], order[ok], mt[ok]
+    # each on the list of the CPU whose event first shows it
+    cpu = np.zeros(len(pfn), dtype=np.int64)
+    if len(pfn) and events.cpu is not None:
+        values, first = np.unique(events.pfn, return_index=True)
+        cpu = events.cpu[first[np.searchsorted(values, pfn)]]
+    return pfn, order, mt, cpu
+
+
+def in_first_use_order(events: Events, fp: np.ndarray, fo: np.ndarray):
+    """The free blocks of the initial state in the order their lists hold them, as far as the
+    trace tells: snapshots do not record the order of a free list, but __rmqueue_smallest()
+    takes the head of its list, so blocks whose first page the trace touches earlier stand
+    nearer the head; blocks the trace never touches follow in pfn order. build_state() appends
+    the blocks to the tails of their lists in the order given."""
+    if not len(fp) or not len(events):
+        return fp, fo
+    values, first = np.unique(events.pfn, return_index=True)
+    pos = np.searchsorted(values, fp)
+    hit = (pos < len(values)) & (values[np.minimum(pos, len(values) - 1)] == fp)
+    key = np.where(hit, first[np.minimum(pos, len(values) - 1)], len(events))
+    order = np.lexsort((fp, key))
+    return fp[order], fo[order]
 
 
 def _allocated_blocks(kpf: np.ndarray, allocated: np.ndarray, start: int, end: int):
@@ -462,8 +497,8 @@ def initial_state(capture: dict, events: Events | None, max_order: int, pagebloc
             return InitialState(geo, pb_mt, reserved, fp, fo, empty, empty, empty, empty, empty,
                                 empty, "boot", notes)
         return synth
-    pcp_pfn, pcp_order, pcp_mt = (_pcp_at_start(events, nr, allocated) if events is not None
-                                  else (empty, empty, empty))
+    pcp_pfn, pcp_order, pcp_mt, pcp_cpu = (_pcp_at_start(events, nr, allocated) if events is not None
+                                           else (empty, empty, empty, empty))
     on_pcp = np.zeros(nr, dtype=bool)
     for p, o in zip(pcp_pfn.tolist(), pcp_order.tolist()):
         on_pcp[p:p + (1 << o)] = True
@@ -502,6 +537,8 @@ def initial_state(capture: dict, events: Events | None, max_order: int, pagebloc
         for p, o in zip(fp[fo > pageblock_order].tolist(), fo[fo > pageblock_order].tolist()):
             b = p >> pageblock_order
             pb_mt[b:b + (1 << (o - pageblock_order))] = pb_mt[b]
+    if events is not None:
+        fp, fo = in_first_use_order(events, fp, fo)
     ap, ao, am = _allocated_blocks(flags, allocated & ~on_pcp, geo.zone_start, nr)
     counts = np.bincount(how[geo.zone_start >> pageblock_order:], minlength=4)
     if exact is not None:
@@ -515,7 +552,7 @@ def initial_state(capture: dict, events: Events | None, max_order: int, pagebloc
         notes.append(f"deferred struct page init from pfn {deferred}: {n} pageblocks whose first page is "
                      "reserved keep the boot type, Unmovable")
     return InitialState(geo, pb_mt, reserved, fp, fo, ap, ao, am, pcp_pfn, pcp_order, pcp_mt,
-                        source, notes)
+                        source, notes, pcp_cpu)
 
 
 def recorded_pageblock_types(capture: dict, phase: str, geo: Geometry, nr_blocks: int,
@@ -622,12 +659,13 @@ def synthesise_state(capture: dict, geo: Geometry, max_order: int, pageblock_ord
 
 
 def build_replay_node(state: InitialState, max_order: int, pageblock_order: int, policy: str,
-                      pcp: bool = True):
+                      pcp: bool = True, nr_cpus: int = 1):
     """The model's node in the initial state: one zone spanning the traced zone's pfns, with the
     capture's watermarks and pcp batch/high where zoneinfo gives them."""
     geo = state.geometry
+    nr_cpus = max(1, min(nr_cpus, C.MAX_CPUS))
     node = make_node(geo.zone_end, max_order, pageblock_order, policy, holes=_runs(state.reserved),
-                     pcp=pcp)
+                     pcp=pcp, nr_cpus=nr_cpus)
     z = node[0]
     z.zp[C.ZP_ZONE_START] = geo.zone_start
     if geo.wmark and None not in geo.wmark:
@@ -638,8 +676,21 @@ def build_replay_node(state: InitialState, max_order: int, pageblock_order: int,
     if not z.zp[C.ZP_MOBILITY_DISABLED]:    # else make_node typed every pageblock UNMOVABLE
         n = min(len(z.pb_mt), len(state.pb_mt))
         z.pb_mt[:n] = state.pb_mt[:n]
+    cpu = state.pcp_cpu if state.pcp_cpu is not None and nr_cpus > 1 else np.zeros(len(state.pcp_pfn), np.int64)
+    mine = cpu == 0
     R.build_state(z, state.free_pfn, state.free_order, state.alloc_pfn, state.alloc_order,
-                  state.alloc_mt, state.pcp_pfn, state.pcp_order, state.pcp_mt)
+                  state.alloc_mt, state.pcp_pfn[mine], state.pcp_order[mine], state.pcp_mt[mine])
+    none = np.zeros(0, dtype=np.int64)
+    for c in range(1, nr_cpus):
+        # each CPU's own high (zoneinfo's pagesets) and pcp blocks
+        P.pcp_switch_cpu(z, c)
+        high = geo.pcp_highs[c] if c < len(geo.pcp_highs) else None
+        if high and z.zp[C.ZP_PCP_RULES] >= C.PCP_RULES_6_7:
+            z.zp[C.ZP_PCP_HIGH] = high
+        mine = cpu == c
+        R.build_state(z, none, none, none, none, none, state.pcp_pfn[mine], state.pcp_order[mine],
+                      state.pcp_mt[mine])
+    P.pcp_switch_cpu(z, 0)
     reset_cached_positions(z)
     check_zone(node)
     return node
@@ -664,35 +715,47 @@ def jiffies_phase(hz: int) -> float:
     return ((hz - (1 << 32) % hz) % hz) / hz
 
 
-def vmstat_phase(capture: dict, events: "Events") -> float:
-    """Where in each second of the trace clock CPU 0's vmstat update runs. vmstat_update()
+def vmstat_phase(capture: dict, events: "Events", cpu: int = 0) -> float:
+    """Where in each second of the trace clock a CPU's vmstat update runs. vmstat_update()
     re-arms itself with round_jiffies_relative(HZ): it fires when jiffies is a multiple of HZ,
-    once a second. How jiffies lines up with the trace clock varies from boot to boot, so the
-    phase is read from the trace when it shows the update's decay drains (the median phase of
-    their runs); else it is jiffies_phase() of the capture's CONFIG_HZ."""
-    runs = events.vmstat_runs
-    if len(runs):
-        frac = np.sort(runs % 1.0)
-        # the phases cluster just after a tick: centre them on the first one before the median
-        med = float(np.median(frac))
-        return float(np.median((frac - med + 0.5) % 1.0) + med - 0.5) % 1.0
-    return jiffies_phase(kernel_hz(capture))
+    less 3 jiffies per CPU number (the skew of round_jiffies()), once a second. How jiffies lines
+    up with the trace clock varies from boot to boot, so the phase is read from the trace when it
+    shows the update's decay drains on that CPU (the median phase of their runs), else from
+    CPU 0's less the skew, else it is jiffies_phase() of the capture's CONFIG_HZ."""
+    hz = kernel_hz(capture)
+    for c, skew in ((cpu, 0.0), (0, 3.0 * cpu / hz)):
+        runs = events.vmstat_runs[events.vmstat_runs_cpu == c]
+        if len(runs):
+            frac = np.sort(runs % 1.0)
+            # the phases cluster just after a tick: centre them on the first one before the median
+            med = float(np.median(frac))
+            return (float(np.median((frac - med + 0.5) % 1.0) + med - 0.5) - skew) % 1.0
+    return (jiffies_phase(hz) - 3.0 * cpu / hz) % 1.0
 
 
-def vmstat_ticks(capture: dict, events: "Events", start: float, end: float) -> np.ndarray:
-    """When CPU 0's vmstat update (and decay_pcp_high()) runs between trace times start and
-    end: where the trace records it (workqueue_execute_start of vmstat_update), exactly; else
-    once a second at vmstat_phase(), and in a second where the trace shows its drains, at the
-    first of them (the work runs a little after its timer, by as much as the CPU is busy)."""
+def vmstat_ticks(capture: dict, events: "Events", start: float, end: float,
+                 nr_cpus: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """When each CPU's vmstat update (and decay_pcp_high()) runs between trace times start and
+    end, as (times, cpus) in time order: where the trace records it (workqueue_execute_start of
+    vmstat_update), exactly; else once a second at vmstat_phase(), and in a second where the
+    trace shows that CPU's drains, at the first of them (the work runs a little after its timer,
+    by as much as the CPU is busy)."""
     if events.vmstat_updates is not None:
-        return events.vmstat_updates[(events.vmstat_updates >= start) & (events.vmstat_updates <= end)]
-    phase = vmstat_phase(capture, events)
-    first = vmstat_tick_after(start, phase)
-    ticks = first + VMSTAT_INTERVAL_S * np.arange(max(int(np.floor(end - first)) + 1, 0))
-    for t in events.vmstat_runs:
-        near = np.abs(ticks - t) < 0.5 * VMSTAT_INTERVAL_S
-        ticks[near] = t
-    return ticks
+        t, c = events.vmstat_updates, events.vmstat_updates_cpu
+        pick = (t >= start) & (t <= end) & (c < nr_cpus)
+        return t[pick], c[pick]
+    times, cpus = [], []
+    for cpu in range(nr_cpus):
+        first = vmstat_tick_after(start, vmstat_phase(capture, events, cpu))
+        ticks = first + VMSTAT_INTERVAL_S * np.arange(max(int(np.floor(end - first)) + 1, 0))
+        for t in events.vmstat_runs[events.vmstat_runs_cpu == cpu]:
+            near = np.abs(ticks - t) < 0.5 * VMSTAT_INTERVAL_S
+            ticks[near] = t
+        times.append(ticks)
+        cpus.append(np.full(len(ticks), cpu, np.int64))
+    t, c = np.concatenate(times), np.concatenate(cpus)
+    order = np.argsort(t, kind="stable")
+    return t[order], c[order]
 
 
 def vmstat_tick_after(t: float, phase: float) -> float:
@@ -701,16 +764,17 @@ def vmstat_tick_after(t: float, phase: float) -> float:
     return float(k + phase)
 
 
-def initial_alloc_factor(events: Events, batch: int) -> int:
-    """pcp->alloc_factor when the trace starts (6.7+), from the first order-0 pcp refill when
-    no free comes before it: nr_pcp_alloc() took batch << alloc_factor pages (mm_page_alloc_zone_locked
-    with percpu_refill = 1, in a row). 0 when the trace does not tell."""
-    refill = (events.kind == R.EV_ZONE_LOCKED) & (events.aux0 == 1) & (events.order == 0)
+def initial_alloc_factor(events: Events, batch: int, cpu: int = 0) -> int:
+    """A CPU's pcp->alloc_factor when the trace starts (6.7+), from its first order-0 pcp refill
+    when no free on that CPU comes before it: nr_pcp_alloc() took batch << alloc_factor pages
+    (mm_page_alloc_zone_locked with percpu_refill = 1, in a row). 0 when the trace does not tell."""
+    on = events.cpu == cpu if events.cpu is not None else np.full(len(events), cpu == 0)
+    refill = (events.kind == R.EV_ZONE_LOCKED) & (events.aux0 == 1) & (events.order == 0) & on
     first = np.flatnonzero(refill)
     if not len(first) or batch < 1:
         return 0
     i = int(first[0])
-    if np.any(events.kind[:i] == R.EV_FREE):
+    if np.any((events.kind[:i] == R.EV_FREE) & on[:i]):
         return 0
     n = 0
     while i + n < len(events) and refill[i + n]:
@@ -851,9 +915,14 @@ def replay(source, mode: str = "pinned", until: str | None = None, until_ts: flo
     hygiene = policy_behaviour(policy)[1] == C.MERGE_HYGIENE
     t0 = time.perf_counter()
     state = initial_state(capture, events, max_order, pageblock_order, hygiene)
-    node = build_replay_node(state, max_order, pageblock_order, policy)
+    nr_cpus = state.geometry.nr_cpus if mode == "policy" else 1
+    node = build_replay_node(state, max_order, pageblock_order, policy, nr_cpus=nr_cpus)
     if mode == "policy":
-        node[0].zp[C.ZP_PCP_ALLOC_FACTOR] = initial_alloc_factor(events, int(node[0].zp[C.ZP_PCP_BATCH]))
+        z = node[0]
+        for c in range(int(z.zp[C.ZP_NR_CPUS])):
+            P.pcp_switch_cpu(z, c)
+            z.zp[C.ZP_PCP_ALLOC_FACTOR] = initial_alloc_factor(events, int(z.zp[C.ZP_PCP_BATCH]), c)
+        P.pcp_switch_cpu(z, 0)
     t_init = time.perf_counter() - t0
     geo = state.geometry
     out: dict[str, Any] = {
@@ -891,9 +960,12 @@ def replay(source, mode: str = "pinned", until: str | None = None, until_ts: flo
         R.real_owners(k, p, o, geo.zone_end, alloc_of, offset_of, owner, base)
         placed = np.full(len(sel), -1, dtype=np.int64)
         ts = events.ts[sel].astype(np.float64)
-        ticks = vmstat_ticks(capture, events, float(ts[0]), float(ts[-1])) if len(ts) else ts
-        code, at = R.replay_policy(node, k, p, o, m, a0, alloc_of, offset_of, placed, 0, len(sel), rs,
-                                   check_every, ts, ticks)
+        ncpu = int(node[0].zp[C.ZP_NR_CPUS])
+        ticks, tick_cpu = (vmstat_ticks(capture, events, float(ts[0]), float(ts[-1]), ncpu) if len(ts)
+                           else (ts, np.zeros(0, np.int64)))
+        cpu = np.minimum(events.cpu[sel], ncpu - 1) if events.cpu is not None else np.zeros(len(sel), np.int64)
+        code, at = R.replay_policy(node, k, p, o, m, a0, cpu, alloc_of, offset_of, placed, 0, len(sel),
+                                   rs, check_every, ts, ticks, np.minimum(tick_cpu, ncpu - 1))
     wall = time.perf_counter() - t0
     if code:
         raise ReplayError(f"the model's invariants broke at event {int(sel[at])} "
