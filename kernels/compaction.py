@@ -53,6 +53,8 @@ EXTFRAG_THRESHOLD = 500      # sysctl_extfrag_threshold
 GFP_NOCOMPACT = 0   # no direct compaction (atomic, or __GFP_DIRECT_RECLAIM clear)
 GFP_NORETRY = 1     # one async direct compaction (THP faults, __GFP_NORETRY)
 GFP_RETRY = 2       # __GFP_RETRY_MAYFAIL: async, then escalating priorities (hugetlb pool)
+GFP_THP = 3         # a THP fault with GFP_TRANSHUGE (direct compaction allowed, no __GFP_NORETRY)
+GFP_THP_NORETRY = 4  # a THP fault with GFP_TRANSHUGE | __GFP_NORETRY (defrag=always, not madvised)
 
 ENOMEM = -12
 
@@ -459,7 +461,14 @@ def alloc_pages_gfp(node, cc, order, mt, extra, gfp):
     """__alloc_pages() with the slow path: fast path (low watermark), min watermark, then direct
     compaction for costly orders (and for any order > 0 that is not movable) when `gfp` allows:
     GFP_NORETRY one async attempt, GFP_RETRY async, async, sync-light, sync-full (the priority
-    escalation of should_compact_retry(); there is no reclaim in the model)."""
+    escalation of should_compact_retry(); there is no reclaim in the model).
+    THP faults (GFP_THP, GFP_THP_NORETRY: vma_thp_gfp_mask() with __GFP_DIRECT_RECLAIM) follow
+    6.12's alloc_pages_mpol() and __alloc_pages_slowpath(): first a local-node attempt with
+    __GFP_THISNODE | __GFP_NORETRY (one async compaction), then the request itself: async
+    compaction (INIT_COMPACT_PRIORITY); with __GFP_NORETRY a SKIPPED or DEFERRED result ends it,
+    else the compaction after direct reclaim runs at INIT (async) with __GFP_NORETRY and at
+    DEF_COMPACT_PRIORITY (sync-light) without; a costly order without __GFP_RETRY_MAYFAIL then
+    fails."""
     if gfp == GFP_NOCOMPACT or order == 0:
         return alloc_pages(node, order, mt, extra)
     first = node[0]
@@ -477,6 +486,23 @@ def alloc_pages_gfp(node, cc, order, mt, extra, gfp):
                 pfn, rc = alloc_pages_direct_compact(node, cc, order, list_mt, mt, extra, prio)
                 if pfn >= 0:
                     return pfn
+        elif gfp == GFP_THP or gfp == GFP_THP_NORETRY:
+            # the local-node attempt failed: the request itself, fast path first
+            pfn = alloc_pages_fast(node, order, mt, extra)
+            if pfn >= 0:
+                return pfn
+            pfn, rc = alloc_pages_direct_compact(node, cc, order, list_mt, mt, extra, COMPACT_PRIO_ASYNC)
+            if pfn >= 0:
+                return pfn
+            prio = COMPACT_PRIO_SYNC_LIGHT
+            if gfp == GFP_THP_NORETRY:
+                if rc == COMPACT_SKIPPED or rc == COMPACT_DEFERRED_RESULT:
+                    first.stat[ALLOC_FAIL] += 1
+                    return -1
+                prio = COMPACT_PRIO_ASYNC
+            pfn, rc = alloc_pages_direct_compact(node, cc, order, list_mt, mt, extra, prio)
+            if pfn >= 0:
+                return pfn
     first.stat[ALLOC_FAIL] += 1
     return -1
 

@@ -13,7 +13,7 @@ from numba.extending import intrinsic, overload
 from ._jit import jit, jit_inline
 
 from .check import check_node
-from .compaction import GFP_NORETRY, alloc_pages_gfp
+from .compaction import alloc_pages_gfp
 from .page_isolation import CONTIG_OK, cma_alloc, cma_release, offline_pages, online_pages
 from .constants import PG_HEAD, PG_PINNED, ZP_MANAGED
 from .page_alloc import alloc_pages, alloc_pages_inline, drain_all_pages, free_pages
@@ -335,7 +335,8 @@ WP_ACTION = 10            # 0 none, 1 cma_alloc + release, 2 offline + online a 
 WP_CMA_COUNT = 11         # pages per cma_alloc
 WP_HOLD = 12              # operations a cma allocation / offline block is held
 WP_THP_ORDER = 13
-WP_SIZE = 14
+WP_THP_GFP = 14           # the THP fault's gfp mode (compaction.GFP_*, from thp_defrag and thp_madvise)
+WP_SIZE = 15
 
 # Engine counters (int64 array `ws`)
 WS_HEAP = 0               # expiries in the heap (beyond the wheel)
@@ -405,8 +406,8 @@ def steady_state(node, cc, rng, ops, wp, cum_orders, slots, wheel, wnext, wbits,
     Each operation first frees every block whose lifetime has ended, then allocates one block (a
     class by weight, an order from the class's small-order mix `cum_orders[class]`, then its
     lifetime, all drawn one allocation ahead by _draw_allocation; a movable allocation is a THP
-    fault of order THP_ORDER with probability THP_FRACTION: direct compaction once
-    (__GFP_NORETRY), falling back to an order-0 page). At or above the target occupancy the
+    fault of order THP_ORDER with probability THP_FRACTION: direct compaction as its gfp mode
+    THP_GFP allows (thp_defrag, thp_madvise), falling back to an order-0 page). At or above the target occupancy the
     operation frees the block that would expire first instead (reclaim; among equal expiries the
     one queued last, see _expiry_pop_first). Every PERIOD operations the periodic
     action runs (cma_alloc of CMA_COUNT pages, or offlining a random memory block of the `area`
@@ -481,6 +482,7 @@ def _steady_ops(node, cc, rng, wp, cum_orders, slots, wheel, wnext, wbits, ht, h
     """Operations start..end-1 of steady_state (no periodic event among them; when first_done,
     operation `start` has freed its expired blocks already)."""
     thp_order = int(wp[WP_THP_ORDER])
+    thp_gfp = int(wp[WP_THP_GFP])
     for now in range(start, end):
         if not (first_done and now == start):
             ws[WS_USED] -= _free_due(node, slots, wheel, wnext, wbits, ht, hs, ws, now)
@@ -505,7 +507,7 @@ def _steady_ops(node, cc, rng, wp, cum_orders, slots, wheel, wnext, wbits, ht, h
             prefetch(wheel, t & (WHEEL - 1))
             pfn = -1
             if thp:
-                pfn = alloc_pages_gfp(node, cc, thp_order, 1, extra, GFP_NORETRY)
+                pfn = alloc_pages_gfp(node, cc, thp_order, 1, extra, thp_gfp)
                 if pfn >= 0:
                     order = thp_order
                     ws[WS_THP_FAULT_ALLOC] += 1

@@ -14,6 +14,7 @@ from typing import Any, Callable
 from kernels.constants import PAGE_SHIFT, POLICIES
 
 WORKLOADS = ("smallpages", "mixed", "fragmenter", "thp", "cma", "hotplug", "scatterer")
+THP_DEFRAG = ("always", "defer", "defer+madvise", "madvise", "never")
 MIGRATETYPE_CHOICES = {"unmovable": 0, "movable": 1, "reclaimable": 2}
 _UNITS = {"": 1, "B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
@@ -249,6 +250,12 @@ PARAMS: dict[str, Param] = {p.name: p for p in [
     Param("thp_fraction", _float01, None,
           "share of movable allocations that are THP faults (order pageblock_order, one async "
           "compaction, fallback to a base page)", "workload"),
+    Param("thp_defrag", _choice(THP_DEFRAG), "madvise",
+          "/sys/kernel/mm/transparent_hugepage/defrag: always, defer, defer+madvise, madvise or "
+          "never (which THP faults may compact directly)", "workload"),
+    Param("thp_madvise", _bool, None,
+          "the THP faults' regions are madvise(MADV_HUGEPAGE)d (default: true for thp, false "
+          "otherwise)", "workload"),
     Param("pinned_fraction", _float01, 0.0, "share of movable allocations that are pinned", "workload"),
     Param("period", lambda k, v: _int(k, v, 1), 2000,
           "cma / hotplug: operations between periodic cma_alloc or offline attempts", "workload"),
@@ -276,7 +283,8 @@ WORKLOAD_DEFAULTS = {
     "mixed": {"mix": "movable=0.85,unmovable=0.08,reclaimable=0.07",
               "lifetime": "movable=20000,unmovable=400000,reclaimable=100000", "thp_fraction": 0.02},
     "thp": {"mix": "movable=0.95,unmovable=0.03,reclaimable=0.02",
-            "lifetime": "movable=20000,unmovable=400000,reclaimable=100000", "thp_fraction": 0.3},
+            "lifetime": "movable=20000,unmovable=400000,reclaimable=100000", "thp_fraction": 0.3,
+            "thp_madvise": True},
     "cma": {"mix": "movable=0.9,unmovable=0.05,reclaimable=0.05",
             "lifetime": "movable=20000,unmovable=400000,reclaimable=100000", "thp_fraction": 0.0},
     "hotplug": {"mix": "movable=0.9,unmovable=0.05,reclaimable=0.05",
@@ -298,6 +306,8 @@ def resolve(raw: dict[str, Any]) -> dict[str, Any]:
     for name, value in WORKLOAD_DEFAULTS.get(p["workload"], {}).items():
         if raw.get(name) is None:
             p[name] = PARAMS[name].parse(name, value)
+    if p["thp_madvise"] is None:
+        p["thp_madvise"] = False
     memory = parse_size(p["memory"])
     page = 1 << PAGE_SHIFT
     if memory % page:

@@ -15,6 +15,7 @@ from kernels import MODEL_VERSION
 from kernels import constants as C
 from kernels import workloads as W
 from kernels.check import ERRORS, check_zone
+from kernels.compaction import GFP_NOCOMPACT, GFP_THP, GFP_THP_NORETRY
 from kernels.page_alloc import boot_node
 from kernels.rng import seed_state
 from kernels.vmstat import extfrag_index, pagetypeinfo_blocks, pagetypeinfo_free, unusable_index
@@ -60,6 +61,18 @@ def build_node(p: dict[str, Any], owner_slots: int = 0):
                      p["isolation"] == "maxorder", p["_cma_pages"], p["vmstat_interval"])
     boot_node(node)
     return node
+
+
+def thp_gfp(defrag: str, madvised: bool) -> int:
+    """vma_thp_gfp_mask() (6.12): the gfp of a THP fault, as the model's mode. `always`: direct
+    compaction, with __GFP_NORETRY outside madvised regions; `defer`: none (kcompactd is woken,
+    and the model has none); `defer+madvise` and `madvise`: direct compaction in madvised regions,
+    none elsewhere; `never`: none (GFP_TRANSHUGE_LIGHT has no __GFP_DIRECT_RECLAIM)."""
+    if defrag == "always":
+        return GFP_THP if madvised else GFP_THP_NORETRY
+    if defrag in ("defer+madvise", "madvise") and madvised:
+        return GFP_THP
+    return GFP_NOCOMPACT
 
 
 def _order_weights(mix: str) -> np.ndarray:
@@ -180,6 +193,7 @@ def _run_steady_state(node, p, rng, extra, finish=True):
     # a THP is HPAGE_PMD_ORDER (a PMD mapping), not pageblock_order; a kernel whose MAX_PAGE_ORDER
     # is below it has no THP (here: the largest order the zone has)
     wp[W.WP_THP_ORDER] = min(C.HPAGE_PMD_ORDER, p["max_order"])
+    wp[W.WP_THP_GFP] = thp_gfp(p["thp_defrag"], p["thp_madvise"])
     normal = node[0]
     if p["workload"] == "cma":
         wp[W.WP_ACTION] = 1
