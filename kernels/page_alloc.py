@@ -22,6 +22,7 @@ from .constants import (
     ZP_PCP, ZP_PCP_BATCH, ZP_PCP_HIGH, ZP_WMARK_LOW, ZP_WMARK_MIN, ZP_MOVE_TO_TAIL,
     ZP_PCP_THP_ORDER, NR_LOWORDER_PCP_LISTS, ZP_CMA_BALANCE, ZP_ZONE_END, ZP_ZONE_START, ZP_ZONE_IDX, ZP_LOWMEM_RESERVE,
     ZONE_MOVABLE, ZONE_NORMAL, CACHED_MIGRATE_PFN, CACHED_FREE_PFN, ZP_CMA_START, ZP_CMA_END,
+    NR_ISOLATE_PAGEBLOCK,
     ZP_PCP_RULES, ZP_PCP_HIGH_MIN, ZP_PCP_HIGH_MAX, ZP_PCP_ALLOC_FACTOR, ZP_PCP_FLAGS, ZP_BELOW_HIGH,
     ZP_WMARK_HIGH, PCP_RULES_5_4, PCP_RULES_6_1, PCP_RULES_6_7, PCP_RULES_6_16, PCP_BATCH_SCALE_MAX,
     PCPF_PREV_FREE_HIGH_ORDER, PCPF_FREE_HIGH_BATCH, ZP_VMSTAT_INTERVAL, ZP_VMSTAT_COUNTDOWN,
@@ -675,11 +676,12 @@ def _rmqueue_pcplist(z, order, mt, alloc_cma):
 
 
 @jit_fold
-def _pcp_drain_one(z, pindex, pre_hygiene):
+def _pcp_drain_one(z, pindex, recorded):
     """Take the coldest (tail) block off a pcp list and free it to the buddy lists. The type:
-    <= 6.9 the one recorded with the page, 6.10+ the pageblock's current type."""
+    `recorded` (<= 6.9 with no isolated pageblock in the zone) the one recorded with the page,
+    else the pageblock's current type."""
     pfn = z.list_tail[z.zp[ZP_PCP_BASE] + pindex]
-    mt = int(z.page_mt[pfn]) if pre_hygiene else get_pageblock_migratetype(z, pfn)
+    mt = int(z.page_mt[pfn]) if recorded else get_pageblock_migratetype(z, pfn)
     _pcp_del(z, pindex, pfn)
     _free_one_page(z, pfn, pindex_to_order(z, pindex), mt, False)
 
@@ -691,7 +693,10 @@ def _free_pcppages_bulk(z, count, pindex):
     list for every empty list passed (batch_free)."""
     count = min(count, z.zp[ZP_PCP_COUNT])
     z.stat[PCP_DRAINS] += 1
-    pre_hygiene = z.zp[ZP_FALLBACK] == FALLBACK_A
+    # <= 6.9: the type recorded with each page, unless the zone has isolated pageblocks
+    # (has_isolate_pageblock(): "Pageblock could have been isolated meanwhile"); 6.10+: always
+    # the pageblock's type
+    recorded = z.zp[ZP_FALLBACK] == FALLBACK_A and z.stat[NR_ISOLATE_PAGEBLOCK] == 0
     if z.zp[ZP_PCP_RULES] == PCP_RULES_5_4:
         mt = 0
         batch_free = 0
@@ -706,7 +711,7 @@ def _free_pcppages_bulk(z, count, pindex):
             if batch_free == MIGRATE_PCPTYPES:
                 batch_free = count      # the only non-empty list: free from it alone
             while True:
-                _pcp_drain_one(z, mt, pre_hygiene)
+                _pcp_drain_one(z, mt, recorded)
                 count -= 1
                 batch_free -= 1
                 if count == 0 or batch_free == 0 or z.list_head[z.zp[ZP_PCP_BASE] + mt] < 0:
@@ -722,7 +727,7 @@ def _free_pcppages_bulk(z, count, pindex):
                 break
         order = pindex_to_order(z, pindex)
         while True:
-            _pcp_drain_one(z, pindex, pre_hygiene)
+            _pcp_drain_one(z, pindex, recorded)
             count -= 1 << order
             if count <= 0 or z.list_head[z.zp[ZP_PCP_BASE] + pindex] < 0:
                 break

@@ -383,3 +383,32 @@ def test_policy_replay_of_a_two_cpu_capture():
         return ev
     placed1, _ = _policy_replay(DATA / "k6.12-fragmenter-512m-smp2", load_events=one_cpu)
     assert placed1 < 0.10
+
+
+@pytest.mark.parametrize("policy, isolated, merged_type", [
+    ("v6.1", False, M),      # the type recorded when the page went on the list
+    ("v6.1", True, 0),       # an isolated pageblock in the zone: the pageblock's type, Unmovable
+    ("v6.10", False, 0),     # 6.10+: always the pageblock's type
+])
+def test_a_drain_before_6_10_rereads_the_type_when_the_zone_has_isolated_pageblocks(
+        policy, isolated, merged_type):
+    """free_pcppages_bulk() <= 6.9: `if (unlikely(isolated_pageblocks)) mt =
+    get_pageblock_migratetype(page)`. Pages 0, 1, 2 sit on the pcp list recorded Movable; then
+    their pageblock (0..15) becomes Unmovable (as a claim by another CPU would make it). The drain
+    frees 2, 1, 0: they merge with the free pages around them up to 0@5, which goes on the list
+    of the type the drain used."""
+    from kernels.page_alloc import _move_freepages_block, change_pageblock_range, drain_all_pages
+    from kernels.page_isolation import set_migratetype_isolate
+    z = Model(nr_pages=16384, max_order=5, pageblock_order=4, policy=policy, pcp=True,
+              min_free_kbytes=0)
+    assert z.alloc(0, M) == 0
+    z.free(0)
+    assert z.pcp_lists() == {1: [0, 1, 2]}
+    zone = z.zone
+    _move_freepages_block(zone, 0, 0)
+    change_pageblock_range(zone, 0, 4, 0)
+    if isolated:
+        assert set_migratetype_isolate(zone, 1600, 1600, 1616, M) == -1
+    drain_all_pages(z.node)
+    assert 0 in z.free_lists().get((5, merged_type), [])
+    z.check()

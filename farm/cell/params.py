@@ -253,7 +253,7 @@ PARAMS: dict[str, Param] = {p.name: p for p in [
     Param("thp_defrag", _choice(THP_DEFRAG), "madvise",
           "/sys/kernel/mm/transparent_hugepage/defrag: always, defer, defer+madvise, madvise or "
           "never (which THP faults may compact directly)", "workload"),
-    Param("thp_madvise", _bool, None,
+    Param("thp_madvise", _bool, False,
           "the THP faults' regions are madvise(MADV_HUGEPAGE)d (default: true for thp, false "
           "otherwise)", "workload"),
     Param("pinned_fraction", _float01, 0.0, "share of movable allocations that are pinned", "workload"),
@@ -306,8 +306,6 @@ def resolve(raw: dict[str, Any]) -> dict[str, Any]:
     for name, value in WORKLOAD_DEFAULTS.get(p["workload"], {}).items():
         if raw.get(name) is None:
             p[name] = PARAMS[name].parse(name, value)
-    if p["thp_madvise"] is None:
-        p["thp_madvise"] = False
     memory = parse_size(p["memory"])
     page = 1 << PAGE_SHIFT
     if memory % page:
