@@ -193,23 +193,20 @@ def isolation_range(z, start, end):
 @jit
 def start_isolate_page_range(z, start, end, mt, iso_start, iso_end):
     """start_isolate_page_range(): isolate every pageblock of [iso_start, iso_end). The unmovable
-    check covers each whole pageblock (maxorder regime) or only its part inside [start, end)
-    (pageblock regime). Each block's type before isolation is kept (in list_head from
+    check covers each whole pageblock: before 5.19 set_migratetype_isolate() checked its whole
+    pageblock; from 5.19 isolate_single_pageblock() passes the whole boundary pageblocks, and an
+    interior pageblock's intersection with [start, end) is the whole of it. Each block's type before isolation is kept (in list_head from
     zp[ZP_ISO_SAVED_BASE], by pageblock): from 6.17 isolation is a pageblock bit of its own
     (PB_migrate_isolate) and the type bits stay, so undoing restores them. Returns CONTIG_OK or a
     failure reason; undoes on failure."""
     pb_order = z.zp[ZP_PAGEBLOCK_ORDER]
     pb = 1 << pb_order
-    whole = z.zp[ZP_CONTIG_MAXORDER] != 0
     block = iso_start
     while block < iso_end:
         if z.pb_mt[block >> pb_order] != MIGRATE_ISOLATE:
             z.list_head[z.zp[ZP_ISO_SAVED_BASE] + (block >> pb_order)] = z.pb_mt[block >> pb_order]
-        lo = block
+        lo = max(block, z.zp[ZP_ZONE_START])
         hi = min(block + pb, z.zp[ZP_ZONE_END])
-        if not whole:
-            lo = max(lo, start)
-            hi = min(hi, end)
         r = -1
         if lo < hi:
             r = set_migratetype_isolate(z, block, lo, hi, mt)
