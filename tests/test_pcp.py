@@ -412,3 +412,16 @@ def test_a_drain_before_6_10_rereads_the_type_when_the_zone_has_isolated_pageblo
     drain_all_pages(z.node)
     assert 0 in z.free_lists().get((5, merged_type), [])
     z.check()
+
+
+def test_pcp_blocks_at_the_start_in_the_order_the_trace_takes_them():
+    """An allocation takes a pcp list's head, a drain its tail: blocks first allocated stand at
+    the head in the order of their allocations, blocks first drained behind them, the first
+    drained at the tail; each on the list of the CPU whose event shows it."""
+    import numpy as np
+    import kernels.replay as R
+    from farm.real.replay import _pcp_at_start
+    ev = _events([R.EV_DRAIN, R.EV_ALLOC, R.EV_DRAIN, R.EV_ALLOC], [0, 0, 0, 0], cpu=[1, 0, 1, 0])
+    ev.pfn[:] = [10, 20, 30, 40]
+    pfn, order, mt, cpu = _pcp_at_start(ev, 64, np.ones(64, dtype=bool))
+    assert list(pfn) == [20, 40, 30, 10] and list(cpu) == [0, 0, 1, 1]

@@ -418,11 +418,19 @@ def _pcp_at_start(events: Events, nr_pages: int, allocated: np.ndarray):
                   dtype=bool) if m else np.zeros(0, dtype=bool)
     ok &= (mt >= 0) & (mt < C.MIGRATE_PCPTYPES)
     pfn, order, mt = pfn[ok], order[ok], mt[ok]
-    # each on the list of the CPU whose event first shows it
+    # each on the list of the CPU whose event first shows it, and in the order the trace takes
+    # them: an allocation takes the head of a pcp list, a drain the tail, so blocks first
+    # allocated stand first (head) in the order of their allocations, then the blocks first
+    # drained, the first drained last (tail); build_state() appends in the order given
     cpu = np.zeros(len(pfn), dtype=np.int64)
-    if len(pfn) and events.cpu is not None:
+    if len(pfn):
         values, first = np.unique(events.pfn, return_index=True)
-        cpu = events.cpu[first[np.searchsorted(values, pfn)]]
+        idx = first[np.searchsorted(values, pfn)]
+        if events.cpu is not None:
+            cpu = events.cpu[idx]
+        drained = events.kind[idx] == R.EV_DRAIN
+        order_ = np.lexsort((np.where(drained, -idx, idx), drained))
+        pfn, order, mt, cpu = pfn[order_], order[order_], mt[order_], cpu[order_]
     return pfn, order, mt, cpu
 
 
