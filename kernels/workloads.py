@@ -407,11 +407,11 @@ def steady_state(node, cc, rng, ops, wp, cum_orders, slots, wheel, wnext, wbits,
     class by weight, an order from the class's small-order mix `cum_orders[class]`, then its
     lifetime, all drawn one allocation ahead by _draw_allocation; a movable allocation is a THP
     fault of order THP_ORDER with probability THP_FRACTION: direct compaction as its gfp mode
-    THP_GFP allows (thp_defrag, thp_madvise), falling back to an order-0 page). At or above the target occupancy the
-    operation frees the block that would expire first instead (reclaim; among equal expiries the
-    one queued last, see _expiry_pop_first). Every PERIOD operations the periodic
-    action runs (cma_alloc of CMA_COUNT pages, or offlining a random memory block of the `area`
-    list), held for HOLD operations. Expiries are kept in the expiry queue (wheel ... hs, see
+    THP_GFP allows (thp_defrag, thp_madvise), falling back to an order-0 page). At or above the
+    target occupancy the operation frees the block that would expire first instead (reclaim;
+    among equal expiries the one queued last, see _expiry_pop_first). Every PERIOD operations the
+    periodic action runs (cma_alloc of CMA_COUNT pages, or offlining a random memory block of the
+    `area` list), held for HOLD operations. Expiries are kept in the expiry queue (wheel ... hs, see
     expiry_queue()). Returns (check error code, pfn).
 
     The operations between two periodic events or checks run in _steady_ops, a loop without the

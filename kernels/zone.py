@@ -80,13 +80,21 @@ def pcp_sizes(managed_pages: int, low_wmark: int, nr_cpus: int = 1,
     b = max(b, 1)
     batch = _rounddown_pow_of_two(b + b // 2) - 1
     batch = max(batch, 1)
+    high_min, high_max = pcp_high_bounds(batch, managed_pages, low_wmark, nr_cpus, rules)
+    return batch, high_min, high_min, high_max
+
+
+def pcp_high_bounds(batch: int, managed_pages: int, low_wmark: int, nr_cpus: int,
+                    rules: int) -> tuple[int, int]:
+    """zone_highsize() for a batch: (high_min, high_max). 5.4: both 6 * batch; 6.1: both the low
+    watermark split over the CPUs, at least 4 * batch; 6.7+: that, and managed / 8
+    (MIN_PERCPU_PAGELIST_HIGH_FRACTION) split likewise, at least 4 * batch."""
     if rules == C.PCP_RULES_5_4:
-        return batch, 6 * batch, 6 * batch, 6 * batch
+        return 6 * batch, 6 * batch
     high_min = max(low_wmark // nr_cpus, batch << 2)
     if rules == C.PCP_RULES_6_1:
-        return batch, high_min, high_min, high_min
-    high_max = max(managed_pages // 8 // nr_cpus, batch << 2)
-    return batch, high_min, high_min, high_max
+        return high_min, high_min
+    return high_min, max(managed_pages // 8 // nr_cpus, batch << 2)
 
 
 def make_node(nr_pages: int, max_order: int, pageblock_order: int, policy: str = "v6.15",
@@ -127,6 +135,9 @@ def make_node(nr_pages: int, max_order: int, pageblock_order: int, policy: str =
         min_free_kbytes = min_free_kbytes_for(lowmem)
     pages_min = min_free_kbytes >> (C.PAGE_SHIFT - 10)
 
+    rules = pcp_rules(policy)
+    if not 1 <= nr_cpus <= C.MAX_CPUS:
+        raise ValueError(f"nr_cpus {nr_cpus} outside 1..{C.MAX_CPUS}")
     zones = []
     for idx, start, end in spans:
         zp = np.zeros(C.ZP_SIZE, dtype=np.int64)
@@ -136,9 +147,6 @@ def make_node(nr_pages: int, max_order: int, pageblock_order: int, policy: str =
         wmin = min(max(managed[idx] // 1024, 32), 128) if idx == C.ZONE_MOVABLE else tmp
         delta = max(tmp // 4, managed[idx] * 10 // 10000)
         wlow, whigh = wmin + delta, wmin + 2 * delta
-        rules = pcp_rules(policy)
-        if not 1 <= nr_cpus <= C.MAX_CPUS:
-            raise ValueError(f"nr_cpus {nr_cpus} outside 1..{C.MAX_CPUS}")
         batch, high, high_min, high_max = pcp_sizes(managed[idx], wlow, nr_cpus, rules)
         zp[C.ZP_NR_PAGES] = nr_pages
         zp[C.ZP_ZONE_START] = start

@@ -29,7 +29,7 @@ from kernels import replay as R
 from kernels.check import ERRORS, check_zone
 from kernels.page_alloc import reset_cached_positions
 from kernels.vmstat import pagetypeinfo_free
-from kernels.zone import make_node, policy_behaviour
+from kernels.zone import make_node, pcp_high_bounds, policy_behaviour
 
 from .captures import KPF_BUDDY, KPF_COMPOUND_HEAD, KPF_COMPOUND_TAIL, KPF_LRU, KPF_NOPAGE, \
     KPF_RESERVED, read_capture
@@ -124,6 +124,7 @@ class Events:
     vmstat_updates: np.ndarray | None = None   # vmstat_update_times(): None when not traced
     vmstat_updates_cpu: np.ndarray | None = None
     cpu: np.ndarray | None = None              # the CPU of each event
+    first_seen: tuple | None = None            # first_event_index()'s cache
     parse: dict = field(default_factory=dict)   # what the parse counted (trace.trace_info())
 
     def __len__(self) -> int:
@@ -424,8 +425,7 @@ def _pcp_at_start(events: Events, nr_pages: int, allocated: np.ndarray):
     # drained, the first drained last (tail); build_state() appends in the order given
     cpu = np.zeros(len(pfn), dtype=np.int64)
     if len(pfn):
-        values, first = np.unique(events.pfn, return_index=True)
-        idx = first[np.searchsorted(values, pfn)]
+        idx = first_event_index(events, pfn)     # every block here has an event
         if events.cpu is not None:
             cpu = events.cpu[idx]
         drained = events.kind[idx] == R.EV_DRAIN
@@ -442,12 +442,20 @@ def in_first_use_order(events: Events, fp: np.ndarray, fo: np.ndarray):
     the blocks to the tails of their lists in the order given."""
     if not len(fp) or not len(events):
         return fp, fo
-    values, first = np.unique(events.pfn, return_index=True)
-    pos = np.searchsorted(values, fp)
-    hit = (pos < len(values)) & (values[np.minimum(pos, len(values) - 1)] == fp)
-    key = np.where(hit, first[np.minimum(pos, len(values) - 1)], len(events))
-    order = np.lexsort((fp, key))
+    order = np.lexsort((fp, first_event_index(events, fp)))
     return fp[order], fo[order]
+
+
+def first_event_index(events: Events, pfns: np.ndarray) -> np.ndarray:
+    """For each pfn, the index of the first event at exactly that pfn (len(events) when none).
+    The sorted first occurrences are computed once per Events."""
+    if events.first_seen is None:
+        events.first_seen = np.unique(events.pfn, return_index=True)
+    values, first = events.first_seen
+    if not len(values):
+        return np.full(len(pfns), len(events), dtype=np.int64)
+    pos = np.minimum(np.searchsorted(values, pfns), len(values) - 1)
+    return np.where(values[pos] == pfns, first[pos], len(events))
 
 
 def _allocated_blocks(kpf: np.ndarray, allocated: np.ndarray, start: int, end: int):
@@ -802,8 +810,8 @@ def set_pcp_sizes(z, batch: int | None, high: int | None, nr_cpus: int) -> None:
     batch = int(z.zp[C.ZP_PCP_BATCH])
     rules = int(z.zp[C.ZP_PCP_RULES])
     if rules >= C.PCP_RULES_6_7:
-        high_min = max(int(z.zp[C.ZP_WMARK_LOW]) // nr_cpus, batch << 2)
-        high_max = max(int(z.zp[C.ZP_MANAGED]) // 8 // nr_cpus, batch << 2)
+        high_min, high_max = pcp_high_bounds(batch, int(z.zp[C.ZP_MANAGED]), int(z.zp[C.ZP_WMARK_LOW]),
+                                             nr_cpus, rules)
         if high:
             high_max = max(high_max, high)
         z.zp[C.ZP_PCP_HIGH_MIN], z.zp[C.ZP_PCP_HIGH_MAX] = high_min, high_max
