@@ -25,7 +25,7 @@ from .constants import (
 from .vmstat import fragmentation_index
 from .page_alloc import (
     _del_page_from_free_list, _free_to_buddy, _list_add, _list_add_tail, _list_del,
-    account_freepages, alloc_pages, alloc_pages_fast, clear_flags_range, find_suitable_fallback, gfp_migratetype, get_page_from_freelist,
+    account_freepages, alloc_pages, alloc_pages_fast, clear_flags_range, find_suitable_fallback, gfp_migratetype, gfp_zone, get_page_from_freelist,
     get_pageblock_migratetype, prep_new_page, reset_cached_positions, set_flags_range, should_try_claim_block,
     zone_watermark_ok,
 )
@@ -415,11 +415,10 @@ def compact_node(node, cc):
 
 
 @jit
-def try_to_compact_pages(node, cc, order, mt, prio):
-    """try_to_compact_pages(): compact each usable zone (highest first) until one reports the
-    allocation should succeed; defer zones whose full scans failed."""
+def try_to_compact_pages(node, cc, order, mt, highest, prio):
+    """try_to_compact_pages(): compact each usable zone (up to `highest`, gfp_zone(), highest
+    first) until one reports the allocation should succeed; defer zones whose full scans failed."""
     rc = COMPACT_SKIPPED
-    highest = 1 if mt == MIGRATE_MOVABLE else 0
     for i in range(len(node) - 1, -1, -1):
         z = node[i]
         if z.zp[ZP_ZONE_IDX] > highest:
@@ -440,12 +439,13 @@ def try_to_compact_pages(node, cc, order, mt, prio):
 @jit
 def alloc_pages_direct_compact(node, cc, order, list_mt, mt, extra, prio):
     """__alloc_pages_direct_compact(): compact, then try the free lists at the min watermark."""
-    rc = try_to_compact_pages(node, cc, order, list_mt, prio)
+    rc = try_to_compact_pages(node, cc, order, list_mt, gfp_zone(mt), prio)
     if rc == COMPACT_SKIPPED:
         return -1, rc
     first = node[0]
     first.stat[COMPACT_STALL] += 1
-    zi, pfn = get_page_from_freelist(node, order, list_mt, ZP_WMARK_MIN, list_mt == MIGRATE_MOVABLE)
+    zi, pfn = get_page_from_freelist(node, order, list_mt, gfp_zone(mt), ZP_WMARK_MIN,
+                                     list_mt == MIGRATE_MOVABLE, False)
     if pfn >= 0:
         z = node[zi]
         prep_new_page(z, pfn, order, mt, extra)

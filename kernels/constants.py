@@ -82,8 +82,8 @@ ZP_PCP_THP_ORDER = 18     # the order of the THP pcp lists (5.13+; 0: order-0 li
 ZP_CMA_BALANCE = 19       # __rmqueue() serves movable requests from CMA when CMA holds most free memory
 ZP_ZONE_START = 20        # zone_start_pfn: the zone spans [start, end) of the node's pfns
 ZP_ZONE_END = 21
-ZP_ZONE_IDX = 22          # ZONE_NORMAL or ZONE_MOVABLE
-ZP_LOWMEM_RESERVE = 23    # lowmem_reserve[ZONE_MOVABLE]: pages kept back from movable requests
+ZP_ZONE_IDX = 22          # ZONE_DMA, ZONE_DMA32, ZONE_NORMAL or ZONE_MOVABLE
+ZP_NOFRAGMENT = 23        # ALLOC_NOFRAGMENT of the request being served (set around rmqueue())
 ZP_COMPACT_LARGE = 24     # compaction migrates large folios below the target order (6.9+)
 ZP_HUGETLB_SKIP = 25      # alloc_contig_pages() skips ranges holding hugetlb pages (6.3+)
 ZP_CONTIG_MAXORDER = 26   # alloc_contig_range() isolates max(MAX_ORDER, pageblock) blocks (pre-5.19)
@@ -106,7 +106,9 @@ ZP_NR_CPUS = 42           # CPUs, each with its own pcp lists and state (MODEL.m
 ZP_CPU = 43               # the CPU whose pcp lists and state are loaded (pcp_switch_cpu())
 ZP_PCP_COUNT = 44         # pcp->count of that CPU (stat[PCP_COUNT] is the sum over the CPUs)
 ZP_PCP_BANKS = 45         # list_head / list_tail from here: every CPU's pcp lists while unloaded
-ZP_PCPS = 46              # from here, PCPS_SLOTS per CPU: its pcp state while unloaded
+ZP_LOWMEM_RESERVE = 46    # from here, MAX_NR_ZONES slots: lowmem_reserve[highest_zoneidx]
+ZP_NODE_DMA32 = 50        # the node has a populated ZONE_DMA32 (alloc_flags_nofragment())
+ZP_PCPS = 51              # from here, PCPS_SLOTS per CPU: its pcp state while unloaded
 MAX_CPUS = 16
 PCPS_SLOTS = 5            # count, high, alloc_factor, free_count (free_factor), flags
 ZP_SIZE = ZP_PCPS + MAX_CPUS * PCPS_SLOTS
@@ -120,9 +122,17 @@ PCP_BATCH_SCALE_MAX = 5   # CONFIG_PCP_BATCH_SCALE_MAX (default 5)
 PCPF_PREV_FREE_HIGH_ORDER = 1
 PCPF_FREE_HIGH_BATCH = 2
 
-ZONE_NORMAL = 0
-ZONE_MOVABLE = 1
-ZONE_NAMES = ("Normal", "Movable")
+ZONE_DMA = 0
+ZONE_DMA32 = 1
+ZONE_NORMAL = 2
+ZONE_MOVABLE = 3
+MAX_NR_ZONES = 4
+ZONE_NAMES = ("DMA", "DMA32", "Normal", "Movable")
+# sysctl_lowmem_reserve_ratio[] defaults (mm/page_alloc.c)
+LOWMEM_RESERVE_RATIO = (256, 256, 32, 0)
+# the x86-64 zone limits: ZONE_DMA below 16 MiB, ZONE_DMA32 below 4 GiB (in pages)
+X86_64_DMA_END = (16 << 20) >> PAGE_SHIFT
+X86_64_DMA32_END = (4 << 30) >> PAGE_SHIFT
 
 # Indices into the counter array `stat` (int64). Names with a /proc/vmstat twin use its name.
 NR_FREE_PAGES = 0

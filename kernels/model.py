@@ -13,25 +13,35 @@ from .zone import make_node
 
 
 class Model:
-    """One zone of the buddy allocator model, booted and ready."""
+    """A node of the buddy allocator model, booted and ready: one ZONE_NORMAL, or the zones
+    make_node() lays out for dma_end, dma32_end and movable_pages. The state readers take the
+    zone's position in the node (`zi`, lowest zone first; default the first)."""
 
     def __init__(self, nr_pages, max_order, pageblock_order, policy="v6.15", holes=(), pcp=False,
-                 min_free_kbytes=None, section_bits=27, memory_block_bits=None, nr_cpus=1):
+                 min_free_kbytes=None, section_bits=27, memory_block_bits=None, nr_cpus=1,
+                 dma_end=0, dma32_end=0, movable_pages=0):
         if pageblock_order > max_order:
             raise ValueError("pageblock_order must not exceed max_order")
         self.node = make_node(nr_pages, max_order, pageblock_order, policy, holes, pcp,
-                              min_free_kbytes, section_bits, memory_block_bits, nr_cpus=nr_cpus)
+                              min_free_kbytes, section_bits, memory_block_bits, movable_pages,
+                              nr_cpus=nr_cpus, dma_end=dma_end, dma32_end=dma32_end)
         self.nr_cpus = nr_cpus
         boot_node(self.node)
         self.zone = self.node[0]
+        self.nr_zones = len(self.node)
         self.max_order = max_order
         self.pageblock_order = pageblock_order
+
+    def zone_idx(self, zi):
+        """The kernel's index (ZONE_DMA ...) of the zi-th zone of the node."""
+        return int(self.node[zi].zp[C.ZP_ZONE_IDX])
 
     # operations (each on one CPU; CPU 0 is loaded between operations) -------------------
     def _on(self, cpu):
         if not 0 <= cpu < self.nr_cpus:
             raise ValueError(f"cpu {cpu} outside 0..{self.nr_cpus - 1}")
-        pcp_switch_cpu(self.zone, cpu)
+        for z in self.node:
+            pcp_switch_cpu(z, cpu)
 
     def alloc(self, order, mt, pinned=False, cpu=0):
         if not 0 <= order <= self.max_order:
@@ -44,7 +54,7 @@ class Model:
         return pfn
 
     def free(self, pfn, cpu=0):
-        z = self.zone
+        z = self.zone       # the page arrays are the node's
         if not (0 <= pfn < len(z.page_flags)) or not (z.page_flags[pfn] & C.PG_HEAD):
             raise ValueError(f"pfn {pfn} is not the head of an allocated block")
         self._on(cpu)
@@ -55,9 +65,12 @@ class Model:
         drain_all_pages(self.node)
 
     def decay_pcp_high(self, cpu=0):
-        """One vmstat update on `cpu`: decay_pcp_high() of the zone (6.7+ pcp rules)."""
+        """One vmstat update on `cpu`: decay_pcp_high() of every zone (6.7+ pcp rules); true when
+        any zone has more to do."""
         self._on(cpu)
-        todo = bool(decay_pcp_high(self.zone))
+        todo = False
+        for z in self.node:
+            todo |= bool(decay_pcp_high(z))
         self._on(0)
         return todo
 
@@ -70,8 +83,8 @@ class Model:
             p = int(nxt[p])
         return out
 
-    def free_lists(self):
-        z = self.zone
+    def free_lists(self, zi=0):
+        z = self.node[zi]
         out = {}
         for o in range(self.max_order + 1):
             for mt in range(C.MIGRATE_TYPES):
@@ -83,9 +96,9 @@ class Model:
     def pcp_lists(self):
         return self.pcp_lists_of(0)
 
-    def pcp_lists_of(self, cpu):
+    def pcp_lists_of(self, cpu, zi=0):
         """{pindex: [pfns, head first]} of one CPU's non-empty pcp lists."""
-        z = self.zone
+        z = self.node[zi]
         self._on(cpu)
         out = {}
         for i in range(C.NR_PCP_LISTS):
@@ -99,7 +112,8 @@ class Model:
         return [int(x) for x in self.zone.pb_mt]
 
     def counters(self):
-        s = self.zone.stat
+        """The counters summed over the node's zones."""
+        s = sum(z.stat for z in self.node)
         names = ("alloc_ops", "alloc_fail", "free_ops", "split_steps", "merge_steps",
                  "orders_scanned", "wmark_orders_scanned", "fallback_claim", "fallback_steal")
         idx = (C.ALLOC_OPS, C.ALLOC_FAIL, C.FREE_OPS, C.SPLIT_STEPS, C.MERGE_STEPS,
@@ -110,21 +124,25 @@ class Model:
         out["nr_free_pages"] = int(s[C.NR_FREE_PAGES])
         return out
 
-    def buddyinfo(self):
-        return [int(x) for x in self.zone.nr_free]
+    def buddyinfo(self, zi=0):
+        return [int(x) for x in self.node[zi].nr_free]
 
-    def watermarks(self):
-        zp = self.zone.zp
+    def watermarks(self, zi=0):
+        zp = self.node[zi].zp
         return int(zp[C.ZP_WMARK_MIN]), int(zp[C.ZP_WMARK_LOW]), int(zp[C.ZP_WMARK_HIGH])
 
-    def pcp_params(self):
-        zp = self.zone.zp
+    def lowmem_reserve(self, zi=0):
+        zp = self.node[zi].zp
+        return [int(x) for x in zp[C.ZP_LOWMEM_RESERVE:C.ZP_LOWMEM_RESERVE + C.MAX_NR_ZONES]]
+
+    def pcp_params(self, zi=0):
+        zp = self.node[zi].zp
         return int(zp[C.ZP_PCP_BATCH]), int(zp[C.ZP_PCP_HIGH])
 
-    def pcp_state(self, cpu=0):
+    def pcp_state(self, cpu=0, zi=0):
         """A CPU's per-cpu list tuning state (6.7+: high between high_min and high_max,
         alloc_factor, free_count, flags; the zone's ZONE_BELOW_HIGH)."""
-        z = self.zone
+        z = self.node[zi]
         self._on(cpu)
         out = {"high": int(z.zp[C.ZP_PCP_HIGH]), "high_min": int(z.zp[C.ZP_PCP_HIGH_MIN]),
                 "high_max": int(z.zp[C.ZP_PCP_HIGH_MAX]),
@@ -135,5 +153,5 @@ class Model:
         return out
 
     def check(self):
-        check_zone(self.zone)
+        check_zone(self.node)
 

@@ -20,7 +20,7 @@ from .constants import (
     RMQUEUE_NORMAL, RMQUEUE_STEAL, SPLIT_STEPS, WMARK_ORDERS_SCANNED, ZP_BOOT_TO_TAIL,
     ZP_FALLBACK, ZP_CLAIM_STOP, ZP_MAX_ORDER, ZP_MERGE, ZP_MOBILITY_DISABLED, ZP_PAGEBLOCK_ORDER,
     ZP_PCP, ZP_PCP_BATCH, ZP_PCP_HIGH, ZP_WMARK_LOW, ZP_WMARK_MIN, ZP_MOVE_TO_TAIL,
-    ZP_PCP_THP_ORDER, NR_LOWORDER_PCP_LISTS, ZP_CMA_BALANCE, ZP_ZONE_END, ZP_ZONE_START, ZP_ZONE_IDX, ZP_LOWMEM_RESERVE,
+    ZP_PCP_THP_ORDER, NR_LOWORDER_PCP_LISTS, ZP_CMA_BALANCE, ZP_ZONE_END, ZP_ZONE_START, ZP_ZONE_IDX, ZP_LOWMEM_RESERVE, ZP_NOFRAGMENT, ZP_NODE_DMA32,
     ZONE_MOVABLE, ZONE_NORMAL, CACHED_MIGRATE_PFN, CACHED_FREE_PFN, ZP_CMA_START, ZP_CMA_END,
     NR_ISOLATE_PAGEBLOCK,
     ZP_PCP_RULES, ZP_PCP_HIGH_MIN, ZP_PCP_HIGH_MAX, ZP_PCP_ALLOC_FACTOR, ZP_PCP_FLAGS, ZP_BELOW_HIGH,
@@ -358,11 +358,21 @@ def steal_suitable_fallback_v6_1(z, pfn, start_mt, whole_block):
 
 
 @jit_fold
+def nofragment_min_order(z, order):
+    """The lowest order a fallback may take: under ALLOC_NOFRAGMENT an allocation below
+    pageblock_order takes only whole pageblocks ("Do not steal pages from freelists belonging
+    to other pageblocks"; the zonelist is walked again without the flag if that fails)."""
+    if z.zp[ZP_NOFRAGMENT] and order < z.zp[ZP_PAGEBLOCK_ORDER]:
+        return z.zp[ZP_PAGEBLOCK_ORDER]
+    return order
+
+
+@jit_fold
 def _fallback_search(z, order, start_mt):
     """The search of __rmqueue_fallback() (<= 6.14): largest order first; a movable request that
     may not steal the block falls back to the smallest suitable order. Returns (order, type, can_steal)."""
     max_order = z.zp[ZP_MAX_ORDER]
-    for o in range(max_order, order - 1, -1):
+    for o in range(max_order, nofragment_min_order(z, order) - 1, -1):
         z.stat[ORDERS_SCANNED] += 1
         fb = find_suitable_fallback(z, o, start_mt)
         if fb < 0:
@@ -457,7 +467,7 @@ def _rmqueue_claim(z, order, start_mt):
     stops at the first one ("advanced into orders too low to claim, abort")."""
     max_order = z.zp[ZP_MAX_ORDER]
     stop_first = z.zp[ZP_CLAIM_STOP]
-    for o in range(max_order, order - 1, -1):
+    for o in range(max_order, nofragment_min_order(z, order) - 1, -1):
         z.stat[ORDERS_SCANNED] += 1
         claimable = should_try_claim_block(z, o, start_mt)
         if stop_first and not claimable:
@@ -525,6 +535,8 @@ def _rmqueue_slow(z, order, mt, alloc_cma, mode, tried):
             pfn = _rmqueue_claim(z, order, mt)
             if pfn >= 0:
                 return pfn, RMQUEUE_NORMAL
+        if z.zp[ZP_NOFRAGMENT]:
+            return -1, mode
         pfn = _rmqueue_steal(z, order, mt)
         if pfn >= 0:
             return pfn, RMQUEUE_STEAL
@@ -836,7 +848,8 @@ def free_unref_page(z, pfn, order):
     if z.zp[ZP_PCP_COUNT] >= high:
         _free_pcppages_bulk(z, nr_pcp_free(z, high, batch, free_high), pindex)
         if (rules >= PCP_RULES_6_7 and z.zp[ZP_BELOW_HIGH]
-                and zone_watermark_ok(z, 0, z.zp[ZP_WMARK_HIGH], False, 0)):
+                and zone_watermark_ok(z, 0, z.zp[ZP_WMARK_HIGH], False,
+                                      z.zp[ZP_LOWMEM_RESERVE + ZONE_MOVABLE])):
             z.zp[ZP_BELOW_HIGH] = 0
 
 
@@ -1021,23 +1034,47 @@ def rmqueue(z, order, mt, alloc_cma):
 
 
 @jit_fold
-def gfp_zone(list_mt):
-    """The highest zone a request may use: ZONE_MOVABLE only for __GFP_MOVABLE requests."""
-    return ZONE_MOVABLE if list_mt == MIGRATE_MOVABLE else ZONE_NORMAL
+def gfp_zone(mt):
+    """gfp_zone(): the highest zone a request may use, from its gfp (the requested type, before
+    gfp_migratetype()): ZONE_MOVABLE for __GFP_MOVABLE (GFP_HIGHUSER_MOVABLE), else ZONE_NORMAL
+    (GFP_KERNEL)."""
+    return ZONE_MOVABLE if mt == MIGRATE_MOVABLE else ZONE_NORMAL
+
+
+@jit_fold
+def alloc_flags_nofragment(node, highest):
+    """alloc_flags_nofragment(): ALLOC_NOFRAGMENT when the preferred zone (the highest populated
+    one the request may use) is ZONE_NORMAL and the node has a ZONE_DMA32 (the kernel assumes
+    the latter on one node; a node of ZONE_NORMAL alone never sets the flag here)."""
+    for i in range(len(node) - 1, -1, -1):
+        idx = node[i].zp[ZP_ZONE_IDX]
+        if idx <= highest:
+            return idx == ZONE_NORMAL and node[i].zp[ZP_NODE_DMA32] != 0
+    return False
 
 
 @jit_inline
-def get_page_from_freelist(node, order, mt, wmark, alloc_cma):
-    """get_page_from_freelist(): walk the zonelist from the highest usable zone down; in each
-    zone the watermark gate (plus lowmem_reserve when a higher zone could have served), then
-    rmqueue(). Returns (zone index in the node, pfn) or (-1, -1)."""
-    highest = gfp_zone(mt)
+def get_page_from_freelist(node, order, mt, highest, wmark, alloc_cma, nofragment):
+    """get_page_from_freelist(): walk the zonelist from the highest usable zone (`highest`,
+    gfp_zone()) down; in each zone the watermark gate with lowmem_reserve[highest], then
+    rmqueue() (with ALLOC_NOFRAGMENT when `nofragment`); when that finds nothing anywhere, walk
+    again without ALLOC_NOFRAGMENT. Returns (zone index in the node, pfn) or (-1, -1)."""
+    while True:
+        zi, pfn = _zonelist_walk(node, order, mt, highest, wmark, alloc_cma, nofragment)
+        if pfn >= 0 or not nofragment:
+            return zi, pfn
+        nofragment = False
+
+
+@jit_inline
+def _zonelist_walk(node, order, mt, highest, wmark, alloc_cma, nofragment):
+    """One walk of get_page_from_freelist() over the zonelist."""
     for i in range(len(node) - 1, -1, -1):
         z = node[i]
         zone_idx = z.zp[ZP_ZONE_IDX]
         if zone_idx > highest:
             continue
-        reserve = z.zp[ZP_LOWMEM_RESERVE] if highest > zone_idx else 0
+        reserve = z.zp[ZP_LOWMEM_RESERVE + highest]
         # 6.7+: a zone above its high watermark is used without its own watermark check; one
         # below it is marked ZONE_BELOW_HIGH (pcp high shrinks there) and checked as usual
         above_high = False
@@ -1047,7 +1084,9 @@ def get_page_from_freelist(node, order, mt, wmark, alloc_cma):
                 z.zp[ZP_BELOW_HIGH] = 1
         if not above_high and not zone_watermark_ok(z, order, z.zp[wmark], alloc_cma, reserve):
             continue
+        z.zp[ZP_NOFRAGMENT] = nofragment
         pfn = rmqueue(z, order, mt, alloc_cma)
+        z.zp[ZP_NOFRAGMENT] = 0
         if pfn >= 0:
             return i, pfn
     return -1, -1
@@ -1087,13 +1126,18 @@ def alloc_pages_fast(node, order, mt, extra):
     scanned = node_stat(node, ORDERS_SCANNED)
     list_mt = gfp_migratetype(node, mt)
     alloc_cma = list_mt == MIGRATE_MOVABLE
+    highest = gfp_zone(mt)
+    # the fast path: low watermark, ALLOC_NOFRAGMENT as alloc_flags_nofragment() gives it; the
+    # slow path's first try: min watermark, without it
+    nofragment = alloc_flags_nofragment(node, highest)
     wmark = ZP_WMARK_LOW
     while True:
         # one call site, so that the inlined get_page_from_freelist is there once
-        zi, pfn = get_page_from_freelist(node, order, list_mt, wmark, alloc_cma)
+        zi, pfn = get_page_from_freelist(node, order, list_mt, highest, wmark, alloc_cma, nofragment)
         if pfn >= 0 or wmark == ZP_WMARK_MIN:
             break
         wmark = ZP_WMARK_MIN
+        nofragment = False
     record_max(node[0], MAX_SPLIT_STEPS, node_stat(node, SPLIT_STEPS) - splits)
     record_max(node[0], MAX_ORDERS_SCANNED, node_stat(node, ORDERS_SCANNED) - scanned)
     if pfn >= 0:

@@ -255,7 +255,8 @@ def migrate_range(node, zi, start, end):
             if f & PG_PINNED:
                 z.stat[PGMIGRATE_FAIL] += (1 << order) * MIGRATE_RETRIES
                 return FAIL_MIGRATION
-            dzi, dst = get_page_from_freelist(node, order, MIGRATE_MOVABLE, ZP_WMARK_MIN, True)
+            dzi, dst = get_page_from_freelist(node, order, MIGRATE_MOVABLE, ZONE_MOVABLE,
+                                              ZP_WMARK_MIN, True, False)
             if dst < 0:
                 return FAIL_NO_TARGET
             node[dzi].stat[PGALLOC] += 1 << order

@@ -101,12 +101,16 @@ def make_node(nr_pages: int, max_order: int, pageblock_order: int, policy: str =
               holes=(), pcp: bool = False, min_free_kbytes: int | None = None,
               section_bits: int = 27, memory_block_bits: int | None = None,
               movable_pages: int = 0, owner_slots: int = 0, contig_maxorder: bool = False,
-              cma_pages: int = 0, vmstat_interval_ops: int = 0, nr_cpus: int = 1) -> tuple:
+              cma_pages: int = 0, vmstat_interval_ops: int = 0, nr_cpus: int = 1,
+              dma_end: int = 0, dma32_end: int = 0) -> tuple:
     """Allocate the arrays of a node (no page free yet: see page_alloc.boot_node).
 
-    The node is ZONE_NORMAL over [0, nr_pages - movable_pages) and, when movable_pages > 0,
-    ZONE_MOVABLE over the rest. Both zones share the pfn-indexed page arrays (the memmap) and
-    the pageblock bitmap; each has its own free lists, counters, watermarks and pcp lists."""
+    The node's zones, lowest first, each present when its span is not empty: ZONE_DMA over
+    [0, dma_end), ZONE_DMA32 over [dma_end, dma32_end), ZONE_NORMAL up to nr_pages -
+    movable_pages and ZONE_MOVABLE over the rest (zone_spans()). With dma_end = dma32_end = 0
+    the node is one ZONE_NORMAL (plus ZONE_MOVABLE). The zones share the pfn-indexed page arrays
+    (the memmap) and the pageblock bitmap; each has its own free lists, counters, watermarks and
+    pcp lists."""
     fallback, merge, boot_to_tail, mobility_disabled = policy_behaviour(policy)
     nr_pageblocks = (nr_pages + (1 << pageblock_order) - 1) >> pageblock_order
     page_flags = np.zeros(nr_pages, dtype=np.uint8)
@@ -122,17 +126,21 @@ def make_node(nr_pages: int, max_order: int, pageblock_order: int, policy: str =
         pb_mt=np.full(nr_pageblocks, initial_mt, dtype=np.uint8),
         owner=np.full(max(owner_slots, 1), -1, dtype=np.int32),
     )
-    spans = []
-    normal_end = nr_pages - movable_pages
-    if normal_end > 0:
-        spans.append((C.ZONE_NORMAL, 0, normal_end))
-    if movable_pages > 0:
-        spans.append((C.ZONE_MOVABLE, normal_end, nr_pages))
+    spans = zone_spans(nr_pages, movable_pages, dma_end, dma32_end)
     reserved = page_flags & C.PG_RESERVED
     managed = {idx: (e - s) - int(np.count_nonzero(reserved[s:e])) for idx, s, e in spans}
-    lowmem = managed.get(C.ZONE_NORMAL, 0)
+    # calculate_min_free_kbytes(): nr_free_buffer_pages(), the zones up to ZONE_NORMAL;
+    # __setup_per_zone_wmarks(): the lowmem zones; 6.12 leaves ZONE_MOVABLE out of them and gives
+    # it highmem's small min, 6.1 counts it as lowmem (both sources checked; v6.10+ policies
+    # follow 6.12, v5.4 and v6.1 follow 6.1)
+    buffer_pages = sum(m for idx, m in managed.items() if idx != C.ZONE_MOVABLE)
+    movable_highmem = policy not in ("v5.4", "v6.1")
+    lowmem = buffer_pages if movable_highmem else sum(managed.values())
+    reserves = lowmem_reserves(managed)
+    kernel_zone = max(idx for idx, _, _ in spans if idx != C.ZONE_MOVABLE) if any(
+        idx != C.ZONE_MOVABLE for idx, _, _ in spans) else None
     if min_free_kbytes is None:
-        min_free_kbytes = min_free_kbytes_for(lowmem)
+        min_free_kbytes = min_free_kbytes_for(buffer_pages)
     pages_min = min_free_kbytes >> (C.PAGE_SHIFT - 10)
 
     rules = pcp_rules(policy)
@@ -142,9 +150,10 @@ def make_node(nr_pages: int, max_order: int, pageblock_order: int, policy: str =
     for idx, start, end in spans:
         zp = np.zeros(C.ZP_SIZE, dtype=np.int64)
         # __setup_per_zone_wmarks(): lowmem zones share min_free_kbytes by size; ZONE_MOVABLE
-        # (like highmem) gets managed/1024 clamped to [SWAP_CLUSTER_MAX, 128]
+        # (like highmem, in 6.12) gets managed/1024 clamped to [SWAP_CLUSTER_MAX, 128]
         tmp = pages_min * managed[idx] // lowmem if lowmem else 0
-        wmin = min(max(managed[idx] // 1024, 32), 128) if idx == C.ZONE_MOVABLE else tmp
+        wmin = (min(max(managed[idx] // 1024, 32), 128) if idx == C.ZONE_MOVABLE and movable_highmem
+                else tmp)
         delta = max(tmp // 4, managed[idx] * 10 // 10000)
         wlow, whigh = wmin + delta, wmin + 2 * delta
         batch, high, high_min, high_max = pcp_sizes(managed[idx], wlow, nr_cpus, rules)
@@ -152,10 +161,8 @@ def make_node(nr_pages: int, max_order: int, pageblock_order: int, policy: str =
         zp[C.ZP_ZONE_START] = start
         zp[C.ZP_ZONE_END] = end
         zp[C.ZP_ZONE_IDX] = idx
-        # setup_per_zone_lowmem_reserve(): ZONE_NORMAL keeps managed(ZONE_MOVABLE) / 32 back
-        # from requests that could have used ZONE_MOVABLE
-        if idx == C.ZONE_NORMAL and C.ZONE_MOVABLE in managed:
-            zp[C.ZP_LOWMEM_RESERVE] = managed[C.ZONE_MOVABLE] // 32
+        zp[C.ZP_LOWMEM_RESERVE:C.ZP_LOWMEM_RESERVE + C.MAX_NR_ZONES] = reserves[idx]
+        zp[C.ZP_NODE_DMA32] = int(C.ZONE_DMA32 in managed)
         zp[C.ZP_MAX_ORDER] = max_order
         zp[C.ZP_PAGEBLOCK_ORDER] = pageblock_order
         zp[C.ZP_POLICY] = C.POLICIES[policy]
@@ -196,8 +203,8 @@ def make_node(nr_pages: int, max_order: int, pageblock_order: int, policy: str =
         zp[C.ZP_CONTIG_MAXORDER] = int(contig_maxorder)
         zp[C.ZP_CLAIM_STOP] = int(policy in ("v6.16", "v6.17"))
         zp[C.ZP_ISOLATE_RESTORE] = int(policy == "v6.17")
-        if idx == C.ZONE_NORMAL and cma_pages:
-            # the CMA area sits at the top of ZONE_NORMAL, aligned as cma_init_reserved_mem()
+        if idx == kernel_zone and cma_pages:
+            # the CMA area sits at the top of the highest zone below ZONE_MOVABLE, aligned as cma_init_reserved_mem()
             # requires (pageblock; max(MAX_ORDER, pageblock) before 5.19)
             align = 1 << (max(max_order, pageblock_order) if contig_maxorder else pageblock_order)
             cma_end = end // align * align
@@ -219,6 +226,47 @@ def make_node(nr_pages: int, max_order: int, pageblock_order: int, policy: str =
             **shared,
         ))
     return tuple(zones)
+
+
+def zone_spans(nr_pages: int, movable_pages: int = 0, dma_end: int = 0,
+               dma32_end: int = 0) -> list[tuple[int, int, int]]:
+    """(zone index, start pfn, end pfn) of each populated zone, lowest first: ZONE_DMA below
+    dma_end, ZONE_DMA32 below dma32_end, ZONE_NORMAL below nr_pages - movable_pages, ZONE_MOVABLE
+    above (an x86-64 node: dma_end = X86_64_DMA_END, dma32_end = X86_64_DMA32_END)."""
+    movable_start = nr_pages - movable_pages
+    bounds = ((C.ZONE_DMA, 0, dma_end), (C.ZONE_DMA32, dma_end, dma32_end),
+              (C.ZONE_NORMAL, max(dma_end, dma32_end), movable_start),
+              (C.ZONE_MOVABLE, movable_start, nr_pages))
+    spans = []
+    for idx, start, end in bounds:
+        start, end = min(start, movable_start), min(end, movable_start)
+        if idx == C.ZONE_MOVABLE:
+            start, end = movable_start, nr_pages
+        if end > start:
+            spans.append((idx, start, end))
+    return spans
+
+
+def kernel_zone_index(node) -> int:
+    """Index in the node of the zone GFP_KERNEL prefers: the highest below ZONE_MOVABLE (the
+    first zone when the node is ZONE_MOVABLE alone)."""
+    lower = [i for i, z in enumerate(node) if int(z.zp[C.ZP_ZONE_IDX]) != C.ZONE_MOVABLE]
+    return lower[-1] if lower else 0
+
+
+def lowmem_reserves(managed: dict[int, int]) -> dict[int, list[int]]:
+    """setup_per_zone_lowmem_reserve(): lowmem_reserve[j] of zone i is the managed pages of the
+    zones i+1..j over sysctl_lowmem_reserve_ratio[i] (0 for a zone without pages or ratio 0)."""
+    out = {}
+    for i in range(C.MAX_NR_ZONES):
+        ratio = C.LOWMEM_RESERVE_RATIO[i]
+        clear = not ratio or not managed.get(i, 0)
+        row, upper = [0] * C.MAX_NR_ZONES, 0
+        for j in range(i + 1, C.MAX_NR_ZONES):
+            upper += managed.get(j, 0)
+            row[j] = 0 if clear else upper // ratio
+        out[i] = row
+    return out
 
 
 def state_bytes_per_page(node) -> float:

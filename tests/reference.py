@@ -10,7 +10,8 @@ inside a Python class). Clarity over speed; zones of ~2^16 pages and a few thous
 run in well under a second.
 
 Conventions: ``max_order`` (M) is the largest order of a free block, inclusive (MAX_PAGE_ORDER);
-``pageblock_order`` is P. The zone spans pfns ``[0, nr_pages)``.
+``pageblock_order`` is P. A ``RefZone`` spans pfns ``[0, nr_pages)`` unless given a span
+``[zone_start, zone_end)`` of a node of ``nr_pages`` pfns; a ``RefNode`` holds up to four zones.
 
 Readings of MODEL.md where it leaves room (the numba model must make the same choices):
 
@@ -62,6 +63,44 @@ Readings of MODEL.md where it leaves room (the numba model must make the same ch
   visits (also orders with ``nr_free == 0``), none for order 0 or when the free-page test fails.
 * ``nr_free_pages`` in ``counters()`` is the live NR_FREE_PAGES value, not an event counter:
   it is not zeroed after boot.
+* Zones of a node (``RefNode``): ZONE_DMA ``[0, dma_end)``, ZONE_DMA32 ``[dma_end, dma32_end)``,
+  ZONE_NORMAL ``[max(dma_end, dma32_end), nr_pages - movable_pages)``, ZONE_MOVABLE
+  ``[nr_pages - movable_pages, nr_pages)``, boundaries multiples of ``2^M`` (so no buddy and no
+  pageblock straddles two zones); a zone whose span is empty is absent (not populated); a span
+  made only of holes is populated (its pages are present, not managed). The page arrays are
+  indexed by absolute pfn; each zone has its own free lists, counters, watermarks, reserves and
+  pcp lists (batch and high from its own managed pages and low watermark), the pageblock types
+  are the node's. Boot frees each zone's span (largest aligned chunks per hole-free range);
+  ``page_is_buddy()`` and ``buddy_merge_likely()`` require the buddy inside the zone,
+  ``prep_move_freepages_block()`` a pageblock wholly inside it. With no DMA, DMA32 or Movable
+  pages the node is one Normal zone and behaves as ``RefZone``.
+* Watermarks of a node: 6.12's ``__setup_per_zone_wmarks()``: ``min_free_kbytes`` from the
+  managed pages of every zone but ZONE_MOVABLE; ``tmp = pages_min * managed / lowmem_pages``;
+  ``min = tmp``, ZONE_MOVABLE ``clamp(managed / 1024, 32, 128)`` (v5.4 and v6.1: ZONE_MOVABLE
+  counts in ``lowmem_pages`` and gets ``min = tmp``, as 6.1's ``!is_highmem(zone)`` test does); ``delta = max(tmp / 4,
+  managed * 10 / 10000)`` (``tmp``, also for ZONE_MOVABLE). A node with no managed page below
+  ZONE_MOVABLE (the kernel would divide by zero) takes ``tmp = pages_min``, the one-zone value.
+* ``lowmem_reserve``: 6.12's ``setup_per_zone_lowmem_reserve()`` with ratios DMA 256, DMA32 256,
+  NORMAL 32, MOVABLE 0: ``lowmem_reserve[j]`` of zone ``i < j`` is the managed pages of zones
+  ``i+1..j`` (absent: 0) over ratio ``i``; 0 for a zone with no managed pages. An allocation
+  with ``highest_zoneidx = gfp_zone()`` (ZONE_MOVABLE for a MOVABLE request, ZONE_NORMAL
+  otherwise, from the requested type even under ``nomobility``) fails a zone's watermark when
+  ``free <= mark + lowmem_reserve[highest_zoneidx]``, in the ZONE_BELOW_HIGH test too; the
+  test that clears ZONE_BELOW_HIGH after a pcp drain uses ``lowmem_reserve[ZONE_MOVABLE]``
+  (``zone_watermark_ok(zone, 0, high_wmark_pages(zone), ZONE_MOVABLE, 0)``).
+* Zonelist and ALLOC_NOFRAGMENT: the populated zones up to ``highest_zoneidx``, highest first;
+  the preferred zone is the first. The fast path (low watermark) sets ALLOC_NOFRAGMENT when the
+  preferred zone is ZONE_NORMAL and ZONE_DMA32 is populated (``alloc_flags_nofragment()``'s
+  NUMA test, applied on every node, so a node of one Normal zone never sets it); if the whole
+  walk finds nothing it is walked once more without the flag, still at the low watermark
+  (``goto retry``); then the slow path's one walk at the min watermark without it. Under the
+  flag a request below ``P`` runs the fallback's top-down loop (``__rmqueue_fallback()``, 6.15+
+  ``__rmqueue_claim()``) only down to ``min_order = P``, and 6.15+ does not call
+  ``__rmqueue_steal()``; pcp refills (``rmqueue_bulk()``) pass the flag on.
+* ``RefNode.counters()`` sums every zone's counters (``nr_free_pages``: the node's free
+  pages); ``alloc_ops`` and ``alloc_fail`` count once per ``alloc()`` call, whatever the
+  number of zones and walks. ``free()`` frees in the zone that spans the pfn; ``drain()`` drains
+  CPU 0, 1, ... in turn, each over every zone; ``decay_pcp_high(cpu)`` runs every zone's.
 """
 
 from collections import OrderedDict
@@ -102,6 +141,17 @@ PCPF_PREV_FREE_HIGH_ORDER = 1 << 0
 PCPF_FREE_HIGH_BATCH = 1 << 1
 MAX_CPUS = 16
 
+# Zones of a node (include/linux/mmzone.h, x86-64 with CONFIG_ZONE_DMA and CONFIG_ZONE_DMA32; no
+# HIGHMEM; ZONE_DEVICE holds no managed pages and is left out).
+ZONE_DMA, ZONE_DMA32, ZONE_NORMAL, ZONE_MOVABLE = range(4)
+MAX_NR_ZONES = 4
+ZONE_NAMES = ("DMA", "DMA32", "Normal", "Movable")
+# mm/page_alloc.c sysctl_lowmem_reserve_ratio[] (6.12): DMA 256, DMA32 256, NORMAL 32, MOVABLE 0.
+SYSCTL_LOWMEM_RESERVE_RATIO = (256, 256, 32, 0)
+WMARK_MIN, WMARK_LOW, WMARK_HIGH = range(3)
+SWAP_CLUSTER_MAX = 32
+WATERMARK_SCALE_FACTOR = 10
+
 COUNTER_NAMES = ("alloc_ops", "alloc_fail", "free_ops", "split_steps", "merge_steps",
                  "orders_scanned", "wmark_orders_scanned", "fallback_claim", "fallback_steal",
                  "pgalloc", "pgfree")
@@ -109,6 +159,20 @@ COUNTER_NAMES = ("alloc_ops", "alloc_fail", "free_ops", "split_steps", "merge_st
 
 def migratetype_is_mergeable(mt):
     return mt < MIGRATE_PCPTYPES
+
+
+def gfp_zone(mt):
+    """highest_zoneidx of a request (gfp_zone()): GFP_HIGHUSER_MOVABLE for a MOVABLE request
+    (ZONE_MOVABLE), GFP_KERNEL otherwise (ZONE_NORMAL). ``mt`` is the *requested* type, before
+    gfp_migratetype() (``nomobility`` keeps __GFP_MOVABLE in the mask)."""
+    return ZONE_MOVABLE if mt == MOVABLE else ZONE_NORMAL
+
+
+def min_free_kbytes_of(lowmem_managed_pages):
+    """calculate_min_free_kbytes(): isqrt(lowmem kbytes * 16) clamped to [128, 262144]. The
+    kernel's lowmem is nr_free_buffer_pages() (managed pages above the high watermark of the zones
+    GFP_USER may use); at boot, before the watermarks are set, that is their managed pages."""
+    return clamp(isqrt(lowmem_managed_pages * 4 * 16), 128, 262144)
 
 
 def rounddown_pow_of_two(n):
@@ -136,25 +200,46 @@ class PerCpuPages:
         self.flags = flags        # 6.7+: PCPF_*
 
 
+def _geometry(nr_pages, max_order, pageblock_order, policy):
+    """The sizes as ints, after the checks every zone and node makes."""
+    nr_pages, max_order, pageblock_order = int(nr_pages), int(max_order), int(pageblock_order)
+    if policy not in POLICIES:
+        raise ValueError(f"unknown policy {policy!r}; expected one of {POLICIES}")
+    if nr_pages < 1:
+        raise ValueError(f"nr_pages must be >= 1, got {nr_pages}")
+    return nr_pages, max_order, pageblock_order
+
+
 class RefZone:
-    """One zone of ``nr_pages`` pfns with buddy free lists, pageblock migratetypes and
-    optional per-cpu lists on ``nr_cpus`` CPUs, following the policy named by ``policy``."""
+    """One zone with buddy free lists, pageblock migratetypes and optional per-cpu lists on
+    ``nr_cpus`` CPUs, following the policy named by ``policy``.
+
+    The page arrays are indexed by absolute pfn over the node's ``nr_pages`` pfns; the zone owns
+    ``[zone_start, zone_end)`` (default: all of them) and is the kernel's zone ``zone_idx``
+    (ZONE_NORMAL by default). ``holes`` are the node's. The keywords RefNode passes in:
+    ``pageblock_mt``, the node's pageblock types (a list shared by its zones); ``watermarks``,
+    (min, low, high) computed over the node instead of for this zone alone; ``lowmem_reserve``,
+    the zone's four reserves (default 0)."""
 
     def __init__(self, nr_pages, max_order, pageblock_order, policy="v6.15", holes=(), pcp=False,
-                 min_free_kbytes=None, nr_cpus=1):
-        nr_pages = int(nr_pages)
-        max_order = int(max_order)
-        pageblock_order = int(pageblock_order)
-        if policy not in POLICIES:
-            raise ValueError(f"unknown policy {policy!r}; expected one of {POLICIES}")
-        if nr_pages < 1:
-            raise ValueError(f"nr_pages must be >= 1, got {nr_pages}")
+                 min_free_kbytes=None, nr_cpus=1, zone_start=0, zone_end=None, zone_idx=ZONE_NORMAL,
+                 pageblock_mt=None, watermarks=None, lowmem_reserve=None):
+        nr_pages, max_order, pageblock_order = _geometry(nr_pages, max_order, pageblock_order, policy)
+        zone_start = int(zone_start)
+        zone_end = nr_pages if zone_end is None else int(zone_end)
+        if not 0 <= zone_start < zone_end <= nr_pages:
+            raise ValueError(f"zone span [{zone_start}, {zone_end}) is empty or not inside [0, {nr_pages})")
+        if isinstance(zone_idx, bool) or zone_idx not in range(MAX_NR_ZONES):
+            raise ValueError(f"zone_idx must be one of 0..{MAX_NR_ZONES - 1}, got {zone_idx!r}")
         if not 1 <= pageblock_order <= max_order:
             raise ValueError(f"need 1 <= pageblock_order <= max_order, got {pageblock_order}, {max_order}")
         if isinstance(nr_cpus, bool) or int(nr_cpus) != nr_cpus or not 1 <= nr_cpus <= MAX_CPUS:
             raise ValueError(f"nr_cpus must be an integer in 1..{MAX_CPUS}, got {nr_cpus!r}")
         self.nr_cpus = int(nr_cpus)
         self.nr_pages = nr_pages
+        self.zone_start = zone_start
+        self.zone_end = zone_end
+        self.zone_idx = int(zone_idx)
         self.max_order = max_order
         self.pageblock_order = pageblock_order
         self.policy = policy
@@ -169,8 +254,9 @@ class RefZone:
             if not 0 <= start <= end <= nr_pages:
                 raise ValueError(f"hole ({start}, {end}) is not inside [0, {nr_pages})")
             self.reserved[start:end] = b"\x01" * (end - start)
-        self.nr_reserved = self.reserved.count(1)
-        self.managed_pages = nr_pages - self.nr_reserved
+        # Holes inside the span are the zone's reserved (present, not managed) pages.
+        self.nr_reserved = self.reserved.count(1, zone_start, zone_end)
+        self.managed_pages = (zone_end - zone_start) - self.nr_reserved
 
         # Free blocks: head pfn -> order and -> list migratetype; one OrderedDict per list.
         self.free_area = [[OrderedDict() for _ in range(MIGRATE_TYPES)] for _ in range(max_order + 1)]
@@ -188,9 +274,23 @@ class RefZone:
 
         boot_mt = UNMOVABLE if self.mobility_disabled else MOVABLE
         self.nr_pageblocks = (nr_pages + (1 << pageblock_order) - 1) >> pageblock_order
-        self.pageblock_mt = [boot_mt] * self.nr_pageblocks
+        if pageblock_mt is None:
+            pageblock_mt = [boot_mt] * self.nr_pageblocks
+        elif len(pageblock_mt) != self.nr_pageblocks:
+            raise ValueError(f"pageblock_mt has {len(pageblock_mt)} entries for "
+                             f"{self.nr_pageblocks} pageblocks")
+        self.pageblock_mt = pageblock_mt   # the node's, shared by its zones
 
-        self._setup_per_zone_wmarks(min_free_kbytes)
+        if lowmem_reserve is None:
+            lowmem_reserve = [0] * MAX_NR_ZONES
+        if len(lowmem_reserve) != MAX_NR_ZONES:
+            raise ValueError(f"lowmem_reserve needs {MAX_NR_ZONES} entries, got {len(lowmem_reserve)}")
+        self.lowmem_reserve = [int(r) for r in lowmem_reserve]
+        if watermarks is None:
+            self._setup_per_zone_wmarks(min_free_kbytes)
+        else:
+            self.min_free_kbytes = None if min_free_kbytes is None else int(min_free_kbytes)
+            self.wmark_min, self.wmark_low, self.wmark_high = (int(w) for w in watermarks)
 
         # Per-cpu lists: one PerCpuPages per CPU; a pcp page -> order / recorded type / list / CPU.
         self.pcp_order = {}
@@ -245,7 +345,8 @@ class RefZone:
             self.pageblock_mt[pb] = mt
 
     def _is_free_head(self, pfn, order):
-        return 0 <= pfn < self.nr_pages and self.free_order.get(pfn) == order
+        """page_is_buddy(): a free head of exactly ``order`` in this zone."""
+        return self.zone_start <= pfn < self.zone_end and self.free_order.get(pfn) == order
 
     # ------------------------------------------------------------------ free-list primitives
 
@@ -289,17 +390,17 @@ class RefZone:
 
     def _memblock_free_all(self):
         """memblock_free_all -> __free_pages_memory -> __free_pages_core for every hole-free
-        range: largest naturally aligned chunks, FPI_TO_TAIL except on v5.4."""
+        range of the zone's span: largest naturally aligned chunks, FPI_TO_TAIL except on v5.4."""
         to_tail = self.policy != "v5.4"
-        n = self.nr_pages
-        pfn = 0
+        n = self.zone_end
+        pfn = self.zone_start
         while pfn < n:
             if self.reserved[pfn]:
-                pfn = self.reserved.find(0, pfn)
+                pfn = self.reserved.find(0, pfn, n)
                 if pfn < 0:
                     break
                 continue
-            end = self.reserved.find(1, pfn)
+            end = self.reserved.find(1, pfn, n)
             if end < 0:
                 end = n
             self._free_pages_memory(pfn, end, to_tail)
@@ -317,13 +418,13 @@ class RefZone:
     # ------------------------------------------------------------------ watermarks, pcp sizing
 
     def _setup_per_zone_wmarks(self, min_free_kbytes):
-        """calculate_min_free_kbytes + __setup_per_zone_wmarks for a single zone."""
+        """calculate_min_free_kbytes + __setup_per_zone_wmarks for a node of this zone alone (its
+        managed pages are all of lowmem, so it gets all of pages_min)."""
         if min_free_kbytes is None:
-            managed_kbytes = self.managed_pages * 4
-            min_free_kbytes = min(max(isqrt(managed_kbytes * 16), 128), 262144)
+            min_free_kbytes = min_free_kbytes_of(self.managed_pages)
         self.min_free_kbytes = int(min_free_kbytes)
         self.wmark_min = self.min_free_kbytes >> 2
-        d = max(self.wmark_min >> 2, self.managed_pages * 10 // 10000)
+        d = max(self.wmark_min >> 2, self.managed_pages * WATERMARK_SCALE_FACTOR // 10000)
         self.wmark_low = self.wmark_min + d
         self.wmark_high = self.wmark_low + d
 
@@ -346,38 +447,57 @@ class RefZone:
         """Pages on the pcp lists of every CPU (the zone's NR_PCP count)."""
         return sum(pcp.count for pcp in self.pcps)
 
-    def alloc(self, order, mt, pinned=False, cpu=0):
-        """__alloc_pages for one zone without reclaim or compaction, running on ``cpu``: fast
-        path at the low watermark, then once more at the min watermark. Returns the pfn or -1."""
+    def _check_request(self, order, mt):
         order = int(order)
         mt = int(mt)
-        pcp = self._cpu_pcp(cpu)
         if not 0 <= order <= self.max_order:
             raise ValueError(f"order {order} outside [0, {self.max_order}]")
         if mt not in FALLBACKS:
             raise ValueError(f"allocation migratetype must be UNMOVABLE, MOVABLE or RECLAIMABLE, got {mt}")
+        return order, mt
+
+    def alloc(self, order, mt, pinned=False, cpu=0):
+        """__alloc_pages for one zone without reclaim or compaction, running on ``cpu``: fast
+        path at the low watermark, then once more at the min watermark. Returns the pfn or -1."""
+        pcp = self._cpu_pcp(cpu)
+        order, mt = self._check_request(order, mt)
         self.c["alloc_ops"] += 1
         # gfp_migratetype(): everything is UNMOVABLE with grouping by mobility disabled.
         list_mt = UNMOVABLE if self.mobility_disabled else mt
         alloc_cma = list_mt == MOVABLE
-        for mark in (self.wmark_low, self.wmark_min):
-            # get_page_from_freelist() (6.7+): unless the zone is already below its high
-            # watermark, check the high watermark for this request first: pass -> try_this_zone
-            # (the zone's own, lower, watermark is not checked), fail -> set ZONE_BELOW_HIGH and
-            # go on to check_alloc_wmark.
-            if self.pcp and self.pcp_tuned and not self.below_high:
-                if self._zone_watermark_ok(order, self.wmark_high, alloc_cma):
-                    mark = None
-                else:
-                    self.below_high = 1
-            if mark is not None and not self._zone_watermark_ok(order, mark, alloc_cma):
-                continue
-            pfn = self.rmqueue(pcp, order, list_mt, alloc_cma)
+        highest_zoneidx = gfp_zone(mt)
+        for wmark in (WMARK_LOW, WMARK_MIN):
+            pfn = self.try_this_zone(pcp, order, mt, list_mt, alloc_cma, pinned, wmark,
+                                     highest_zoneidx, nofragment=False)
             if pfn is not None:
-                self._prep_new_page(pfn, order, mt, pinned)
                 return pfn
         self.c["alloc_fail"] += 1
         return -1
+
+    def try_this_zone(self, pcp, order, mt, list_mt, alloc_cma, pinned, wmark, highest_zoneidx,
+                      nofragment):
+        """One zone of get_page_from_freelist()'s zonelist walk at watermark ``wmark``
+        (WMARK_LOW or WMARK_MIN) on the CPU whose PerCpuPages is ``pcp``: the watermark test
+        with ``lowmem_reserve[highest_zoneidx]``, then rmqueue() with ALLOC_NOFRAGMENT if
+        ``nofragment``. Returns the pfn, or None to go on to the next zone."""
+        reserve = self.lowmem_reserve[highest_zoneidx]
+        mark = (self.wmark_min, self.wmark_low, self.wmark_high)[wmark]
+        # get_page_from_freelist() (6.7+): unless the zone is already below its high
+        # watermark, check the high watermark for this request first: pass -> try_this_zone
+        # (the zone's own, lower, watermark is not checked), fail -> set ZONE_BELOW_HIGH and
+        # go on to check_alloc_wmark.
+        if self.pcp and self.pcp_tuned and not self.below_high:
+            if self._zone_watermark_ok(order, self.wmark_high, alloc_cma, reserve=reserve):
+                mark = None
+            else:
+                self.below_high = 1
+        if mark is not None and not self._zone_watermark_ok(order, mark, alloc_cma, reserve=reserve):
+            return None
+        pfn = self.rmqueue(pcp, order, list_mt, alloc_cma, nofragment)
+        if pfn is None:
+            return None
+        self._prep_new_page(pfn, order, mt, pinned)
+        return pfn
 
     def _prep_new_page(self, pfn, order, mt, pinned):
         self.alloc_order[pfn] = order
@@ -387,13 +507,15 @@ class RefZone:
             self.lru[pfn:pfn + (1 << order)] = b"\x01" * (1 << order)
         self.c["pgalloc"] += 1 << order
 
-    def _zone_watermark_ok(self, order, mark, alloc_cma, count=True):
-        """__zone_watermark_ok (no highatomic reserve, no lowmem_reserve). Every order its loop
-        visits adds to ``wmark_orders_scanned`` unless ``count`` is false."""
+    def _zone_watermark_ok(self, order, mark, alloc_cma, count=True, reserve=0):
+        """__zone_watermark_ok (no highatomic reserve) with ``reserve`` the zone's
+        lowmem_reserve[highest_zoneidx]; zone_watermark_fast()'s order-0 shortcut gives the same
+        answer. Every order its loop visits adds to ``wmark_orders_scanned`` unless ``count`` is
+        false."""
         free = self.nr_free_pages - ((1 << order) - 1)
         if not alloc_cma:
             free -= self.nr_free_cma_pages
-        if free <= mark:
+        if free <= mark + reserve:
             return False
         if order == 0:
             return True
@@ -418,18 +540,20 @@ class RefZone:
         """The THP pcp order: pageblock_order in 6.1, HPAGE_PMD_ORDER from 6.10."""
         return self.pageblock_order if self.policy == "v6.1" else HPAGE_PMD_ORDER
 
-    def rmqueue(self, pcp, order, mt, alloc_cma):
-        """rmqueue() on the CPU whose PerCpuPages is ``pcp``."""
+    def rmqueue(self, pcp, order, mt, alloc_cma, nofragment=False):
+        """rmqueue() on the CPU whose PerCpuPages is ``pcp``; ``nofragment``: ALLOC_NOFRAGMENT."""
         if self.pcp and self._pcp_allowed_order(order):
-            pfn = self._rmqueue_pcplist(pcp, order, mt, alloc_cma)
+            pfn = self._rmqueue_pcplist(pcp, order, mt, alloc_cma, nofragment)
             if pfn is not None:
                 return pfn
-        got = self._rmqueue(order, mt, alloc_cma, [RMQUEUE_NORMAL])
+        got = self._rmqueue(order, mt, alloc_cma, [RMQUEUE_NORMAL], nofragment)
         return None if got is None else got[0]
 
-    def _rmqueue(self, order, mt, alloc_cma, mode):
+    def _rmqueue(self, order, mt, alloc_cma, mode, nofragment=False):
         """__rmqueue. Returns (pfn, migratetype of the split that produced it) or None.
-        ``mode`` is a one-element list holding the sticky rmqueue_mode (policy D only)."""
+        ``mode`` is a one-element list holding the sticky rmqueue_mode (policy D only).
+        ``nofragment`` (ALLOC_NOFRAGMENT): the fallbacks take only blocks of pageblock_order or
+        more for a smaller request, and policy D does not steal."""
         # Balance movable allocations between regular and CMA areas.
         if (alloc_cma and self.policy != "v5.4"
                 and self.nr_free_cma_pages > self.nr_free_pages // 2):
@@ -446,7 +570,7 @@ class RefZone:
                     got = self._rmqueue_smallest(order, CMA)
                     if got is not None:
                         return got
-                if not self._rmqueue_fallback(order, mt):
+                if not self._rmqueue_fallback(order, mt, nofragment):
                     return None
 
         if self.policy in _FALLBACK_B:
@@ -454,7 +578,7 @@ class RefZone:
             if got is None and alloc_cma:
                 got = self._rmqueue_smallest(order, CMA)
             if got is None:
-                got = self._rmqueue_fallback(order, mt)
+                got = self._rmqueue_fallback(order, mt, nofragment)
             return got
 
         # Variant D: fall through NORMAL -> CMA -> CLAIM -> STEAL from the current mode.
@@ -473,10 +597,13 @@ class RefZone:
                     return got
             m = RMQUEUE_CLAIM
         if m == RMQUEUE_CLAIM:
-            got = self._rmqueue_claim(order, mt)
+            got = self._rmqueue_claim(order, mt, nofragment)
             if got is not None:
                 mode[0] = RMQUEUE_NORMAL
                 return got
+        # case RMQUEUE_STEAL: if (!(alloc_flags & ALLOC_NOFRAGMENT)) __rmqueue_steal()
+        if nofragment:
+            return None
         got = self._rmqueue_steal(order, mt)
         if got is not None:
             mode[0] = RMQUEUE_STEAL
@@ -531,7 +658,8 @@ class RefZone:
         Returns (start, free heads in pfn order, nr_free, nr_movable), or None if the
         pageblock is not wholly inside the zone."""
         start, end = self._pageblock_span(pfn)
-        if end > self.nr_pages:
+        # zone_spans_pfn(zone, start) && zone_spans_pfn(zone, end - 1)
+        if start < self.zone_start or end > self.zone_end:
             return None
         heads = []
         free = 0
@@ -567,13 +695,16 @@ class RefZone:
 
     # ------------------------------------------------------------------ fallback A and B
 
-    def _rmqueue_fallback(self, order, start_mt):
+    def _rmqueue_fallback(self, order, start_mt, nofragment=False):
         """__rmqueue_fallback of v5.4-v6.13: top-down search for the largest fallback buddy,
-        bottom-up instead for small movable requests that may not steal the block.
+        bottom-up instead for small movable requests that may not steal the block. With
+        ALLOC_NOFRAGMENT and ``order < P`` the top-down search stops at P (``min_order``);
+        find_smallest is unchanged (it cannot be reached then: orders >= P may always steal).
         A: returns True after stealing (the caller retries __rmqueue_smallest).
         B: returns (pfn, split type) or None."""
         found = None
-        for o in range(self.max_order, order - 1, -1):
+        min_order = self._nofragment_min_order(order, nofragment)
+        for o in range(self.max_order, min_order - 1, -1):
             self.c["orders_scanned"] += 1
             fb = self.find_suitable_fallback(o, start_mt)
             if fb == -1:
@@ -656,11 +787,19 @@ class RefZone:
 
     # ------------------------------------------------------------------ fallback D
 
-    def _rmqueue_claim(self, order, start_mt):
-        """__rmqueue_claim (v6.15, v6.16): top-down; try to claim a whole pageblock. At an order
-        too low to claim, v6.16 stops; v6.15 stops only if that order has a fallback block and
-        goes on to the next order if not."""
-        for o in range(self.max_order, order - 1, -1):
+    def _nofragment_min_order(self, order, nofragment):
+        """``min_order`` of __rmqueue_fallback / __rmqueue_claim: ``if (order < pageblock_order
+        && alloc_flags & ALLOC_NOFRAGMENT) min_order = pageblock_order;``"""
+        if nofragment and order < self.pageblock_order:
+            return self.pageblock_order
+        return order
+
+    def _rmqueue_claim(self, order, start_mt, nofragment=False):
+        """__rmqueue_claim (v6.15, v6.16): top-down to ``min_order``; try to claim a whole
+        pageblock. At an order too low to claim, v6.16 stops; v6.15 stops only if that order has
+        a fallback block and goes on to the next order if not."""
+        min_order = self._nofragment_min_order(order, nofragment)
+        for o in range(self.max_order, min_order - 1, -1):
             self.c["orders_scanned"] += 1
             may_claim = self.should_try_claim_block(o, start_mt)
             if self.policy in ("v6.16", "v6.17") and not may_claim:
@@ -745,7 +884,7 @@ class RefZone:
         pcp.count -= 1 << order
         return order, mt
 
-    def _rmqueue_pcplist(self, pcp, order, mt, alloc_cma):
+    def _rmqueue_pcplist(self, pcp, order, mt, alloc_cma, nofragment=False):
         """rmqueue_pcplist + __rmqueue_pcplist: refill an empty list with rmqueue_bulk
         (nr_pcp_alloc() pages under the 6.7+ rules), take the head."""
         # On allocation, reduce the number of pages batch freed (6.1 free_factor, 6.7+ free_count;
@@ -761,7 +900,7 @@ class RefZone:
                 # 6.1 __rmqueue_pcplist
                 batch = self.pcp_batch
                 count = max(batch >> order, 2) if batch > 1 else 1
-            self.rmqueue_bulk(pcp, order, count, mt, alloc_cma, pindex)
+            self.rmqueue_bulk(pcp, order, count, mt, alloc_cma, pindex, nofragment)
         if not lst:
             return None
         pfn = next(iter(lst))
@@ -791,10 +930,10 @@ class RefZone:
             batch = max(batch >> order, 2)
         return batch
 
-    def rmqueue_bulk(self, pcp, order, count, mt, alloc_cma, pindex):
+    def rmqueue_bulk(self, pcp, order, count, mt, alloc_cma, pindex, nofragment=False):
         mode = [RMQUEUE_NORMAL]   # one sticky rmqueue_mode for the whole batch
         for _ in range(count):
-            got = self._rmqueue(order, mt, alloc_cma, mode)
+            got = self._rmqueue(order, mt, alloc_cma, mode, nofragment)
             if got is None:
                 break
             pfn, split_mt = got
@@ -844,8 +983,10 @@ class RefZone:
         high = self.nr_pcp_high(pcp, batch, free_high)
         if pcp.count >= high:
             self.free_pcppages_bulk(pcp, self.nr_pcp_free(pcp, batch, high, free_high), pindex)
-            # zone_watermark_ok(zone, 0, high_wmark_pages(zone), ZONE_MOVABLE, 0): no ALLOC_CMA
-            if self.below_high and self._zone_watermark_ok(0, self.wmark_high, False, count=False):
+            # zone_watermark_ok(zone, 0, high_wmark_pages(zone), ZONE_MOVABLE, 0): no ALLOC_CMA,
+            # the zone's lowmem_reserve[ZONE_MOVABLE]
+            if self.below_high and self._zone_watermark_ok(0, self.wmark_high, False, count=False,
+                                                           reserve=self.lowmem_reserve[ZONE_MOVABLE]):
                 self.below_high = 0
 
     def nr_pcp_high(self, pcp, batch, free_high):
@@ -1129,11 +1270,12 @@ class RefZone:
     def check(self):
         """Assert the allocator invariants (MODEL.md; kernel-allocator.md section 11.5)."""
         n, M, P = self.nr_pages, self.max_order, self.pageblock_order
+        zs, ze = self.zone_start, self.zone_end
         owner = bytearray(n)   # 1 free, 2 allocated, 3 pcp, 4 hole
 
         def claim(start, size, what, tag):
             end = start + size
-            assert 0 <= start and end <= n, f"{what} [{start}, {end}) outside the zone [0, {n})"
+            assert zs <= start and end <= ze, f"{what} [{start}, {end}) outside the zone [{zs}, {ze})"
             if owner.count(0, start, end) != size:
                 clash = next(p for p in range(start, end) if owner[p])
                 kinds = {1: "a free block", 2: "an allocated block", 3: "a pcp page", 4: "a hole"}
@@ -1209,9 +1351,10 @@ class RefZone:
             f"{len(self.pcp_order)} pcp pages recorded, {pcp_heads} on lists")
         assert pcp_pages == self.pcp_count, f"pcp count {self.pcp_count} but lists hold {pcp_pages} pages"
 
+        assert self.nr_reserved == self.reserved.count(1, zs, ze), "holes of the span miscounted"
         total = free_pages + alloc_pages + pcp_pages + self.nr_reserved
-        assert total == n, (f"free {free_pages} + allocated {alloc_pages} + pcp {pcp_pages} + "
-                            f"holes {self.nr_reserved} = {total} != nr_pages {n}")
+        assert total == ze - zs, (f"free {free_pages} + allocated {alloc_pages} + pcp {pcp_pages} + "
+                                  f"holes {self.nr_reserved} = {total} != the zone's {ze - zs} pages")
 
         # Every pair of free buddies the merge rule would have merged is merged.
         for pfn, order in self.free_order.items():
@@ -1239,3 +1382,268 @@ class RefZone:
                     assert self.pageblock_mt[pb] == mt, (
                         f"free block {pfn} order {order} on the {MT_NAMES[mt]} list covers pageblock "
                         f"{pb} of type {MT_NAMES[self.pageblock_mt[pb]]}")
+
+
+class RefNode:
+    """A node of up to four zones over pfns ``[0, nr_pages)``: ZONE_DMA ``[0, dma_end)``,
+    ZONE_DMA32 ``[dma_end, dma32_end)``, ZONE_NORMAL ``[max(dma_end, dma32_end), nr_pages -
+    movable_pages)`` and ZONE_MOVABLE ``[nr_pages - movable_pages, nr_pages)``; a zone whose span
+    is empty is not populated. Each zone is a ``RefZone`` over the node's page arrays, sharing
+    the node's pageblock types; watermarks (``__setup_per_zone_wmarks()``) and lowmem_reserve
+    (``setup_per_zone_lowmem_reserve()``) are computed over the node as 6.12 does, the pcp
+    batch and high of each zone from that zone's managed pages and low watermark.
+
+    ``alloc()`` is __alloc_pages(): the zonelist of the populated zones up to gfp_zone(), highest
+    first; the fast path at the low watermark with ALLOC_NOFRAGMENT when the preferred zone is
+    ZONE_NORMAL and ZONE_DMA32 is populated, walked once more without it if it found nothing;
+    then the slow path's attempt at the min watermark. With ``dma_end = dma32_end =
+    movable_pages = 0`` the node is one Normal zone and behaves as ``RefZone``."""
+
+    def __init__(self, nr_pages, max_order, pageblock_order, policy="v6.15", holes=(), pcp=False,
+                 min_free_kbytes=None, nr_cpus=1, dma_end=0, dma32_end=0, movable_pages=0):
+        nr_pages, max_order, pageblock_order = _geometry(nr_pages, max_order, pageblock_order, policy)
+        if not 1 <= pageblock_order <= max_order:
+            raise ValueError(f"need 1 <= pageblock_order <= max_order, got {pageblock_order}, {max_order}")
+        dma_end, dma32_end, movable_pages = int(dma_end), int(dma32_end), int(movable_pages)
+        movable_start = nr_pages - movable_pages
+        align = 1 << max_order
+        if not 0 <= dma_end <= nr_pages or dma_end % align:
+            raise ValueError(f"dma_end {dma_end} must be a multiple of {align} in [0, {nr_pages}]")
+        if not (dma32_end == 0 or dma_end <= dma32_end <= nr_pages) or dma32_end % align:
+            raise ValueError(f"dma32_end {dma32_end} must be 0 or a multiple of {align} in "
+                             f"[dma_end = {dma_end}, {nr_pages}]")
+        if not 0 <= movable_pages <= nr_pages or (movable_pages and movable_start % align):
+            raise ValueError(f"movable_pages {movable_pages}: the ZONE_MOVABLE start {movable_start} "
+                             f"must be a multiple of {align} in [0, {nr_pages}]")
+        normal_start = max(dma_end, dma32_end)
+        if normal_start > movable_start:
+            raise ValueError(f"ZONE_MOVABLE [{movable_start}, {nr_pages}) overlaps the zones below "
+                             f"{normal_start}")
+        self.nr_pages = nr_pages
+        self.max_order = max_order
+        self.pageblock_order = pageblock_order
+        self.policy = policy
+        self.pcp = bool(pcp)
+        self.mobility_disabled = policy == "nomobility"
+
+        spans = ((0, dma_end), (dma_end, dma32_end), (normal_start, movable_start),
+                 (movable_start, nr_pages))
+        # Managed pages per zone index (0 for an absent zone): the span less its holes.
+        reserved = bytearray(nr_pages)
+        for start, end in holes:
+            start, end = int(start), int(end)
+            if not 0 <= start <= end <= nr_pages:
+                raise ValueError(f"hole ({start}, {end}) is not inside [0, {nr_pages})")
+            reserved[start:end] = b"\x01" * (end - start)
+        managed = [max(0, e - s) - (reserved.count(1, s, e) if e > s else 0) for s, e in spans]
+
+        # calculate_min_free_kbytes(): nr_free_buffer_pages() covers the zones up to ZONE_NORMAL.
+        buffer_pages = sum(managed[i] for i in range(MAX_NR_ZONES) if i != ZONE_MOVABLE)
+        if min_free_kbytes is None:
+            min_free_kbytes = min_free_kbytes_of(buffer_pages)
+        self.min_free_kbytes = int(min_free_kbytes)
+        # __setup_per_zone_wmarks(): 6.12 leaves ZONE_MOVABLE out of lowmem_pages and gives it
+        # highmem's small min; 5.4 and 6.1 count it as lowmem ("!is_highmem(zone)")
+        movable_highmem = policy not in ("v5.4", "v6.1")
+        lowmem_pages = buffer_pages if movable_highmem else sum(managed)
+        wmarks = self._setup_per_zone_wmarks(self.min_free_kbytes, managed, lowmem_pages,
+                                             movable_highmem)
+        reserves = self._setup_per_zone_lowmem_reserve(managed)
+
+        boot_mt = UNMOVABLE if self.mobility_disabled else MOVABLE
+        nr_pageblocks = (nr_pages + (1 << pageblock_order) - 1) >> pageblock_order
+        self.pageblock_mt = [boot_mt] * nr_pageblocks
+
+        # The populated zones, lowest first; each boots its own span.
+        self.zones = []
+        for idx, (start, end) in enumerate(spans):
+            if end <= start:
+                continue
+            self.zones.append(RefZone(
+                nr_pages, max_order, pageblock_order, policy=policy, holes=holes, pcp=pcp,
+                min_free_kbytes=self.min_free_kbytes, nr_cpus=nr_cpus, zone_start=start,
+                zone_end=end, zone_idx=idx, pageblock_mt=self.pageblock_mt,
+                watermarks=wmarks[idx], lowmem_reserve=reserves[idx]))
+        self.nr_zones = len(self.zones)
+        self.nr_cpus = self.zones[0].nr_cpus
+        # The node's own counters: one alloc_ops per alloc() call, one alloc_fail per failed one.
+        self.c = {"alloc_ops": 0, "alloc_fail": 0}
+
+    # ------------------------------------------------------------------ setup
+
+    @staticmethod
+    def _setup_per_zone_wmarks(min_free_kbytes, managed, lowmem_pages, movable_highmem=True):
+        """__setup_per_zone_wmarks() of 6.12 (of 6.1 without `movable_highmem`) for every zone
+        index: (min, low, high)."""
+        pages_min = min_free_kbytes >> 2
+        out = []
+        for idx, zone_managed in enumerate(managed):
+            # tmp = pages_min * managed / lowmem_pages. The kernel would divide by zero with no
+            # managed lowmem; the reference then reads it as the single-zone formula.
+            tmp = pages_min * zone_managed // lowmem_pages if lowmem_pages else pages_min
+            if idx == ZONE_MOVABLE and movable_highmem:
+                wmin = clamp(zone_managed // 1024, SWAP_CLUSTER_MAX, 128)
+            else:
+                wmin = tmp
+            delta = max(tmp >> 2, zone_managed * WATERMARK_SCALE_FACTOR // 10000)
+            out.append((wmin, wmin + delta, wmin + 2 * delta))
+        return out
+
+    @staticmethod
+    def _setup_per_zone_lowmem_reserve(managed):
+        """setup_per_zone_lowmem_reserve() of 6.12: lowmem_reserve[j] of zone i < j is the managed
+        pages of zones i+1..j over sysctl_lowmem_reserve_ratio[i]; all 0 for a zone with no managed
+        pages or ratio 0 (and for ZONE_MOVABLE, the top zone)."""
+        out = [[0] * MAX_NR_ZONES for _ in range(MAX_NR_ZONES)]
+        for i in range(MAX_NR_ZONES - 1):
+            ratio = SYSCTL_LOWMEM_RESERVE_RATIO[i]
+            clear = not ratio or not managed[i]
+            upper = 0
+            for j in range(i + 1, MAX_NR_ZONES):
+                upper += managed[j]
+                out[i][j] = 0 if clear else upper // ratio
+        return out
+
+    # ------------------------------------------------------------------ zones
+
+    def populated(self, zone_idx):
+        """populated_zone() of the node's zone ``zone_idx``."""
+        return any(z.zone_idx == zone_idx for z in self.zones)
+
+    def zone_idx(self, zi):
+        """The kernel zone index of the ``zi``-th populated zone (lowest first)."""
+        return self.zones[zi].zone_idx
+
+    def zone_of(self, pfn):
+        """The zone spanning ``pfn`` (page_zone()), or None."""
+        for z in self.zones:
+            if z.zone_start <= pfn < z.zone_end:
+                return z
+        return None
+
+    def zonelist(self, highest_zoneidx):
+        """The node's zonelist filtered to ``highest_zoneidx``: populated zones, highest first."""
+        return [z for z in reversed(self.zones) if z.zone_idx <= highest_zoneidx]
+
+    @property
+    def managed_pages(self):
+        return sum(z.managed_pages for z in self.zones)
+
+    @property
+    def pcp_count(self):
+        return sum(z.pcp_count for z in self.zones)
+
+    # ------------------------------------------------------------------ allocation and free
+
+    def alloc(self, order, mt, pinned=False, cpu=0):
+        """__alloc_pages on ``cpu`` without reclaim or compaction. Returns the pfn or -1."""
+        self.zones[0]._cpu_pcp(cpu)
+        cpu = int(cpu)
+        order, mt = self.zones[0]._check_request(order, mt)
+        self.c["alloc_ops"] += 1
+        list_mt = UNMOVABLE if self.mobility_disabled else mt   # gfp_migratetype()
+        alloc_cma = list_mt == MOVABLE                          # gfp_to_alloc_flags_cma()
+        highest_zoneidx = gfp_zone(mt)                          # the requested type's gfp
+        zonelist = self.zonelist(highest_zoneidx)
+        if zonelist:
+            # alloc_flags_nofragment(preferred zone): ZONE_NORMAL with ZONE_DMA32 populated
+            # (the kernel's NUMA test, applied on every node).
+            nofragment = zonelist[0].zone_idx == ZONE_NORMAL and self.populated(ZONE_DMA32)
+            # Fast path at the low watermark (get_page_from_freelist(), and its `goto retry`
+            # without ALLOC_NOFRAGMENT), then the slow path's attempt at the min watermark.
+            for wmark, nofrag in ((WMARK_LOW, nofragment), (WMARK_MIN, False)):
+                while True:
+                    for z in zonelist:
+                        pfn = z.try_this_zone(z.pcps[cpu], order, mt, list_mt, alloc_cma, pinned,
+                                              wmark, highest_zoneidx, nofrag)
+                        if pfn is not None:
+                            return pfn
+                    if not nofrag:
+                        break
+                    nofrag = False
+        self.c["alloc_fail"] += 1
+        return -1
+
+    def free(self, pfn, cpu=0):
+        """__free_pages on ``cpu`` in the zone that spans ``pfn``."""
+        pfn = int(pfn)
+        z = self.zone_of(pfn)
+        if z is None:
+            raise ValueError(f"pfn {pfn} is not the head of an allocated block")
+        z.free(pfn, cpu)
+
+    def drain(self):
+        """drain_all_pages(NULL): CPU 0, 1, ... in turn, each draining every populated zone
+        (drain_pages()). A no-op with pcp off."""
+        if not self.pcp:
+            return
+        for cpu in range(self.nr_cpus):
+            for z in self.zones:
+                z.drain_pages(z.pcps[cpu])
+
+    def decay_pcp_high(self, cpu=0):
+        """refresh_cpu_vm_stats() on ``cpu``: decay_pcp_high() of every populated zone; True if
+        any zone has more to do."""
+        todo = False
+        for z in self.zones:
+            if z.decay_pcp_high(cpu):
+                todo = True
+        return todo
+
+    # ------------------------------------------------------------------ public views
+
+    def free_lists(self, zi=0):
+        return self.zones[zi].free_lists()
+
+    def buddyinfo(self, zi=0):
+        return self.zones[zi].buddyinfo()
+
+    def pcp_lists_of(self, cpu, zi=0):
+        return self.zones[zi].pcp_lists_of(cpu)
+
+    def pcp_state(self, cpu=0, zi=0):
+        return self.zones[zi].pcp_state(cpu)
+
+    def watermarks(self, zi=0):
+        return self.zones[zi].watermarks()
+
+    def lowmem_reserve(self, zi=0):
+        return list(self.zones[zi].lowmem_reserve)
+
+    def pageblock_types(self):
+        return list(self.pageblock_mt)
+
+    def counters(self):
+        """Every zone's counters summed over the node (RefZone.counters()'s keys; nr_free_pages
+        is the node's free pages), with the node's alloc_ops and alloc_fail."""
+        out = dict.fromkeys(COUNTER_NAMES, 0)
+        out["nr_free_pages"] = 0
+        for z in self.zones:
+            for k, v in z.counters().items():
+                out[k] += v
+        for k, v in self.c.items():
+            out[k] += v
+        return out
+
+    def check(self):
+        """Every zone's invariants; the zones tile the node in index order and share its
+        pageblock types; no free block, pcp page or allocated block lies outside its zone."""
+        assert self.zones, "a node without a populated zone"
+        end = 0
+        for z in self.zones:
+            assert z.zone_start == end, f"zone {ZONE_NAMES[z.zone_idx]} starts at {z.zone_start}, not {end}"
+            end = z.zone_end
+            assert z.pageblock_mt is self.pageblock_mt, (
+                f"zone {ZONE_NAMES[z.zone_idx]} has its own pageblock types")
+        assert end == self.nr_pages, f"the zones end at {end}, the node at {self.nr_pages}"
+        idxs = [z.zone_idx for z in self.zones]
+        assert idxs == sorted(set(idxs)), f"zone indices {idxs} not increasing"
+        for z in self.zones:
+            z.check()
+            name = ZONE_NAMES[z.zone_idx]
+            for what, blocks in (("free block", z.free_order), ("pcp page", z.pcp_order),
+                                 ("allocated block", z.alloc_order)):
+                for pfn, order in blocks.items():
+                    assert z.zone_start <= pfn and pfn + (1 << order) <= z.zone_end, (
+                        f"{what} {pfn} order {order} of zone {name} crosses its span "
+                        f"[{z.zone_start}, {z.zone_end})")

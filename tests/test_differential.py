@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kernels.model import Model
-from reference import POLICIES, RefZone
+from reference import POLICIES, RefNode, RefZone
 
 pytestmark = pytest.mark.kernels
 
@@ -57,13 +57,50 @@ def operations(max_order, n):
 
 
 def _state(m, nr_cpus=1):
-    return (m.free_lists(), m.pageblock_types(), m.counters(), m.buddyinfo(),
-            [(m.pcp_lists_of(c), m.pcp_state(c)) for c in range(nr_cpus)])
+    zones = range(getattr(m, "nr_zones", 1))
+    return ([m.free_lists(zi) for zi in zones] if len(zones) > 1 else m.free_lists(),
+            m.pageblock_types(), m.counters(),
+            [m.buddyinfo(zi) for zi in zones] if len(zones) > 1 else m.buddyinfo(),
+            [[(m.pcp_lists_of(c, zi), m.pcp_state(c, zi)) for c in range(nr_cpus)] for zi in zones]
+            if len(zones) > 1 else [(m.pcp_lists_of(c), m.pcp_state(c)) for c in range(nr_cpus)])
+
+
+@st.composite
+def node_geometries(draw, pcp=False):
+    """A node of DMA, DMA32 and Normal zones (some may be empty) and maybe ZONE_MOVABLE, each
+    boundary a multiple of the max-order block."""
+    max_order = draw(st.integers(2, 6))
+    pageblock_order = draw(st.integers(1, max_order))
+    unit = 1 << max_order
+    if pcp:
+        # zone_batchsize() gives a batch above 1 only from 64 MiB: large zones
+        dma, dma32, normal, movable = 256, 4096, draw(st.sampled_from([0, 8192, 16384])), 0
+        dma, dma32, normal = (x // unit * unit for x in (dma, dma32, normal))
+    else:
+        dma = draw(st.integers(0, 3)) * unit
+        dma32 = dma + draw(st.integers(0, 6)) * unit
+        normal = draw(st.integers(0, 8)) * unit
+        movable = draw(st.sampled_from([0, 0, 2])) * unit
+    nr_pages = dma32 + normal + movable
+    if nr_pages - movable <= 0:
+        normal += unit
+        nr_pages += unit
+    mfk = draw(st.sampled_from([0, 8, 64] if pcp else [None, 0, 4 * nr_pages // 16]))
+    return dict(nr_pages=nr_pages, max_order=max_order, pageblock_order=pageblock_order,
+                min_free_kbytes=mfk, dma_end=dma, dma32_end=dma32 if dma32 > dma else 0,
+                movable_pages=movable)
 
 
 def _drive(geom, policy, pcp, ops, check_ref_every, nr_cpus=1):
-    ref = RefZone(policy=policy, pcp=pcp, nr_cpus=nr_cpus, **geom)
+    multi = "dma_end" in geom
+    ref = (RefNode if multi else RefZone)(policy=policy, pcp=pcp, nr_cpus=nr_cpus, **geom)
     jit = Model(policy=policy, pcp=pcp, nr_cpus=nr_cpus, **geom)
+    if multi:
+        assert [jit.zone_idx(i) for i in range(jit.nr_zones)] == [ref.zone_idx(i) for i in range(ref.nr_zones)]
+        assert [jit.lowmem_reserve(i) for i in range(jit.nr_zones)] == [
+            ref.lowmem_reserve(i) for i in range(ref.nr_zones)]
+        assert [jit.watermarks(i) for i in range(jit.nr_zones)] == [
+            ref.watermarks(i) for i in range(ref.nr_zones)]
     assert _state(jit, nr_cpus) == _state(ref, nr_cpus), "boot states differ"
     live = []
     for step, (kind, a, mt, pinned, cpu) in enumerate(ops):
@@ -111,6 +148,23 @@ def test_same_pcp_behaviour_as_the_reference(policy, data):
     geom = data.draw(geometries(pcp=True))
     ops = data.draw(operations(geom["max_order"], 400))
     _drive(geom, policy, True, ops, check_ref_every=50, nr_cpus=data.draw(st.integers(1, 3)))
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+@given(data=st.data())
+def test_same_zonelist_walk_as_the_reference(policy, data):
+    """Nodes of several zones: lowmem_reserve, the zonelist and ALLOC_NOFRAGMENT."""
+    geom = data.draw(node_geometries())
+    ops = data.draw(operations(geom["max_order"], 200))
+    _drive(geom, policy, False, ops, check_ref_every=1)
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+@given(data=st.data())
+def test_same_pcp_behaviour_in_several_zones_as_the_reference(policy, data):
+    geom = data.draw(node_geometries(pcp=True))
+    ops = data.draw(operations(geom["max_order"], 300))
+    _drive(geom, policy, True, ops, check_ref_every=50, nr_cpus=data.draw(st.integers(1, 2)))
 
 
 @pytest.mark.parametrize("policy", POLICIES)

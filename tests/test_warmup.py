@@ -31,9 +31,18 @@ def test_units_of_the_laptop_sweep():
 def test_a_node_with_zone_movable_is_a_unit_of_its_own():
     base = {"workload": "mixed", "memory": "256M", "ops": 10**6}
     units = warmup.compile_units([base, {**base, "movable_fraction": 0.5},
-                                  {**base, "probe": ["compact"], "movable_fraction": 0.25}])
+                                  {**base, "probe": ["compact"], "movable_fraction": 0.5}])
     names = sorted(u.name for u in units)
-    assert names == ["mixed", "mixed (two zones)", "probes (two zones)"]
+    assert names == ["mixed", "mixed (2 zones)", "probes (2 zones)"]
+
+
+def test_each_number_of_zones_is_a_unit_of_its_own():
+    base = {"workload": "smallpages", "memory": "8G"}
+    units = warmup.compile_units([base, {**base, "zones": "x86_64"},
+                                  {**base, "zones": "x86_64", "memory": "2G"},
+                                  {**base, "zones": "x86_64", "movable_fraction": 0.25}])
+    assert sorted(u.name for u in units) == ["smallpages", "smallpages (2 zones)",
+                                             "smallpages (3 zones)", "smallpages (4 zones)"]
 
 
 def test_expected_wall_time_packs_the_longest_units_first():

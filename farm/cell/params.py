@@ -11,7 +11,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from kernels.constants import PAGE_SHIFT, POLICIES
+from kernels.constants import PAGE_SHIFT, POLICIES, X86_64_DMA32_END, X86_64_DMA_END, ZONE_MOVABLE
+from kernels.zone import zone_spans
 
 WORKLOADS = ("smallpages", "mixed", "fragmenter", "thp", "cma", "hotplug", "scatterer")
 THP_DEFRAG = ("always", "defer", "defer+madvise", "madvise", "never")
@@ -235,7 +236,12 @@ PARAMS: dict[str, Param] = {p.name: p for p in [
           "max(MAX_ORDER, pageblock) blocks)"),
     Param("movable_fraction", _float01, 0.0,
           "share of memory in ZONE_MOVABLE (at the top, rounded to memory blocks)"),
-    Param("cma_size", _size, "0", "CMA area at the top of ZONE_NORMAL (0 = none)"),
+    Param("zones", _choice(("normal", "x86_64")), "normal",
+          "zones below ZONE_MOVABLE: normal (one ZONE_NORMAL; no ALLOC_NOFRAGMENT) or x86_64 "
+          "(ZONE_DMA below 16 MiB, ZONE_DMA32 below 4 GiB, ZONE_NORMAL above, with lowmem_reserve "
+          "and ALLOC_NOFRAGMENT)"),
+    Param("cma_size", _size, "0", "CMA area at the top of the highest zone below ZONE_MOVABLE "
+          "(0 = none)"),
     Param("workload", _choice(WORKLOADS), "smallpages", "workload: " + ", ".join(WORKLOADS), "workload"),
     Param("ops", lambda k, v: _int(k, v, 0), 200000, "workload operations (allocations + frees)", "workload"),
     Param("seed", lambda k, v: _int(k, v, 0), 1, "random seed", "workload"),
@@ -357,8 +363,15 @@ def resolve(raw: dict[str, Any]) -> dict[str, Any]:
     if p["movable_fraction"] > 0 and movable == 0:
         raise ParamError("movable_fraction", f"{p['movable_fraction']} of {p['memory']} is less than "
                          f"one {format_size(movable_unit)} unit")
-    if cma and memory - movable < 2 * cma:
-        raise ParamError("cma_size", "the CMA area does not fit in ZONE_NORMAL")
+    x86 = p["zones"] == "x86_64"
+    p["_dma_end"] = X86_64_DMA_END if x86 else 0
+    p["_dma32_end"] = X86_64_DMA32_END if x86 else 0
+    if x86 and nr_pages - (movable >> PAGE_SHIFT) <= X86_64_DMA_END:
+        raise ParamError("zones", "x86_64 zones need more than 16 MiB below ZONE_MOVABLE")
+    lower = [(s, e) for idx, s, e in zone_spans(nr_pages, movable >> PAGE_SHIFT, p["_dma_end"],
+                                                 p["_dma32_end"]) if idx != ZONE_MOVABLE]
+    if cma and (not lower or (lower[-1][1] - lower[-1][0]) << PAGE_SHIFT < 2 * cma):
+        raise ParamError("cma_size", "the CMA area does not fit in the highest zone below ZONE_MOVABLE")
     p["_movable_pages"] = movable >> PAGE_SHIFT
     p["_cma_pages"] = cma >> PAGE_SHIFT
     p["_memory_block_pages"] = block >> PAGE_SHIFT

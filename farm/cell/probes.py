@@ -24,6 +24,7 @@ import numpy as np
 from kernels import constants as C
 from kernels.compaction import GFP_NORETRY, GFP_RETRY, alloc_pages_gfp, compact_node
 from kernels.page_alloc import drain_all_pages, free_pages
+from kernels.zone import kernel_zone_index
 from kernels.page_isolation import (
     CONTIG_OK, FAIL_REASON_NAMES, NR_FAIL_REASONS, alloc_contig_pages, alloc_contig_range,
     cma_alloc, cma_release, free_contig_range, offline_pages, online_pages,
@@ -48,7 +49,7 @@ def _result(kind, params, asked, obtained, migrated, reasons):
 def run_probes(node, specs: list[str], p: dict, cc: np.ndarray, cma_bitmap: np.ndarray) -> list[dict]:
     held: list[tuple[int, int]] = []     # (pfn, pages) obtained by hugepages / gigantic probes
     out = []
-    normal = node[0]
+    normal = node[kernel_zone_index(node)]
     for spec in specs:
         kind, params, _ = parse_probe(spec)
         reasons = np.zeros(NR_FAIL_REASONS, dtype=np.int64)

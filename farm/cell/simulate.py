@@ -19,7 +19,7 @@ from kernels.compaction import GFP_NOCOMPACT, GFP_THP, GFP_THP_NORETRY
 from kernels.page_alloc import boot_node
 from kernels.rng import seed_state
 from kernels.vmstat import extfrag_index, pagetypeinfo_blocks, pagetypeinfo_free, unusable_index
-from kernels.zone import make_node
+from kernels.zone import kernel_zone_index, make_node
 
 from .params import MIGRATETYPE_CHOICES, parse_size, public, resolve
 from .probes import run_probes
@@ -58,7 +58,8 @@ def build_node(p: dict[str, Any], owner_slots: int = 0):
     node = make_node(p["nr_pages"], p["max_order"], p["pageblock_order"], p["policy"],
                      p["_holes_pfn"], p["pcp"], p["min_free_kbytes"], p["section_bits"],
                      memory_block_bits, p["_movable_pages"], owner_slots,
-                     p["isolation"] == "maxorder", p["_cma_pages"], p["vmstat_interval"])
+                     p["isolation"] == "maxorder", p["_cma_pages"], p["vmstat_interval"],
+                     dma_end=p["_dma_end"], dma32_end=p["_dma32_end"])
     boot_node(node)
     return node
 
@@ -194,7 +195,7 @@ def _run_steady_state(node, p, rng, extra, finish=True):
     # is below it has no THP (here: the largest order the zone has)
     wp[W.WP_THP_ORDER] = min(C.HPAGE_PMD_ORDER, p["max_order"])
     wp[W.WP_THP_GFP] = thp_gfp(p["thp_defrag"], p["thp_madvise"])
-    normal = node[0]
+    normal = node[kernel_zone_index(node)]
     if p["workload"] == "cma":
         wp[W.WP_ACTION] = 1
         count = parse_size(p["cma_chunk"]) >> C.PAGE_SHIFT

@@ -14,6 +14,7 @@ import base64
 import numpy as np
 
 from kernels import constants as C
+from kernels.zone import kernel_zone_index
 
 from .captures import KPF_BUDDY, KPF_LRU, KPF_NOPAGE, KPF_RESERVED, KPF_SLAB
 
@@ -35,9 +36,10 @@ def _blocks(mask: np.ndarray, start: int, end: int, pageblock_order: int) -> tup
     return np.arange(first, last), padded.reshape(-1, pb).sum(axis=1)
 
 
-def model_zone_map(node) -> dict[str, list]:
-    """The map of the model's first zone, from its page flags and pageblock types."""
-    z = node[0]
+def model_zone_map(node, zi: int | None = None) -> dict[str, list]:
+    """The map of the model's zone `zi` (by default the one GFP_KERNEL prefers: the highest
+    below ZONE_MOVABLE), from its page flags and pageblock types."""
+    z = node[kernel_zone_index(node) if zi is None else zi]
     start, end = int(z.zp[C.ZP_ZONE_START]), int(z.zp[C.ZP_ZONE_END])
     pb_order = int(z.zp[C.ZP_PAGEBLOCK_ORDER])
     flags = np.asarray(z.page_flags[:end])

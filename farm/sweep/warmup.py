@@ -5,8 +5,8 @@ The first run on a machine compiles; later runs load the cache. `compile_model` 
 planned cells use, in parallel processes, with a progress line, before any Ray worker starts, so
 no two workers compile the same code at the same time:
 
-- The cells are reduced to compile units: one tiny cell per workload (and per node shape: a
-  ZONE_MOVABLE makes a node of two zones, another type), without probes, and one tiny cell with
+- The cells are reduced to compile units: one tiny cell per workload (and per node shape: each
+  number of zones is another type), without probes, and one tiny cell with
   every probe the plan asks for. Each unit takes the code paths of its kind.
 - The units run in a pool of processes (one per core by default), longest first. Every unit
   compiles the allocator core it shares with the others, in parallel, instead of waiting for one
@@ -57,9 +57,21 @@ class CompileReport:
     cached: int = 0                                      # skipped: marked done in the cache
 
 
+# the parameters that decide how many zones a node has
+_SHAPE_KEYS = ("memory", "max_order", "pageblock_order", "section_bits", "memory_block_size",
+               "movable_fraction", "zones")
+
+
 def _node_shape(p: dict[str, Any]) -> tuple:
     """What changes the numba types of a cell's arguments: the number of zones in the node."""
-    return (bool(p.get("movable_fraction")),)
+    from kernels.zone import zone_spans
+
+    from ..cell.params import ParamError, resolve
+    try:
+        r = resolve({k: p[k] for k in _SHAPE_KEYS if p.get(k) is not None})
+    except ParamError:
+        return (1,)
+    return (len(zone_spans(r["nr_pages"], r["_movable_pages"], r["_dma_end"], r["_dma32_end"])),)
 
 
 def compile_units(params_list: list[dict[str, Any]]) -> list[Unit]:
@@ -71,13 +83,13 @@ def compile_units(params_list: list[dict[str, Any]]) -> list[Unit]:
         short = {**p, "ops": min(p.get("ops", 0), WARM_OPS)}
         key = ("workload", p.get("workload", "smallpages")) + shape
         if key not in units:
-            name = key[1] + (" (two zones)" if shape[0] else "")
+            name = key[1] + (f" ({shape[0]} zones)" if shape[0] > 1 else "")
             units[key] = Unit(name, {**short, "probe": []}, EXPECTED_S.get(key[1], _DEFAULT_S))
         if p.get("probe"):
             cell, specs = probes.setdefault(shape, (short, []))
             specs.extend(s for s in p["probe"] if s not in specs)
     for shape, (cell, specs) in probes.items():
-        name = "probes" + (" (two zones)" if shape[0] else "")
+        name = "probes" + (f" ({shape[0]} zones)" if shape[0] > 1 else "")
         units[("probes",) + shape] = Unit(name, {**cell, "probe": specs}, EXPECTED_S["probes"])
     return sorted(units.values(), key=lambda u: -u.expected_s)
 

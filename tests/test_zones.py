@@ -1,0 +1,136 @@
+"""Zones of a node: lowmem_reserve, watermarks split over the lowmem zones, the zonelist and
+ALLOC_NOFRAGMENT (MODEL.md, Zones), on the numba model and on the reference's RefNode, with
+expected values worked out here from the kernel's formulas."""
+
+from math import isqrt
+
+import pytest
+
+from kernels import constants as C
+from kernels.model import Model
+from reference import POLICIES, RefNode
+
+pytestmark = pytest.mark.kernels
+
+U, M = C.MIGRATE_UNMOVABLE, C.MIGRATE_MOVABLE
+# a small node: max_order 5 (32 pages), pageblock_order 4 (16 pages)
+MO, PB = 5, 4
+DMA_END, DMA32_END, NR = 256, 1024, 2048
+# the policies that group by mobility (nomobility has no fallback between types)
+GROUPING = [p for p in POLICIES if p != "nomobility"]
+
+
+@pytest.fixture(params=["model", "reference"])
+def node_cls(request):
+    return Model if request.param == "model" else RefNode
+
+
+def _node(cls, policy, nr=NR, dma32_end=DMA32_END, **kw):
+    return cls(nr, MO, PB, policy=policy, min_free_kbytes=kw.pop("min_free_kbytes", 0),
+               dma_end=DMA_END, dma32_end=dma32_end, **kw)
+
+
+def test_lowmem_reserve_and_watermarks_of_four_zones(node_cls):
+    movable = 512
+    n = node_cls(4096, MO, PB, policy="v6.15", dma_end=DMA_END, dma32_end=DMA32_END,
+                 movable_pages=movable)
+    managed = {C.ZONE_DMA: 256, C.ZONE_DMA32: 768, C.ZONE_NORMAL: 4096 - 1024 - movable,
+               C.ZONE_MOVABLE: movable}
+    assert [n.zone_idx(i) for i in range(n.nr_zones)] == [0, 1, 2, 3]
+    # setup_per_zone_lowmem_reserve(): zone i keeps (managed of zones i+1..j) / ratio[i] from j
+    assert n.lowmem_reserve(0) == [0, 768 // 256, (768 + 2560) // 256, (768 + 2560 + 512) // 256]
+    assert n.lowmem_reserve(1) == [0, 0, 2560 // 256, (2560 + 512) // 256]
+    assert n.lowmem_reserve(2) == [0, 0, 0, 512 // 32]
+    assert n.lowmem_reserve(3) == [0, 0, 0, 0]
+    # calculate_min_free_kbytes() over the lowmem zones, then each zone's share
+    lowmem = 256 + 768 + 2560
+    mfk = min(max(isqrt(lowmem * 4 * 16), 128), 262144)
+    pages_min = mfk >> 2
+    for zi, idx in enumerate((C.ZONE_DMA, C.ZONE_DMA32, C.ZONE_NORMAL, C.ZONE_MOVABLE)):
+        share = pages_min * managed[idx] // lowmem
+        wmin = min(max(managed[idx] // 1024, 32), 128) if idx == C.ZONE_MOVABLE else share
+        delta = max(share // 4, managed[idx] * 10 // 10000)
+        assert n.watermarks(zi) == (wmin, wmin + delta, wmin + 2 * delta), C.ZONE_NAMES[idx]
+
+
+def _fill_then_fragment(n, zone_start, zone_end):
+    """Allocate movable base pages until the node is full, then free every second page of the
+    first pageblock of [zone_start, zone_end): the only free pages there are order-0 fragments
+    of a Movable pageblock. Returns that pageblock's first pfn."""
+    live = []
+    while True:
+        pfn = n.alloc(0, M)
+        if pfn < 0:
+            break
+        live.append(pfn)
+    block = next(p for p in sorted(live) if zone_start <= p and p % (1 << PB) == 0)
+    assert block + (1 << PB) <= zone_end
+    for pfn in range(block, block + (1 << PB), 2):
+        n.free(pfn)
+    return block, live
+
+
+@pytest.mark.parametrize("policy", GROUPING)
+def test_nofragment_prefers_a_whole_pageblock_in_dma32(node_cls, policy):
+    """Normal holds only fragments of a Movable pageblock; DMA32 still has a free pageblock. An
+    unmovable base page under ALLOC_NOFRAGMENT takes DMA32's pageblock, not Normal's fragment."""
+    n = _node(node_cls, policy)
+    # fill Normal: movable base pages come from the preferred zone until it reaches its low
+    # watermark; the first that comes from DMA32 is given back
+    while True:
+        pfn = n.alloc(0, M)
+        if pfn < DMA32_END:
+            n.free(pfn)
+            break
+    for pfn in range(DMA32_END, DMA32_END + (1 << PB), 2):
+        n.free(pfn)
+    types_before = n.pageblock_types()
+    pfn = n.alloc(0, U)
+    assert DMA_END <= pfn < DMA32_END
+    # the fragmented Normal pageblock keeps its type; a DMA32 pageblock became Unmovable
+    after = n.pageblock_types()
+    assert after[DMA32_END >> PB] == M
+    assert after[pfn >> PB] == U and types_before[pfn >> PB] == M
+
+
+@pytest.mark.parametrize("policy", GROUPING)
+def test_nofragment_retries_without_the_flag(node_cls, policy):
+    """No zone has a free pageblock: the zonelist is walked again without ALLOC_NOFRAGMENT and the
+    request falls back into Normal's fragment."""
+    n = _node(node_cls, policy)
+    block, _ = _fill_then_fragment(n, DMA32_END, NR)
+    pfn = n.alloc(0, U)
+    assert block <= pfn < block + (1 << PB)
+
+
+@pytest.mark.parametrize("policy", GROUPING)
+def test_no_nofragment_without_zone_normal(node_cls, policy):
+    """DMA and DMA32 only (an x86-64 machine of up to 4 GiB): the preferred zone is DMA32, so no
+    ALLOC_NOFRAGMENT: the fragment in DMA32 is taken although DMA has free pageblocks."""
+    n = _node(node_cls, policy, nr=DMA32_END)
+    assert [n.zone_idx(i) for i in range(n.nr_zones)] == [C.ZONE_DMA, C.ZONE_DMA32]
+    dma32 = [n.alloc(0, M) for _ in range(DMA32_END - DMA_END)]
+    assert min(dma32) >= DMA_END
+    for pfn in range(DMA_END, DMA_END + (1 << PB), 2):
+        n.free(pfn)
+    pfn = n.alloc(0, U)
+    assert DMA_END <= pfn < DMA_END + (1 << PB)
+
+
+def test_lowmem_reserve_keeps_dma_from_normal_requests(node_cls):
+    """With Normal and DMA32 full, a GFP_KERNEL request may use DMA only while DMA's free pages
+    stay above min + lowmem_reserve[ZONE_NORMAL] (the default ratios)."""
+    n = node_cls(8192, MO, PB, policy="v6.15", min_free_kbytes=0, dma_end=DMA_END,
+                 dma32_end=DMA32_END)
+    reserve = n.lowmem_reserve(0)[C.ZONE_NORMAL]
+    assert reserve == (768 + 8192 - 1024) // 256
+    got = []
+    while True:
+        pfn = n.alloc(0, U)
+        if pfn < 0:
+            break
+        got.append(pfn)
+    in_dma = sum(1 for p in got if p < DMA_END)
+    # __zone_watermark_ok(): fails once free <= min (0) + reserve
+    assert in_dma == 256 - reserve
+    assert sum(c << o for o, c in enumerate(n.buddyinfo(0))) == reserve
