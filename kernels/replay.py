@@ -27,13 +27,13 @@ from .constants import (
     ALLOC_OPS, FREE_OPS, ZP_MAX_ORDER, ZP_PAGEBLOCK_ORDER, ZP_PCP_BASE, ZP_ZONE_END,
     MERGE_HYGIENE, ZP_MERGE, ZP_PCP, ZP_PCP_COUNT,
 )
-from .check import _check_zone
+from .check import check_node
 from .page_alloc import (
     _add_to_free_list, _del_page_from_free_list, _free_one_page, _free_to_buddy, _list_add,
     _list_add_tail, _move_freepages_block, _pcp_del, account_freepages, alloc_pages,
     change_pageblock_range, free_unref_page, get_pageblock_migratetype, largest_aligned_order,
     order_to_pindex,
-    pcp_allowed_order, move_to_free_list, decay_pcp_high, pcp_switch_cpu,
+    pcp_allowed_order, move_to_free_list, decay_pcp_high, page_zone, pcp_switch_cpu,
 )
 from .page_isolation import find_head
 
@@ -259,13 +259,15 @@ def _retype_claimed(z, pfn, fallback_order, mt, rs):
 
 
 @jit
-def replay_pinned(z, kind, pfn, order, mt, aux0, aux1, first, last, rs, check_every):
-    """Apply events [first, last) at their pfns, with check_zone every `check_every` events
-    (0: never). Returns (0, -1), or the first check error and the index of its event."""
-    hygiene = z.zp[ZP_MERGE] == MERGE_HYGIENE
+def replay_pinned(node, kind, pfn, order, mt, aux0, aux1, first, last, rs, check_every):
+    """Apply events [first, last) at their pfns, each in the zone that spans its pfn, with
+    check_zone every `check_every` events (0: never). Returns (0, -1), or the first check error
+    and the index of its event."""
+    hygiene = node[0].zp[ZP_MERGE] == MERGE_HYGIENE
     for i in range(first, last):
         k = kind[i]
         p = pfn[i]
+        z = node[page_zone(node, p)]
         o = int(order[i])
         m = int(mt[i])
         end = p + (1 << o)
@@ -330,10 +332,11 @@ def replay_pinned(z, kind, pfn, order, mt, aux0, aux1, first, last, rs, check_ev
                 _mark_allocated(z, p, o, m)
         rs[RS_EVENTS] += 1
         if check_every > 0 and (i - first + 1) % check_every == 0:
-            code, where = _check_zone(z)
+            code, where = check_node(node)
             if code:
                 return code, i
     return 0, -1
+
 
 
 @jit
@@ -370,7 +373,6 @@ def replay_policy(node, kind, pfn, order, mt, aux0, cpu, alloc_of, offset_of, pl
     vmstat update's decay_pcp_high() runs on CPU tick_cpu[t] before the first event at or after
     each time ticks[t] (ascending, trace clock). Event i runs on CPU cpu[i] (its pcp lists and
     state: pcp_switch_cpu()); CPU 0 is loaded at the end."""
-    z = node[0]
     t = 0
     while t < ticks.shape[0] and first < last and ticks[t] < ts[first]:
         t += 1
@@ -402,6 +404,7 @@ def replay_policy(node, kind, pfn, order, mt, aux0, cpu, alloc_of, offset_of, pl
             else:
                 p = pfn[i]
             end = p + (1 << o)
+            z = node[page_zone(node, p)]
             z.stat[FREE_OPS] += 1
             z.stat[PGFREE] += 1 << o
             if _exact(z, p, o, PG_HEAD):
@@ -418,7 +421,7 @@ def replay_policy(node, kind, pfn, order, mt, aux0, cpu, alloc_of, offset_of, pl
             continue
         rs[RS_EVENTS] += 1
         if check_every > 0 and rs[RS_EVENTS] % check_every == 0:
-            code, where = _check_zone(z)
+            code, where = check_node(node)
             if code:
                 return code, i
     for zi in range(len(node)):

@@ -298,7 +298,7 @@ def test_policy_replay_of_a_page_cache_capture():
     with every lock-held free sent to the pcp lists it does not."""
     placed, l1 = _policy_replay(PAGECACHE)
     assert placed >= 0.99 and l1 <= 0.005
-    placed0, l10 = _policy_replay(PAGECACHE, initial_alloc_factor=lambda events, batch, cpu=0: 0)
+    placed0, l10 = _policy_replay(PAGECACHE, initial_alloc_factor=lambda events, batch, cpu=0, here=None: 0)
     assert l10 > 0.05
     import farm.real.replay as RP
     real_load = RP.load_events

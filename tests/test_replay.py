@@ -40,7 +40,7 @@ def run(node, events, hygiene_check=True):
     rs = np.zeros(R.RS_SIZE, dtype=np.int64)
     cols = [np.array([e[i] for e in events], dtype=np.int64) for i in range(6)]
     kind = cols[0].astype(np.int8)
-    code, at = R.replay_pinned(node[0], kind, cols[1], cols[2], cols[3], cols[4], cols[5], 0,
+    code, at = R.replay_pinned(node, kind, cols[1], cols[2], cols[3], cols[4], cols[5], 0,
                                len(events), rs, 1)
     assert code == 0, (code, at)
     check_zone(node)
@@ -388,3 +388,55 @@ def test_the_page_cache_capture_needs_the_interrupted_lock_rule(monkeypatch):
     monkeypatch.setattr(real, "pcp_locked_frees", lambda names, cpu, pid, irq: np.zeros(len(names), bool))
     r = RP.replay(PAGECACHE, "pinned", until="phase=mid")
     assert r["versus_mid"]["buddyinfo_l1"] > 0.02
+
+
+OWN = Path(__file__).resolve().parent / "data"
+
+
+@pytest.mark.parametrize("mode", ["pinned", "policy"])
+def test_replay_models_every_zone_of_the_node(mode):
+    """A 512 MiB guest has ZONE_DMA and ZONE_DMA32: both are replayed, each event in the zone of
+    its pfn (none left outside), each zone with zoneinfo's watermarks and protection (its
+    lowmem_reserve), and both end at the kernel's buddyinfo at mid."""
+    folder = OWN / "k6.12-fragmenter-512m"
+    cap = read_capture(folder)
+    nodes = []
+    out = RP.replay(folder, mode=mode, until="phase=mid", node_out=nodes)
+    zi = cap["zoneinfo"]["before"]
+    assert [z["name"] for z in out["zones"]] == ["DMA", "DMA32"]
+    assert [(z["start_pfn"], z["end_pfn"]) for z in out["zones"]] == [
+        (zi[n]["start_pfn"], zi[n]["start_pfn"] + zi[n]["spanned"]) for n in ("DMA", "DMA32")]
+    assert out["events"]["outside_zone"] == 0
+    node = nodes[0]
+    for z, name in zip(node, ("DMA", "DMA32")):
+        assert C.ZONE_NAMES[int(z.zp[C.ZP_ZONE_IDX])] == name
+        assert list(z.zp[C.ZP_LOWMEM_RESERVE:C.ZP_LOWMEM_RESERVE + 4]) == zi[name]["protection"][:4]
+        assert (int(z.zp[C.ZP_WMARK_MIN]), int(z.zp[C.ZP_WMARK_LOW]), int(z.zp[C.ZP_WMARK_HIGH])) == (
+            zi[name]["min"], zi[name]["low"], zi[name]["high"])
+    mid = out["versus_mid"]
+    for name in ("DMA", "DMA32"):
+        assert mid["zones"][name]["buddyinfo"]["real"] == cap["buddyinfo"]["mid"][name]
+    if mode == "pinned":
+        assert all(mid["zones"][n]["buddyinfo_l1"] == 0.0 for n in ("DMA", "DMA32"))
+    # the node's figures are the zones' added order by order
+    assert mid["buddyinfo"]["real"] == [a + b for a, b in zip(cap["buddyinfo"]["mid"]["DMA"],
+                                                              cap["buddyinfo"]["mid"]["DMA32"])]
+
+
+def test_pagetypeinfo_leaves_out_pageblocks_without_a_memmap():
+    """Pageblocks whose every page is KPF_NOPAGE (an absent section, such as the PCI hole) are not
+    counted among the zone's pageblocks, as /proc/pagetypeinfo skips them."""
+    folder = OWN / "k6.12-fragmenter-512m"
+    cap = read_capture(folder)
+    events = RP.load_events(folder / "trace.txt.gz")
+    state = RP.initial_state(cap, events, 10, 9, True)
+    absent = state.absent_blocks.copy()
+    node = RP.build_replay_node(state, 10, 9, "v6.10")
+    base = RP.zone_figures(node, state.geometry, absent)
+    dma32 = next(g for g in state.geometry.replayed() if g.zone == "DMA32")
+    block = (dma32.zone_start >> 9) + 3
+    absent[block] = True
+    fewer = RP.zone_figures(node, state.geometry, absent)
+    mt = C.MIGRATETYPE_NAMES[int(node[0].pb_mt[block])]
+    assert fewer["zones"]["DMA32"]["blocks"][mt] == base["zones"]["DMA32"]["blocks"][mt] - 1
+    assert base["zones"]["DMA32"]["blocks"] == {k: v for k, v in cap["pagetypeinfo"]["before"]["blocks"]["DMA32"].items() if v}

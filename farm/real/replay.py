@@ -7,15 +7,19 @@
 - `replay()`: the trace's events up to a phase marker or timestamp, pinned (at the kernel's
   pfns) or by the model's policy, then probes on the state reached.
 
-The replayed zone is the one the trace's page events fall in (DMA32 in the shared captures): the
-model's node spans pfns [0, zone end) with everything below the zone start a hole, so every pfn
-and every buddy alignment is the kernel's.
+The replay models every populated zone of the node the trace's page events fall in (DMA and DMA32
+on a guest of up to 4 GiB, DMA, DMA32 and Normal above), each with its own free lists, watermarks,
+lowmem_reserve and pcp lists as zoneinfo gives them, so that policy replay walks the zonelist as
+the kernel does (ALLOC_NOFRAGMENT included). The main zone, whose figures the single-zone fields of
+the result give, is the one most events fall in. The model's node spans pfns [0, last zone end),
+everything below the first zone a hole, so every pfn and every buddy alignment is the kernel's.
+Without kpageflags only the main zone is replayed (its state is synthesised from its snapshots).
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -295,10 +299,41 @@ class Geometry:
     pcp_count: int | None = None
     nr_cpus: int = 1
     pcp_highs: tuple = ()          # each CPU's pcp high, as zoneinfo gives them
+    protection: tuple = ()         # lowmem_reserve[] as zoneinfo gives it
+    # every zone replayed, lowest first (each a Geometry of its own); the fields above are the
+    # main zone's: the one most of the trace's page events fall in
+    zones: tuple = ()
+
+    @property
+    def span_start(self) -> int:
+        return self.zones[0].zone_start if self.zones else self.zone_start
+
+    @property
+    def span_end(self) -> int:
+        return self.zones[-1].zone_end if self.zones else self.zone_end
+
+    def replayed(self) -> tuple:
+        """The zones the replay models, lowest first."""
+        return self.zones or (self,)
+
+    def main_only(self) -> "Geometry":
+        return replace(self, zones=())
+
+
+def _zone_geo(key: str, start: int, end: int, z: dict) -> Geometry:
+    pagesets = z.get("pagesets") or []
+    cpu = pagesets[0] if pagesets else {}
+    return Geometry(key.split(":")[-1], start, end, (z.get("min"), z.get("low"), z.get("high")),
+                    z.get("managed"), cpu.get("batch"), cpu.get("high"), cpu.get("count"),
+                    max(len(pagesets), 1), tuple(ps.get("high") for ps in pagesets),
+                    tuple(z.get("protection") or ()))
 
 
 def zone_geometry(capture: dict, events: Events | None) -> Geometry:
-    """The zone the trace's page events fall in, from zoneinfo.before (or the events alone)."""
+    """The zones of the node the trace's page events fall in, from zoneinfo.before (or the
+    events alone): the main zone (most events) and, in `zones`, every populated zone of its
+    node with a name the model knows (DMA, DMA32, Normal, Movable), all of which the replay
+    models, as the kernel's zonelist walks them."""
     zi = (capture.get("zoneinfo") or {}).get("before")
     if zi:
         spans = []
@@ -314,11 +349,15 @@ def zone_geometry(capture: dict, events: Events | None) -> Geometry:
             _, key, s, e, z = inside[0]
         else:
             key, s, e, z = max(spans, key=lambda x: x[2] - x[1])
-        pagesets = z.get("pagesets") or []
-        cpu = pagesets[0] if pagesets else {}
-        return Geometry(key.split(":")[-1], s, e, (z.get("min"), z.get("low"), z.get("high")),
-                        z.get("managed"), cpu.get("batch"), cpu.get("high"), cpu.get("count"),
-                        max(len(pagesets), 1), tuple(ps.get("high") for ps in pagesets))
+        main = _zone_geo(key, s, e, z)
+        node = z.get("node")
+        mine = sorted((x for x in spans if x[3].get("node") == node and x[3].get("managed")),
+                      key=lambda x: x[1])
+        names = [k.split(":")[-1] for k, _, _, _ in mine]
+        known = all(n in C.ZONE_NAMES for n in names) and names == sorted(names, key=C.ZONE_NAMES.index)
+        if len(mine) > 1 and known and key.split(":")[-1] in names:
+            return replace(main, zones=tuple(_zone_geo(*x) for x in mine))
+        return main
     if events is None or not len(events):
         raise ReplayError(f"{capture.get('path')}: no zoneinfo.before and no events to size the zone")
     return Geometry("Normal", 0, int(events.pfn.max()) + 1)
@@ -340,6 +379,9 @@ class InitialState:
     source: str
     notes: list[str] = field(default_factory=list)
     pcp_cpu: np.ndarray | None = None     # the CPU whose list holds each pcp block (None: CPU 0)
+    # pageblocks without a memmap (kpageflags' KPF_NOPAGE on every page: an absent section, such
+    # as the PCI hole below 4 GiB), which /proc/pagetypeinfo does not count (None: none known)
+    absent_blocks: np.ndarray | None = None
 
 
 def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
@@ -394,6 +436,12 @@ def _zone_snapshot(capture: dict, kind: str, phase: str, zone: str):
     if kind == "pagetypeinfo":
         return {"free": snap["free"].get(zone), "blocks": snap["blocks"].get(zone)}
     return snap.get(zone)
+
+
+def _decompose_zones(mask: np.ndarray, geo: Geometry, max_order: int) -> tuple[np.ndarray, np.ndarray]:
+    """_decompose() zone by zone: a buddy never spans two zones."""
+    parts = [_decompose(mask, g.zone_start, min(g.zone_end, len(mask)), max_order) for g in geo.replayed()]
+    return np.concatenate([p for p, _ in parts]), np.concatenate([o for _, o in parts])
 
 
 def _decompose(mask: np.ndarray, start: int, end: int, max_order: int) -> tuple[np.ndarray, np.ndarray]:
@@ -483,11 +531,14 @@ def _allocated_blocks(kpf: np.ndarray, allocated: np.ndarray, start: int, end: i
 
 def initial_state(capture: dict, events: Events | None, max_order: int, pageblock_order: int,
                   hygiene: bool) -> InitialState:
-    """The zone at the start of the trace (see the module docstring)."""
+    """The zones at the start of the trace (see the module docstring). Without kpageflags only
+    the main zone is replayed."""
     geo = zone_geometry(capture, events)
-    nr = geo.zone_end
-    nr_blocks = (nr + (1 << pageblock_order) - 1) >> pageblock_order
     kpf = (capture.get("kpageflags") or {}).get("before")
+    if kpf is None:
+        geo = geo.main_only()
+    nr = geo.span_end
+    nr_blocks = (nr + (1 << pageblock_order) - 1) >> pageblock_order
     notes: list[str] = []
     empty = np.zeros(0, dtype=np.int64)
     if kpf is not None:
@@ -496,7 +547,7 @@ def initial_state(capture: dict, events: Events | None, max_order: int, pagebloc
         if len(kpf) < nr:
             flags[len(kpf):] = np.uint64(1) << np.uint64(KPF_NOPAGE)
         reserved = (((flags >> np.uint64(KPF_RESERVED)) | (flags >> np.uint64(KPF_NOPAGE))) & np.uint64(1)).astype(bool)
-        reserved[:geo.zone_start] = True
+        reserved[:geo.span_start] = True
         free = ((flags >> np.uint64(KPF_BUDDY)) & np.uint64(1)).astype(bool) & ~reserved
         allocated = ~free & ~reserved
         source = "kpageflags.before"
@@ -546,7 +597,7 @@ def initial_state(capture: dict, events: Events | None, max_order: int, pagebloc
     else:
         pb_mt, how = default, np.zeros(nr_blocks, dtype=np.int8)
     pb_mt = pb_mt.astype(np.uint8)
-    fp, fo = _decompose(free, geo.zone_start, nr, max_order)
+    fp, fo = _decompose_zones(free, geo, max_order)
     if hygiene and exact is None:
         # 6.10+ keeps a free buddy within pageblocks of one type: where the inferred types
         # disagree inside one free block, the block's first pageblock decides
@@ -555,8 +606,8 @@ def initial_state(capture: dict, events: Events | None, max_order: int, pagebloc
             pb_mt[b:b + (1 << (o - pageblock_order))] = pb_mt[b]
     if events is not None:
         fp, fo = in_first_use_order(events, fp, fo)
-    ap, ao, am = _allocated_blocks(flags, allocated & ~on_pcp, geo.zone_start, nr)
-    counts = np.bincount(how[geo.zone_start >> pageblock_order:], minlength=4)
+    ap, ao, am = _allocated_blocks(flags, allocated & ~on_pcp, geo.span_start, nr)
+    counts = np.bincount(how[geo.span_start >> pageblock_order:], minlength=4)
     if exact is not None:
         notes.append(f"pageblock types: {counts[3]} as the kernel recorded them (pageblocktypes.before)"
                      + (f", {counts[0]} from their kpageflags content" if counts[0] else ""))
@@ -567,8 +618,12 @@ def initial_state(capture: dict, events: Events | None, max_order: int, pagebloc
         n = int(np.count_nonzero(kept & (how == 0)))
         notes.append(f"deferred struct page init from pfn {deferred}: {n} pageblocks whose first page is "
                      "reserved keep the boot type, Unmovable")
+    nopage = ((flags >> np.uint64(KPF_NOPAGE)) & np.uint64(1)).astype(bool)
+    pad = np.ones(nr_blocks << pageblock_order, dtype=bool)
+    pad[:nr] = nopage
+    absent = pad.reshape(nr_blocks, -1).all(axis=1)
     return InitialState(geo, pb_mt, reserved, fp, fo, ap, ao, am, pcp_pfn, pcp_order, pcp_mt,
-                        source, notes, pcp_cpu)
+                        source, notes, pcp_cpu, absent)
 
 
 def recorded_pageblock_types(capture: dict, phase: str, geo: Geometry, nr_blocks: int,
@@ -580,18 +635,21 @@ def recorded_pageblock_types(capture: dict, phase: str, geo: Geometry, nr_blocks
     snap = (capture.get("pageblocktypes") or {}).get(phase)
     if snap is None or snap["pageblock_order"] != pageblock_order or geo.zone not in snap["zones"]:
         return None
-    z = snap["zones"][geo.zone]
     codes = {name: i for i, name in enumerate(C.MIGRATETYPE_NAMES)}
-    unknown = sorted({t for t in z["type"] if t not in codes})
-    if unknown:
-        raise ReplayError(f"{capture.get('path', '')}: pageblocktypes.{phase} has migratetypes "
-                          f"{', '.join(unknown)}, which the model does not know")
-    blocks = z["pfn"] >> pageblock_order
-    ok = (blocks >= 0) & (blocks < nr_blocks)
     types = np.full(nr_blocks, C.MIGRATE_MOVABLE, dtype=np.int64)
     known = np.zeros(nr_blocks, dtype=bool)
-    types[blocks[ok]] = np.array([codes[t] for t in z["type"]], dtype=np.int64)[ok]
-    known[blocks[ok]] = True
+    for g in geo.replayed():
+        z = snap["zones"].get(g.zone)
+        if z is None:
+            continue
+        unknown = sorted({t for t in z["type"] if t not in codes})
+        if unknown:
+            raise ReplayError(f"{capture.get('path', '')}: pageblocktypes.{phase} has migratetypes "
+                              f"{', '.join(unknown)}, which the model does not know")
+        blocks = z["pfn"] >> pageblock_order
+        ok = (blocks >= 0) & (blocks < nr_blocks)
+        types[blocks[ok]] = np.array([codes[t] for t in z["type"]], dtype=np.int64)[ok]
+        known[blocks[ok]] = True
     return types, known
 
 
@@ -609,10 +667,11 @@ def deferred_init_start(capture: dict, geo: Geometry) -> int | None:
         return None
     spans = [(z.get("start_pfn"), z.get("spanned")) for z in ((capture.get("zoneinfo") or {}).get("before") or {}).values()
              if z.get("node") == 0 and z.get("start_pfn") is not None and z.get("spanned")]
-    node_end = max((a + b for a, b in spans), default=geo.zone_end)
-    if geo.zone_end < node_end:
+    top = geo.replayed()[-1]
+    node_end = max((a + b for a, b in spans), default=top.zone_end)
+    if top.zone_end < node_end:
         return None
-    first = geo.zone_start + PAGES_PER_SECTION + 1
+    first = top.zone_start + PAGES_PER_SECTION + 1
     return (first + PAGES_PER_SECTION - 1) // PAGES_PER_SECTION * PAGES_PER_SECTION
 
 
@@ -621,6 +680,7 @@ def synthesise_state(capture: dict, geo: Geometry, max_order: int, pageblock_ord
     pagetypeinfo counts them (Unmovable, Reclaimable, then the rest Movable, from the zone
     start), each type's free blocks packed into its own pageblocks from the top order down, and
     every other page allocated with its pageblock's type. None without those snapshots."""
+    geo = geo.main_only()       # the other zones have no pages to synthesise from
     pt = _zone_snapshot(capture, "pagetypeinfo", "before", geo.zone)
     if not pt or not pt["free"] or not pt["blocks"]:
         return None
@@ -676,40 +736,60 @@ def synthesise_state(capture: dict, geo: Geometry, max_order: int, pageblock_ord
 
 def build_replay_node(state: InitialState, max_order: int, pageblock_order: int, policy: str,
                       pcp: bool = True, nr_cpus: int = 1):
-    """The model's node in the initial state: one zone spanning the traced zone's pfns, with the
-    capture's watermarks and pcp batch/high where zoneinfo gives them."""
+    """The model's node in the initial state: the replayed zones over the traced zones' pfns
+    (below the first a hole), each with the capture's watermarks, lowmem_reserve (zoneinfo's
+    protection) and pcp batch/high where zoneinfo gives them."""
     geo = state.geometry
     nr_cpus = max(1, min(nr_cpus, C.MAX_CPUS))
-    node = make_node(geo.zone_end, max_order, pageblock_order, policy, holes=_runs(state.reserved),
-                     pcp=pcp, nr_cpus=nr_cpus)
-    z = node[0]
-    z.zp[C.ZP_ZONE_START] = geo.zone_start
-    if geo.wmark and None not in geo.wmark:
-        z.zp[C.ZP_WMARK_MIN], z.zp[C.ZP_WMARK_LOW], z.zp[C.ZP_WMARK_HIGH] = geo.wmark
-    if geo.managed:
-        z.zp[C.ZP_MANAGED] = geo.managed
-    set_pcp_sizes(z, geo.pcp_batch, geo.pcp_high, geo.nr_cpus)
-    if not z.zp[C.ZP_MOBILITY_DISABLED]:    # else make_node typed every pageblock UNMOVABLE
-        n = min(len(z.pb_mt), len(state.pb_mt))
-        z.pb_mt[:n] = state.pb_mt[:n]
+    zones = geo.replayed()
+    end_of = {g.zone: g.zone_end for g in zones}
+    movable_start = next((g.zone_start for g in zones if g.zone == "Movable"), geo.span_end)
+    node = make_node(geo.span_end, max_order, pageblock_order, policy, holes=_runs(state.reserved),
+                     pcp=pcp, nr_cpus=nr_cpus, movable_pages=geo.span_end - movable_start,
+                     dma_end=end_of.get("DMA", 0) if len(zones) > 1 else 0,
+                     dma32_end=end_of.get("DMA32", 0) if len(zones) > 1 else 0)
+    if len(node) != len(zones):
+        raise ReplayError(f"the zones {', '.join(g.zone for g in zones)} do not make a node the "
+                          "model can lay out")
+    if not node[0].zp[C.ZP_MOBILITY_DISABLED]:    # else make_node typed every pageblock UNMOVABLE
+        n = min(len(node[0].pb_mt), len(state.pb_mt))
+        node[0].pb_mt[:n] = state.pb_mt[:n]
     cpu = state.pcp_cpu if state.pcp_cpu is not None and nr_cpus > 1 else np.zeros(len(state.pcp_pfn), np.int64)
-    mine = cpu == 0
-    R.build_state(z, state.free_pfn, state.free_order, state.alloc_pfn, state.alloc_order,
-                  state.alloc_mt, state.pcp_pfn[mine], state.pcp_order[mine], state.pcp_mt[mine])
     none = np.zeros(0, dtype=np.int64)
-    for c in range(1, nr_cpus):
-        # each CPU's own high (zoneinfo's pagesets) and pcp blocks
-        P.pcp_switch_cpu(z, c)
-        high = geo.pcp_highs[c] if c < len(geo.pcp_highs) else None
-        if high and z.zp[C.ZP_PCP_RULES] >= C.PCP_RULES_6_7:
-            z.zp[C.ZP_PCP_HIGH] = high
-        mine = cpu == c
-        R.build_state(z, none, none, none, none, none, state.pcp_pfn[mine], state.pcp_order[mine],
-                      state.pcp_mt[mine])
-    P.pcp_switch_cpu(z, 0)
-    reset_cached_positions(z)
+    for z, g in zip(node, zones):
+        z.zp[C.ZP_ZONE_START] = g.zone_start
+        if g.wmark and None not in g.wmark:
+            z.zp[C.ZP_WMARK_MIN], z.zp[C.ZP_WMARK_LOW], z.zp[C.ZP_WMARK_HIGH] = g.wmark
+        if g.managed:
+            z.zp[C.ZP_MANAGED] = g.managed
+        if len(zones) > 1 and g.protection:
+            prot = list(g.protection[:C.MAX_NR_ZONES]) + [0] * (C.MAX_NR_ZONES - len(g.protection))
+            z.zp[C.ZP_LOWMEM_RESERVE:C.ZP_LOWMEM_RESERVE + C.MAX_NR_ZONES] = prot
+        set_pcp_sizes(z, g.pcp_batch, g.pcp_high, g.nr_cpus)
+        inside = lambda pfns: (pfns >= g.zone_start) & (pfns < g.zone_end)     # noqa: E731
+        f, a, q = inside(state.free_pfn), inside(state.alloc_pfn), inside(state.pcp_pfn)
+        mine = q & (cpu == 0)
+        R.build_state(z, state.free_pfn[f], state.free_order[f], state.alloc_pfn[a],
+                      state.alloc_order[a], state.alloc_mt[a], state.pcp_pfn[mine],
+                      state.pcp_order[mine], state.pcp_mt[mine])
+        for c in range(1, nr_cpus):
+            # each CPU's own high (zoneinfo's pagesets) and pcp blocks
+            P.pcp_switch_cpu(z, c)
+            high = g.pcp_highs[c] if c < len(g.pcp_highs) else None
+            if high and z.zp[C.ZP_PCP_RULES] >= C.PCP_RULES_6_7:
+                z.zp[C.ZP_PCP_HIGH] = high
+            mine = q & (cpu == c)
+            R.build_state(z, none, none, none, none, none, state.pcp_pfn[mine],
+                          state.pcp_order[mine], state.pcp_mt[mine])
+        P.pcp_switch_cpu(z, 0)
+        reset_cached_positions(z)
     check_zone(node)
     return node
+
+
+def main_zone_index(node, geo: Geometry) -> int:
+    """Index in the node of the replay's main zone."""
+    return next((i for i, g in enumerate(geo.replayed()) if g.zone == geo.zone), 0)
 
 
 # sysctl_stat_interval: the vmstat update (and with it decay_pcp_high()) runs every second
@@ -780,11 +860,13 @@ def vmstat_tick_after(t: float, phase: float) -> float:
     return float(k + phase)
 
 
-def initial_alloc_factor(events: Events, batch: int, cpu: int = 0) -> int:
+def initial_alloc_factor(events: Events, batch: int, cpu: int = 0, here: np.ndarray | None = None) -> int:
     """A CPU's pcp->alloc_factor when the trace starts (6.7+), from its first order-0 pcp refill
     when no free on that CPU comes before it: nr_pcp_alloc() took batch << alloc_factor pages
     (mm_page_alloc_zone_locked with percpu_refill = 1, in a row). 0 when the trace does not tell."""
     on = events.cpu == cpu if events.cpu is not None else np.full(len(events), cpu == 0)
+    if here is not None:
+        on = on & here       # events in this zone only
     refill = (events.kind == R.EV_ZONE_LOCKED) & (events.aux0 == 1) & (events.order == 0) & on
     first = np.flatnonzero(refill)
     if not len(first) or batch < 1:
@@ -820,20 +902,56 @@ def set_pcp_sizes(z, batch: int | None, high: int | None, nr_cpus: int) -> None:
         z.zp[C.ZP_PCP_HIGH] = z.zp[C.ZP_PCP_HIGH_MIN] = z.zp[C.ZP_PCP_HIGH_MAX] = high
 
 
-def zone_figures(node) -> dict[str, Any]:
-    """buddyinfo, nr_free_pages, free blocks per type and order, pageblocks per type."""
-    z = node[0]
+def zone_figures(node, geo: Geometry | None = None, absent: np.ndarray | None = None) -> dict[str, Any]:
+    """buddyinfo, nr_free_pages, free blocks per type and order, pageblocks per type (not those
+    `absent`): of the one zone, or with several, each zone's under `zones` and their sums
+    (buddyinfo order by order)."""
+    if len(node) == 1:
+        return _one_zone_figures(node[0], absent)
+    names = [g.zone for g in geo.replayed()] if geo else [C.ZONE_NAMES[int(z.zp[C.ZP_ZONE_IDX])] for z in node]
+    per = {name: _one_zone_figures(z, absent) for name, z in zip(names, node)}
+    out = _sum_figures(list(per.values()))
+    out["zones"] = per
+    return out
+
+
+def _sum_figures(figs: list[dict]) -> dict[str, Any]:
+    """Figures of several zones added up: buddyinfo order by order, counts by type."""
+    n = max(len(f["buddyinfo"]) for f in figs)
+    out = {"buddyinfo": [sum(f["buddyinfo"][o] for f in figs if o < len(f["buddyinfo"])) for o in range(n)],
+           "nr_free_pages": sum(f["nr_free_pages"] for f in figs)}
+    for key in ("pcp_pages",):
+        if all(key in f for f in figs):
+            out[key] = sum(f[key] for f in figs)
+    blocks: dict[str, int] = {}
+    for f in figs:
+        for k, v in (f.get("blocks") or {}).items():
+            blocks[k] = blocks.get(k, 0) + v
+    out["blocks"] = blocks
+    return out
+
+
+def _one_zone_figures(z, absent: np.ndarray | None = None) -> dict[str, Any]:
     names = C.MIGRATETYPE_NAMES
     free = pagetypeinfo_free(z)
     pb_order = int(z.zp[C.ZP_PAGEBLOCK_ORDER])
     first = int(z.zp[C.ZP_ZONE_START]) >> pb_order
     last = (int(z.zp[C.ZP_ZONE_END]) + (1 << pb_order) - 1) >> pb_order
-    # pagetypeinfo counts every pageblock the zone spans, reserved ones included
-    blocks = np.bincount(z.pb_mt[first:last], minlength=C.MIGRATE_TYPES)
+    # pagetypeinfo counts every pageblock the zone spans that has a memmap (pfn_to_online_page()),
+    # reserved ones included
+    mts = np.asarray(z.pb_mt[first:last])
+    if absent is not None:
+        mts = mts[~absent[first:last]] if len(absent) >= last else mts
+    blocks = np.bincount(mts, minlength=C.MIGRATE_TYPES)
     return {"buddyinfo": [int(x) for x in z.nr_free], "nr_free_pages": int(z.stat[C.NR_FREE_PAGES]),
             "pcp_pages": int(z.stat[C.PCP_COUNT]),
             "free_by_type": {names[t]: [int(x) for x in free[t]] for t in range(C.MIGRATE_TYPES) if free[t].any()},
             "blocks": {names[t]: int(blocks[t]) for t in range(C.MIGRATE_TYPES) if blocks[t]}}
+
+
+def _padded(model: list[int], real: list[int]) -> tuple[list[int], list[int]]:
+    n = max(len(model), len(real))
+    return list(model) + [0] * (n - len(model)), list(real) + [0] * (n - len(real))
 
 
 def buddyinfo_l1(model: list[int], real: list[int]) -> float:
@@ -851,6 +969,27 @@ def _nr_free_pages(buddyinfo: list[int]) -> int:
 
 
 def _compare(capture: dict, zone: str, phase: str, figures: dict) -> dict | None:
+    """The model's figures against the capture's snapshots at `phase`; with several zones
+    (figures["zones"]) each zone's comparison under `zones`, and the buddyinfo L1 over all of
+    them (sum over zones and orders of |model - real| / all real free blocks)."""
+    if "zones" in figures:
+        per = {name: _compare(capture, name, phase, fig) for name, fig in figures["zones"].items()}
+        if any(v is None for v in per.values()):
+            return None
+        real = _sum_figures([{"buddyinfo": v["buddyinfo"]["real"], "nr_free_pages": v["nr_free_pages"]["real"],
+                              "blocks": (v.get("blocks") or {}).get("real", {})} for v in per.values()])
+        diff = sum(abs(a - b) for v in per.values()
+                   for a, b in zip(*_padded(v["buddyinfo"]["model"], v["buddyinfo"]["real"])))
+        total = sum(real["buddyinfo"])
+        out = {"phase": phase, "buddyinfo": {"real": real["buddyinfo"], "model": figures["buddyinfo"]},
+               "buddyinfo_l1": diff / total if total else float("nan"),
+               "nr_free_pages": {"real": real["nr_free_pages"], "model": figures["nr_free_pages"]}}
+        out["nr_free_err"] = (abs(figures["nr_free_pages"] - real["nr_free_pages"]) / real["nr_free_pages"]
+                              if real["nr_free_pages"] else float("nan"))
+        if all("blocks" in v for v in per.values()):
+            out["blocks"] = {"real": real["blocks"], "model": figures["blocks"]}
+        out["zones"] = per
+        return out
     real_bi = _zone_snapshot(capture, "buddyinfo", phase, zone)
     if real_bi is None:
         return None
@@ -876,7 +1015,7 @@ def _compare_types(capture: dict, phase: str, geo: Geometry, node) -> dict | Non
     if rec is None:
         return None
     real, known = rec
-    known[:geo.zone_start >> pb_order] = False
+    known[:geo.span_start >> pb_order] = False
     blocks = np.flatnonzero(known)
     same = model[blocks] == real[blocks]
     names = C.MIGRATETYPE_NAMES
@@ -934,11 +1073,13 @@ def replay(source, mode: str = "pinned", until: str | None = None, until_ts: flo
     nr_cpus = state.geometry.nr_cpus if mode == "policy" else 1
     node = build_replay_node(state, max_order, pageblock_order, policy, nr_cpus=nr_cpus)
     if mode == "policy":
-        z = node[0]
-        for c in range(int(z.zp[C.ZP_NR_CPUS])):
-            P.pcp_switch_cpu(z, c)
-            z.zp[C.ZP_PCP_ALLOC_FACTOR] = initial_alloc_factor(events, int(z.zp[C.ZP_PCP_BATCH]), c)
-        P.pcp_switch_cpu(z, 0)
+        for z, g in zip(node, state.geometry.replayed()):
+            here = (events.pfn >= g.zone_start) & (events.pfn < g.zone_end)
+            for c in range(int(z.zp[C.ZP_NR_CPUS])):
+                P.pcp_switch_cpu(z, c)
+                z.zp[C.ZP_PCP_ALLOC_FACTOR] = initial_alloc_factor(events, int(z.zp[C.ZP_PCP_BATCH]), c,
+                                                                   here)
+            P.pcp_switch_cpu(z, 0)
     t_init = time.perf_counter() - t0
     geo = state.geometry
     out: dict[str, Any] = {
@@ -946,12 +1087,13 @@ def replay(source, mode: str = "pinned", until: str | None = None, until_ts: flo
         "mode": mode, "max_order": max_order, "pageblock_order": pageblock_order,
         "geometry_from": geometry["from"],
         "zone": {"name": geo.zone, "start_pfn": geo.zone_start, "end_pfn": geo.zone_end},
+        "zones": [{"name": g.zone, "start_pfn": g.zone_start, "end_pfn": g.zone_end} for g in geo.replayed()],
         "until": until, "until_ts": until_ts, "events": {"total": len(events), "replayed": stop},
         "initial_state": {"source": state.source, "notes": state.notes,
                           "pcp_pages": int(sum(1 << int(o) for o in state.pcp_order)),
                           "pcp_pages_real": geo.pcp_count},
     }
-    start_fig = zone_figures(node)
+    start_fig = zone_figures(node, geo, state.absent_blocks)
     cmp0 = _compare(capture, geo.zone, "before", start_fig)
     if cmp0:
         out["initial_state"]["before"] = cmp0
@@ -959,21 +1101,20 @@ def replay(source, mode: str = "pinned", until: str | None = None, until_ts: flo
         if types0:
             cmp0["pageblock_types"] = types0
     rs = np.zeros(R.RS_SIZE, dtype=np.int64)
-    z = node[0]
-    # inside the zone only
-    inside = (events.pfn >= geo.zone_start) & (events.pfn + (1 << np.clip(events.order, 0, 30)) <= geo.zone_end)
+    # inside the replayed zones only
+    inside = (events.pfn >= geo.span_start) & (events.pfn + (1 << np.clip(events.order, 0, 30)) <= geo.span_end)
     sel = np.nonzero(inside[:stop])[0]
     k, p, o, m = events.kind[sel], events.pfn[sel], events.order[sel], events.mt[sel]
     a0, a1 = events.aux0[sel], events.aux1[sel]
     t0 = time.perf_counter()
     if mode == "pinned":
-        code, at = R.replay_pinned(z, k, p, o, m, a0, a1, 0, len(sel), rs, check_every)
+        code, at = R.replay_pinned(node, k, p, o, m, a0, a1, 0, len(sel), rs, check_every)
     else:
         alloc_of = np.full(len(sel), -1, dtype=np.int64)
         offset_of = np.zeros(len(sel), dtype=np.int64)
-        owner = np.zeros(geo.zone_end, dtype=np.int64)
+        owner = np.zeros(geo.span_end, dtype=np.int64)
         base = np.zeros(len(sel), dtype=np.int64)
-        R.real_owners(k, p, o, geo.zone_end, alloc_of, offset_of, owner, base)
+        R.real_owners(k, p, o, geo.span_end, alloc_of, offset_of, owner, base)
         placed = np.full(len(sel), -1, dtype=np.int64)
         ts = events.ts[sel].astype(np.float64)
         ncpu = int(node[0].zp[C.ZP_NR_CPUS])
@@ -994,7 +1135,7 @@ def replay(source, mode: str = "pinned", until: str | None = None, until_ts: flo
         out["replay"]["placement_agreement"] = float(rs[R.RS_SAME_PFN] / rs[R.RS_ALLOCS])
     out["timing"] = {"initial_state_s": t_init, "replay_s": wall,
                      "events_per_s": len(sel) / wall if wall > 0 else None}
-    fig = zone_figures(node)
+    fig = zone_figures(node, geo, state.absent_blocks)
     out["state"] = fig
     phase = _phase_of(until)
     if phase:
@@ -1006,7 +1147,7 @@ def replay(source, mode: str = "pinned", until: str | None = None, until_ts: flo
                 cmp["pageblock_types"] = types
     if map_out is not None:
         from .zonemap import model_zone_map
-        map_out.append(model_zone_map(node))      # the state replayed to, before any probe
+        map_out.append(model_zone_map(node, main_zone_index(node, geo)))   # before any probe
     if probes:
         from ..cell.probes import run_probes
         cc = np.zeros(8, dtype=np.int64)
