@@ -134,3 +134,19 @@ def test_lowmem_reserve_keeps_dma_from_normal_requests(node_cls):
     # __zone_watermark_ok(): fails once free <= min (0) + reserve
     assert in_dma == 256 - reserve
     assert sum(c << o for o, c in enumerate(n.buddyinfo(0))) == reserve
+
+
+def test_probes_and_metrics_of_an_x86_64_node():
+    """A 64 MiB x86_64 node is ZONE_DMA (16 MiB) and ZONE_DMA32: the contig probe's ranges lie in
+    ZONE_DMA32, the zone GFP_KERNEL prefers (none fails for straddling two zones), and the
+    result gives each zone's buddyinfo beside their sum."""
+    from farm.cell.simulate import run
+    res = run({"memory": "64M", "zones": "x86_64", "workload": "smallpages", "ops": 20000,
+               "occupancy": 0.3, "probe": ["contig:size=2M,attempts=16"], "check_every": 5000})
+    assert sorted(res["zones"]) == ["DMA", "DMA32"]
+    assert res["buddyinfo"] == [a + b for a, b in zip(res["zones"]["DMA"]["buddyinfo"],
+                                                      res["zones"]["DMA32"]["buddyinfo"])]
+    probe = res["probes"][0]
+    assert probe["asked"] == 16
+    assert "not_one_zone" not in probe["failure_reasons"]
+    assert probe["obtained"] == 16        # smallpages frees everything before the probes

@@ -49,7 +49,8 @@ def _result(kind, params, asked, obtained, migrated, reasons):
 def run_probes(node, specs: list[str], p: dict, cc: np.ndarray, cma_bitmap: np.ndarray) -> list[dict]:
     held: list[tuple[int, int]] = []     # (pfn, pages) obtained by hugepages / gigantic probes
     out = []
-    normal = node[kernel_zone_index(node)]
+    kernel_zi = kernel_zone_index(node)
+    normal = node[kernel_zi]
     for spec in specs:
         kind, params, _ = parse_probe(spec)
         reasons = np.zeros(NR_FAIL_REASONS, dtype=np.int64)
@@ -89,7 +90,7 @@ def run_probes(node, specs: list[str], p: dict, cc: np.ndarray, cma_bitmap: np.n
             asked = min(params["attempts"], candidates)
             for i in range(asked):
                 pfn = first + (i * candidates // asked) * nr
-                r = alloc_contig_range(node, 0, pfn, pfn + nr, C.MIGRATE_MOVABLE)
+                r = alloc_contig_range(node, kernel_zi, pfn, pfn + nr, C.MIGRATE_MOVABLE)
                 reasons[r] += 1
                 if r == CONTIG_OK:
                     obtained += 1
