@@ -8,7 +8,7 @@ import numpy as np
 from ._jit import jit
 
 from .constants import (
-    ZP_PCP_BASE, ZP_NR_CPUS, ZP_CPU, ZP_PCP_COUNT, ZP_PCP_BANKS, ZP_PCPS, PCPS_SLOTS,
+    ZP_PCP_BASE, ZP_NR_CPUS, ZP_CPU, ZP_PCP_COUNT, ZP_PCP_BANKS, ZP_PCPS, PCPS_SLOTS, PCPS_UNTRACED,
     MERGE_HYGIENE, MERGE_PRE_5_19, MIGRATE_ISOLATE, MIGRATE_PCPTYPES, MIGRATE_TYPES,
     NR_FREE_CMA_PAGES, NR_FREE_PAGES, NR_PCP_LISTS, PCP_COUNT, PG_BUDDY, PG_HEAD, PG_PCP,
     PG_RESERVED, MIGRATE_CMA, ZP_MAX_ORDER, ZP_MERGE, ZP_PAGEBLOCK_ORDER, ZP_ZONE_END, ZP_ZONE_START,
@@ -138,6 +138,7 @@ def _check_zone(z):
     if listed != nr_free_heads:
         return 11, -1
     pcp_count = 0
+    untraced_all = 0
     for cpu in range(z.zp[ZP_NR_CPUS]):
         # the loaded CPU's lists sit at ZP_PCP_BASE, the others' in their bank
         if cpu == z.zp[ZP_CPU]:
@@ -158,10 +159,12 @@ def _check_zone(z):
                 p = z.next[p]
             if z.list_tail[base + pindex] != prev:
                 return 10, prev
-        if counted != cpu_count:
+        untraced = z.zp[ZP_PCPS + cpu * PCPS_SLOTS + PCPS_UNTRACED]
+        if counted + untraced != cpu_count:
             return 10, -1
         pcp_count += counted
-    if pcp_count != pcp_pages or pcp_count != z.stat[PCP_COUNT]:
+        untraced_all += untraced
+    if pcp_count != pcp_pages or pcp_count + untraced_all != z.stat[PCP_COUNT]:
         return 10, -1
     return 0, -1
 

@@ -110,7 +110,10 @@ ZP_LOWMEM_RESERVE = 46    # from here, MAX_NR_ZONES slots: lowmem_reserve[highes
 ZP_NODE_DMA32 = 50        # the node has a populated ZONE_DMA32 (alloc_flags_nofragment())
 ZP_PCPS = 51              # from here, PCPS_SLOTS per CPU: its pcp state while unloaded
 MAX_CPUS = 16
-PCPS_SLOTS = 5            # count, high, alloc_factor, free_count (free_factor), flags
+PCPS_SLOTS = 6            # count, high, alloc_factor, free_count (free_factor), flags, untraced
+PCPS_UNTRACED = 5         # slot: pages counted on that CPU's lists that no list of the model holds
+                          # (replay: pages a snapshot counts on the pcp lists that the trace never
+                          # shows); they stay in count and are never drained
 ZP_SIZE = ZP_PCPS + MAX_CPUS * PCPS_SLOTS
 
 # Per-cpu list rules (ZP_PCP_RULES), by the release whose code they follow

@@ -26,7 +26,7 @@ from .constants import (
     ZP_PCP_RULES, ZP_PCP_HIGH_MIN, ZP_PCP_HIGH_MAX, ZP_PCP_ALLOC_FACTOR, ZP_PCP_FLAGS, ZP_BELOW_HIGH,
     ZP_WMARK_HIGH, PCP_RULES_5_4, PCP_RULES_6_1, PCP_RULES_6_7, PCP_RULES_6_16, PCP_BATCH_SCALE_MAX,
     PCPF_PREV_FREE_HIGH_ORDER, PCPF_FREE_HIGH_BATCH, ZP_VMSTAT_INTERVAL, ZP_VMSTAT_COUNTDOWN,
-    ZP_NR_CPUS, ZP_CPU, ZP_PCP_COUNT, ZP_PCP_BANKS, ZP_PCPS, PCPS_SLOTS,
+    ZP_NR_CPUS, ZP_CPU, ZP_PCP_COUNT, ZP_PCP_BANKS, ZP_PCPS, PCPS_SLOTS, PCPS_UNTRACED,
 )
 
 # ---------------------------------------------------------------------------------------------
@@ -699,11 +699,17 @@ def _pcp_drain_one(z, pindex, recorded):
 
 
 @jit_fold
+def pcp_untraced(z):
+    """Pages in the loaded CPU's pcp count that no list of the model holds (PCPS_UNTRACED)."""
+    return z.zp[ZP_PCPS + z.zp[ZP_CPU] * PCPS_SLOTS + PCPS_UNTRACED]
+
+
+@jit_fold
 def _free_pcppages_bulk(z, count, pindex):
     """free_pcppages_bulk(): round-robin over the lists from `pindex`, coldest (tail) pages first
     (5.13+); 5.4: over the three order-0 lists from MOVABLE, taking one more page from each
     list for every empty list passed (batch_free)."""
-    count = min(count, z.zp[ZP_PCP_COUNT])
+    count = min(count, z.zp[ZP_PCP_COUNT] - pcp_untraced(z))
     z.stat[PCP_DRAINS] += 1
     # <= 6.9: the type recorded with each page, unless the zone has isolated pageblocks
     # (has_isolate_pageblock(): "Pageblock could have been isolated meanwhile"); 6.10+: always

@@ -373,7 +373,7 @@ def test_policy_replay_of_a_two_cpu_capture():
     allocations land at the kernel's pfn and buddyinfo is within 2% at mid; with every event on
     one CPU's lists hardly any does."""
     placed, l1 = _policy_replay(DATA / "k6.12-fragmenter-512m-smp2")
-    assert placed >= 0.85 and l1 <= 0.02
+    assert placed >= 0.95 and l1 <= 0.02
     import farm.real.replay as RP
     real_load = RP.load_events
 
@@ -425,3 +425,51 @@ def test_pcp_blocks_at_the_start_in_the_order_the_trace_takes_them():
     ev.pfn[:] = [10, 20, 30, 40]
     pfn, order, mt, cpu = _pcp_at_start(ev, 64, np.ones(64, dtype=bool))
     assert list(pfn) == [20, 40, 30, 10] and list(cpu) == [0, 0, 1, 1]
+
+
+@pytest.mark.parametrize("name, pages", [("k6.12-fragmenter-512m-smp2", 68), ("kmpo12-fragmenter-512m", 188)])
+def test_pcp_pages_the_trace_never_shows_stay_in_the_count(name, pages):
+    """zoneinfo.before counts more pages on the pcp lists than the trace ever shows there (CPU 1
+    of the 2-vCPU capture: 1956 against 1892); the rest stay in the CPU's count, so its drains
+    come when the kernel's do: policy replay places more allocations at the kernel's pfn, and the
+    MAX_PAGE_ORDER 12 capture ends at the kernel's buddyinfo, which it misses without them."""
+    import farm.real.replay as RP
+    out = RP.replay(DATA / name, mode="policy", until="phase=mid")
+    assert out["initial_state"]["pcp_untraced"] == pages
+    placed, l1 = out["replay"]["placement_agreement"], out["versus_mid"]["buddyinfo_l1"]
+    placed0, l10 = _policy_replay(DATA / name, untraced_pcp_pages=lambda *a: 0)
+    assert placed > placed0 or l1 < l10
+    if name.startswith("kmpo12"):
+        assert l1 == 0.0 and l10 > 0.01
+    else:
+        assert placed >= 0.96 and placed0 < 0.92
+
+
+def test_untraced_pcp_pages_are_never_drained():
+    """A CPU whose count holds pages no list has: drains (drain_all_pages(), decay) free only the
+    listed pages, and the count keeps the rest; the invariants hold."""
+    from kernels import constants as C
+    from kernels.check import check_zone
+    from kernels.page_alloc import alloc_pages, boot_node, drain_all_pages, free_pages
+    from kernels.zone import make_node
+    node = make_node(1 << 15, 10, 9, "v6.15", pcp=True, min_free_kbytes=0)
+    boot_node(node)
+    z = node[0]
+    pfns = [alloc_pages(node, 0, C.MIGRATE_MOVABLE, 0) for _ in range(8)]
+    for p in pfns:
+        free_pages(node, p)
+    listed = int(z.zp[C.ZP_PCP_COUNT])
+    assert listed > 0
+    z.zp[C.ZP_PCP_COUNT] += 5
+    z.stat[C.PCP_COUNT] += 5
+    z.zp[C.ZP_PCPS + C.PCPS_UNTRACED] = 5
+    check_zone(node)
+    drain_all_pages(node)
+    assert int(z.zp[C.ZP_PCP_COUNT]) == 5 and int(z.stat[C.PCP_COUNT]) == 5
+    assert all(z.list_head[int(z.zp[C.ZP_PCP_BASE]) + i] < 0 for i in range(C.NR_PCP_LISTS))
+    check_zone(node)
+    z.zp[C.ZP_PCPS + C.PCPS_UNTRACED] = 0        # a count that no list backs is caught
+    with pytest.raises(AssertionError):
+        check_zone(node)
+    # the listed pages went back to the buddy lists
+    assert all(z.page_flags[p] & C.PG_PCP == 0 for p in pfns)

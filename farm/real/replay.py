@@ -300,6 +300,7 @@ class Geometry:
     nr_cpus: int = 1
     pcp_highs: tuple = ()          # each CPU's pcp high, as zoneinfo gives them
     protection: tuple = ()         # lowmem_reserve[] as zoneinfo gives it
+    pcp_counts: tuple = ()         # each CPU's pcp count, as zoneinfo gives them
     # every zone replayed, lowest first (each a Geometry of its own); the fields above are the
     # main zone's: the one most of the trace's page events fall in
     zones: tuple = ()
@@ -326,7 +327,7 @@ def _zone_geo(key: str, start: int, end: int, z: dict) -> Geometry:
     return Geometry(key.split(":")[-1], start, end, (z.get("min"), z.get("low"), z.get("high")),
                     z.get("managed"), cpu.get("batch"), cpu.get("high"), cpu.get("count"),
                     max(len(pagesets), 1), tuple(ps.get("high") for ps in pagesets),
-                    tuple(z.get("protection") or ()))
+                    tuple(z.get("protection") or ()), tuple(ps.get("count") for ps in pagesets))
 
 
 def zone_geometry(capture: dict, events: Events | None) -> Geometry:
@@ -781,10 +782,27 @@ def build_replay_node(state: InitialState, max_order: int, pageblock_order: int,
             mine = q & (cpu == c)
             R.build_state(z, none, none, none, none, none, state.pcp_pfn[mine],
                           state.pcp_order[mine], state.pcp_mt[mine])
+        for c in range(nr_cpus):
+            known = int(sum(1 << int(o) for o in state.pcp_order[q & (cpu == c)]))
+            untraced = untraced_pcp_pages(g, c, nr_cpus, known)
+            P.pcp_switch_cpu(z, c)
+            z.zp[C.ZP_PCP_COUNT] += untraced
+            z.stat[C.PCP_COUNT] += untraced
+            z.zp[C.ZP_PCPS + c * C.PCPS_SLOTS + C.PCPS_UNTRACED] = untraced
         P.pcp_switch_cpu(z, 0)
         reset_cached_positions(z)
     check_zone(node)
     return node
+
+
+def untraced_pcp_pages(g: Geometry, cpu: int, nr_cpus: int, known: int) -> int:
+    """Pages zoneinfo.before counts on a CPU's pcp lists (all CPUs' when the replay runs on one)
+    beyond the `known` ones the trace shows there: pages the trace never touches, which stay in
+    the list's count and are never drained (a drain would show them)."""
+    counts = g.pcp_counts if nr_cpus > 1 else (sum(x or 0 for x in g.pcp_counts),)
+    if cpu >= len(counts) or counts[cpu] is None:
+        return 0
+    return max(0, int(counts[cpu]) - known)
 
 
 def main_zone_index(node, geo: Geometry) -> int:
@@ -1091,7 +1109,9 @@ def replay(source, mode: str = "pinned", until: str | None = None, until_ts: flo
         "until": until, "until_ts": until_ts, "events": {"total": len(events), "replayed": stop},
         "initial_state": {"source": state.source, "notes": state.notes,
                           "pcp_pages": int(sum(1 << int(o) for o in state.pcp_order)),
-                          "pcp_pages_real": geo.pcp_count},
+                          "pcp_pages_real": geo.pcp_count,
+                          "pcp_untraced": int(sum(int(z.zp[C.ZP_PCPS + c * C.PCPS_SLOTS + C.PCPS_UNTRACED])
+                                                  for z in node for c in range(int(z.zp[C.ZP_NR_CPUS]))))},
     }
     start_fig = zone_figures(node, geo, state.absent_blocks)
     cmp0 = _compare(capture, geo.zone, "before", start_fig)
