@@ -782,9 +782,8 @@ def build_replay_node(state: InitialState, max_order: int, pageblock_order: int,
             mine = q & (cpu == c)
             R.build_state(z, none, none, none, none, none, state.pcp_pfn[mine],
                           state.pcp_order[mine], state.pcp_mt[mine])
-        for c in range(nr_cpus):
-            known = int(sum(1 << int(o) for o in state.pcp_order[q & (cpu == c)]))
-            untraced = untraced_pcp_pages(g, c, nr_cpus, known)
+        known = [int(sum(1 << int(o) for o in state.pcp_order[q & (cpu == c)])) for c in range(nr_cpus)]
+        for c, untraced in enumerate(untraced_pcp_pages(g, known)):
             P.pcp_switch_cpu(z, c)
             z.zp[C.ZP_PCP_COUNT] += untraced
             z.stat[C.PCP_COUNT] += untraced
@@ -795,14 +794,23 @@ def build_replay_node(state: InitialState, max_order: int, pageblock_order: int,
     return node
 
 
-def untraced_pcp_pages(g: Geometry, cpu: int, nr_cpus: int, known: int) -> int:
-    """Pages zoneinfo.before counts on a CPU's pcp lists (all CPUs' when the replay runs on one)
-    beyond the `known` ones the trace shows there: pages the trace never touches, which stay in
-    the list's count and are never drained (a drain would show them)."""
-    counts = g.pcp_counts if nr_cpus > 1 else (sum(x or 0 for x in g.pcp_counts),)
-    if cpu >= len(counts) or counts[cpu] is None:
-        return 0
-    return max(0, int(counts[cpu]) - known)
+def untraced_pcp_pages(g: Geometry, known: list[int]) -> list[int]:
+    """For each modelled CPU, pages zoneinfo.before counts on its pcp lists beyond the `known`
+    ones the trace shows there (all CPUs' when the replay runs on one): pages the trace never
+    touches, which stay in the list's count and are never drained (a drain would show them). No
+    more than the zone's count exceeds all known pages: a page first seen in a drain is put on
+    the draining CPU's list, but drain_all_pages() drains every CPU's lists from the calling one,
+    so one CPU can be short by pages another holds too many of (CPUs in order take what is left)."""
+    counts = [x or 0 for x in g.pcp_counts]
+    if len(known) == 1:
+        counts = [sum(counts)]
+    left = sum(counts[:len(known)]) - sum(known)
+    out = []
+    for c, k in enumerate(known):
+        short = max(0, counts[c] - k) if c < len(counts) else 0
+        out.append(max(0, min(short, left)))
+        left -= out[-1]
+    return out
 
 
 def main_zone_index(node, geo: Geometry) -> int:
