@@ -19,12 +19,13 @@ class Model:
 
     def __init__(self, nr_pages, max_order, pageblock_order, policy="v6.15", holes=(), pcp=False,
                  min_free_kbytes=None, section_bits=27, memory_block_bits=None, nr_cpus=1,
-                 dma_end=0, dma32_end=0, movable_pages=0):
+                 dma_end=0, dma32_end=0, movable_pages=0, thp_enabled=False):
         if pageblock_order > max_order:
             raise ValueError("pageblock_order must not exceed max_order")
         self.node = make_node(nr_pages, max_order, pageblock_order, policy, holes, pcp,
                               min_free_kbytes, section_bits, memory_block_bits, movable_pages,
-                              nr_cpus=nr_cpus, dma_end=dma_end, dma32_end=dma32_end)
+                              nr_cpus=nr_cpus, dma_end=dma_end, dma32_end=dma32_end,
+                              thp_enabled=thp_enabled)
         self.nr_cpus = nr_cpus
         boot_node(self.node)
         self.zone = self.node[0]

@@ -102,7 +102,7 @@ def make_node(nr_pages: int, max_order: int, pageblock_order: int, policy: str =
               section_bits: int = 27, memory_block_bits: int | None = None,
               movable_pages: int = 0, owner_slots: int = 0, contig_maxorder: bool = False,
               cma_pages: int = 0, vmstat_interval_ops: int = 0, nr_cpus: int = 1,
-              dma_end: int = 0, dma32_end: int = 0) -> tuple:
+              dma_end: int = 0, dma32_end: int = 0, thp_enabled: bool = False) -> tuple:
     """Allocate the arrays of a node (no page free yet: see page_alloc.boot_node).
 
     The node's zones, lowest first, each present when its span is not empty: ZONE_DMA over
@@ -110,7 +110,8 @@ def make_node(nr_pages: int, max_order: int, pageblock_order: int, policy: str =
     movable_pages and ZONE_MOVABLE over the rest (zone_spans()). With dma_end = dma32_end = 0
     the node is one ZONE_NORMAL (plus ZONE_MOVABLE). The zones share the pfn-indexed page arrays
     (the memmap) and the pageblock bitmap; each has its own free lists, counters, watermarks and
-    pcp lists."""
+    pcp lists. With `thp_enabled` (and min_free_kbytes not given), min_free_kbytes is raised as
+    khugepaged does when THP is enabled (recommended_min_free_kbytes())."""
     fallback, merge, boot_to_tail, mobility_disabled = policy_behaviour(policy)
     nr_pageblocks = (nr_pages + (1 << pageblock_order) - 1) >> pageblock_order
     page_flags = np.zeros(nr_pages, dtype=np.uint8)
@@ -135,13 +136,15 @@ def make_node(nr_pages: int, max_order: int, pageblock_order: int, policy: str =
     # follow 6.12, v5.4 and v6.1 follow 6.1)
     buffer_pages = sum(m for idx, m in managed.items() if idx != C.ZONE_MOVABLE)
     movable_highmem = policy not in ("v5.4", "v6.1")
-    lowmem = buffer_pages if movable_highmem else sum(managed.values())
     reserves = lowmem_reserves(managed)
     kernel_zone = max(idx for idx, _, _ in spans if idx != C.ZONE_MOVABLE) if any(
         idx != C.ZONE_MOVABLE for idx, _, _ in spans) else None
     if min_free_kbytes is None:
         min_free_kbytes = min_free_kbytes_for(buffer_pages)
-    pages_min = min_free_kbytes >> (C.PAGE_SHIFT - 10)
+        if thp_enabled:
+            min_free_kbytes = max(min_free_kbytes, recommended_min_free_kbytes(
+                managed, pageblock_order, setup_per_zone_wmarks(managed, min_free_kbytes, movable_highmem)))
+    wmarks = setup_per_zone_wmarks(managed, min_free_kbytes, movable_highmem)
 
     rules = pcp_rules(policy)
     if not 1 <= nr_cpus <= C.MAX_CPUS:
@@ -149,13 +152,7 @@ def make_node(nr_pages: int, max_order: int, pageblock_order: int, policy: str =
     zones = []
     for idx, start, end in spans:
         zp = np.zeros(C.ZP_SIZE, dtype=np.int64)
-        # __setup_per_zone_wmarks(): lowmem zones share min_free_kbytes by size; ZONE_MOVABLE
-        # (like highmem, in 6.12) gets managed/1024 clamped to [SWAP_CLUSTER_MAX, 128]
-        tmp = pages_min * managed[idx] // lowmem if lowmem else 0
-        wmin = (min(max(managed[idx] // 1024, 32), 128) if idx == C.ZONE_MOVABLE and movable_highmem
-                else tmp)
-        delta = max(tmp // 4, managed[idx] * 10 // 10000)
-        wlow, whigh = wmin + delta, wmin + 2 * delta
+        wmin, wlow, whigh = wmarks[idx]
         batch, high, high_min, high_max = pcp_sizes(managed[idx], wlow, nr_cpus, rules)
         zp[C.ZP_NR_PAGES] = nr_pages
         zp[C.ZP_ZONE_START] = start
@@ -245,6 +242,38 @@ def zone_spans(nr_pages: int, movable_pages: int = 0, dma_end: int = 0,
         if end > start:
             spans.append((idx, start, end))
     return spans
+
+
+def setup_per_zone_wmarks(managed: dict[int, int], min_free_kbytes: int,
+                          movable_highmem: bool = True) -> dict[int, tuple[int, int, int]]:
+    """__setup_per_zone_wmarks(): (min, low, high) of each zone. The lowmem zones share
+    min_free_kbytes by their managed pages; 6.12 counts ZONE_MOVABLE out of them and gives it
+    highmem's min, managed/1024 clamped to [SWAP_CLUSTER_MAX, 128] (`movable_highmem`); 6.1
+    counts it in (both sources checked: policies v6.10 on follow 6.12, v5.4 and v6.1 follow 6.1).
+    Either way the gaps are max(share / 4, managed * watermark_scale_factor / 10000)."""
+    lowmem = sum(m for idx, m in managed.items() if idx != C.ZONE_MOVABLE or not movable_highmem)
+    pages_min = min_free_kbytes >> (C.PAGE_SHIFT - 10)
+    out = {}
+    for idx, m in managed.items():
+        tmp = pages_min * m // lowmem if lowmem else 0
+        wmin = min(max(m // 1024, 32), 128) if idx == C.ZONE_MOVABLE and movable_highmem else tmp
+        delta = max(tmp // 4, m * 10 // 10000)
+        out[idx] = (wmin, wmin + delta, wmin + 2 * delta)
+    return out
+
+
+def recommended_min_free_kbytes(managed: dict[int, int], pageblock_order: int,
+                                wmarks: dict[int, tuple[int, int, int]]) -> int:
+    """set_recommended_min_free_kbytes() (mm/khugepaged.c), which raises min_free_kbytes when
+    khugepaged starts with THP enabled: per populated zone up to ZONE_NORMAL, two free
+    pageblocks plus MIGRATE_PCPTYPES^2 pageblocks for the fallbacks, at most 5% of
+    nr_free_buffer_pages() (managed less the high watermark of the boot-time watermarks
+    `wmarks`), in KiB."""
+    lowmem = [idx for idx in managed if idx != C.ZONE_MOVABLE]      # populated: present pages
+    pageblock = 1 << pageblock_order
+    recommended = pageblock * len(lowmem) * (2 + C.MIGRATE_PCPTYPES * C.MIGRATE_PCPTYPES)
+    buffer_pages = sum(max(managed[idx] - wmarks[idx][2], 0) for idx in lowmem)
+    return min(recommended, buffer_pages // 20) << (C.PAGE_SHIFT - 10)
 
 
 def kernel_zone_index(node) -> int:

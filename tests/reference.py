@@ -1400,7 +1400,8 @@ class RefNode:
     movable_pages = 0`` the node is one Normal zone and behaves as ``RefZone``."""
 
     def __init__(self, nr_pages, max_order, pageblock_order, policy="v6.15", holes=(), pcp=False,
-                 min_free_kbytes=None, nr_cpus=1, dma_end=0, dma32_end=0, movable_pages=0):
+                 min_free_kbytes=None, nr_cpus=1, dma_end=0, dma32_end=0, movable_pages=0,
+                 thp_enabled=False):
         nr_pages, max_order, pageblock_order = _geometry(nr_pages, max_order, pageblock_order, policy)
         if not 1 <= pageblock_order <= max_order:
             raise ValueError(f"need 1 <= pageblock_order <= max_order, got {pageblock_order}, {max_order}")
@@ -1439,13 +1440,25 @@ class RefNode:
 
         # calculate_min_free_kbytes(): nr_free_buffer_pages() covers the zones up to ZONE_NORMAL.
         buffer_pages = sum(managed[i] for i in range(MAX_NR_ZONES) if i != ZONE_MOVABLE)
-        if min_free_kbytes is None:
-            min_free_kbytes = min_free_kbytes_of(buffer_pages)
-        self.min_free_kbytes = int(min_free_kbytes)
         # __setup_per_zone_wmarks(): 6.12 leaves ZONE_MOVABLE out of lowmem_pages and gives it
         # highmem's small min; 5.4 and 6.1 count it as lowmem ("!is_highmem(zone)")
         movable_highmem = policy not in ("v5.4", "v6.1")
         lowmem_pages = buffer_pages if movable_highmem else sum(managed)
+        if min_free_kbytes is None:
+            min_free_kbytes = min_free_kbytes_of(buffer_pages)
+            if thp_enabled:
+                # set_recommended_min_free_kbytes() (mm/khugepaged.c), run when khugepaged starts
+                # after the boot-time watermarks are set: 2 + MIGRATE_PCPTYPES^2 pageblocks per
+                # populated zone up to ZONE_NORMAL, at most a twentieth of nr_free_buffer_pages()
+                # (managed less the high watermark), and only ever raising min_free_kbytes
+                boot = self._setup_per_zone_wmarks(min_free_kbytes, managed, lowmem_pages,
+                                                   movable_highmem)
+                populated = [i for i, (s, e) in enumerate(spans) if e > s and i != ZONE_MOVABLE]
+                per_zone = (1 << pageblock_order) * (2 + MIGRATE_PCPTYPES * MIGRATE_PCPTYPES)
+                free_buffer = sum(max(managed[i] - boot[i][2], 0) for i in populated)
+                recommended_kb = min(per_zone * len(populated), free_buffer // 20) * 4
+                min_free_kbytes = max(min_free_kbytes, recommended_kb)
+        self.min_free_kbytes = int(min_free_kbytes)
         wmarks = self._setup_per_zone_wmarks(self.min_free_kbytes, managed, lowmem_pages,
                                              movable_highmem)
         reserves = self._setup_per_zone_lowmem_reserve(managed)

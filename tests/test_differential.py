@@ -85,10 +85,10 @@ def node_geometries(draw, pcp=False):
     if nr_pages - movable <= 0:
         normal += unit
         nr_pages += unit
-    mfk = draw(st.sampled_from([0, 8, 64] if pcp else [None, 0, 4 * nr_pages // 16]))
+    mfk = draw(st.sampled_from([0, 8, 64] if pcp else [None, None, 0, 4 * nr_pages // 16]))
     return dict(nr_pages=nr_pages, max_order=max_order, pageblock_order=pageblock_order,
                 min_free_kbytes=mfk, dma_end=dma, dma32_end=dma32 if dma32 > dma else 0,
-                movable_pages=movable)
+                movable_pages=movable, thp_enabled=draw(st.booleans()))
 
 
 def _drive(geom, policy, pcp, ops, check_ref_every, nr_cpus=1):

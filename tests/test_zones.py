@@ -150,3 +150,51 @@ def test_probes_and_metrics_of_an_x86_64_node():
     assert probe["asked"] == 16
     assert "not_one_zone" not in probe["failure_reasons"]
     assert probe["obtained"] == 16        # smallpages frees everything before the probes
+
+
+def test_khugepaged_raises_min_free_kbytes(node_cls):
+    """set_recommended_min_free_kbytes(): with THP enabled, 2 + 3 * 3 pageblocks per zone up to
+    ZONE_NORMAL, at most a twentieth of managed less the boot-time high watermark. One 1 GiB
+    Normal zone at pageblock_order 9: calculate_min_free_kbytes() gives sqrt(1 GiB in KiB * 16) =
+    4096 KiB (min 1024 pages, high 1024 + 2 * max(256, 262) = 1548); recommended 11 * 512 = 5632
+    pages (below (262144 - 1548) / 20 = 13029), so min is 5632 and the gap max(5632 / 4, 262)."""
+    plain = node_cls(1 << 18, 10, 9, policy="v6.15")
+    assert plain.watermarks(0) == (1024, 1024 + 262, 1024 + 2 * 262)
+    thp = node_cls(1 << 18, 10, 9, policy="v6.15", thp_enabled=True)
+    assert thp.watermarks(0) == (5632, 5632 + 1408, 5632 + 2 * 1408)
+    # three zones triple the recommendation, which the twentieth then caps: DMA 256, DMA32 768
+    # and Normal 3072 pages of pageblock_order 4 (16 pages): 3 * 11 * 16 = 528 pages, but the
+    # twentieth of 4096 less the boot high watermarks is smaller
+    n = node_cls(4096, MO, PB, policy="v6.15", dma_end=DMA_END, dma32_end=DMA32_END, thp_enabled=True)
+    boot = node_cls(4096, MO, PB, policy="v6.15", dma_end=DMA_END, dma32_end=DMA32_END)
+    free_buffer = sum(m - boot.watermarks(zi)[2] for zi, m in enumerate((256, 768, 3072)))
+    calc_kb = isqrt(4096 * 4 * 16)                       # 512 KiB: min 128 pages before the raise
+    pages_min = max(calc_kb, min(528, free_buffer // 20) * 4) >> 2
+    assert pages_min > calc_kb >> 2
+    assert [n.watermarks(zi)[0] for zi in range(3)] == [pages_min * m // 4096 for m in (256, 768, 3072)]
+
+
+@pytest.mark.parametrize("name", ["k6.12-fragmenter-512m", "k6.12-pagecache-512m",
+                                  "kmpo12-fragmenter-512m", "k6.12-thp-2560m",
+                                  "k6.12-fragmenter-512m-smp2"])
+def test_watermarks_of_real_kernels(name):
+    """The watermarks 6.12 set on each capture (zoneinfo.before min, low, high of every zone),
+    from the zones' managed pages: calculate_min_free_kbytes(), then khugepaged's raise. Managed
+    pages move by a few pages after the kernel computed them (freed init memory), so each mark
+    may be 1 off."""
+    from pathlib import Path
+
+    from farm.real.captures import read_capture
+    from kernels.zone import min_free_kbytes_for, recommended_min_free_kbytes, setup_per_zone_wmarks
+    cap = read_capture(Path(__file__).resolve().parent / "data" / name)
+    zi = cap["zoneinfo"]["before"]
+    managed = {C.ZONE_NAMES.index(k): v["managed"] for k, v in zi.items() if v.get("managed")}
+    mfk = min_free_kbytes_for(sum(m for i, m in managed.items() if i != C.ZONE_MOVABLE))
+    mfk = max(mfk, recommended_min_free_kbytes(managed, 9, setup_per_zone_wmarks(managed, mfk)))
+    got = setup_per_zone_wmarks(managed, mfk)
+    for idx, (wmin, low, high) in got.items():
+        real = zi[C.ZONE_NAMES[idx]]
+        assert abs(wmin - real["min"]) <= 1 and abs(low - real["low"]) <= 1 and abs(high - real["high"]) <= 1
+    # without khugepaged's raise the marks are far below the kernel's
+    plain = setup_per_zone_wmarks(managed, min_free_kbytes_for(sum(managed.values())))
+    assert plain[C.ZONE_DMA32][0] < zi["DMA32"]["min"] / 2

@@ -230,7 +230,12 @@ PARAMS: dict[str, Param] = {p.name: p for p in [
     Param("vmstat_interval", lambda k, v: _int(k, v, 0), 100000,
           "pcp (6.7+ policies): the simulated clock, allocator calls per second; each second "
           "the vmstat update runs decay_pcp_high() (0 = never)"),
-    Param("min_free_kbytes", _opt_int, None, "vm.min_free_kbytes (default: as the kernel computes it)"),
+    Param("min_free_kbytes", _opt_int, None, "vm.min_free_kbytes (default: as the kernel computes it, "
+          "raised by khugepaged when thp_enabled)"),
+    Param("thp_enabled", _bool, True,
+          "/sys/kernel/mm/transparent_hugepage/enabled is always or madvise (false: never): "
+          "khugepaged raises min_free_kbytes at boot (set_recommended_min_free_kbytes()); false "
+          "also turns the workloads' THP faults into base-page faults"),
     Param("isolation", _choice(("pageblock", "maxorder")), "pageblock",
           "alloc_contig_range isolation: pageblock (5.19+) or maxorder (before 5.19: whole "
           "max(MAX_ORDER, pageblock) blocks)"),
@@ -343,6 +348,8 @@ def resolve(raw: dict[str, Any]) -> dict[str, Any]:
         if start % page or end % page or end > memory:
             raise ParamError("holes", f"hole {h} is not page aligned inside memory {p['memory']}")
         holes.append((start >> PAGE_SHIFT, end >> PAGE_SHIFT))
+    if not p["thp_enabled"] and p["thp_fraction"]:
+        p["thp_fraction"] = 0.0        # THP "never": no fault is a THP fault
     if p["workload"] == "fragmenter" and p["holders"] is None:
         p["holders"] = 200 * memory // (1 << 30)
     cma = parse_size(p["cma_size"])

@@ -59,7 +59,7 @@ def build_node(p: dict[str, Any], owner_slots: int = 0):
                      p["_holes_pfn"], p["pcp"], p["min_free_kbytes"], p["section_bits"],
                      memory_block_bits, p["_movable_pages"], owner_slots,
                      p["isolation"] == "maxorder", p["_cma_pages"], p["vmstat_interval"],
-                     dma_end=p["_dma_end"], dma32_end=p["_dma32_end"])
+                     dma_end=p["_dma_end"], dma32_end=p["_dma32_end"], thp_enabled=p["thp_enabled"])
     boot_node(node)
     return node
 
