@@ -338,7 +338,6 @@ def replay_pinned(node, kind, pfn, order, mt, aux0, aux1, first, last, rs, check
     return 0, -1
 
 
-
 @jit
 def real_owners(kind, pfn, order, nr_pages, alloc_of, offset_of, owner, base):
     """For policy replay: which allocation event each free ends in the real trace. For every

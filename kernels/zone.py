@@ -137,8 +137,7 @@ def make_node(nr_pages: int, max_order: int, pageblock_order: int, policy: str =
     buffer_pages = sum(m for idx, m in managed.items() if idx != C.ZONE_MOVABLE)
     movable_highmem = policy not in ("v5.4", "v6.1")
     reserves = lowmem_reserves(managed)
-    kernel_zone = max(idx for idx, _, _ in spans if idx != C.ZONE_MOVABLE) if any(
-        idx != C.ZONE_MOVABLE for idx, _, _ in spans) else None
+    kernel_zone = kernel_zone_span(spans)
     if min_free_kbytes is None:
         min_free_kbytes = min_free_kbytes_for(buffer_pages)
         if thp_enabled:
@@ -200,7 +199,7 @@ def make_node(nr_pages: int, max_order: int, pageblock_order: int, policy: str =
         zp[C.ZP_CONTIG_MAXORDER] = int(contig_maxorder)
         zp[C.ZP_CLAIM_STOP] = int(policy in ("v6.16", "v6.17"))
         zp[C.ZP_ISOLATE_RESTORE] = int(policy == "v6.17")
-        if idx == kernel_zone and cma_pages:
+        if kernel_zone and idx == kernel_zone[0] and cma_pages:
             # the CMA area sits at the top of the highest zone below ZONE_MOVABLE, aligned as cma_init_reserved_mem()
             # requires (pageblock; max(MAX_ORDER, pageblock) before 5.19)
             align = 1 << (max(max_order, pageblock_order) if contig_maxorder else pageblock_order)
@@ -242,6 +241,13 @@ def zone_spans(nr_pages: int, movable_pages: int = 0, dma_end: int = 0,
         if end > start:
             spans.append((idx, start, end))
     return spans
+
+
+def kernel_zone_span(spans: list[tuple[int, int, int]]) -> tuple[int, int, int] | None:
+    """The span (zone index, start, end) of the zone GFP_KERNEL prefers: the highest below
+    ZONE_MOVABLE; None when there is none."""
+    lower = [span for span in spans if span[0] != C.ZONE_MOVABLE]
+    return lower[-1] if lower else None
 
 
 def setup_per_zone_wmarks(managed: dict[int, int], min_free_kbytes: int,

@@ -53,16 +53,21 @@ def test_lowmem_reserve_and_watermarks_of_four_zones(node_cls):
         assert n.watermarks(zi) == (wmin, wmin + delta, wmin + 2 * delta), C.ZONE_NAMES[idx]
 
 
+def _alloc_until_full(n, mt):
+    """Base pages of type mt until an allocation fails: their pfns."""
+    got = []
+    while True:
+        pfn = n.alloc(0, mt)
+        if pfn < 0:
+            return got
+        got.append(pfn)
+
+
 def _fill_then_fragment(n, zone_start, zone_end):
     """Allocate movable base pages until the node is full, then free every second page of the
     first pageblock of [zone_start, zone_end): the only free pages there are order-0 fragments
     of a Movable pageblock. Returns that pageblock's first pfn."""
-    live = []
-    while True:
-        pfn = n.alloc(0, M)
-        if pfn < 0:
-            break
-        live.append(pfn)
+    live = _alloc_until_full(n, M)
     block = next(p for p in sorted(live) if zone_start <= p and p % (1 << PB) == 0)
     assert block + (1 << PB) <= zone_end
     for pfn in range(block, block + (1 << PB), 2):
@@ -124,12 +129,7 @@ def test_lowmem_reserve_keeps_dma_from_normal_requests(node_cls):
                  dma32_end=DMA32_END)
     reserve = n.lowmem_reserve(0)[C.ZONE_NORMAL]
     assert reserve == (768 + 8192 - 1024) // 256
-    got = []
-    while True:
-        pfn = n.alloc(0, U)
-        if pfn < 0:
-            break
-        got.append(pfn)
+    got = _alloc_until_full(n, U)
     in_dma = sum(1 for p in got if p < DMA_END)
     # __zone_watermark_ok(): fails once free <= min (0) + reserve
     assert in_dma == 256 - reserve

@@ -11,8 +11,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from kernels.constants import PAGE_SHIFT, POLICIES, X86_64_DMA32_END, X86_64_DMA_END, ZONE_MOVABLE
-from kernels.zone import zone_spans
+from kernels.constants import PAGE_SHIFT, POLICIES, X86_64_DMA32_END, X86_64_DMA_END
+from kernels.zone import kernel_zone_span, zone_spans
 
 WORKLOADS = ("smallpages", "mixed", "fragmenter", "thp", "cma", "hotplug", "scatterer")
 THP_DEFRAG = ("always", "defer", "defer+madvise", "madvise", "never")
@@ -375,9 +375,8 @@ def resolve(raw: dict[str, Any]) -> dict[str, Any]:
     p["_dma32_end"] = X86_64_DMA32_END if x86 else 0
     if x86 and nr_pages - (movable >> PAGE_SHIFT) <= X86_64_DMA_END:
         raise ParamError("zones", "x86_64 zones need more than 16 MiB below ZONE_MOVABLE")
-    lower = [(s, e) for idx, s, e in zone_spans(nr_pages, movable >> PAGE_SHIFT, p["_dma_end"],
-                                                 p["_dma32_end"]) if idx != ZONE_MOVABLE]
-    if cma and (not lower or (lower[-1][1] - lower[-1][0]) << PAGE_SHIFT < 2 * cma):
+    kernel = kernel_zone_span(zone_spans(nr_pages, movable >> PAGE_SHIFT, p["_dma_end"], p["_dma32_end"]))
+    if cma and (kernel is None or (kernel[2] - kernel[1]) << PAGE_SHIFT < 2 * cma):
         raise ParamError("cma_size", "the CMA area does not fit in the highest zone below ZONE_MOVABLE")
     p["_movable_pages"] = movable >> PAGE_SHIFT
     p["_cma_pages"] = cma >> PAGE_SHIFT

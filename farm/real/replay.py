@@ -946,9 +946,8 @@ def _sum_figures(figs: list[dict]) -> dict[str, Any]:
     n = max(len(f["buddyinfo"]) for f in figs)
     out = {"buddyinfo": [sum(f["buddyinfo"][o] for f in figs if o < len(f["buddyinfo"])) for o in range(n)],
            "nr_free_pages": sum(f["nr_free_pages"] for f in figs)}
-    for key in ("pcp_pages",):
-        if all(key in f for f in figs):
-            out[key] = sum(f[key] for f in figs)
+    if all("pcp_pages" in f for f in figs):
+        out["pcp_pages"] = sum(f["pcp_pages"] for f in figs)
     blocks: dict[str, int] = {}
     for f in figs:
         for k, v in (f.get("blocks") or {}).items():
@@ -975,19 +974,20 @@ def _one_zone_figures(z, absent: np.ndarray | None = None) -> dict[str, Any]:
             "blocks": {names[t]: int(blocks[t]) for t in range(C.MIGRATE_TYPES) if blocks[t]}}
 
 
-def _padded(model: list[int], real: list[int]) -> tuple[list[int], list[int]]:
+def _abs_diff(model: list[int], real: list[int]) -> int:
+    """sum over orders of |model - real| (orders beyond either list count as 0)."""
     n = max(len(model), len(real))
-    return list(model) + [0] * (n - len(model)), list(real) + [0] * (n - len(real))
+    m = np.zeros(n, dtype=np.int64)
+    r = np.zeros(n, dtype=np.int64)
+    m[:len(model)] = model
+    r[:len(real)] = real
+    return int(np.abs(m - r).sum())
 
 
 def buddyinfo_l1(model: list[int], real: list[int]) -> float:
     """sum over orders |model - real| / sum of real (orders beyond either list count as 0)."""
-    n = max(len(model), len(real))
-    m = np.zeros(n)
-    r = np.zeros(n)
-    m[:len(model)] = model
-    r[:len(real)] = real
-    return float(np.abs(m - r).sum() / r.sum()) if r.sum() else float("nan")
+    total = sum(real)
+    return _abs_diff(model, real) / total if total else float("nan")
 
 
 def _nr_free_pages(buddyinfo: list[int]) -> int:
@@ -1004,8 +1004,7 @@ def _compare(capture: dict, zone: str, phase: str, figures: dict) -> dict | None
             return None
         real = _sum_figures([{"buddyinfo": v["buddyinfo"]["real"], "nr_free_pages": v["nr_free_pages"]["real"],
                               "blocks": (v.get("blocks") or {}).get("real", {})} for v in per.values()])
-        diff = sum(abs(a - b) for v in per.values()
-                   for a, b in zip(*_padded(v["buddyinfo"]["model"], v["buddyinfo"]["real"])))
+        diff = sum(_abs_diff(v["buddyinfo"]["model"], v["buddyinfo"]["real"]) for v in per.values())
         total = sum(real["buddyinfo"])
         out = {"phase": phase, "buddyinfo": {"real": real["buddyinfo"], "model": figures["buddyinfo"]},
                "buddyinfo_l1": diff / total if total else float("nan"),
