@@ -11,7 +11,7 @@ from .constants import (
     ZP_PCP_BASE, ZP_NR_CPUS, ZP_CPU, ZP_PCP_COUNT, ZP_PCP_BANKS, ZP_PCPS, PCPS_SLOTS, PCPS_UNTRACED,
     MERGE_HYGIENE, MERGE_PRE_5_19, MIGRATE_ISOLATE, MIGRATE_PCPTYPES, MIGRATE_TYPES,
     NR_FREE_CMA_PAGES, NR_FREE_PAGES, NR_PCP_LISTS, PCP_COUNT, PG_BUDDY, PG_HEAD, PG_PCP,
-    PG_RESERVED, MIGRATE_CMA, ZP_MAX_ORDER, ZP_MERGE, ZP_PAGEBLOCK_ORDER, ZP_ZONE_END, ZP_ZONE_START,
+    PG_RESERVED, MIGRATE_CMA, MIGRATE_HIGHATOMIC, NR_FREE_HIGHATOMIC, HIGHATOMIC_EVER, ZP_MAX_ORDER, ZP_MERGE, ZP_PAGEBLOCK_ORDER, ZP_ZONE_END, ZP_ZONE_START,
 )
 
 ERRORS = {
@@ -27,6 +27,8 @@ ERRORS = {
     10: "pcp list broken or pcp count wrong",
     11: "a free page is counted on a list it is not on (head on no list)",
     12: "NR_FREE_CMA_PAGES disagrees with the pages on CMA free lists",
+    13: "nr_free_highatomic disagrees with the pages on HIGHATOMIC free lists",
+    14: "a piece of a split folio is not order 0 or its ring leads to a page of another owner",
 }
 
 
@@ -39,6 +41,7 @@ def _check_zone(z):
     merge = z.zp[ZP_MERGE]
     nr_free_pages = 0
     nr_free_cma = 0
+    nr_free_highatomic = 0
     free_pages = 0
     used_pages = 0
     pcp_pages = 0
@@ -70,13 +73,19 @@ def _check_zone(z):
                 nr_free_pages += size
             if mt == MIGRATE_CMA:
                 nr_free_cma += size
+            elif mt == MIGRATE_HIGHATOMIC:
+                nr_free_highatomic += size
             # unmerged buddies
             if order < max_order:
                 buddy = pfn ^ size
                 if (zone_start <= buddy < nr_pages and (z.page_flags[buddy] & PG_BUDDY) != 0
                         and z.page_order[buddy] == order):
                     mergeable = True
-                    if order >= pb_order:
+                    if order >= pb_order and z.stat[HIGHATOMIC_EVER] > 0:
+                        # an unreserved highatomic pageblock is not merged with its free buddy
+                        # until something frees into it (unreserve_highatomic_pageblock())
+                        mergeable = False
+                    elif order >= pb_order:
                         a = z.pb_mt[pfn >> pb_order]
                         b = z.pb_mt[buddy >> pb_order]
                         if a != b:
@@ -102,6 +111,10 @@ def _check_zone(z):
                     return 2, q
             if f & PG_HEAD:
                 used_pages += 1 << order
+                ring = z.prev[pfn]
+                if ring >= 0 and (order != 0 or not (z.page_flags[ring] & PG_HEAD)
+                                  or z.page_order[ring] != 0 or z.next[ring] != z.next[pfn]):
+                    return 14, pfn
             else:
                 pcp_pages += 1 << order
             pfn += 1 << order
@@ -113,6 +126,8 @@ def _check_zone(z):
         return 6, -1
     if nr_free_cma != z.stat[NR_FREE_CMA_PAGES]:
         return 12, -1
+    if nr_free_highatomic != z.stat[NR_FREE_HIGHATOMIC]:
+        return 13, -1
     # lists: links, membership, counts
     listed = 0
     for o in range(max_order + 1):

@@ -12,7 +12,7 @@ fast_find_migrateblock / fast_isolate_freepages (they change cost, not the reach
 
 from ._jit import jit, jit_fold
 from .constants import (
-    ZP_CC_BASE,
+    ZP_CC_BASE, ALLOC_CMA, NR_SPLIT,
     ALLOC_FAIL, ALLOC_OPS, CACHED_FREE_PFN, CACHED_MIGRATE_PFN, CC_NR_FREEPAGES,
     COMPACT_CONSIDERED, COMPACT_DEFER_SHIFT, COMPACT_DEFERRED, COMPACT_FAIL, COMPACT_FREE_SCANNED,
     COMPACT_ISOLATED, COMPACT_MIGRATE_SCANNED, COMPACT_ORDER_FAILED, COMPACT_STALL,
@@ -26,7 +26,8 @@ from .vmstat import fragmentation_index
 from .page_alloc import (
     _del_page_from_free_list, _free_to_buddy, _list_add, _list_add_tail, _list_del,
     account_freepages, alloc_pages, alloc_pages_fast, clear_flags_range, find_suitable_fallback, gfp_migratetype, gfp_zone, get_page_from_freelist,
-    get_pageblock_migratetype, prep_new_page, reset_cached_positions, set_flags_range, should_try_claim_block,
+    free_pages, get_pageblock_migratetype, prep_new_page, reset_cached_positions, set_flags_range,
+    should_try_claim_block,
     zone_watermark_ok,
 )
 
@@ -106,7 +107,7 @@ def compaction_suitable(z, order):
     watermark = z.zp[ZP_WMARK_MIN] + (2 << order)
     if order > PAGE_ALLOC_COSTLY_ORDER:
         watermark += z.zp[ZP_WMARK_LOW] - z.zp[ZP_WMARK_MIN]
-    if not zone_watermark_ok(z, 0, watermark, True, 0):
+    if not zone_watermark_ok(z, 0, watermark, ALLOC_CMA, 0):
         return False
     if order > PAGE_ALLOC_COSTLY_ORDER:
         fragindex = fragmentation_index(z.nr_free, order)
@@ -169,7 +170,7 @@ def isolate_free_page(z, pfn, order):
     """__isolate_free_page(): take a free block off its list unless that would breach the min
     watermark. Returns the pages isolated (0 or 2^order)."""
     mt = int(z.page_mt[pfn])
-    if not zone_watermark_ok(z, 0, z.zp[ZP_WMARK_MIN] + (1 << order), True, 0):
+    if not zone_watermark_ok(z, 0, z.zp[ZP_WMARK_MIN] + (1 << order), ALLOC_CMA, 0):
         return 0
     _del_page_from_free_list(z, pfn, order, mt)
     account_freepages(z, -(1 << order), mt)
@@ -258,7 +259,8 @@ def release_freepages(z):
 @jit_fold
 def move_block(zs, src, zd, dst, order):
     """migrate_folio(): the block at src (zone zs) now lives at dst (zone zd), which the caller
-    took from the free lists; dst gets every attribute, src is freed to the buddy."""
+    took from the free lists; dst gets every attribute, src is freed to the buddy. A piece of a
+    split folio takes src's place in its owner's ring of pieces (split_folio())."""
     zd.page_flags[dst] |= PG_HEAD | (zs.page_flags[src] & PG_CONTIG)
     zd.page_order[dst] = order
     zd.page_mt[dst] = zs.page_mt[src]
@@ -266,6 +268,14 @@ def move_block(zs, src, zd, dst, order):
     zd.next[dst] = slot
     if slot >= 0:
         zs.owner[slot] = dst
+        ring = zs.prev[src]
+        if ring >= 0:
+            q = ring
+            while zs.prev[q] != src:
+                q = zs.prev[q]
+            zs.prev[q] = dst
+            zd.prev[dst] = ring
+            zs.prev[src] = -1
     bits = zs.page_flags[src] & (PG_LRU | PG_PINNED)
     if bits:
         set_flags_range(zd.page_flags, dst, 1 << order, bits)
@@ -276,6 +286,46 @@ def move_block(zs, src, zd, dst, order):
     n = 1 << order
     zs.stat[PGMIGRATE_SUCCESS] += n
     _free_to_buddy(zs, src, order, False)
+
+
+@jit
+def split_folio(z, pfn, order):
+    """split_folio() (try_split_folio() in migrate_pages() when no target of the folio's order
+    could be allocated): the allocated block at pfn becomes 2^order order-0 blocks of the same
+    type and flags. An owned block's pieces keep its owner slot and are linked in a ring through
+    prev[] (unused on allocated pages), so that the owner frees them all (free_owned())."""
+    slot = z.next[pfn]
+    mt = z.page_mt[pfn]
+    last = pfn + (1 << order) - 1
+    for q in range(pfn, last + 1):
+        z.page_flags[q] |= PG_HEAD
+        z.page_order[q] = 0
+        z.page_mt[q] = mt
+        z.next[q] = slot
+        if slot >= 0:
+            z.prev[q] = q + 1 if q < last else pfn
+    z.stat[NR_SPLIT] += 1
+
+
+@jit
+def free_owned(node, pfn):
+    """Free what an owner holds at pfn: its block, or every piece of its split folio. Returns the
+    pages freed."""
+    z = node[0]
+    if z.prev[pfn] < 0 or not (z.page_flags[pfn] & PG_HEAD):
+        order = int(z.page_order[pfn])
+        free_pages(node, pfn)
+        return 1 << order
+    freed = 0
+    q = pfn
+    while True:
+        nxt = z.prev[q]
+        z.prev[q] = -1
+        free_pages(node, q)
+        freed += 1
+        if nxt == pfn:
+            return freed
+        q = nxt
 
 
 @jit_fold
@@ -319,6 +369,9 @@ def isolate_migratepages(z, cc):
                     z.stat[PGMIGRATE_FAIL] += 1 << order
                 else:
                     dst = compaction_alloc(z, cc, order)
+                    if dst < 0 and order > 0:
+                        split_folio(z, p, order)      # its base pages are migrated next
+                        continue
                     if dst < 0:
                         return ENOMEM
                     move_block(z, p, z, dst, order)
@@ -360,7 +413,8 @@ def compact_zone(z, cc):
     order = cc[0]
     if order >= 0:
         # compaction_suit_allocation_order(): nothing to do if the allocation would succeed
-        if zone_watermark_ok(z, order, z.zp[ZP_WMARK_MIN], cc[4] == MIGRATE_MOVABLE, 0):
+        if zone_watermark_ok(z, order, z.zp[ZP_WMARK_MIN],
+                             ALLOC_CMA if cc[4] == MIGRATE_MOVABLE else 0, 0):
             cc[7] = COMPACT_SUCCESS_RESULT
             return COMPACT_SUCCESS_RESULT
         if not compaction_suitable(z, order):
@@ -445,7 +499,7 @@ def alloc_pages_direct_compact(node, cc, order, list_mt, mt, extra, prio):
     first = node[0]
     first.stat[COMPACT_STALL] += 1
     zi, pfn = get_page_from_freelist(node, order, list_mt, gfp_zone(mt), ZP_WMARK_MIN,
-                                     list_mt == MIGRATE_MOVABLE, False)
+                                     ALLOC_CMA if list_mt == MIGRATE_MOVABLE else 0, False)
     if pfn >= 0:
         z = node[zi]
         prep_new_page(z, pfn, order, mt, extra)

@@ -58,6 +58,16 @@ PG_PCP = 32       # head of a block parked on a per-cpu list
 PG_CONTIG = 64    # page held by alloc_contig_range() (CMA, gigantic pages): unmovable until released
 PG_ISOLATED = 128 # head of a free block isolated by the compaction free scanner (cc->freepages)
 PG_MASK = 0xFF    # all bits: flags are cleared with `&= PG_MASK ^ bit` (no negative masks)
+# A bit of an allocation's `extra` argument beside the page flags above, never stored on a page:
+# the request is GFP_ATOMIC (no __GFP_DIRECT_RECLAIM, __GFP_HIGH, no __GFP_NOMEMALLOC).
+GFP_ATOMIC = 256
+
+# alloc_flags of one get_page_from_freelist() walk (mm/internal.h; the model's own values)
+ALLOC_CMA = 1             # may use MIGRATE_CMA free pages (gfp_to_alloc_flags_cma())
+ALLOC_MIN_RESERVE = 2     # __GFP_HIGH: half the min watermark
+ALLOC_NON_BLOCK = 4       # cannot reclaim: a further quarter of it
+ALLOC_HIGHATOMIC = 8      # a high-order atomic request: may use (and reserves) HIGHATOMIC blocks
+ALLOC_RESERVES = ALLOC_MIN_RESERVE | ALLOC_NON_BLOCK | ALLOC_HIGHATOMIC
 
 # Indices into the zone parameter array `zp` (int64). Filled in zone.py.
 ZP_NR_PAGES = 0
@@ -175,7 +185,11 @@ CC_NR_FREEPAGES = 32       # pages on the running compaction's free lists
 MAX_SPLIT_STEPS = 33       # the most split steps one allocation took (worst case)
 MAX_MERGE_STEPS = 34       # the most merge steps one free took
 MAX_ORDERS_SCANNED = 35    # the most free-list orders one allocation probed
-NR_STATS = 36
+NR_RESERVED_HIGHATOMIC = 36  # zone->nr_reserved_highatomic
+NR_FREE_HIGHATOMIC = 37    # zone->nr_free_highatomic (6.12): free pages on the HIGHATOMIC lists
+NR_SPLIT = 38              # large folios split by migration (migrate_pages_stats.nr_split)
+HIGHATOMIC_EVER = 39       # pageblocks ever reserved highatomic (check.py: unmerged buddies allowed)
+NR_STATS = 40
 COUNTER_NAMES = (
     "nr_free_pages", "nr_free_cma", "alloc_ops", "alloc_fail", "free_ops", "split_steps",
     "merge_steps", "orders_scanned", "wmark_orders_scanned", "fallback_claim", "fallback_steal",
@@ -185,6 +199,7 @@ COUNTER_NAMES = (
     "compact_deferred", "compact_cached_migrate_pfn", "compact_cached_free_pfn",
     "compact_considered", "compact_defer_shift", "compact_order_failed", "nr_isolate_pageblock",
     "cc_nr_freepages", "max_split_steps", "max_merge_steps", "max_orders_scanned",
+    "nr_reserved_highatomic", "nr_free_highatomic", "nr_split", "highatomic_ever",
 )
 
 # Per-cpu lists: orders 0..3 x (UNMOVABLE, MOVABLE, RECLAIMABLE), then two THP lists: UNMOVABLE and

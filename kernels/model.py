@@ -44,13 +44,15 @@ class Model:
         for z in self.node:
             pcp_switch_cpu(z, cpu)
 
-    def alloc(self, order, mt, pinned=False, cpu=0):
+    def alloc(self, order, mt, pinned=False, cpu=0, atomic=False):
+        """alloc_pages() on `cpu`; `atomic`: a GFP_ATOMIC request (MODEL.md, highatomic reserve)."""
         if not 0 <= order <= self.max_order:
             raise ValueError(f"order {order} outside 0..{self.max_order}")
         if mt not in (C.MIGRATE_UNMOVABLE, C.MIGRATE_MOVABLE, C.MIGRATE_RECLAIMABLE):
             raise ValueError(f"migratetype {mt} cannot be requested")
         self._on(cpu)
-        pfn = int(alloc_pages(self.node, order, mt, C.PG_PINNED if pinned else 0))
+        extra = (C.PG_PINNED if pinned else 0) | (C.GFP_ATOMIC if atomic else 0)
+        pfn = int(alloc_pages(self.node, order, mt, extra))
         self._on(0)
         return pfn
 
@@ -123,6 +125,8 @@ class Model:
         out["pgalloc"] = int(s[C.PGALLOC])
         out["pgfree"] = int(s[C.PGFREE])
         out["nr_free_pages"] = int(s[C.NR_FREE_PAGES])
+        out["nr_reserved_highatomic"] = int(s[C.NR_RESERVED_HIGHATOMIC])
+        out["nr_free_highatomic"] = int(s[C.NR_FREE_HIGHATOMIC])
         return out
 
     def buddyinfo(self, zi=0):

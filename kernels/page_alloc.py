@@ -22,7 +22,8 @@ from .constants import (
     ZP_PCP, ZP_PCP_BATCH, ZP_PCP_HIGH, ZP_WMARK_LOW, ZP_WMARK_MIN, ZP_MOVE_TO_TAIL,
     ZP_PCP_THP_ORDER, NR_LOWORDER_PCP_LISTS, ZP_CMA_BALANCE, ZP_ZONE_END, ZP_ZONE_START, ZP_ZONE_IDX, ZP_LOWMEM_RESERVE, ZP_NOFRAGMENT, ZP_NODE_DMA32,
     ZONE_MOVABLE, ZONE_NORMAL, CACHED_MIGRATE_PFN, CACHED_FREE_PFN, ZP_CMA_START, ZP_CMA_END,
-    NR_ISOLATE_PAGEBLOCK,
+    NR_ISOLATE_PAGEBLOCK, NR_RESERVED_HIGHATOMIC, NR_FREE_HIGHATOMIC, GFP_ATOMIC, ALLOC_CMA,
+    ALLOC_MIN_RESERVE, ALLOC_NON_BLOCK, ALLOC_HIGHATOMIC, ALLOC_RESERVES, ZP_MANAGED, HIGHATOMIC_EVER,
     ZP_PCP_RULES, ZP_PCP_HIGH_MIN, ZP_PCP_HIGH_MAX, ZP_PCP_ALLOC_FACTOR, ZP_PCP_FLAGS, ZP_BELOW_HIGH,
     ZP_WMARK_HIGH, PCP_RULES_5_4, PCP_RULES_6_1, PCP_RULES_6_7, PCP_RULES_6_16, PCP_BATCH_SCALE_MAX,
     PCPF_PREV_FREE_HIGH_ORDER, PCPF_FREE_HIGH_BATCH, ZP_VMSTAT_INTERVAL, ZP_VMSTAT_COUNTDOWN,
@@ -143,12 +144,15 @@ def change_pageblock_range(z, pfn, order, mt):
 
 @jit_fold
 def account_freepages(z, nr_pages, mt):
-    """account_freepages(): NR_FREE_PAGES excludes ISOLATE; CMA is also counted apart."""
+    """account_freepages(): NR_FREE_PAGES excludes ISOLATE; CMA and HIGHATOMIC (6.12's
+    nr_free_highatomic) are also counted apart."""
     if mt == MIGRATE_ISOLATE:
         return
     z.stat[NR_FREE_PAGES] += nr_pages
     if mt == MIGRATE_CMA:
         z.stat[NR_FREE_CMA_PAGES] += nr_pages
+    elif mt == MIGRATE_HIGHATOMIC:
+        z.stat[NR_FREE_HIGHATOMIC] += nr_pages
 
 
 @jit_inline
@@ -558,9 +562,22 @@ def _rmqueue_slow(z, order, mt, alloc_cma, mode, tried):
 
 
 @jit_inline
-def zone_watermark_ok(z, order, mark, alloc_cma, lowmem_reserve):
-    """__zone_watermark_ok() for one zone, no highatomic reserve."""
+def zone_watermark_ok(z, order, mark, alloc_flags, lowmem_reserve):
+    """__zone_watermark_ok(): free pages less those the request may not use (the highatomic
+    reserve without ALLOC_RESERVES: 6.12 its free pages, 6.1 all it reserved; CMA without
+    ALLOC_CMA) above mark + lowmem_reserve, the mark lowered for __GFP_HIGH and non-blocking
+    requests; for order > 0 also a free block of a usable type."""
     free = z.stat[NR_FREE_PAGES] - ((1 << order) - 1)
+    alloc_cma = alloc_flags & ALLOC_CMA
+    if alloc_flags & ALLOC_RESERVES:
+        if alloc_flags & ALLOC_MIN_RESERVE:
+            mark -= mark // 2
+            if alloc_flags & ALLOC_NON_BLOCK:
+                mark -= mark // 4
+    elif z.zp[ZP_MERGE] == MERGE_HYGIENE:
+        free -= z.stat[NR_FREE_HIGHATOMIC]
+    else:
+        free -= z.stat[NR_RESERVED_HIGHATOMIC]
     if not alloc_cma:
         free -= z.stat[NR_FREE_CMA_PAGES]
     if free <= mark + lowmem_reserve:
@@ -577,6 +594,8 @@ def zone_watermark_ok(z, order, mark, alloc_cma, lowmem_reserve):
             if z.list_head[base + mt] >= 0:
                 return True
         if alloc_cma and z.list_head[base + MIGRATE_CMA] >= 0:
+            return True
+        if (alloc_flags & ALLOC_HIGHATOMIC) and z.list_head[base + MIGRATE_HIGHATOMIC] >= 0:
             return True
     return False
 
@@ -854,7 +873,7 @@ def free_unref_page(z, pfn, order):
     if z.zp[ZP_PCP_COUNT] >= high:
         _free_pcppages_bulk(z, nr_pcp_free(z, high, batch, free_high), pindex)
         if (rules >= PCP_RULES_6_7 and z.zp[ZP_BELOW_HIGH]
-                and zone_watermark_ok(z, 0, z.zp[ZP_WMARK_HIGH], False,
+                and zone_watermark_ok(z, 0, z.zp[ZP_WMARK_HIGH], 0,
                                       z.zp[ZP_LOWMEM_RESERVE + ZONE_MOVABLE])):
             z.zp[ZP_BELOW_HIGH] = 0
 
@@ -1028,14 +1047,22 @@ def prep_new_page(z, pfn, order, mt, extra):
 
 
 @jit_fold
-def rmqueue(z, order, mt, alloc_cma):
+def rmqueue(z, order, mt, alloc_flags):
     """rmqueue(): the pcp list for pcp orders, falling through to the buddy lists when it
-    yields nothing."""
+    yields nothing (rmqueue_buddy(): a high-order atomic request tries the HIGHATOMIC lists
+    first, a non-blocking one after the rest failed)."""
+    alloc_cma = alloc_flags & ALLOC_CMA
     if z.zp[ZP_PCP] and pcp_allowed_order(z, order):
         pfn = _rmqueue_pcplist(z, order, mt, alloc_cma)
         if pfn >= 0:
             return pfn
+    if alloc_flags & ALLOC_HIGHATOMIC:
+        pfn = _rmqueue_smallest(z, order, MIGRATE_HIGHATOMIC)
+        if pfn >= 0:
+            return pfn
     pfn, _ = _rmqueue(z, order, mt, alloc_cma, RMQUEUE_NORMAL)
+    if pfn < 0 and alloc_flags & ALLOC_NON_BLOCK:
+        pfn = _rmqueue_smallest(z, order, MIGRATE_HIGHATOMIC)
     return pfn
 
 
@@ -1060,20 +1087,112 @@ def alloc_flags_nofragment(node, highest):
 
 
 @jit_inline
-def get_page_from_freelist(node, order, mt, highest, wmark, alloc_cma, nofragment):
+def get_page_from_freelist(node, order, mt, highest, wmark, alloc_flags, nofragment):
     """get_page_from_freelist(): walk the zonelist from the highest usable zone (`highest`,
     gfp_zone()) down; in each zone the watermark gate with lowmem_reserve[highest], then
     rmqueue() (with ALLOC_NOFRAGMENT when `nofragment`); when that finds nothing anywhere, walk
-    again without ALLOC_NOFRAGMENT. Returns (zone index in the node, pfn) or (-1, -1)."""
+    again without ALLOC_NOFRAGMENT. A block taken with ALLOC_HIGHATOMIC reserves its pageblock
+    (reserve_highatomic_pageblock()). Returns (zone index in the node, pfn) or (-1, -1)."""
     while True:
-        zi, pfn = _zonelist_walk(node, order, mt, highest, wmark, alloc_cma, nofragment)
+        zi, pfn = _zonelist_walk(node, order, mt, highest, wmark, alloc_flags, nofragment)
         if pfn >= 0 or not nofragment:
+            if pfn >= 0 and alloc_flags & ALLOC_HIGHATOMIC:
+                reserve_highatomic_pageblock(node[zi], pfn, order)
             return zi, pfn
         nofragment = False
 
 
+@jit
+def reserve_highatomic_pageblock(z, pfn, order):
+    """reserve_highatomic_pageblock(): make the pageblock of a block just taken by a high-order
+    atomic request HIGHATOMIC, with its free pages, up to about 1% of the zone. 6.12 (v6.10+):
+    nothing when 1% is less than a pageblock, the limit rounded up to pageblocks, a pageblock
+    not wholly in the zone is left alone, and a block of pageblock_order or more types its whole
+    range; 6.1 (v5.4, v6.1): up to 1% plus a pageblock, the first pageblock only."""
+    pb_order = z.zp[ZP_PAGEBLOCK_ORDER]
+    pb = 1 << pb_order
+    hygiene = z.zp[ZP_MERGE] == MERGE_HYGIENE
+    share = z.zp[ZP_MANAGED] // 100
+    if hygiene:
+        if share < pb:
+            return
+        limit = (share + pb - 1) // pb * pb
+    else:
+        limit = share + pb
+    if z.stat[NR_RESERVED_HIGHATOMIC] >= limit:
+        return
+    if get_pageblock_migratetype(z, pfn) >= MIGRATE_PCPTYPES:  # migratetype_is_mergeable()
+        return
+    if not hygiene:
+        z.stat[NR_RESERVED_HIGHATOMIC] += pb
+        z.stat[HIGHATOMIC_EVER] += 1
+        change_pageblock_range(z, pfn, 0, MIGRATE_HIGHATOMIC)
+        # 6.1 move_freepages_block(): from pfn when the block starts below the zone, nothing
+        # when it ends beyond it
+        start = (pfn >> pb_order) << pb_order
+        if start < z.zp[ZP_ZONE_START]:
+            start = pfn
+        if start + pb <= z.zp[ZP_ZONE_END]:
+            _move_freepages_block(z, start, MIGRATE_HIGHATOMIC)
+        return
+    if order < pb_order:
+        ok, start, _, _ = prep_move_freepages_block(z, pfn)
+        if not ok:
+            return
+        _move_freepages_block(z, start, MIGRATE_HIGHATOMIC)
+        change_pageblock_range(z, start, 0, MIGRATE_HIGHATOMIC)
+        z.stat[NR_RESERVED_HIGHATOMIC] += pb
+    else:
+        change_pageblock_range(z, pfn, order, MIGRATE_HIGHATOMIC)
+        z.stat[NR_RESERVED_HIGHATOMIC] += 1 << order
+    z.stat[HIGHATOMIC_EVER] += 1
+
+
+@jit
+def unreserve_highatomic_pageblock(node, highest, mt, force):
+    """unreserve_highatomic_pageblock(): in the first zone of the zonelist that keeps more than
+    a pageblock reserved (any reserve with `force`) and has a free HIGHATOMIC block, give the
+    pageblock of the lowest-order one back to the request's type `mt` with its free pages.
+    Returns whether a pageblock was given back."""
+    for i in range(len(node) - 1, -1, -1):
+        z = node[i]
+        if z.zp[ZP_ZONE_IDX] > highest:
+            continue
+        pb_order = z.zp[ZP_PAGEBLOCK_ORDER]
+        pb = 1 << pb_order
+        if not force and z.stat[NR_RESERVED_HIGHATOMIC] <= pb:
+            continue
+        hygiene = z.zp[ZP_MERGE] == MERGE_HYGIENE
+        for order in range(z.zp[ZP_MAX_ORDER] + 1):
+            pfn = z.list_head[order * MIGRATE_TYPES + MIGRATE_HIGHATOMIC]
+            if pfn < 0:
+                continue
+            if get_pageblock_migratetype(z, pfn) == MIGRATE_HIGHATOMIC:
+                size = max(pb, 1 << order) if hygiene else pb
+                z.stat[NR_RESERVED_HIGHATOMIC] -= min(size, z.stat[NR_RESERVED_HIGHATOMIC])
+            if not hygiene:
+                # 6.1: set the pageblock's type, then move_freepages_block()
+                change_pageblock_range(z, pfn, 0, mt)
+                start = (pfn >> pb_order) << pb_order
+                if start < z.zp[ZP_ZONE_START]:
+                    start = pfn
+                if start + pb <= z.zp[ZP_ZONE_END] and _move_freepages_block(z, start, mt) > 0:
+                    return True
+            elif order < pb_order:
+                ok, start, _, _ = prep_move_freepages_block(z, pfn)
+                if ok:
+                    _move_freepages_block(z, start, mt)
+                    change_pageblock_range(z, start, 0, mt)
+                    return True
+            else:
+                move_to_free_list(z, pfn, order, mt)
+                change_pageblock_range(z, pfn, order, mt)
+                return True
+    return False
+
+
 @jit_inline
-def _zonelist_walk(node, order, mt, highest, wmark, alloc_cma, nofragment):
+def _zonelist_walk(node, order, mt, highest, wmark, alloc_flags, nofragment):
     """One walk of get_page_from_freelist() over the zonelist."""
     for i in range(len(node) - 1, -1, -1):
         z = node[i]
@@ -1085,13 +1204,13 @@ def _zonelist_walk(node, order, mt, highest, wmark, alloc_cma, nofragment):
         # below it is marked ZONE_BELOW_HIGH (pcp high shrinks there) and checked as usual
         above_high = False
         if z.zp[ZP_PCP] and z.zp[ZP_PCP_RULES] >= PCP_RULES_6_7 and not z.zp[ZP_BELOW_HIGH]:
-            above_high = zone_watermark_ok(z, order, z.zp[ZP_WMARK_HIGH], alloc_cma, reserve)
+            above_high = zone_watermark_ok(z, order, z.zp[ZP_WMARK_HIGH], alloc_flags, reserve)
             if not above_high:
                 z.zp[ZP_BELOW_HIGH] = 1
-        if not above_high and not zone_watermark_ok(z, order, z.zp[wmark], alloc_cma, reserve):
+        if not above_high and not zone_watermark_ok(z, order, z.zp[wmark], alloc_flags, reserve):
             continue
         z.zp[ZP_NOFRAGMENT] = nofragment
-        pfn = rmqueue(z, order, mt, alloc_cma)
+        pfn = rmqueue(z, order, mt, alloc_flags)
         z.zp[ZP_NOFRAGMENT] = 0
         if pfn >= 0:
             return i, pfn
@@ -1131,19 +1250,31 @@ def alloc_pages_fast(node, order, mt, extra):
     splits = node_stat(node, SPLIT_STEPS)
     scanned = node_stat(node, ORDERS_SCANNED)
     list_mt = gfp_migratetype(node, mt)
-    alloc_cma = list_mt == MIGRATE_MOVABLE
+    alloc_flags = ALLOC_CMA if list_mt == MIGRATE_MOVABLE else 0
     highest = gfp_zone(mt)
     # the fast path: low watermark, ALLOC_NOFRAGMENT as alloc_flags_nofragment() gives it; the
-    # slow path's first try: min watermark, without it
+    # slow path's first try: min watermark, without it, with gfp_to_alloc_flags()'s reserves for
+    # GFP_ATOMIC; then, for a request that could reclaim, the end of the slow path
     nofragment = alloc_flags_nofragment(node, highest)
     wmark = ZP_WMARK_LOW
     while True:
         # one call site, so that the inlined get_page_from_freelist is there once
-        zi, pfn = get_page_from_freelist(node, order, list_mt, highest, wmark, alloc_cma, nofragment)
-        if pfn >= 0 or wmark == ZP_WMARK_MIN:
+        zi, pfn = get_page_from_freelist(node, order, list_mt, highest, wmark, alloc_flags, nofragment)
+        if pfn >= 0:
             break
-        wmark = ZP_WMARK_MIN
-        nofragment = False
+        if wmark == ZP_WMARK_LOW:
+            wmark = ZP_WMARK_MIN
+            nofragment = False
+            if extra & GFP_ATOMIC:
+                alloc_flags |= ALLOC_MIN_RESERVE | ALLOC_NON_BLOCK
+                if order > 0:
+                    alloc_flags |= ALLOC_HIGHATOMIC
+            continue
+        # should_reclaim_retry() (no reclaim in the model): before failing a request that may
+        # retry (not atomic, not costly), unreserve_highatomic_pageblock(force) and try again
+        if (extra & GFP_ATOMIC or order > PAGE_ALLOC_COSTLY_ORDER
+                or not unreserve_highatomic_pageblock(node, highest, list_mt, True)):
+            break
     record_max(node[0], MAX_SPLIT_STEPS, node_stat(node, SPLIT_STEPS) - splits)
     record_max(node[0], MAX_ORDERS_SCANNED, node_stat(node, ORDERS_SCANNED) - scanned)
     if pfn >= 0:

@@ -17,9 +17,9 @@ kernel hands back 2^k pages of refcount 1; free_contig_range() frees them one by
 """
 
 from ._jit import jit, jit_fold
-from .compaction import move_block
+from .compaction import move_block, split_folio
 from .constants import (
-    MIGRATE_CMA, MIGRATE_ISOLATE, MIGRATE_MOVABLE, NR_ISOLATE_PAGEBLOCK, PG_BUDDY,
+    ALLOC_CMA, MIGRATE_CMA, MIGRATE_ISOLATE, MIGRATE_MOVABLE, NR_ISOLATE_PAGEBLOCK, PG_BUDDY,
     PG_CONTIG, PG_HEAD, PG_LRU, PG_PCP, PG_PINNED, PG_RESERVED, ZONE_MOVABLE,
     ZP_BOOT_TO_TAIL, ZP_CONTIG_MAXORDER, ZP_HUGETLB_SKIP, ZP_ISOLATE_RESTORE, ZP_ISO_SAVED_BASE,
     ZP_MAX_ORDER, ZP_PAGEBLOCK_ORDER,
@@ -256,7 +256,10 @@ def migrate_range(node, zi, start, end):
                 z.stat[PGMIGRATE_FAIL] += (1 << order) * MIGRATE_RETRIES
                 return FAIL_MIGRATION
             dzi, dst = get_page_from_freelist(node, order, MIGRATE_MOVABLE, ZONE_MOVABLE,
-                                              ZP_WMARK_MIN, True, False)
+                                              ZP_WMARK_MIN, ALLOC_CMA, False)
+            if dst < 0 and order > 0:
+                split_folio(z, p, order)       # migrate_pages(): split, migrate the base pages
+                continue
             if dst < 0:
                 return FAIL_NO_TARGET
             node[dzi].stat[PGALLOC] += 1 << order

@@ -366,7 +366,8 @@ def real_owners(kind, pfn, order, nr_pages, alloc_of, offset_of, owner, base):
 def replay_policy(node, kind, pfn, order, mt, aux0, cpu, alloc_of, offset_of, placed, first, last,
                   rs, check_every, ts, ticks, tick_cpu):
     """Replay mm_page_alloc / mm_page_free events [first, last) with the model's policy placing
-    every allocation; placed[i] is the model's pfn for allocation event i (-1: failed). A free
+    every allocation (aux0: its `extra`, GFP_ATOMIC or 0); placed[i] is the model's pfn for
+    allocation event i (-1: failed). A free
     with aux0 = 1 goes straight to the buddy (the kernel's free found the CPU's pcp lock held,
     whatever page it frees: see replay_pinned). The
     vmstat update's decay_pcp_high() runs on CPU tick_cpu[t] before the first event at or after
@@ -386,7 +387,7 @@ def replay_policy(node, kind, pfn, order, mt, aux0, cpu, alloc_of, offset_of, pl
         k = kind[i]
         o = int(order[i])
         if k == EV_ALLOC:
-            p = alloc_pages(node, o, int(mt[i]), 0)
+            p = alloc_pages(node, o, int(mt[i]), aux0[i])
             placed[i] = p
             rs[RS_ALLOCS] += 1
             if p < 0:

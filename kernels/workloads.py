@@ -13,9 +13,9 @@ from numba.extending import intrinsic, overload
 from ._jit import jit, jit_inline
 
 from .check import check_node
-from .compaction import alloc_pages_gfp
+from .compaction import alloc_pages_gfp, free_owned
 from .page_isolation import CONTIG_OK, cma_alloc, cma_release, offline_pages, online_pages
-from .constants import PG_HEAD, PG_PINNED, ZP_MANAGED
+from .constants import GFP_ATOMIC, PG_HEAD, PG_PINNED, ZP_MANAGED
 from .page_alloc import alloc_pages, alloc_pages_inline, drain_all_pages, free_pages
 from .rng import randbelow, uniform
 
@@ -306,11 +306,8 @@ def _own(node, pfn, slot):
 
 @jit
 def _release(node, slot):
-    """Free the block a slot holds; returns the pages freed."""
-    pfn = node[0].owner[slot]
-    order = int(node[0].page_order[pfn])
-    free_pages(node, pfn)
-    return 1 << order
+    """Free the block a slot holds (or the pieces of its split folio); returns the pages freed."""
+    return free_owned(node, node[0].owner[slot])
 
 
 @jit
@@ -336,7 +333,8 @@ WP_CMA_COUNT = 11         # pages per cma_alloc
 WP_HOLD = 12              # operations a cma allocation / offline block is held
 WP_THP_ORDER = 13
 WP_THP_GFP = 14           # the THP fault's gfp mode (compaction.GFP_*, from thp_defrag and thp_madvise)
-WP_SIZE = 15
+WP_ATOMIC_FRACTION = 15   # share of unmovable allocations of order > 0 that are GFP_ATOMIC
+WP_SIZE = 16
 
 # Engine counters (int64 array `ws`)
 WS_HEAP = 0               # expiries in the heap (beyond the wheel)
@@ -355,7 +353,7 @@ WS_FRONT = 12             # expiry time of the last block freed by the reclaim r
 WS_DRAWN = 13             # 1: the next allocation's random choices below are drawn
 WS_NEXT_CLASS = 14
 WS_NEXT_ORDER = 15
-WS_NEXT_EXTRA = 16        # PG_PINNED or 0
+WS_NEXT_EXTRA = 16        # PG_PINNED, GFP_ATOMIC or 0
 WS_NEXT_THP = 17          # 1: a THP fault
 WS_NEXT_LIFE = 18         # lifetime in operations
 WS_SIZE = 19
@@ -375,7 +373,8 @@ def _pick_class(rng, wp):
 @jit
 def _draw_allocation(rng, wp, cum_orders, ws):
     """Draw the random choices of the next allocation, in this order: class, order, pinned and
-    THP fault (movable only), lifetime. Drawn one allocation ahead, so that the wheel bucket
+    THP fault (movable only) or GFP_ATOMIC (unmovable of order > 0, drawn only when the share is
+    not 0), lifetime. Drawn one allocation ahead, so that the wheel bucket
     of its expiry can be prefetched."""
     cls = _pick_class(rng, wp)
     ws[WS_NEXT_CLASS] = cls
@@ -387,6 +386,9 @@ def _draw_allocation(rng, wp, cum_orders, ws):
             ws[WS_NEXT_EXTRA] = PG_PINNED
         if wp[WP_THP_FRACTION] > 0 and uniform(rng) < wp[WP_THP_FRACTION]:
             ws[WS_NEXT_THP] = 1
+    elif (cls == 0 and ws[WS_NEXT_ORDER] > 0 and wp[WP_ATOMIC_FRACTION] > 0
+            and uniform(rng) < wp[WP_ATOMIC_FRACTION]):
+        ws[WS_NEXT_EXTRA] = GFP_ATOMIC
     if cls == 0:
         mean = wp[WP_LIFE_UNMOVABLE]
     elif cls == 1:
@@ -620,11 +622,11 @@ def fragmenter(node, rng, nr_anon, holders, files_every, file_pages_max, keep_fi
             kept += 1
             continue
         for sl in range(files[2 * f], files[2 * f] + files[2 * f + 1]):
-            free_pages(node, node[0].owner[sl])
+            free_owned(node, node[0].owner[sl])
             kind[sl] = -1
     for sl in range(nslots):
         if kind[sl] == 0:
-            free_pages(node, node[0].owner[sl])
+            free_owned(node, node[0].owner[sl])
             kind[sl] = -1
     return 0, -1, kept, pipes
 

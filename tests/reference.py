@@ -101,6 +101,30 @@ Readings of MODEL.md where it leaves room (the numba model must make the same ch
   pages); ``alloc_ops`` and ``alloc_fail`` count once per ``alloc()`` call, whatever the
   number of zones and walks. ``free()`` frees in the zone that spans the pfn; ``drain()`` drains
   CPU 0, 1, ... in turn, each over every zone; ``decay_pcp_high(cpu)`` runs every zone's.
+* The highatomic reserve: ``v5.4`` and ``v6.1`` follow 6.1's mm/page_alloc.c, the hygiene
+  policies 6.12's. ``alloc(..., atomic=True)`` is a GFP_ATOMIC request (no
+  __GFP_DIRECT_RECLAIM, __GFP_HIGH, no __GFP_NOMEMALLOC). The fast path is unchanged (low
+  watermark, no reserve flags). The slow path's attempt at the min watermark (no
+  ALLOC_NOFRAGMENT) gets ``gfp_to_alloc_flags()``'s flags: an atomic request ALLOC_MIN_RESERVE |
+  ALLOC_NON_BLOCK, and ALLOC_HIGHATOMIC for order > 0; a non-atomic one none.
+  ``__zone_watermark_ok()`` without ALLOC_RESERVES counts as unusable the free pages on the
+  HIGHATOMIC lists (6.12 ``nr_free_highatomic``) or the whole reserve (6.1
+  ``nr_reserved_highatomic``); with ALLOC_MIN_RESERVE ``min -= min / 2``, then with
+  ALLOC_NON_BLOCK ``min -= min / 4``; with ALLOC_HIGHATOMIC a free HIGHATOMIC block counts in the
+  high-order loop. ``rmqueue_buddy()``: ``__rmqueue_smallest(HIGHATOMIC)`` first with
+  ALLOC_HIGHATOMIC, and again after a failed ``__rmqueue()`` with ALLOC_NON_BLOCK (the pcp list is
+  tried first for pcp orders, as ever). A success with ALLOC_HIGHATOMIC runs
+  ``reserve_highatomic_pageblock()``. If the min attempt fails, an atomic request fails (no direct
+  reclaim); a non-atomic request of order <= PAGE_ALLOC_COSTLY_ORDER runs, as the model has no
+  reclaim, what the kernel's slow path ends with once reclaim makes no progress:
+  ``should_reclaim_retry()``'s ``unreserve_highatomic_pageblock(ac, true)`` over the request's
+  zonelist (highest zone first), converting to gfp_migratetype(), and while that returns true the
+  min attempt again (the kernel first retries up to MAX_RECLAIM_RETRIES times while its
+  reclaimable-page watermark test passes, and tries the high watermark in
+  ``__alloc_pages_may_oom()``; neither is modelled). A costly non-atomic request fails without
+  unreserving (``goto nopage`` before ``should_reclaim_retry()``). ``counters()`` report
+  ``nr_reserved_highatomic`` and ``nr_free_highatomic`` (the free pages on HIGHATOMIC lists, also
+  under the 6.1 policies, where the kernel keeps no such count).
 """
 
 from collections import OrderedDict
@@ -155,6 +179,15 @@ WATERMARK_SCALE_FACTOR = 10
 COUNTER_NAMES = ("alloc_ops", "alloc_fail", "free_ops", "split_steps", "merge_steps",
                  "orders_scanned", "wmark_orders_scanned", "fallback_claim", "fallback_steal",
                  "pgalloc", "pgfree")
+# The live values counters() reports next to the event counters (summed over a node's zones).
+GAUGE_NAMES = ("nr_free_pages", "nr_reserved_highatomic", "nr_free_highatomic")
+
+# alloc_flags of mm/internal.h (6.1 and 6.12 alike) that the highatomic reserve reads.
+ALLOC_OOM = 0x08
+ALLOC_NON_BLOCK = 0x10
+ALLOC_MIN_RESERVE = 0x20
+ALLOC_HIGHATOMIC = 0x200
+ALLOC_RESERVES = ALLOC_NON_BLOCK | ALLOC_MIN_RESERVE | ALLOC_HIGHATOMIC | ALLOC_OOM
 
 
 def migratetype_is_mergeable(mt):
@@ -175,6 +208,18 @@ def min_free_kbytes_of(lowmem_managed_pages):
     return clamp(isqrt(lowmem_managed_pages * 4 * 16), 128, 262144)
 
 
+def gfp_to_alloc_flags(order, atomic):
+    """The reserve flags gfp_to_alloc_flags() gives the slow path: GFP_ATOMIC (__GFP_HIGH, no
+    __GFP_DIRECT_RECLAIM, no __GFP_NOMEMALLOC) gets ALLOC_MIN_RESERVE and ALLOC_NON_BLOCK, and
+    ALLOC_HIGHATOMIC for order > 0; GFP_KERNEL and the other requests of the model none."""
+    if not atomic:
+        return 0
+    flags = ALLOC_MIN_RESERVE | ALLOC_NON_BLOCK
+    if order > 0:
+        flags |= ALLOC_HIGHATOMIC
+    return flags
+
+
 def rounddown_pow_of_two(n):
     return 1 << (n.bit_length() - 1)
 
@@ -182,6 +227,26 @@ def rounddown_pow_of_two(n):
 def clamp(val, lo, hi):
     """The kernel's clamp() (include/linux/minmax.h ``__clamp``): ``hi`` wins when lo > hi."""
     return hi if val >= hi else (lo if val <= lo else val)
+
+
+def _slow_path(attempt, order, atomic, unreserve):
+    """__alloc_pages_slowpath() as far as the model goes. ``attempt(wmark, alloc_flags)`` is one
+    get_page_from_freelist() (pfn or None), ``unreserve()`` unreserve_highatomic_pageblock(ac,
+    true) over the request's zonelist. The attempt at the min watermark with
+    gfp_to_alloc_flags()'s reserve flags (no ALLOC_NOFRAGMENT); then an atomic request, which may
+    not reclaim, fails (``if (!can_direct_reclaim) goto nopage``); so does a costly one
+    (``costly_order && !__GFP_RETRY_MAYFAIL: goto nopage``, before should_reclaim_retry());
+    a non-costly one, with no reclaim progress, gets should_reclaim_retry()'s
+    ``unreserve_highatomic_pageblock(ac, true)`` and goes round again while that returns true."""
+    alloc_flags = gfp_to_alloc_flags(order, atomic)
+    pfn = attempt(WMARK_MIN, alloc_flags)
+    if pfn is not None or atomic or order > PAGE_ALLOC_COSTLY_ORDER:
+        return pfn
+    while unreserve():
+        pfn = attempt(WMARK_MIN, alloc_flags)
+        if pfn is not None:
+            return pfn
+    return None
 
 
 class PerCpuPages:
@@ -265,6 +330,11 @@ class RefZone:
         self.free_mt = {}
         self.nr_free_pages = 0       # NR_FREE_PAGES: every list but ISOLATE
         self.nr_free_cma_pages = 0   # NR_FREE_CMA_PAGES
+        self.nr_free_highatomic = 0  # 6.12 zone->nr_free_highatomic: free pages on HIGHATOMIC lists
+        self.nr_reserved_highatomic = 0   # zone->nr_reserved_highatomic
+        # Pageblocks that have ever been HIGHATOMIC: check() does not require their free blocks
+        # to be merged with their buddies above pageblock_order (see check()).
+        self.ever_highatomic = set()
 
         # Allocated blocks: head pfn -> order / requested migratetype / pinned; PageLRU per page.
         self.alloc_order = {}
@@ -351,10 +421,14 @@ class RefZone:
     # ------------------------------------------------------------------ free-list primitives
 
     def _account_freepages(self, nr, mt):
+        """account_freepages() (6.12): NR_FREE_PAGES but for ISOLATE, NR_FREE_CMA_PAGES and
+        nr_free_highatomic by list type (kept under the 6.1 policies too, as a plain count)."""
         if mt != ISOLATE:
             self.nr_free_pages += nr
         if mt == CMA:
             self.nr_free_cma_pages += nr
+        elif mt == HIGHATOMIC:
+            self.nr_free_highatomic += nr
 
     def _add_to_free_list(self, pfn, order, mt, tail):
         lst = self.free_area[order][mt]
@@ -456,47 +530,65 @@ class RefZone:
             raise ValueError(f"allocation migratetype must be UNMOVABLE, MOVABLE or RECLAIMABLE, got {mt}")
         return order, mt
 
-    def alloc(self, order, mt, pinned=False, cpu=0):
+    def alloc(self, order, mt, pinned=False, cpu=0, atomic=False):
         """__alloc_pages for one zone without reclaim or compaction, running on ``cpu``: fast
-        path at the low watermark, then once more at the min watermark. Returns the pfn or -1."""
+        path at the low watermark, then the slow path's attempt at the min watermark with
+        gfp_to_alloc_flags()'s reserve flags (``atomic``: GFP_ATOMIC); then, for a non-atomic
+        request of order <= PAGE_ALLOC_COSTLY_ORDER, unreserve_highatomic_pageblock(force) and
+        the min attempt again while it unreserves a block. Returns the pfn or -1."""
         pcp = self._cpu_pcp(cpu)
         order, mt = self._check_request(order, mt)
+        atomic = bool(atomic)
         self.c["alloc_ops"] += 1
         # gfp_migratetype(): everything is UNMOVABLE with grouping by mobility disabled.
         list_mt = UNMOVABLE if self.mobility_disabled else mt
         alloc_cma = list_mt == MOVABLE
         highest_zoneidx = gfp_zone(mt)
-        for wmark in (WMARK_LOW, WMARK_MIN):
-            pfn = self.try_this_zone(pcp, order, mt, list_mt, alloc_cma, pinned, wmark,
-                                     highest_zoneidx, nofragment=False)
-            if pfn is not None:
-                return pfn
+
+        def attempt(wmark, alloc_flags):
+            return self.try_this_zone(pcp, order, mt, list_mt, alloc_cma, pinned, wmark,
+                                      highest_zoneidx, nofragment=False, alloc_flags=alloc_flags)
+
+        pfn = attempt(WMARK_LOW, 0)
+        if pfn is None:
+            pfn = _slow_path(attempt, order, atomic,
+                             lambda: self.unreserve_highatomic_pageblock(list_mt, force=True))
+        if pfn is not None:
+            return pfn
         self.c["alloc_fail"] += 1
         return -1
 
     def try_this_zone(self, pcp, order, mt, list_mt, alloc_cma, pinned, wmark, highest_zoneidx,
-                      nofragment):
+                      nofragment, alloc_flags=0):
         """One zone of get_page_from_freelist()'s zonelist walk at watermark ``wmark``
         (WMARK_LOW or WMARK_MIN) on the CPU whose PerCpuPages is ``pcp``: the watermark test
-        with ``lowmem_reserve[highest_zoneidx]``, then rmqueue() with ALLOC_NOFRAGMENT if
-        ``nofragment``. Returns the pfn, or None to go on to the next zone."""
+        with ``lowmem_reserve[highest_zoneidx]`` and the reserve flags ``alloc_flags``
+        (ALLOC_MIN_RESERVE, ALLOC_NON_BLOCK, ALLOC_HIGHATOMIC), then rmqueue() with
+        ALLOC_NOFRAGMENT if ``nofragment``; after a success with ALLOC_HIGHATOMIC,
+        reserve_highatomic_pageblock(). Returns the pfn, or None to go on to the next zone."""
         reserve = self.lowmem_reserve[highest_zoneidx]
         mark = (self.wmark_min, self.wmark_low, self.wmark_high)[wmark]
         # get_page_from_freelist() (6.7+): unless the zone is already below its high
         # watermark, check the high watermark for this request first: pass -> try_this_zone
         # (the zone's own, lower, watermark is not checked), fail -> set ZONE_BELOW_HIGH and
-        # go on to check_alloc_wmark.
+        # go on to check_alloc_wmark. Both tests take the request's alloc_flags.
         if self.pcp and self.pcp_tuned and not self.below_high:
-            if self._zone_watermark_ok(order, self.wmark_high, alloc_cma, reserve=reserve):
+            if self._zone_watermark_ok(order, self.wmark_high, alloc_cma, reserve=reserve,
+                                       alloc_flags=alloc_flags):
                 mark = None
             else:
                 self.below_high = 1
-        if mark is not None and not self._zone_watermark_ok(order, mark, alloc_cma, reserve=reserve):
+        if mark is not None and not self._zone_watermark_ok(order, mark, alloc_cma, reserve=reserve,
+                                                            alloc_flags=alloc_flags):
             return None
-        pfn = self.rmqueue(pcp, order, list_mt, alloc_cma, nofragment)
+        pfn = self.rmqueue(pcp, order, list_mt, alloc_cma, nofragment, alloc_flags)
         if pfn is None:
             return None
         self._prep_new_page(pfn, order, mt, pinned)
+        # If this is a high-order atomic allocation then check if the pageblock should be
+        # reserved for the future.
+        if alloc_flags & ALLOC_HIGHATOMIC:
+            self.reserve_highatomic_pageblock(pfn, order)
         return pfn
 
     def _prep_new_page(self, pfn, order, mt, pinned):
@@ -507,15 +599,30 @@ class RefZone:
             self.lru[pfn:pfn + (1 << order)] = b"\x01" * (1 << order)
         self.c["pgalloc"] += 1 << order
 
-    def _zone_watermark_ok(self, order, mark, alloc_cma, count=True, reserve=0):
-        """__zone_watermark_ok (no highatomic reserve) with ``reserve`` the zone's
-        lowmem_reserve[highest_zoneidx]; zone_watermark_fast()'s order-0 shortcut gives the same
-        answer. Every order its loop visits adds to ``wmark_orders_scanned`` unless ``count`` is
-        false."""
+    def _zone_watermark_ok(self, order, mark, alloc_cma, count=True, reserve=0, alloc_flags=0):
+        """__zone_watermark_ok with ``reserve`` the zone's lowmem_reserve[highest_zoneidx] and
+        ``alloc_flags`` the request's reserve flags; zone_watermark_fast()'s order-0 shortcut
+        gives the same answer. Every order its loop visits adds to ``wmark_orders_scanned``
+        unless ``count`` is false."""
+        # __zone_watermark_unusable_free(): without rights to the reserves, the free pages
+        # reserved for highatomic are unusable: 6.12 nr_free_highatomic, 6.1 (and 5.4) the whole
+        # nr_reserved_highatomic.
         free = self.nr_free_pages - ((1 << order) - 1)
+        if not alloc_flags & ALLOC_RESERVES:
+            free -= self.nr_free_highatomic if self.hygiene else self.nr_reserved_highatomic
         if not alloc_cma:
             free -= self.nr_free_cma_pages
-        if free <= mark + reserve:
+        wmin = mark
+        if alloc_flags & ALLOC_RESERVES:
+            # __GFP_HIGH allows access to 50% of the min reserve; non-blocking allocations
+            # (GFP_ATOMIC) to a quarter more.
+            if alloc_flags & ALLOC_MIN_RESERVE:
+                wmin -= wmin // 2
+                if alloc_flags & ALLOC_NON_BLOCK:
+                    wmin -= wmin // 4
+            if alloc_flags & ALLOC_OOM:
+                wmin -= wmin // 2
+        if free <= wmin + reserve:
             return False
         if order == 0:
             return True
@@ -529,6 +636,8 @@ class RefZone:
                     return True
             if alloc_cma and not self.free_area_empty(o, CMA):
                 return True
+            if alloc_flags & (ALLOC_HIGHATOMIC | ALLOC_OOM) and not self.free_area_empty(o, HIGHATOMIC):
+                return True
         return False
 
     def _pcp_allowed_order(self, order):
@@ -540,13 +649,25 @@ class RefZone:
         """The THP pcp order: pageblock_order in 6.1, HPAGE_PMD_ORDER from 6.10."""
         return self.pageblock_order if self.policy == "v6.1" else HPAGE_PMD_ORDER
 
-    def rmqueue(self, pcp, order, mt, alloc_cma, nofragment=False):
-        """rmqueue() on the CPU whose PerCpuPages is ``pcp``; ``nofragment``: ALLOC_NOFRAGMENT."""
+    def rmqueue(self, pcp, order, mt, alloc_cma, nofragment=False, alloc_flags=0):
+        """rmqueue() on the CPU whose PerCpuPages is ``pcp``; ``nofragment``: ALLOC_NOFRAGMENT;
+        ``alloc_flags``: the reserve flags rmqueue_buddy() reads."""
         if self.pcp and self._pcp_allowed_order(order):
             pfn = self._rmqueue_pcplist(pcp, order, mt, alloc_cma, nofragment)
             if pfn is not None:
                 return pfn
-        got = self._rmqueue(order, mt, alloc_cma, [RMQUEUE_NORMAL], nofragment)
+        return self.rmqueue_buddy(order, mt, alloc_cma, nofragment, alloc_flags)
+
+    def rmqueue_buddy(self, order, mt, alloc_cma, nofragment=False, alloc_flags=0):
+        """rmqueue_buddy(): with ALLOC_HIGHATOMIC the HIGHATOMIC lists first; if __rmqueue()
+        fails, ALLOC_OOM and ALLOC_NON_BLOCK (order-0 atomic) requests may take from them."""
+        got = None
+        if alloc_flags & ALLOC_HIGHATOMIC:
+            got = self._rmqueue_smallest(order, HIGHATOMIC)
+        if got is None:
+            got = self._rmqueue(order, mt, alloc_cma, [RMQUEUE_NORMAL], nofragment)
+            if got is None and alloc_flags & (ALLOC_OOM | ALLOC_NON_BLOCK):
+                got = self._rmqueue_smallest(order, HIGHATOMIC)
         return None if got is None else got[0]
 
     def _rmqueue(self, order, mt, alloc_cma, mode, nofragment=False):
@@ -849,6 +970,123 @@ class RefZone:
             return pfn, fb
         return None
 
+    # ------------------------------------------------------------------ highatomic reserve
+
+    def reserve_highatomic_pageblock(self, pfn, order):
+        """reserve_highatomic_pageblock() after an ALLOC_HIGHATOMIC allocation of ``(pfn,
+        order)``: 6.12's for the hygiene policies, 6.1's for v5.4 and v6.1."""
+        pb = 1 << self.pageblock_order
+        managed = self.managed_pages
+        if self.hygiene:
+            # The number reserved: minimum 1 pageblock, maximum roughly 1% of the zone; none
+            # if 1% of the zone is below a pageblock.
+            if managed // 100 < pb:
+                return
+            max_managed = (managed // 100 + pb - 1) // pb * pb     # ALIGN(managed / 100, pb)
+        else:
+            # Limit the number reserved to 1 pageblock or roughly 1% of a zone.
+            max_managed = managed // 100 + pb
+        if self.nr_reserved_highatomic >= max_managed:
+            return
+        mt = self.get_pageblock_migratetype(pfn)
+        # Only reserve normal pageblocks (i.e., they can merge with others).
+        if not migratetype_is_mergeable(mt):
+            return
+        if self.hygiene:
+            if order < self.pageblock_order:
+                # move_freepages_block() == -1: the pageblock is not wholly in the zone
+                if self._move_freepages_block(pfn, HIGHATOMIC) < 0:
+                    return
+                self.nr_reserved_highatomic += pb
+            else:
+                self.change_pageblock_range(pfn, order, HIGHATOMIC)
+                self.nr_reserved_highatomic += 1 << order
+                self._note_highatomic(pfn, order)
+        else:
+            # 6.1: the page's (first) pageblock only, whatever the order
+            self.nr_reserved_highatomic += pb
+            self.set_pageblock_migratetype(pfn, HIGHATOMIC)
+            self._move_freepages_block_v61(pfn, HIGHATOMIC)
+            self._note_highatomic(pfn, 0)
+
+    def unreserve_highatomic_pageblock(self, mt, force):
+        """unreserve_highatomic_pageblock() for this zone of the request's zonelist: convert the
+        pageblock of the first free HIGHATOMIC page (lowest order, list head) to ``mt``
+        (ac->migratetype, i.e. gfp_migratetype()). Without ``force`` a zone keeps its last
+        pageblock. Returns True when a block was converted (the kernel's ``ret``)."""
+        pb = 1 << self.pageblock_order
+        P = self.pageblock_order
+        if not force and self.nr_reserved_highatomic <= pb:
+            return False
+        for order in range(self.max_order + 1):
+            pfn = self.get_page_from_free_area(order, HIGHATOMIC)
+            if pfn is None:
+                continue
+            block_mt = self.get_pageblock_migratetype(pfn)
+            if self.hygiene:
+                # 6.12: adjust the count once per pageblock(s), never below zero
+                if block_mt == HIGHATOMIC:
+                    size = min(max(pb, 1 << order), self.nr_reserved_highatomic)
+                    self.nr_reserved_highatomic -= size
+                if order < P:
+                    ret = self._move_freepages_block(pfn, mt)
+                else:
+                    self.move_to_free_list(pfn, mt)
+                    self.change_pageblock_range(pfn, order, mt)
+                    ret = 1
+                if ret > 0:
+                    return True
+            else:
+                # 6.1: set the page's pageblock type, then move its free pages
+                if block_mt == HIGHATOMIC:
+                    self.nr_reserved_highatomic -= min(pb, self.nr_reserved_highatomic)
+                self.set_pageblock_migratetype(pfn, mt)
+                if self._move_freepages_block_v61(pfn, mt):
+                    return True
+        return False
+
+    def _note_highatomic(self, pfn, order):
+        """Remember the pageblocks of ``(pfn, order)`` as having been HIGHATOMIC (check())."""
+        first = pfn >> self.pageblock_order
+        last = (pfn + (1 << order) - 1) >> self.pageblock_order
+        self.ever_highatomic.update(range(first, last + 1))
+
+    def _move_freepages_block(self, pfn, new_mt):
+        """6.12's move_freepages_block(): every free page of pfn's pageblock to the tail of
+        new_mt's lists (pfn order), then the pageblock's type. Returns the pages moved, or -1
+        (nothing done) if the pageblock is not wholly inside the zone."""
+        prep = self.prep_move_freepages_block(pfn)
+        if prep is None:
+            return -1
+        start, heads, free, _ = prep
+        self.move_freepages_block(heads, new_mt)
+        self.set_pageblock_migratetype(start, new_mt)
+        if new_mt == HIGHATOMIC:
+            self._note_highatomic(start, 0)
+        return free
+
+    def _move_freepages_block_v61(self, pfn, new_mt):
+        """6.1's move_freepages_block(zone, page, new_mt, NULL): the free pages from the
+        pageblock's start (from ``pfn`` if the start is outside the zone; nothing if its end is)
+        to its end, each to the tail of new_mt's lists (the head under v5.4); the pageblock
+        type is the caller's. Returns the pages moved."""
+        start, end = self._pageblock_span(pfn)
+        if not self.zone_start <= start < self.zone_end:
+            start = pfn
+        if not self.zone_start <= end - 1 < self.zone_end:
+            return 0
+        moved = 0
+        p = start
+        while p < end:
+            o = self.free_order.get(p)
+            if o is None:
+                p += 1
+                continue
+            self.move_to_free_list(p, new_mt)
+            moved += 1 << o
+            p += 1 << o
+        return moved
+
     # ------------------------------------------------------------------ per-cpu lists
     # Every function below works on one CPU's ``struct per_cpu_pages`` (``pcp``), as the
     # kernel's do; batch, high_min, high_max and ZONE_BELOW_HIGH are the zone's.
@@ -984,7 +1222,7 @@ class RefZone:
         if pcp.count >= high:
             self.free_pcppages_bulk(pcp, self.nr_pcp_free(pcp, batch, high, free_high), pindex)
             # zone_watermark_ok(zone, 0, high_wmark_pages(zone), ZONE_MOVABLE, 0): no ALLOC_CMA,
-            # the zone's lowmem_reserve[ZONE_MOVABLE]
+            # no reserve flags (the highatomic reserve is unusable), lowmem_reserve[ZONE_MOVABLE]
             if self.below_high and self._zone_watermark_ok(0, self.wmark_high, False, count=False,
                                                            reserve=self.lowmem_reserve[ZONE_MOVABLE]):
                 self.below_high = 0
@@ -1237,6 +1475,8 @@ class RefZone:
         ``Model.counters()``, which the differential test compares exactly."""
         out = dict(self.c)
         out["nr_free_pages"] = self.nr_free_pages
+        out["nr_reserved_highatomic"] = self.nr_reserved_highatomic
+        out["nr_free_highatomic"] = self.nr_free_highatomic
         return out
 
     def pcp_counters(self):
@@ -1289,6 +1529,7 @@ class RefZone:
         free_pages = 0
         nr_free_pages = 0
         nr_free_cma = 0
+        nr_free_highatomic = 0
         for order in range(M + 1):
             on_lists = 0
             for mt in range(MIGRATE_TYPES):
@@ -1304,6 +1545,8 @@ class RefZone:
                         nr_free_pages += 1 << order
                     if mt == CMA:
                         nr_free_cma += 1 << order
+                    if mt == HIGHATOMIC:
+                        nr_free_highatomic += 1 << order
             assert on_lists == self.nr_free[order], (
                 f"nr_free[{order}] = {self.nr_free[order]} but the lists hold {on_lists} blocks")
             seen += on_lists
@@ -1314,6 +1557,22 @@ class RefZone:
             f"NR_FREE_PAGES = {self.nr_free_pages}, free pages on non-ISOLATE lists = {nr_free_pages}")
         assert nr_free_cma == self.nr_free_cma_pages, (
             f"NR_FREE_CMA_PAGES = {self.nr_free_cma_pages}, free pages on CMA lists = {nr_free_cma}")
+        assert nr_free_highatomic == self.nr_free_highatomic, (
+            f"nr_free_highatomic = {self.nr_free_highatomic}, free pages on HIGHATOMIC lists = "
+            f"{nr_free_highatomic}")
+        # nr_reserved_highatomic: under 6.12's rules (hygiene) every reserve and unreserve moves
+        # whole pageblocks and the count with them, so it is the zone's HIGHATOMIC pageblocks;
+        # 6.1 reserves only the first pageblock of a large block and lets pcp drains and merges
+        # by the recorded type put HIGHATOMIC-list pages in other pageblocks, so only its range.
+        zone_pbs = range(zs >> P, ((ze - 1) >> P) + 1)
+        if self.hygiene:
+            nr_ha = sum(1 for pb in zone_pbs if self.pageblock_mt[pb] == HIGHATOMIC)
+            assert self.nr_reserved_highatomic == nr_ha << P, (
+                f"nr_reserved_highatomic = {self.nr_reserved_highatomic}, {nr_ha} HIGHATOMIC "
+                f"pageblocks of {1 << P} pages")
+        assert self.nr_reserved_highatomic >= 0, "nr_reserved_highatomic below zero"
+        assert all(self.pageblock_mt[pb] != HIGHATOMIC or pb in self.ever_highatomic for pb in zone_pbs), (
+            "a HIGHATOMIC pageblock the reserve never made")
 
         alloc_pages = 0
         lru = bytearray(n)
@@ -1356,7 +1615,10 @@ class RefZone:
         assert total == ze - zs, (f"free {free_pages} + allocated {alloc_pages} + pcp {pcp_pages} + "
                                   f"holes {self.nr_reserved} = {total} != the zone's {ze - zs} pages")
 
-        # Every pair of free buddies the merge rule would have merged is merged.
+        # Every pair of free buddies the merge rule would have merged is merged. Above
+        # pageblock_order, not where a pageblock has ever been HIGHATOMIC: unreserving converts
+        # a free HIGHATOMIC block without merging it with a free buddy it may now merge with,
+        # and 6.1 frees by the type recorded on the pcp list, not the pageblock's.
         for pfn, order in self.free_order.items():
             if order >= M:
                 continue
@@ -1368,10 +1630,15 @@ class RefZone:
                 b = self.get_pageblock_migratetype(buddy)
                 if not self._may_merge(a, b):
                     continue
+                first = pfn >> P
+                if self.ever_highatomic.intersection(range(first, first + (2 << (order - P)))):
+                    continue
             raise AssertionError(f"free buddies {pfn} and {buddy} of order {order} left unmerged")
 
         if self.mobility_disabled:
-            assert all(mt == UNMOVABLE for mt in self.pageblock_mt), "nomobility with a non-UNMOVABLE pageblock"
+            # set_pageblock_migratetype() maps only the types below MIGRATE_PCPTYPES
+            assert all(mt in (UNMOVABLE, HIGHATOMIC) for mt in self.pageblock_mt), (
+                "nomobility with a pageblock neither UNMOVABLE nor HIGHATOMIC")
         # Hygiene: a free block's list type is the type of every pageblock it covers.
         if self.hygiene:
             for pfn, order in self.free_order.items():
@@ -1548,34 +1815,50 @@ class RefNode:
 
     # ------------------------------------------------------------------ allocation and free
 
-    def alloc(self, order, mt, pinned=False, cpu=0):
-        """__alloc_pages on ``cpu`` without reclaim or compaction. Returns the pfn or -1."""
+    def alloc(self, order, mt, pinned=False, cpu=0, atomic=False):
+        """__alloc_pages on ``cpu`` without reclaim or compaction (``atomic``: GFP_ATOMIC, see
+        RefZone.alloc()). Returns the pfn or -1."""
         self.zones[0]._cpu_pcp(cpu)
         cpu = int(cpu)
         order, mt = self.zones[0]._check_request(order, mt)
+        atomic = bool(atomic)
         self.c["alloc_ops"] += 1
         list_mt = UNMOVABLE if self.mobility_disabled else mt   # gfp_migratetype()
         alloc_cma = list_mt == MOVABLE                          # gfp_to_alloc_flags_cma()
         highest_zoneidx = gfp_zone(mt)                          # the requested type's gfp
         zonelist = self.zonelist(highest_zoneidx)
         if zonelist:
-            # alloc_flags_nofragment(preferred zone): ZONE_NORMAL with ZONE_DMA32 populated
-            # (the kernel's NUMA test, applied on every node).
-            nofragment = zonelist[0].zone_idx == ZONE_NORMAL and self.populated(ZONE_DMA32)
-            # Fast path at the low watermark (get_page_from_freelist(), and its `goto retry`
-            # without ALLOC_NOFRAGMENT), then the slow path's attempt at the min watermark.
-            for wmark, nofrag in ((WMARK_LOW, nofragment), (WMARK_MIN, False)):
+            def get_page_from_freelist(wmark, alloc_flags, nofrag=False):
+                # the zonelist walk, and its `goto retry` without ALLOC_NOFRAGMENT
                 while True:
                     for z in zonelist:
                         pfn = z.try_this_zone(z.pcps[cpu], order, mt, list_mt, alloc_cma, pinned,
-                                              wmark, highest_zoneidx, nofrag)
+                                              wmark, highest_zoneidx, nofrag, alloc_flags)
                         if pfn is not None:
                             return pfn
                     if not nofrag:
-                        break
+                        return None
                     nofrag = False
+
+            # alloc_flags_nofragment(preferred zone): ZONE_NORMAL with ZONE_DMA32 populated
+            # (the kernel's NUMA test, applied on every node).
+            nofragment = zonelist[0].zone_idx == ZONE_NORMAL and self.populated(ZONE_DMA32)
+            # Fast path at the low watermark, then the slow path.
+            pfn = get_page_from_freelist(WMARK_LOW, 0, nofragment)
+            if pfn is None:
+                pfn = _slow_path(get_page_from_freelist, order, atomic,
+                                 lambda: self.unreserve_highatomic_pageblock(list_mt, True,
+                                                                             highest_zoneidx))
+            if pfn is not None:
+                return pfn
         self.c["alloc_fail"] += 1
         return -1
+
+    def unreserve_highatomic_pageblock(self, mt, force=True, highest_zoneidx=ZONE_MOVABLE):
+        """unreserve_highatomic_pageblock() over the zonelist up to ``highest_zoneidx``, highest
+        zone first, converting to ``mt``; True once a zone converted a block."""
+        return any(z.unreserve_highatomic_pageblock(mt, force)
+                   for z in self.zonelist(highest_zoneidx))
 
     def free(self, pfn, cpu=0):
         """__free_pages on ``cpu`` in the zone that spans ``pfn``."""
@@ -1627,10 +1910,10 @@ class RefNode:
         return list(self.pageblock_mt)
 
     def counters(self):
-        """Every zone's counters summed over the node (RefZone.counters()'s keys; nr_free_pages
-        is the node's free pages), with the node's alloc_ops and alloc_fail."""
-        out = dict.fromkeys(COUNTER_NAMES, 0)
-        out["nr_free_pages"] = 0
+        """Every zone's counters summed over the node (RefZone.counters()'s keys; nr_free_pages,
+        nr_reserved_highatomic and nr_free_highatomic are the node's), with the node's alloc_ops
+        and alloc_fail."""
+        out = dict.fromkeys(COUNTER_NAMES + GAUGE_NAMES, 0)
         for z in self.zones:
             for k, v in z.counters().items():
                 out[k] += v

@@ -1,7 +1,7 @@
 """The numba model against the pure-Python reference on the same operation sequences.
 
 For every policy, with and without per-cpu lists, Hypothesis draws a zone geometry and a sequence of
-allocations and frees. After every step both models must agree on the returned pfn, every free list
+allocations (some pinned, some GFP_ATOMIC) and frees. After every step both models must agree on the returned pfn, every free list
 (contents and order), every pageblock type, the pcp lists and the counters; the kernel invariants are
 checked on the numba model after every step and on the reference regularly.
 """
@@ -12,6 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from kernels import constants as C
 from kernels.model import Model
 from reference import POLICIES, RefNode, RefZone
 
@@ -46,8 +47,9 @@ def geometries(draw, pcp=False):
 
 def operations(max_order, n):
     cpu = st.integers(0, 3)      # taken modulo the zone's CPUs
+    # flags: 1 pinned, 2 GFP_ATOMIC
     alloc = st.tuples(st.just("alloc"), st.integers(0, max_order), st.sampled_from([0, 1, 1, 2]),
-                      st.booleans(), cpu)
+                      st.sampled_from([0, 0, 0, 1, 2, 2]), cpu)
     free = st.tuples(st.just("free"), st.integers(0, 10 ** 6), st.just(0), st.just(False), cpu)
     # a vmstat update (decay_pcp_high()) now and then
     tick = st.tuples(st.just("tick"), st.just(0), st.just(0), st.just(False), cpu)
@@ -103,14 +105,16 @@ def _drive(geom, policy, pcp, ops, check_ref_every, nr_cpus=1):
             ref.watermarks(i) for i in range(ref.nr_zones)]
     assert _state(jit, nr_cpus) == _state(ref, nr_cpus), "boot states differ"
     live = []
-    for step, (kind, a, mt, pinned, cpu) in enumerate(ops):
+    for step, (kind, a, mt, flags, cpu) in enumerate(ops):
         cpu %= nr_cpus
         if kind == "alloc":
             # small orders dominate real traffic; keep a mix so fallbacks at every order happen
             order = a if a <= 3 else a % (geom["max_order"] + 1)
-            p_ref = ref.alloc(order, mt, pinned, cpu=cpu)
-            p_jit = jit.alloc(order, mt, pinned, cpu=cpu)
-            assert p_jit == p_ref, f"step {step}: alloc({order}, {mt}) -> {p_jit} vs reference {p_ref}"
+            pinned, atomic = bool(flags & 1), bool(flags & 2)
+            p_ref = ref.alloc(order, mt, pinned, cpu=cpu, atomic=atomic)
+            p_jit = jit.alloc(order, mt, pinned, cpu=cpu, atomic=atomic)
+            assert p_jit == p_ref, (f"step {step}: alloc({order}, {mt}, atomic={atomic}) -> {p_jit} "
+                                    f"vs reference {p_ref}")
             if p_ref >= 0:
                 live.append(p_ref)
         elif kind == "tick":
@@ -132,6 +136,7 @@ def _drive(geom, policy, pcp, ops, check_ref_every, nr_cpus=1):
         if step % check_ref_every == 0:
             ref.check()
     ref.check()
+    return jit
 
 
 @pytest.mark.parametrize("policy", POLICIES)
@@ -170,7 +175,9 @@ def test_same_pcp_behaviour_in_several_zones_as_the_reference(policy, data):
 @pytest.mark.parametrize("policy", POLICIES)
 def test_long_mixed_sequence_under_pressure(policy):
     """A long deterministic sequence that fills the zone to its watermarks with all three types,
-    so claim, steal and watermark failures all happen, then frees most of it."""
+    so claim, steal and watermark failures all happen, then frees most of it. One unmovable
+    allocation in four is GFP_ATOMIC: below the low watermark those reserve highatomic
+    pageblocks, and failing order-0 requests unreserve them."""
     import random
     rnd = random.Random(policy)
     geom = dict(nr_pages=2048 + 96, max_order=6, pageblock_order=4, holes=[(700, 705)],
@@ -178,8 +185,11 @@ def test_long_mixed_sequence_under_pressure(policy):
     ops = []
     for i in range(1500):
         if i < 900 or rnd.random() < 0.4:
-            ops.append(("alloc", rnd.choice([0, 0, 0, 1, 2, 3, 4, 6]), rnd.choice([0, 1, 1, 1, 2]),
-                        rnd.random() < 0.1, 0))
+            mt = rnd.choice([0, 1, 1, 1, 2])
+            flags = int(rnd.random() < 0.1) | (2 if mt == 0 and rnd.random() < 0.25 else 0)
+            ops.append(("alloc", rnd.choice([0, 0, 0, 1, 2, 3, 4, 6]), mt, flags, 0))
         else:
-            ops.append(("free", rnd.randrange(10 ** 6), 0, False, 0))
-    _drive(geom, policy, False, ops, check_ref_every=25)
+            ops.append(("free", rnd.randrange(10 ** 6), 0, 0, 0))
+    jit = _drive(geom, policy, False, ops, check_ref_every=25)
+    # the sequence reaches the reserve (and the reference agreed on every step of it)
+    assert jit.zone.stat[C.HIGHATOMIC_EVER] > 0

@@ -440,3 +440,27 @@ def test_pagetypeinfo_leaves_out_pageblocks_without_a_memmap():
     mt = C.MIGRATETYPE_NAMES[int(node[0].pb_mt[block])]
     assert fewer["zones"]["DMA32"]["blocks"][mt] == base["zones"]["DMA32"]["blocks"][mt] - 1
     assert base["zones"]["DMA32"]["blocks"] == {k: v for k, v in cap["pagetypeinfo"]["before"]["blocks"]["DMA32"].items() if v}
+
+
+@pytest.mark.parametrize("gfp, atomic", [
+    ("GFP_ATOMIC|__GFP_NOWARN|__GFP_NORETRY|__GFP_COMP", True),      # a driver's high-order skb
+    ("GFP_ATOMIC|__GFP_NOWARN|__GFP_NORETRY|__GFP_COMP|__GFP_NOMEMALLOC", False),  # page_frag
+    ("__GFP_HIGH|__GFP_NOWARN", True),                 # __GFP_HIGH without any reclaim
+    ("GFP_NOWAIT|__GFP_NORETRY|__GFP_COMP|__GFP_RECLAIMABLE", False),  # no __GFP_HIGH
+    ("GFP_KERNEL|__GFP_HIGH", False),                  # may reclaim directly
+    ("GFP_HIGHUSER_MOVABLE|__GFP_COMP", False),
+    ("__GFP_HIGHMEM", False),                          # not __GFP_HIGH
+    ("", False), (None, False),
+])
+def test_gfp_atomic_reads_ftrace_gfp_names(gfp, atomic):
+    assert RP.gfp_atomic(gfp) is atomic
+
+
+def test_load_events_marks_gfp_atomic_allocations_for_policy_replay(tmp_path):
+    line = "  a-1 [000] ..... 1.00000{i}: mm_page_alloc: page=0x1 pfn={pfn} order=1 migratetype=0 gfp_flags={gfp}\n"
+    trace = tmp_path / "t.txt"
+    trace.write_text(line.format(i=0, pfn="0x10", gfp="GFP_KERNEL")
+                     + line.format(i=1, pfn="0x20", gfp="GFP_ATOMIC|__GFP_NOWARN|__GFP_COMP")
+                     + "  a-1 [000] ..... 1.000002: mm_page_free: pfn=0x20 order=1\n")
+    ev = RP.load_events(trace)
+    assert list(ev.aux0) == [0, C.GFP_ATOMIC, 0]

@@ -268,6 +268,9 @@ PARAMS: dict[str, Param] = {p.name: p for p in [
           "the THP faults' regions are madvise(MADV_HUGEPAGE)d (default: true for thp, false "
           "otherwise)", "workload"),
     Param("pinned_fraction", _float01, 0.0, "share of movable allocations that are pinned", "workload"),
+    Param("atomic_fraction", _float01, 0.0,
+          "share of unmovable allocations of order > 0 that are GFP_ATOMIC (no reclaim, __GFP_HIGH: "
+          "they may dip below the min watermark and reserve highatomic pageblocks)", "workload"),
     Param("period", lambda k, v: _int(k, v, 1), 2000,
           "cma / hotplug: operations between periodic cma_alloc or offline attempts", "workload"),
     Param("hold", lambda k, v: _int(k, v, 1), 1000,

@@ -39,6 +39,7 @@ REPORTED_COUNTERS = {
     "compact_deferred": C.COMPACT_DEFERRED,
     "max_split_steps": C.MAX_SPLIT_STEPS, "max_merge_steps": C.MAX_MERGE_STEPS,
     "max_orders_scanned": C.MAX_ORDERS_SCANNED,
+    "nr_reserved_highatomic": C.NR_RESERVED_HIGHATOMIC,
 }
 CLASS_ORDER_MIX = (  # small-order mixes per class of the steady-state workloads (orders 0..3)
     (0.70, 0.15, 0.10, 0.05),   # unmovable: slab of several page orders, page tables, stacks
@@ -189,6 +190,7 @@ def _run_steady_state(node, p, rng, extra, finish=True):
         life.get("movable", 1), life.get("unmovable", 1), life.get("reclaimable", 1))
     wp[W.WP_THP_FRACTION] = p["thp_fraction"]
     wp[W.WP_PINNED_FRACTION] = p["pinned_fraction"]
+    wp[W.WP_ATOMIC_FRACTION] = p["atomic_fraction"]
     wp[W.WP_PERIOD] = p["period"]
     wp[W.WP_HOLD] = p["hold"]
     # a THP is HPAGE_PMD_ORDER (a PMD mapping), not pageblock_order; a kernel whose MAX_PAGE_ORDER

@@ -140,6 +140,21 @@ def _col(table, name, dtype, fill=-1):
     return np.asarray(pc.fill_null(a, fill).to_numpy(zero_copy_only=False), dtype=dtype)
 
 
+# gfp names as ftrace prints them (show_gfp_flags(): composite masks first) that include
+# __GFP_DIRECT_RECLAIM
+_DIRECT_RECLAIM = {"GFP_KERNEL", "GFP_KERNEL_ACCOUNT", "GFP_NOFS", "GFP_NOIO", "GFP_USER",
+                   "GFP_HIGHUSER", "GFP_HIGHUSER_MOVABLE", "GFP_TRANSHUGE", "GFP_TRANSHUGE_LIGHT",
+                   "__GFP_RECLAIM", "__GFP_DIRECT_RECLAIM"}
+
+
+def gfp_atomic(gfp_flags: str | None) -> bool:
+    """Is a request of these ftrace gfp flags GFP_ATOMIC as gfp_to_alloc_flags() sees it:
+    __GFP_HIGH (GFP_ATOMIC has it), no __GFP_DIRECT_RECLAIM, no __GFP_NOMEMALLOC?"""
+    names = set((gfp_flags or "").split("|"))
+    return (("GFP_ATOMIC" in names or "__GFP_HIGH" in names) and not names & _DIRECT_RECLAIM
+            and "__GFP_NOMEMALLOC" not in names)
+
+
 def pcp_locked_frees(names: np.ndarray, cpu: np.ndarray, pid: np.ndarray, irq: np.ndarray) -> np.ndarray:
     """The mm_page_free rows whose free found this CPU's pcp lock held by the code it interrupted,
     so free_unref_page()'s pcp_spin_trylock() failed and free_one_page() put the page straight on
@@ -187,6 +202,14 @@ def load_events(trace, source: str = "", lenient: bool = False) -> Events:
         aux0[ef] = _col(table, "change_ownership", np.int64)[ef]
         aux1[ef] = _col(table, "fallback_order", np.int64)[ef]
         fallback_mt[ef] = _col(table, "fallback_migratetype", np.int64)[ef]
+    # allocations: aux0 = GFP_ATOMIC for a GFP_ATOMIC request (policy replay's `extra`)
+    al = np.flatnonzero(kind == R.EV_ALLOC)
+    if len(al) and "gfp_flags" in table.column_names:
+        gfp = pc.cast(table.column("gfp_flags"), pa.string()).take(pa.array(al))
+        atomic = [v for v in pc.unique(gfp).to_pylist() if gfp_atomic(v)]
+        hit = np.asarray(pc.fill_null(pc.is_in(gfp, value_set=pa.array(atomic, pa.string())), False)
+                         .to_numpy(zero_copy_only=False), dtype=bool)
+        aux0[al[hit]] = C.GFP_ATOMIC
     if "irq" in table.column_names:
         locked = pcp_locked_frees(names, _col(table, "cpu", np.int64, 0), _col(table, "pid", np.int64),
                                   _col(table, "irq", np.int64))
