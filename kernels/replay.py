@@ -477,6 +477,79 @@ def first_touch(kind, pfn, order, mt, nr_pages, seen, out_pfn, out_order, out_mt
 
 
 @jit
+def untraced_pcp_allocs(kind, pfn, order, mt, aux0, cpu, rec_of, recs, lists, out_at, out_pfn):
+    """Allocations the trace does not show: alloc_pages_bulk() (vmalloc'd memory such as a forked
+    task's kernel stack) takes pages off the head of a CPU's order-0 pcp list without an
+    mm_page_alloc event. A refill (mm_page_alloc_zone_locked, percpu_refill) appends its pages to
+    the tail of (CPU, order, type)'s list in event order; frees add at the head and drains take
+    from the tail, so the refilled pages of one list leave it by allocation in refill order. When
+    a traced allocation takes a refilled page while pages refilled before it into the same list
+    have neither been allocated nor drained, those pages left by an untraced allocation before
+    it. Writes, for each, the index of the revealing event (out_at, ascending) and the page
+    (out_pfn); returns how many. Scratch, filled with -1: rec_of (int64, a page per pfn: its
+    live refill record), recs (int64 [4, events]: page, next record of the list, list, done),
+    lists (int64 [2, MAX_CPUS * 64 * 8]: oldest record not known gone, newest record)."""
+    n_ev = kind.shape[0]
+    nr_pages = rec_of.shape[0]
+    rec_pfn = recs[0]
+    rec_next = recs[1]
+    rec_list = recs[2]
+    done = recs[3]
+    head = lists[0]
+    tail = lists[1]
+    nrec = 0
+    n = 0
+    for i in range(n_ev):
+        k = kind[i]
+        p = pfn[i]
+        if p < 0 or p >= nr_pages:
+            continue
+        if k == EV_ZONE_LOCKED:
+            if aux0[i] != 1:
+                continue
+            lid = (cpu[i] * 64 + order[i]) * 8 + mt[i]
+            if cpu[i] < 0 or order[i] >= 64 or mt[i] < 0 or mt[i] >= 8 or lid >= head.shape[0]:
+                continue
+            r = nrec
+            nrec += 1
+            rec_pfn[r] = p
+            rec_list[r] = lid
+            old = rec_of[p]
+            if old >= 0:
+                done[old] = 1
+            rec_of[p] = r
+            if tail[lid] >= 0:
+                rec_next[tail[lid]] = r
+            else:
+                head[lid] = r
+            tail[lid] = r
+        elif k == EV_ALLOC or k == EV_DRAIN or k == EV_FREE:
+            r = rec_of[p]
+            if r < 0:
+                continue
+            rec_of[p] = -1
+            lid = rec_list[r]
+            if k == EV_ALLOC and order[i] == (lid // 8) % 64:
+                h = head[lid]
+                while h >= 0 and h != r:
+                    if done[h] < 0 and n < out_at.shape[0]:
+                        out_at[n] = i
+                        out_pfn[n] = rec_pfn[h]
+                        n += 1
+                        rec_of[rec_pfn[h]] = -1
+                    done[h] = 1
+                    h = rec_next[h]
+            done[r] = 1
+            h = head[lid]
+            while h >= 0 and done[h] >= 0:
+                h = rec_next[h]
+            head[lid] = h
+            if h < 0:
+                tail[lid] = -1
+    return n
+
+
+@jit
 def decompose_free(is_free, start, end, max_order, out_pfn, out_order):
     """Cut the free pages of [start, end) into the largest naturally aligned blocks of at most
     max_order (what the buddy allocator's merging leaves when nothing stops a merge). Returns

@@ -464,3 +464,41 @@ def test_load_events_marks_gfp_atomic_allocations_for_policy_replay(tmp_path):
                      + "  a-1 [000] ..... 1.000002: mm_page_free: pfn=0x20 order=1\n")
     ev = RP.load_events(trace)
     assert list(ev.aux0) == [0, C.GFP_ATOMIC, 0]
+
+
+def test_pages_a_bulk_allocation_took_off_a_pcp_list_are_put_back_as_allocations():
+    # CPU 1 refills its order-0 movable list with 100..103 (in that order), CPU 0 its own with 200;
+    # 101 leaves by a drain; then a traced allocation takes 103: 100 and 102, refilled before it
+    # and neither allocated nor drained, were taken without a trace (alloc_pages_bulk()).
+    Z, A, D = R.EV_ZONE_LOCKED, R.EV_ALLOC, R.EV_DRAIN
+    rows = [(Z, 100, 1), (Z, 101, 1), (Z, 102, 1), (Z, 103, 1), (Z, 200, 0),
+            (D, 101, 1), (A, 103, 1), (A, 200, 0), (A, 100, 1)]
+    n = len(rows)
+    ev = RP.Events(kind=np.array([r[0] for r in rows], np.int8), pfn=np.array([r[1] for r in rows]),
+                   order=np.zeros(n, np.int64), mt=np.ones(n, np.int64),
+                   aux0=np.array([1 if r[0] == Z else 0 for r in rows]), aux1=np.zeros(n, np.int64),
+                   fallback_mt=np.full(n, -1), ts=np.arange(n, dtype=float),
+                   markers=[(6, "phase=mid"), (n, "phase=end")], cpu=np.array([r[2] for r in rows]))
+    out = RP.with_untraced_allocs(ev)
+    assert out.parse["untraced_pcp_allocs"] == 2
+    assert list(out.pfn) == [100, 101, 102, 103, 200, 101, 100, 102, 103, 200, 100]
+    assert list(out.kind) == [Z, Z, Z, Z, Z, D, A, A, A, A, A]
+    # the synthetic ones: order 0, the list's type, the revealing event's CPU and time
+    assert list(out.cpu[6:8]) == [1, 1] and list(out.ts[6:8]) == [6.0, 6.0]
+    assert list(out.mt[6:8]) == [1, 1] and list(out.order[6:8]) == [0, 0]
+    # a marker stays before the event it preceded, after the synthetic allocations' place
+    assert out.markers == [(8, "phase=mid"), (11, "phase=end")]
+    # 100 was taken untraced, so its later traced allocation is a new one (the page came back)
+    # and is not counted again; a page on another CPU's list is no evidence
+    assert RP.with_untraced_allocs(RP.replace(ev, kind=ev.kind.copy())).parse["untraced_pcp_allocs"] == 2
+    ev.kind[6] = D                                  # 103 drained instead of allocated: nothing
+    assert RP.with_untraced_allocs(ev).parse["untraced_pcp_allocs"] == 0
+
+
+def test_an_allocation_of_another_order_reveals_nothing():
+    Z, A = R.EV_ZONE_LOCKED, R.EV_ALLOC
+    ev = RP.Events(kind=np.array([Z, Z, A], np.int8), pfn=np.array([10, 11, 11]),
+                   order=np.array([0, 0, 1]), mt=np.zeros(3, np.int64), aux0=np.array([1, 1, 0]),
+                   aux1=np.zeros(3, np.int64), fallback_mt=np.full(3, -1), ts=np.zeros(3),
+                   markers=[], cpu=np.zeros(3, np.int64))
+    assert RP.with_untraced_allocs(ev).parse["untraced_pcp_allocs"] == 0

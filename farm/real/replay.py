@@ -226,10 +226,61 @@ def load_events(trace, source: str = "", lenient: bool = False) -> Events:
     cpu = _col(table, "cpu", np.int64, 0)
     kind, pfn, aux0 = kind[keep], pfn[keep], aux0[keep]
     _unless_on_a_pcp_list(kind, pfn, aux0)
-    return Events(kind, pfn, order[keep], mt[keep], aux0, aux1[keep],
-                  fallback_mt[keep], ts[keep], markers, source, parse=trace_info(table),
-                  vmstat_runs=runs, vmstat_runs_cpu=runs_cpu, vmstat_updates=updates,
-                  vmstat_updates_cpu=updates_cpu, cpu=cpu[keep])
+    events = Events(kind, pfn, order[keep], mt[keep], aux0, aux1[keep],
+                    fallback_mt[keep], ts[keep], markers, source, parse=trace_info(table),
+                    vmstat_runs=runs, vmstat_runs_cpu=runs_cpu, vmstat_updates=updates,
+                    vmstat_updates_cpu=updates_cpu, cpu=cpu[keep])
+    return with_untraced_allocs(events)
+
+
+def with_untraced_allocs(events: Events) -> Events:
+    """The events with the allocations the trace does not show put back (R.untraced_pcp_allocs():
+    pages alloc_pages_bulk() took off a pcp list), each an order-0 mm_page_alloc of its list's
+    type on its list's CPU, just before the traced allocation that reveals it. Counted in
+    `parse["untraced_pcp_allocs"]`."""
+    n_ev = len(events)
+    if n_ev == 0:
+        return events
+    nr_pages = int(events.pfn.max()) + 1
+    at = np.empty(n_ev, np.int64)
+    pages = np.empty(n_ev, np.int64)
+    cpu = events.cpu if events.cpu is not None else np.zeros(n_ev, np.int64)
+    n = R.untraced_pcp_allocs(events.kind, events.pfn, events.order, events.mt, events.aux0, cpu,
+                              np.full(nr_pages, -1, np.int64), np.full((4, n_ev), -1, np.int64),
+                              np.full((2, C.MAX_CPUS * 64 * 8), -1, np.int64), at, pages)
+    events.parse["untraced_pcp_allocs"] = int(n)
+    if n == 0:
+        return events
+    at, pages = at[:n], pages[:n]
+    # the synthetic event j goes before event at[j]: new positions
+    shift = np.searchsorted(at, np.arange(n_ev), side="right")     # synthetic events before i
+    new_pos = np.arange(n_ev) + shift
+    syn_pos = at + np.arange(n)
+    total = n_ev + n
+
+    def merged(a, fill):
+        out = np.empty(total, a.dtype)
+        out[new_pos] = a
+        out[syn_pos] = fill
+        return out
+    # the revealing event's CPU, order 0, type: the list's own (the event's)
+    kind = merged(events.kind, R.EV_ALLOC)
+    pfn = merged(events.pfn, 0)
+    pfn[syn_pos] = pages
+    order = merged(events.order, 0)
+    mt = merged(events.mt, 0)
+    mt[syn_pos] = events.mt[at]
+    aux0 = merged(events.aux0, 0)
+    aux1 = merged(events.aux1, 0)
+    fallback_mt = merged(events.fallback_mt, -1)
+    ts = merged(events.ts, 0.0)
+    ts[syn_pos] = events.ts[at]
+    cpu_new = merged(cpu, 0)
+    cpu_new[syn_pos] = cpu[at]
+    # a marker before event i now comes before new position of i (or the end)
+    markers = [(int(new_pos[i]) if i < n_ev else total, text) for i, text in events.markers]
+    return replace(events, kind=kind, pfn=pfn, order=order, mt=mt, aux0=aux0, aux1=aux1,
+                   fallback_mt=fallback_mt, ts=ts, markers=markers, cpu=cpu_new, first_seen=None)
 
 
 def vmstat_update_times(table: pa.Table, names: np.ndarray, ts: np.ndarray):

@@ -81,6 +81,7 @@ def validate(folder, with_policy: bool = True, zone_maps: bool = False) -> dict[
         "nr_free_mid": mid["nr_free_pages"] if mid else None,
         "trace_malformed": parse.get("malformed", 0),
         "trace_malformed_examples": parse.get("malformed_examples", []),
+        "untraced_pcp_allocs": parse.get("untraced_pcp_allocs", 0),
         "initial_state": r["initial_state"],
         "replay": r["replay"],
         "events_per_s": r["timing"]["events_per_s"],
