@@ -124,7 +124,10 @@ PCPS_SLOTS = 6            # count, high, alloc_factor, free_count (free_factor),
 PCPS_UNTRACED = 5         # slot: pages counted on that CPU's lists that no list of the model holds
                           # (replay: pages a snapshot counts on the pcp lists that the trace never
                           # shows); they stay in count and are never drained
-ZP_SIZE = ZP_PCPS + MAX_CPUS * PCPS_SLOTS
+ZP_CC = ZP_PCPS + MAX_CPUS * PCPS_SLOTS   # from here, CC_SIZE slots: the compaction control of
+                          # an allocation made inside the model (a hugetlb page's replacement)
+CC_SIZE = 8
+ZP_SIZE = ZP_CC + CC_SIZE
 
 # Per-cpu list rules (ZP_PCP_RULES), by the release whose code they follow
 PCP_RULES_5_4 = 0         # high = 6 * batch, a full list frees `batch` pages; order 0 only
@@ -189,7 +192,9 @@ NR_RESERVED_HIGHATOMIC = 36  # zone->nr_reserved_highatomic
 NR_FREE_HIGHATOMIC = 37    # zone->nr_free_highatomic (6.12): free pages on the HIGHATOMIC lists
 NR_SPLIT = 38              # large folios split by migration (migrate_pages_stats.nr_split)
 HIGHATOMIC_EVER = 39       # pageblocks ever reserved highatomic (check.py: unmerged buddies allowed)
-NR_STATS = 40
+NR_HUGETLB_REPLACED = 40   # free hugetlb pages alloc_contig_range() replaced (alloc_and_dissolve_hugetlb_folio())
+NR_HUGETLB_DISSOLVED = 41  # free hugetlb pages offlining dissolved (dissolve_free_hugetlb_folios())
+NR_STATS = 42
 COUNTER_NAMES = (
     "nr_free_pages", "nr_free_cma", "alloc_ops", "alloc_fail", "free_ops", "split_steps",
     "merge_steps", "orders_scanned", "wmark_orders_scanned", "fallback_claim", "fallback_steal",
@@ -200,6 +205,7 @@ COUNTER_NAMES = (
     "compact_considered", "compact_defer_shift", "compact_order_failed", "nr_isolate_pageblock",
     "cc_nr_freepages", "max_split_steps", "max_merge_steps", "max_orders_scanned",
     "nr_reserved_highatomic", "nr_free_highatomic", "nr_split", "highatomic_ever",
+    "nr_hugetlb_replaced", "nr_hugetlb_dissolved",
 )
 
 # Per-cpu lists: orders 0..3 x (UNMOVABLE, MOVABLE, RECLAIMABLE), then two THP lists: UNMOVABLE and

@@ -17,13 +17,14 @@ kernel hands back 2^k pages of refcount 1; free_contig_range() frees them one by
 """
 
 from ._jit import jit, jit_fold
-from .compaction import move_block, split_folio
+from .compaction import GFP_RETRY, alloc_pages_gfp, move_block, split_folio
 from .constants import (
-    ALLOC_CMA, MIGRATE_CMA, MIGRATE_ISOLATE, MIGRATE_MOVABLE, NR_ISOLATE_PAGEBLOCK, PG_BUDDY,
+    ALLOC_CMA, CC_SIZE, MIGRATE_CMA, MIGRATE_ISOLATE, POLICY_V5_4, ZP_CC, ZP_POLICY, MIGRATE_MOVABLE, NR_ISOLATE_PAGEBLOCK, PG_BUDDY,
     PG_CONTIG, PG_HEAD, PG_LRU, PG_PCP, PG_PINNED, PG_RESERVED, ZONE_MOVABLE,
     ZP_BOOT_TO_TAIL, ZP_CONTIG_MAXORDER, ZP_HUGETLB_SKIP, ZP_ISOLATE_RESTORE, ZP_ISO_SAVED_BASE,
     ZP_MAX_ORDER, ZP_PAGEBLOCK_ORDER,
     ZP_ZONE_END, ZP_ZONE_IDX, ZP_ZONE_START, PGALLOC, PGMIGRATE_FAIL, ZP_WMARK_MIN,
+    NR_HUGETLB_DISSOLVED, NR_HUGETLB_REPLACED,
 )
 from .page_alloc import (
     _del_page_from_free_list, _free_one_page, _free_range_boot, _move_freepages_block,
@@ -66,6 +67,15 @@ def find_head(z, pfn):
     return -1
 
 
+@jit_fold
+def is_hugetlb(z, pfn):
+    """PageHuge() of the head at pfn: a pool page of the hugepages probe (alloc_buddy_hugetlb_folio(),
+    a buddy block of order >= 1 held PG_CONTIG). Gigantic pages and CMA allocations are held as
+    order-0 PG_CONTIG pages and are not."""
+    f = z.page_flags[pfn]
+    return (f & PG_HEAD) != 0 and (f & PG_CONTIG) != 0 and z.page_order[pfn] >= 1
+
+
 @jit
 def walk_start(z, pfn):
     """Where a walk over [pfn, ...) begins: the head of a block that starts before pfn and covers
@@ -78,7 +88,8 @@ def walk_start(z, pfn):
 def has_unmovable_pages(z, start, end, mt):
     """has_unmovable_pages(): the first unmovable pfn in [start, end), or -1. Reserved pages
     (holes) count as unmovable; in ZONE_MOVABLE nothing else does; free and pcp pages and LRU
-    blocks are movable; every other allocation (kernel, contig-held, hugetlb) is not."""
+    blocks are movable, and hugetlb pages (hugepage_migration_supported() on x86-64: the folio is
+    skipped whole); every other allocation (kernel, contig-held, gigantic) is not."""
     block_mt = get_pageblock_migratetype(z, start)
     if block_mt == MIGRATE_CMA:
         return -1 if mt == MIGRATE_CMA else start
@@ -92,7 +103,7 @@ def has_unmovable_pages(z, start, end, mt):
         if f & (PG_BUDDY | PG_PCP):
             p += 1 << order
         elif f & PG_HEAD:
-            if not zone_movable and not (f & PG_LRU):
+            if not zone_movable and not (f & PG_LRU) and not is_hugetlb(z, p):
                 return max(p, start)
             p += 1 << order
         else:
@@ -242,16 +253,31 @@ def undo_isolate_page_range(z, iso_start, iso_end, mt):
 
 
 @jit
-def migrate_range(node, zi, start, end):
+def migrate_range(node, zi, start, end, offlining):
     """__alloc_contig_migrate_range() / do_migrate_range(): move every LRU block in [start, end)
     to free memory outside the isolated blocks (alloc_migration_target(): the normal allocator,
-    movable). Returns CONTIG_OK, FAIL_MIGRATION (a pinned page) or FAIL_NO_TARGET."""
+    movable). A free hugetlb page (every pool page of the model is free): offlining leaves it to
+    dissolve_free_hugetlb_folios() (scan_movable_pages() finds only in-use ones);
+    alloc_contig_range() replaces it from 5.13 on (isolate_or_dissolve_huge_page() ->
+    alloc_and_dissolve_hugetlb_folio(): a fresh page from alloc_buddy_hugetlb_folio(),
+    __GFP_RETRY_MAYFAIL, then the old one is freed into its isolated pageblock; -ENOMEM when no
+    fresh page can be had), and before 5.13 does not isolate it (a compound page), so the range
+    stays busy. Returns CONTIG_OK, FAIL_MIGRATION (a pinned page) or FAIL_NO_TARGET."""
     z = node[zi]
     p = walk_start(z, start)
     while p < end:
         f = z.page_flags[p]
         order = int(z.page_order[p])
-        if (f & PG_HEAD) and (f & PG_LRU):
+        if is_hugetlb(z, p):
+            if not offlining and z.zp[ZP_POLICY] != POLICY_V5_4:
+                cc = z.zp[ZP_CC:ZP_CC + CC_SIZE]
+                cc[:] = 0
+                if alloc_pages_gfp(node, cc, order, MIGRATE_MOVABLE, PG_CONTIG, GFP_RETRY) < 0:
+                    return FAIL_NO_TARGET
+                z.stat[NR_HUGETLB_REPLACED] += 1
+                free_pages(node, p)
+            p += 1 << order
+        elif (f & PG_HEAD) and (f & PG_LRU):
             if f & PG_PINNED:
                 z.stat[PGMIGRATE_FAIL] += (1 << order) * MIGRATE_RETRIES
                 return FAIL_MIGRATION
@@ -318,7 +344,7 @@ def alloc_contig_range(node, zi, start, end, mt):
     if ret != CONTIG_OK:
         return ret
     drain_all_pages(node)
-    ret = migrate_range(node, zi, start, end)
+    ret = migrate_range(node, zi, start, end, False)
     if ret == CONTIG_OK and not test_pages_isolated(z, start, end):
         ret = FAIL_BUSY
     if ret == CONTIG_OK:
@@ -376,6 +402,21 @@ def alloc_contig_pages(node, nr_pages, reasons):
 
 
 @jit
+def dissolve_free_hugetlb_folios(node, zi, start, end):
+    """dissolve_free_hugetlb_folios(): every free hugetlb page in [start, end) leaves the pool
+    (max_huge_pages--, so the pool shrinks) and its pages are freed to the buddy, here into the
+    isolated pageblocks of the block going offline."""
+    z = node[zi]
+    p = walk_start(z, start)
+    while p < end:
+        order = int(z.page_order[p])
+        if is_hugetlb(z, p):
+            z.stat[NR_HUGETLB_DISSOLVED] += 1
+            free_pages(node, p)
+        p += (1 << order) if order >= 0 else 1
+
+
+@jit
 def offline_pages(node, start, nr_pages):
     """offline_pages(): a memory block with no holes, in one zone, whose pageblocks can all be
     isolated and whose movable pages can all be migrated out, goes offline: its free pages leave
@@ -391,7 +432,9 @@ def offline_pages(node, start, nr_pages):
     ret = start_isolate_page_range(z, start, end, MIGRATE_MOVABLE, start, end)
     if ret != CONTIG_OK:
         return ret
-    ret = migrate_range(node, zi, start, end)
+    ret = migrate_range(node, zi, start, end, True)
+    if ret == CONTIG_OK:
+        dissolve_free_hugetlb_folios(node, zi, start, end)
     if ret == CONTIG_OK and not test_pages_isolated(z, start, end):
         ret = FAIL_BUSY
     if ret != CONTIG_OK:

@@ -170,6 +170,8 @@ def parse_probe(spec: str, key: str = "probe") -> tuple[str, dict, str]:
             raise ParamError(key, f"probe {kind} needs {k}=...")
     if "isolation" in params and params["isolation"] not in ("pageblock", "maxorder"):
         raise ParamError(key, "probe contig: isolation is pageblock or maxorder")
+    if kind == "hugepages" and params["order"] < 1:
+        raise ParamError(key, "probe hugepages: order must be at least 1 (a huge page is a compound page)")
     if "release" in params and params["release"] not in (0, 1):
         raise ParamError(key, "probe hugepages: release is 0 or 1")
     for k in ("count", "attempts"):

@@ -27,7 +27,7 @@ from kernels.page_alloc import drain_all_pages, free_pages
 from kernels.zone import kernel_zone_index
 from kernels.page_isolation import (
     CONTIG_OK, FAIL_REASON_NAMES, NR_FAIL_REASONS, alloc_contig_pages, alloc_contig_range,
-    cma_alloc, cma_release, free_contig_range, offline_pages, online_pages,
+    cma_alloc, cma_release, free_contig_range, is_hugetlb, offline_pages, online_pages,
 )
 
 from .params import PROBE_KEYS, ParamError, format_size, parse_probe, parse_size
@@ -65,20 +65,15 @@ def run_probes(node, specs: list[str], p: dict, cc: np.ndarray, cma_bitmap: np.n
             if order > p["max_order"]:
                 raise ParamError("probe", f"hugepages order {order} exceeds max_order {p['max_order']}")
             gfp = GFP_RETRY
-            pool = []
             for _ in range(asked):
                 pfn = alloc_pages_gfp(node, cc, order, C.MIGRATE_MOVABLE, C.PG_CONTIG, gfp)
                 if pfn >= 0:
                     obtained += 1
-                    pool.append(pfn)
                     gfp = GFP_RETRY
                 else:
                     gfp = GFP_NORETRY
             if params.get("release"):
-                for pfn in pool:
-                    free_pages(node, pfn)
-            else:
-                held += [(pfn, 0) for pfn in pool]
+                free_hugetlb_pool(node)
         elif kind == "contig":
             nr = params["size"] >> C.PAGE_SHIFT
             old = int(normal.zp[C.ZP_CONTIG_MAXORDER])
@@ -137,8 +132,20 @@ def run_probes(node, specs: list[str], p: dict, cc: np.ndarray, cma_bitmap: np.n
         out.append(_result(kind, {k: (format_size(v) if PROBE_KEYS[kind][k][0] is parse_size else v)
                                   for k, v in params.items()}, asked, obtained, migrated, reasons))
     for pfn, nr in held:
-        if nr:
-            free_contig_range(node, pfn, nr)
-        else:
-            free_pages(node, pfn)
+        free_contig_range(node, pfn, nr)
+    free_hugetlb_pool(node)
     return out
+
+
+def free_hugetlb_pool(node) -> int:
+    """echo 0 > nr_hugepages: free every hugetlb page of the pool wherever it is now (a later
+    alloc_contig_range() may have replaced a pool page by one elsewhere, and offlining dissolves
+    them). Returns how many were freed."""
+    n = 0
+    for zi, z in enumerate(node):
+        heads = np.nonzero((z.page_flags & (C.PG_HEAD | C.PG_CONTIG)) == (C.PG_HEAD | C.PG_CONTIG))[0]
+        for pfn in heads:
+            if is_hugetlb(z, int(pfn)):
+                free_pages(node, int(pfn))
+                n += 1
+    return n
