@@ -389,9 +389,9 @@ def bench_cold_start(sweep: str = DEFAULT_SWEEP) -> list[dict[str, Any]]:
 def bench_replay(capture: str, repeats: int = 3) -> list[dict[str, Any]]:
     """Pinned replay of a capture to its end: events per second of the replay loop."""
     from .real.captures import read_capture
-    from .real.replay import load_events, replay
+    from .real.replay import load_events, replay, zone_starts
     cap = read_capture(capture)
-    events = load_events(cap["trace"])
+    events = load_events(cap["trace"], zones=zone_starts(cap))
     replay(None, events=events, capture=cap)                       # warm-up
     samples = [replay(None, events=events, capture=cap)["timing"] for _ in range(repeats)]
     wall = statistics.median(t["replay_s"] for t in samples)

@@ -22,6 +22,7 @@ counts are returned so that a replay reports how faithful it was.
 
 from ._jit import jit, jit_fold
 from .constants import (
+    MAX_CPUS,
     MIGRATE_ISOLATE, MIGRATE_MOVABLE, MIGRATE_PCPTYPES, PCP_COUNT, PG_BUDDY,
     PG_CONTIG, PG_HEAD, PG_LRU, PG_MASK, PG_PCP, PG_PINNED, PG_RESERVED, PGALLOC, PGFREE,
     ALLOC_OPS, FREE_OPS, ZP_MAX_ORDER, ZP_PAGEBLOCK_ORDER, ZP_PCP_BASE, ZP_ZONE_END,
@@ -477,7 +478,7 @@ def first_touch(kind, pfn, order, mt, nr_pages, seen, out_pfn, out_order, out_mt
 
 
 @jit
-def untraced_pcp_allocs(kind, pfn, order, mt, aux0, cpu, rec_of, recs, lists, out_at, out_pfn):
+def untraced_pcp_allocs(kind, pfn, order, mt, aux0, cpu, zone, rec_of, recs, lists, out_at, out_pfn):
     """Allocations the trace does not show: alloc_pages_bulk() (vmalloc'd memory such as a forked
     task's kernel stack) takes pages off the head of a CPU's order-0 pcp list without an
     mm_page_alloc event. A refill (mm_page_alloc_zone_locked, percpu_refill) appends its pages to
@@ -485,10 +486,11 @@ def untraced_pcp_allocs(kind, pfn, order, mt, aux0, cpu, rec_of, recs, lists, ou
     from the tail, so the refilled pages of one list leave it by allocation in refill order. When
     a traced allocation takes a refilled page while pages refilled before it into the same list
     have neither been allocated nor drained, those pages left by an untraced allocation before
-    it. Writes, for each, the index of the revealing event (out_at, ascending) and the page
-    (out_pfn); returns how many. Scratch, filled with -1: rec_of (int64, a page per pfn: its
-    live refill record), recs (int64 [4, events]: page, next record of the list, list, done),
-    lists (int64 [2, MAX_CPUS * 64 * 8]: oldest record not known gone, newest record)."""
+    it. Each zone has its own lists: `zone` gives the zone of each event's page. Writes, for
+    each, the index of the revealing event (out_at, ascending) and the page (out_pfn); returns
+    how many. Scratch, filled with -1: rec_of (int64, a page per pfn: its live refill record),
+    recs (int64 [4, events]: page, next record of the list, list, done), lists (int64
+    [2, zones * MAX_CPUS * 64 * 8]: oldest record not known gone, newest record)."""
     n_ev = kind.shape[0]
     nr_pages = rec_of.shape[0]
     rec_pfn = recs[0]
@@ -507,8 +509,10 @@ def untraced_pcp_allocs(kind, pfn, order, mt, aux0, cpu, rec_of, recs, lists, ou
         if k == EV_ZONE_LOCKED:
             if aux0[i] != 1:
                 continue
-            lid = (cpu[i] * 64 + order[i]) * 8 + mt[i]
-            if cpu[i] < 0 or order[i] >= 64 or mt[i] < 0 or mt[i] >= 8 or lid >= head.shape[0]:
+            if cpu[i] < 0 or cpu[i] >= MAX_CPUS or order[i] >= 64 or mt[i] < 0 or mt[i] >= 8:
+                continue
+            lid = ((zone[i] * MAX_CPUS + cpu[i]) * 64 + order[i]) * 8 + mt[i]
+            if lid >= head.shape[0]:
                 continue
             r = nrec
             nrec += 1

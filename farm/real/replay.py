@@ -177,7 +177,14 @@ def pcp_locked_frees(names: np.ndarray, cpu: np.ndarray, pid: np.ndarray, irq: n
             & (filled["pid"].to_numpy() == pid))
 
 
-def load_events(trace, source: str = "", lenient: bool = False) -> Events:
+def zone_starts(capture: dict | None) -> np.ndarray:
+    """The start pfns of the zones zoneinfo.before lists (every node), ascending; empty without."""
+    zi = ((capture or {}).get("zoneinfo") or {}).get("before") or {}
+    return np.array(sorted({int(z["start_pfn"]) for z in zi.values()
+                            if z.get("start_pfn") is not None and z.get("spanned")}), dtype=np.int64)
+
+
+def load_events(trace, source: str = "", lenient: bool = False, zones: np.ndarray | None = None) -> Events:
     """The replayable events of a trace file, Parquet event table or pyarrow Table, in order.
     mm_page_free_batched is left out: the kernel emits mm_page_free for the same page too.
     With `lenient`, lines the parser cannot read are skipped and counted (`Events.parse`)."""
@@ -230,14 +237,15 @@ def load_events(trace, source: str = "", lenient: bool = False) -> Events:
                     fallback_mt[keep], ts[keep], markers, source, parse=trace_info(table),
                     vmstat_runs=runs, vmstat_runs_cpu=runs_cpu, vmstat_updates=updates,
                     vmstat_updates_cpu=updates_cpu, cpu=cpu[keep])
-    return with_untraced_allocs(events)
+    return with_untraced_allocs(events, zones)
 
 
-def with_untraced_allocs(events: Events) -> Events:
+def with_untraced_allocs(events: Events, zones: np.ndarray | None = None) -> Events:
     """The events with the allocations the trace does not show put back (R.untraced_pcp_allocs():
     pages alloc_pages_bulk() took off a pcp list), each an order-0 mm_page_alloc of its list's
     type on its list's CPU, just before the traced allocation that reveals it. Counted in
-    `parse["untraced_pcp_allocs"]`."""
+    `parse["untraced_pcp_allocs"]`. `zones`: the zones' start pfns (zone_starts()), each zone
+    having its own pcp lists; without, one zone."""
     n_ev = len(events)
     if n_ev == 0:
         return events
@@ -245,9 +253,13 @@ def with_untraced_allocs(events: Events) -> Events:
     at = np.empty(n_ev, np.int64)
     pages = np.empty(n_ev, np.int64)
     cpu = events.cpu if events.cpu is not None else np.zeros(n_ev, np.int64)
+    nz = max(len(zones), 1) if zones is not None else 1
+    zone = (np.clip(np.searchsorted(zones, events.pfn, side="right") - 1, 0, nz - 1)
+            if zones is not None and len(zones) else np.zeros(n_ev, np.int64))
     n = R.untraced_pcp_allocs(events.kind, events.pfn, events.order, events.mt, events.aux0, cpu,
-                              np.full(nr_pages, -1, np.int64), np.full((4, n_ev), -1, np.int64),
-                              np.full((2, C.MAX_CPUS * 64 * 8), -1, np.int64), at, pages)
+                              zone.astype(np.int64), np.full(nr_pages, -1, np.int64),
+                              np.full((4, n_ev), -1, np.int64),
+                              np.full((2, nz * C.MAX_CPUS * 64 * 8), -1, np.int64), at, pages)
     events.parse["untraced_pcp_allocs"] = int(n)
     if n == 0:
         return events
@@ -1157,7 +1169,7 @@ def replay(source, mode: str = "pinned", until: str | None = None, until_ts: flo
     else:
         trace_path = Path(capture["trace"]) if capture.get("trace") else None
     if events is None:
-        events = load_events(trace_path)
+        events = load_events(trace_path, zones=zone_starts(capture))
     geometry = resolve_geometry(capture, max_order, pageblock_order)
     max_order, pageblock_order = geometry["max_order"], geometry["pageblock_order"]
     policy = policy or policy_for_kernel(capture.get("kernel_version"))
@@ -1251,7 +1263,7 @@ def replay(source, mode: str = "pinned", until: str | None = None, until_ts: flo
         map_out.append(model_zone_map(node, main_zone_index(node, geo)))   # before any probe
     if probes:
         from ..cell.probes import run_probes
-        cc = np.zeros(8, dtype=np.int64)
+        cc = np.zeros(C.CC_SIZE, dtype=np.int64)
         t0 = time.perf_counter()
         out["probes"] = run_probes(node, list(probes), {"max_order": max_order,
                                                         "pageblock_order": pageblock_order},

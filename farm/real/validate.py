@@ -10,7 +10,8 @@ from typing import Any
 from kernels import constants as C
 from kernels import replay as R
 
-from .replay import ReplayError, load_events, marker_index, open_source, policy_for_kernel, replay
+from .replay import (ReplayError, load_events, marker_index, open_source, policy_for_kernel, replay,
+                     zone_starts)
 from .zonemap import kernel_zone_map
 
 VALIDATE_PHASE = "mid"
@@ -27,7 +28,7 @@ def validate(folder, with_policy: bool = True, zone_maps: bool = False) -> dict[
     if not Path(folder).is_dir():
         raise ReplayError(f"{folder}: farm validate takes capture folders (laid out like ../shared/data/*)")
     # a line the parser cannot read is counted and reported, not fatal to the capture
-    events = load_events(trace_path, lenient=True)
+    events = load_events(trace_path, lenient=True, zones=zone_starts(capture))
     policy = policy_for_kernel(capture.get("kernel_version"))
     skipped: list[str] = []
     parse = events.parse
