@@ -20,15 +20,20 @@ from .constants import (
     PAGE_ALLOC_COSTLY_ORDER, PG_BUDDY, PG_CONTIG, PG_HEAD, PG_ISOLATED, PG_LRU,
     PG_MASK, PG_PINNED, PGMIGRATE_FAIL, PGMIGRATE_SUCCESS, ZP_COMPACT_LARGE, ZP_MAX_ORDER,
     ZP_PAGEBLOCK_ORDER, ZP_WMARK_LOW, ZP_WMARK_MIN, ZP_ZONE_END,
-    ZP_ZONE_IDX, ZP_ZONE_START,
+    ZP_ZONE_IDX, ZP_ZONE_START, ZP_LOWMEM_RESERVE, ZP_CC, CC_SIZE, HPAGE_PMD_ORDER,
+    MIGRATE_UNMOVABLE, ZP_BG_PENDING, ZP_IN_BACKGROUND, ZP_KCOMPACTD_ORDER, ZP_KCOMPACTD_HIGHEST,
+    ZP_PROACTIVENESS, ZP_PROACTIVE_INTERVAL, ZP_PROACTIVE_COUNTDOWN, ZP_PROACTIVE_DEFER,
+    BG_KSWAPD, BG_KCOMPACTD, BG_PROACTIVE, COMPACT_DAEMON_WAKE, PROACTIVE_COMPACT,
+    GFP_NO_KSWAPD, GFP_NO_DIRECT_RECLAIM,
 )
-from .vmstat import fragmentation_index
+from .vmstat import fill_contig_page_info, fragmentation_index
 from .page_alloc import (
     _del_page_from_free_list, _free_to_buddy, _list_add, _list_add_tail, _list_del,
     account_freepages, alloc_pages, alloc_pages_fast, clear_flags_range, find_suitable_fallback, gfp_migratetype, gfp_zone, get_page_from_freelist,
     free_pages, get_pageblock_migratetype, prep_new_page, reset_cached_positions, set_flags_range,
     should_try_claim_block,
-    zone_watermark_ok,
+    zone_watermark_ok, wmark_pages, drain_all_pages, kswapd, direct_reclaim, free_owned,
+    _highest_zone_idx,
 )
 
 # enum compact_result (include/linux/compaction.h), in the kernel's order
@@ -56,6 +61,9 @@ GFP_NORETRY = 1     # one async direct compaction (THP faults, __GFP_NORETRY)
 GFP_RETRY = 2       # __GFP_RETRY_MAYFAIL: async, then escalating priorities (hugetlb pool)
 GFP_THP = 3         # a THP fault with GFP_TRANSHUGE (direct compaction allowed, no __GFP_NORETRY)
 GFP_THP_NORETRY = 4  # a THP fault with GFP_TRANSHUGE | __GFP_NORETRY (defrag=always, not madvised)
+GFP_THP_LIGHT = 5   # a THP fault with GFP_TRANSHUGE_LIGHT: no reclaim, no compaction, no kswapd
+GFP_THP_DEFER = 6   # GFP_TRANSHUGE_LIGHT | __GFP_KSWAPD_RECLAIM (defrag=defer): wakes kswapd,
+                    # which wakes kcompactd
 
 ENOMEM = -12
 
@@ -104,7 +112,7 @@ def compaction_defer_reset(z, order, alloc_success):
 def compaction_suitable(z, order):
     """compaction_suitable(): enough free memory for compaction to work with (watermark plus
     compact_gap), and for costly orders a failure due to fragmentation, not lack of memory."""
-    watermark = z.zp[ZP_WMARK_MIN] + (2 << order)
+    watermark = wmark_pages(z, ZP_WMARK_MIN) + (2 << order)
     if order > PAGE_ALLOC_COSTLY_ORDER:
         watermark += z.zp[ZP_WMARK_LOW] - z.zp[ZP_WMARK_MIN]
     if not zone_watermark_ok(z, 0, watermark, ALLOC_CMA, 0):
@@ -307,27 +315,6 @@ def split_folio(z, pfn, order):
     z.stat[NR_SPLIT] += 1
 
 
-@jit
-def free_owned(node, pfn):
-    """Free what an owner holds at pfn: its block, or every piece of its split folio. Returns the
-    pages freed."""
-    z = node[0]
-    if z.prev[pfn] < 0 or not (z.page_flags[pfn] & PG_HEAD):
-        order = int(z.page_order[pfn])
-        free_pages(node, pfn)
-        return 1 << order
-    freed = 0
-    q = pfn
-    while True:
-        nxt = z.prev[q]
-        z.prev[q] = -1
-        free_pages(node, q)
-        freed += 1
-        if nxt == pfn:
-            return freed
-        q = nxt
-
-
 @jit_fold
 def compaction_may_isolate(z, pfn, order, cc_order):
     """Which allocated blocks the migrate scanner isolates: LRU blocks; before 6.9 only order-0
@@ -390,6 +377,9 @@ def compact_finished(z, cc):
     if (cc[2] >> pb_order) <= (cc[1] >> pb_order):
         reset_cached_positions(z)
         return COMPACT_COMPLETE if cc[6] else COMPACT_PARTIAL_SKIPPED
+    if cc[8] > 0:
+        # proactive compaction: until the zone's score is at most the low mark (cc[8])
+        return COMPACT_CONTINUE if fragmentation_score_zone(z) > cc[8] else COMPACT_SUCCESS_RESULT
     order = cc[0]
     if order < 0:
         return COMPACT_CONTINUE
@@ -408,12 +398,13 @@ def compact_finished(z, cc):
 
 @jit
 def compact_zone(z, cc):
-    """compact_zone(). cc (int64[8]) = [order (-1: whole zone), migrate_pfn, free_pfn,
-    ignore_block_suitable, migratetype, async direct, whole_zone, result]."""
+    """compact_zone(). cc (int64[CC_SIZE]) = [order (-1: whole zone), migrate_pfn, free_pfn,
+    ignore_block_suitable, migratetype, async direct, whole_zone, result, proactive (its low
+    fragmentation score mark; 0: not proactive)]."""
     order = cc[0]
     if order >= 0:
         # compaction_suit_allocation_order(): nothing to do if the allocation would succeed
-        if zone_watermark_ok(z, order, z.zp[ZP_WMARK_MIN],
+        if zone_watermark_ok(z, order, wmark_pages(z, ZP_WMARK_MIN),
                              ALLOC_CMA if cc[4] == MIGRATE_MOVABLE else 0, 0):
             cc[7] = COMPACT_SUCCESS_RESULT
             return COMPACT_SUCCESS_RESULT
@@ -514,17 +505,27 @@ def alloc_pages_direct_compact(node, cc, order, list_mt, mt, extra, prio):
 def alloc_pages_gfp(node, cc, order, mt, extra, gfp):
     """__alloc_pages() with the slow path: fast path (low watermark), min watermark, then direct
     compaction for costly orders (and for any order > 0 that is not movable) when `gfp` allows:
-    GFP_NORETRY one async attempt, GFP_RETRY async, async, sync-light, sync-full (the priority
-    escalation of should_compact_retry(); there is no reclaim in the model).
+    GFP_NORETRY one async attempt, GFP_RETRY async, then direct reclaim (SWAP_CLUSTER_MAX pages
+    of page cache) before each of async, sync-light, sync-full (the priority escalation of
+    should_compact_retry()). The fast path and the min watermark wake kswapd and reclaim
+    directly as alloc_pages_fast() does.
     THP faults (GFP_THP, GFP_THP_NORETRY: vma_thp_gfp_mask() with __GFP_DIRECT_RECLAIM) follow
     6.12's alloc_pages_mpol() and __alloc_pages_slowpath(): first a local-node attempt with
     __GFP_THISNODE | __GFP_NORETRY (one async compaction), then the request itself: async
     compaction (INIT_COMPACT_PRIORITY); with __GFP_NORETRY a SKIPPED or DEFERRED result ends it,
     else the compaction after direct reclaim runs at INIT (async) with __GFP_NORETRY and at
     DEF_COMPACT_PRIORITY (sync-light) without; a costly order without __GFP_RETRY_MAYFAIL then
-    fails."""
+    fails. GFP_TRANSHUGE has no __GFP_KSWAPD_RECLAIM: these faults never wake kswapd.
+    GFP_THP_LIGHT (GFP_TRANSHUGE_LIGHT) neither reclaims nor compacts nor wakes kswapd;
+    GFP_THP_DEFER wakes kswapd (and through it kcompactd) but does nothing itself."""
+    if gfp == GFP_THP_LIGHT:
+        return alloc_pages(node, order, mt, extra | GFP_NO_KSWAPD | GFP_NO_DIRECT_RECLAIM)
+    if gfp == GFP_THP_DEFER:
+        return alloc_pages(node, order, mt, extra | GFP_NO_DIRECT_RECLAIM)
     if gfp == GFP_NOCOMPACT or order == 0:
         return alloc_pages(node, order, mt, extra)
+    if gfp == GFP_THP or gfp == GFP_THP_NORETRY:
+        extra |= GFP_NO_KSWAPD      # GFP_TRANSHUGE has __GFP_DIRECT_RECLAIM, not __GFP_KSWAPD_RECLAIM
     first = node[0]
     first.stat[ALLOC_OPS] += 1
     pfn = alloc_pages_fast(node, order, mt, extra)
@@ -537,6 +538,7 @@ def alloc_pages_gfp(node, cc, order, mt, extra, gfp):
             return pfn
         if gfp == GFP_RETRY:
             for prio in (COMPACT_PRIO_ASYNC, COMPACT_PRIO_SYNC_LIGHT, COMPACT_PRIO_SYNC_FULL):
+                direct_reclaim(node, gfp_zone(mt))       # each retry reclaims, then compacts
                 pfn, rc = alloc_pages_direct_compact(node, cc, order, list_mt, mt, extra, prio)
                 if pfn >= 0:
                     return pfn
@@ -554,6 +556,7 @@ def alloc_pages_gfp(node, cc, order, mt, extra, gfp):
                     first.stat[ALLOC_FAIL] += 1
                     return -1
                 prio = COMPACT_PRIO_ASYNC
+            direct_reclaim(node, gfp_zone(mt))
             pfn, rc = alloc_pages_direct_compact(node, cc, order, list_mt, mt, extra, prio)
             if pfn >= 0:
                 return pfn
@@ -561,3 +564,147 @@ def alloc_pages_gfp(node, cc, order, mt, extra, gfp):
     return -1
 
 
+
+
+# ---------------------------------------------------------------------------------------------
+# kcompactd: background and proactive compaction (mm/compaction.c)
+
+
+@jit_fold
+def extfrag_for_order(z, order):
+    """extfrag_for_order(): the share (percent) of the zone's free pages not in free blocks of
+    at least `order`."""
+    free_pages, _, suitable = fill_contig_page_info(z.nr_free, order)
+    if free_pages == 0:
+        return 0
+    return (free_pages - (suitable << order)) * 100 // free_pages
+
+
+@jit_fold
+def fragmentation_score_zone(z):
+    """fragmentation_score_zone(): extfrag_for_order(COMPACTION_HPAGE_ORDER = HPAGE_PMD_ORDER)."""
+    return extfrag_for_order(z, HPAGE_PMD_ORDER)
+
+
+@jit
+def fragmentation_score_node(node):
+    """fragmentation_score_node(): the zones' scores weighted by their share of the node's
+    pages (present pages: the zone spans here)."""
+    total = 0
+    for i in range(len(node)):
+        total += node[i].zp[ZP_ZONE_END] - node[i].zp[ZP_ZONE_START]
+    score = 0
+    for i in range(len(node)):
+        z = node[i]
+        score += (z.zp[ZP_ZONE_END] - z.zp[ZP_ZONE_START]) * fragmentation_score_zone(z) // (total + 1)
+    return score
+
+
+@jit_fold
+def fragmentation_score_wmark(proactiveness, low):
+    wmark_low = max(100 - proactiveness, 5)
+    return wmark_low if low else min(wmark_low + 10, 100)
+
+
+@jit_fold
+def compaction_suit_allocation_order(z, order, highest):
+    """compaction_suit_allocation_order() with ALLOC_WMARK_MIN (kcompactd): SUCCESS when the
+    order is allocatable at the (boosted) min watermark already, SKIPPED when compaction is not
+    suitable, else CONTINUE."""
+    if zone_watermark_ok(z, order, wmark_pages(z, ZP_WMARK_MIN), 0, z.zp[ZP_LOWMEM_RESERVE + highest]):
+        return COMPACT_SUCCESS_RESULT
+    if not compaction_suitable(z, order):
+        return COMPACT_SKIPPED
+    return COMPACT_CONTINUE
+
+
+@jit
+def kcompactd_do_work(node, cc):
+    """kcompactd_do_work(), when kcompactd_node_suitable(): compact each zone up to the zone
+    index it was woken for, lowest first, for the largest order asked (sync-light, the
+    migratetype of GFP_KERNEL: a free block of that order of any type it may claim ends it);
+    deferred zones and zones where the order is allocatable or compaction unsuitable are
+    skipped. Success resets the deferral; a full pass drains the pcp lists and defers."""
+    first = node[0]
+    order = first.zp[ZP_KCOMPACTD_ORDER]
+    highest = first.zp[ZP_KCOMPACTD_HIGHEST]
+    first.zp[ZP_KCOMPACTD_ORDER] = 0
+    first.zp[ZP_KCOMPACTD_HIGHEST] = _highest_zone_idx(node)
+    suitable = False
+    for i in range(len(node)):
+        z = node[i]
+        if z.zp[ZP_ZONE_IDX] <= highest and compaction_suit_allocation_order(z, order, highest) == COMPACT_CONTINUE:
+            suitable = True
+    if not suitable or order == 0:
+        return
+    first.stat[COMPACT_DAEMON_WAKE] += 1
+    for i in range(len(node)):
+        z = node[i]
+        if z.zp[ZP_ZONE_IDX] > highest:
+            continue
+        if compaction_deferred(z, order):
+            continue
+        if compaction_suit_allocation_order(z, order, z.zp[ZP_ZONE_IDX]) != COMPACT_CONTINUE:
+            continue
+        status = compact_zone_order(z, cc, order, MIGRATE_UNMOVABLE, COMPACT_PRIO_SYNC_LIGHT)
+        if status == COMPACT_SUCCESS_RESULT:
+            compaction_defer_reset(z, order, False)
+        elif status == COMPACT_PARTIAL_SKIPPED or status == COMPACT_COMPLETE:
+            drain_all_pages(node)
+            defer_compaction(z, order)
+
+
+@jit
+def proactive_compact_node(node, cc):
+    """kcompactd's timer (every HPAGE_FRAG_CHECK_INTERVAL_MSEC): when the node's fragmentation
+    score is above the high mark (compaction_proactiveness 20: 90), compact_node(proactive):
+    every zone, whole, sync-light, each until its own score is at most the low mark (80). No
+    progress (the node's score did not fall) defers the next check 64 intervals
+    (default_timeout << COMPACT_MAX_DEFER_SHIFT)."""
+    first = node[0]
+    proactiveness = first.zp[ZP_PROACTIVENESS]
+    if proactiveness == 0:
+        return
+    if first.zp[ZP_PROACTIVE_DEFER] > 0:
+        first.zp[ZP_PROACTIVE_DEFER] -= 1
+        return
+    prev = fragmentation_score_node(node)
+    if prev <= fragmentation_score_wmark(proactiveness, False):
+        return
+    first.stat[PROACTIVE_COMPACT] += 1
+    low = fragmentation_score_wmark(proactiveness, True)
+    for i in range(len(node)):
+        for k in range(cc.shape[0]):
+            cc[k] = 0
+        cc[0] = -1
+        cc[4] = MIGRATE_UNMOVABLE
+        cc[6] = 1
+        cc[8] = low
+        compact_zone(node[i], cc)
+    if fragmentation_score_node(node) >= prev:
+        first.zp[ZP_PROACTIVE_DEFER] = (1 << COMPACT_MAX_DEFER_SHIFT) - 1
+
+
+@jit
+def background(node):
+    """What kswapd and kcompactd do when woken (or kcompactd's timer fires), run after the
+    allocator call that woke them: the model is sequential, the kernel runs them on other CPUs
+    meanwhile. kswapd may wake kcompactd in turn. A wakeup resets kcompactd's timer."""
+    first = node[0]
+    if first.zp[ZP_BG_PENDING] == 0 or first.zp[ZP_IN_BACKGROUND]:
+        return
+    first.zp[ZP_IN_BACKGROUND] = 1
+    cc = first.zp[ZP_CC:ZP_CC + CC_SIZE]
+    while first.zp[ZP_BG_PENDING]:
+        pending = first.zp[ZP_BG_PENDING]
+        if pending & BG_KSWAPD:
+            first.zp[ZP_BG_PENDING] = pending ^ BG_KSWAPD
+            kswapd(node)
+        elif pending & BG_KCOMPACTD:
+            first.zp[ZP_BG_PENDING] = pending ^ BG_KCOMPACTD
+            kcompactd_do_work(node, cc)
+            first.zp[ZP_PROACTIVE_COUNTDOWN] = first.zp[ZP_PROACTIVE_INTERVAL]
+        else:
+            first.zp[ZP_BG_PENDING] = pending ^ BG_PROACTIVE
+            proactive_compact_node(node, cc)
+    first.zp[ZP_IN_BACKGROUND] = 0

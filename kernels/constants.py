@@ -61,12 +61,17 @@ PG_MASK = 0xFF    # all bits: flags are cleared with `&= PG_MASK ^ bit` (no nega
 # A bit of an allocation's `extra` argument beside the page flags above, never stored on a page:
 # the request is GFP_ATOMIC (no __GFP_DIRECT_RECLAIM, __GFP_HIGH, no __GFP_NOMEMALLOC).
 GFP_ATOMIC = 256
+# More such bits: the request's gfp lacks __GFP_KSWAPD_RECLAIM (no kswapd wakeup, no
+# ALLOC_KSWAPD), or lacks __GFP_DIRECT_RECLAIM (no direct reclaim): THP faults' GFP_TRANSHUGE_LIGHT.
+GFP_NO_KSWAPD = 512
+GFP_NO_DIRECT_RECLAIM = 1024
 
 # alloc_flags of one get_page_from_freelist() walk (mm/internal.h; the model's own values)
 ALLOC_CMA = 1             # may use MIGRATE_CMA free pages (gfp_to_alloc_flags_cma())
 ALLOC_MIN_RESERVE = 2     # __GFP_HIGH: half the min watermark
 ALLOC_NON_BLOCK = 4       # cannot reclaim: a further quarter of it
 ALLOC_HIGHATOMIC = 8      # a high-order atomic request: may use (and reserves) HIGHATOMIC blocks
+ALLOC_KSWAPD = 16         # __GFP_KSWAPD_RECLAIM: a boost wakes kswapd at the end of rmqueue()
 ALLOC_RESERVES = ALLOC_MIN_RESERVE | ALLOC_NON_BLOCK | ALLOC_HIGHATOMIC
 
 # Indices into the zone parameter array `zp` (int64). Filled in zone.py.
@@ -126,8 +131,38 @@ PCPS_UNTRACED = 5         # slot: pages counted on that CPU's lists that no list
                           # shows); they stay in count and are never drained
 ZP_CC = ZP_PCPS + MAX_CPUS * PCPS_SLOTS   # from here, CC_SIZE slots: the compaction control of
                           # an allocation made inside the model (a hugetlb page's replacement)
-CC_SIZE = 8
-ZP_SIZE = ZP_CC + CC_SIZE
+CC_SIZE = 9
+# watermark boosting (boost_watermark(), mm/page_alloc.c), per zone
+ZP_WMARK_BOOST = ZP_CC + CC_SIZE      # zone->watermark_boost (wmark_pages() adds it)
+ZP_BOOSTED = ZP_WMARK_BOOST + 1       # ZONE_BOOSTED_WATERMARK: wake kswapd at the end of rmqueue()
+ZP_BOOST_FACTOR = ZP_WMARK_BOOST + 2  # vm.watermark_boost_factor (0: no boosting)
+# kswapd, kcompactd and the page cache's LRU (mm/vmscan.c, mm/compaction.c): node state, kept
+# in the first zone's zp
+ZP_KSWAPD = ZP_WMARK_BOOST + 3        # kswapd runs (1) or not (0: the switch)
+ZP_KCOMPACTD = ZP_WMARK_BOOST + 4     # kcompactd runs (1) or not
+ZP_BG_PENDING = ZP_WMARK_BOOST + 5    # BG_KSWAPD | BG_KCOMPACTD: woken, runs after this call
+ZP_KSWAPD_ORDER = ZP_WMARK_BOOST + 6  # pgdat->kswapd_order
+ZP_KSWAPD_HIGHEST = ZP_WMARK_BOOST + 7  # pgdat->kswapd_highest_zoneidx (-1: MAX_NR_ZONES, none)
+ZP_KSWAPD_FAILURES = ZP_WMARK_BOOST + 8  # pgdat->kswapd_failures
+ZP_KCOMPACTD_ORDER = ZP_WMARK_BOOST + 9  # pgdat->kcompactd_max_order
+ZP_KCOMPACTD_HIGHEST = ZP_WMARK_BOOST + 10  # pgdat->kcompactd_highest_zoneidx
+ZP_LRU_BASE = ZP_WMARK_BOOST + 11     # the page cache: owner slots [base, base + cap) form a ring
+ZP_LRU_CAP = ZP_WMARK_BOOST + 12      # of clean file pages, oldest at the head
+ZP_LRU_HEAD = ZP_WMARK_BOOST + 13     # ring positions (counting up; slot = base + pos % cap)
+ZP_LRU_TAIL = ZP_WMARK_BOOST + 14
+ZP_NR_FILE = ZP_WMARK_BOOST + 15      # pages of the page cache (NR_FILE_PAGES)
+ZP_PROACTIVENESS = ZP_WMARK_BOOST + 16  # vm.compaction_proactiveness (0: none)
+ZP_PROACTIVE_INTERVAL = ZP_WMARK_BOOST + 17  # allocator calls per HPAGE_FRAG_CHECK_INTERVAL_MSEC
+ZP_PROACTIVE_COUNTDOWN = ZP_WMARK_BOOST + 18
+ZP_PROACTIVE_DEFER = ZP_WMARK_BOOST + 19  # intervals left to skip (proactive_defer)
+ZP_IN_BACKGROUND = ZP_WMARK_BOOST + 20  # kswapd or kcompactd is running (no nested wakeups run)
+ZP_SIZE = ZP_WMARK_BOOST + 21
+BG_KSWAPD = 1
+BG_KCOMPACTD = 2
+BG_PROACTIVE = 4
+MAX_RECLAIM_RETRIES = 16
+SWAP_CLUSTER_MAX = 32
+DEF_PRIORITY = 12
 
 # Per-cpu list rules (ZP_PCP_RULES), by the release whose code they follow
 PCP_RULES_5_4 = 0         # high = 6 * batch, a full list frees `batch` pages; order 0 only
@@ -194,7 +229,13 @@ NR_SPLIT = 38              # large folios split by migration (migrate_pages_stat
 HIGHATOMIC_EVER = 39       # pageblocks ever reserved highatomic (check.py: unmerged buddies allowed)
 NR_HUGETLB_REPLACED = 40   # free hugetlb pages alloc_contig_range() replaced (alloc_and_dissolve_hugetlb_folio())
 NR_HUGETLB_DISSOLVED = 41  # free hugetlb pages offlining dissolved (dissolve_free_hugetlb_folios())
-NR_STATS = 42
+PGSTEAL_KSWAPD = 42        # page cache pages kswapd reclaimed
+PGSTEAL_DIRECT = 43        # page cache pages direct reclaim reclaimed
+PAGEOUTRUN = 44            # kswapd runs (balance_pgdat())
+COMPACT_DAEMON_WAKE = 45   # kcompactd runs (kcompactd_do_work())
+NR_WATERMARK_BOOSTS = 46   # boost_watermark() raised the zone's boost
+PROACTIVE_COMPACT = 47     # proactive compactions (proactive_compact_node())
+NR_STATS = 48
 COUNTER_NAMES = (
     "nr_free_pages", "nr_free_cma", "alloc_ops", "alloc_fail", "free_ops", "split_steps",
     "merge_steps", "orders_scanned", "wmark_orders_scanned", "fallback_claim", "fallback_steal",
@@ -205,7 +246,8 @@ COUNTER_NAMES = (
     "compact_considered", "compact_defer_shift", "compact_order_failed", "nr_isolate_pageblock",
     "cc_nr_freepages", "max_split_steps", "max_merge_steps", "max_orders_scanned",
     "nr_reserved_highatomic", "nr_free_highatomic", "nr_split", "highatomic_ever",
-    "nr_hugetlb_replaced", "nr_hugetlb_dissolved",
+    "nr_hugetlb_replaced", "nr_hugetlb_dissolved", "pgsteal_kswapd", "pgsteal_direct",
+    "pageoutrun", "compact_daemon_wake", "nr_watermark_boosts", "proactive_compact",
 )
 
 # Per-cpu lists: orders 0..3 x (UNMOVABLE, MOVABLE, RECLAIMABLE), then two THP lists: UNMOVABLE and

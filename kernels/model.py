@@ -8,7 +8,7 @@ one operation sequence and compared after every step.
 from . import constants as C
 from .check import check_zone
 from .page_alloc import (alloc_pages, boot_node, decay_pcp_high, drain_all_pages, free_pages,
-                         pcp_switch_cpu)
+                         kswapd, lru_add_file, pcp_switch_cpu)
 from .zone import make_node
 
 
@@ -19,13 +19,15 @@ class Model:
 
     def __init__(self, nr_pages, max_order, pageblock_order, policy="v6.15", holes=(), pcp=False,
                  min_free_kbytes=None, section_bits=27, memory_block_bits=None, nr_cpus=1,
-                 dma_end=0, dma32_end=0, movable_pages=0, thp_enabled=False):
+                 dma_end=0, dma32_end=0, movable_pages=0, thp_enabled=False,
+                 watermark_boost_factor=0, kswapd=False, pagecache=False):
         if pageblock_order > max_order:
             raise ValueError("pageblock_order must not exceed max_order")
         self.node = make_node(nr_pages, max_order, pageblock_order, policy, holes, pcp,
                               min_free_kbytes, section_bits, memory_block_bits, movable_pages,
                               nr_cpus=nr_cpus, dma_end=dma_end, dma32_end=dma32_end,
-                              thp_enabled=thp_enabled)
+                              thp_enabled=thp_enabled, watermark_boost_factor=watermark_boost_factor,
+                              kswapd=kswapd, pagecache_slots=nr_pages if pagecache else 0)
         self.nr_cpus = nr_cpus
         boot_node(self.node)
         self.zone = self.node[0]
@@ -66,6 +68,51 @@ class Model:
 
     def drain(self):
         drain_all_pages(self.node)
+
+    def add_file(self, pfn):
+        """The allocated block at pfn becomes clean page cache (lru_add_file()): only reclaim
+        frees it now. False when the node has no page cache."""
+        z = self.zone
+        if not (0 <= pfn < len(z.page_flags)) or not (z.page_flags[pfn] & C.PG_HEAD):
+            raise ValueError(f"pfn {pfn} is not the head of an allocated block")
+        return bool(lru_add_file(self.node, pfn))
+
+    def file_pages(self):
+        """The page cache's pages, oldest first (the heads of its blocks)."""
+        first = self.zone
+        base, cap = int(first.zp[C.ZP_LRU_BASE]), int(first.zp[C.ZP_LRU_CAP])
+        out = []
+        for pos in range(int(first.zp[C.ZP_LRU_HEAD]), int(first.zp[C.ZP_LRU_TAIL])):
+            pfn = int(first.owner[base + pos % cap])
+            if pfn >= 0:
+                out.append(pfn)
+        return out
+
+    def kswapd_pending(self):
+        """kswapd was woken and has not run yet."""
+        return bool(self.zone.zp[C.ZP_BG_PENDING] & C.BG_KSWAPD)
+
+    def run_kswapd(self):
+        """Run kswapd if it was woken (kswapd(): balance_pgdat(), kswapd_try_to_sleep()); true if
+        it ran. kcompactd is not modelled here: its wakeups are dropped."""
+        first = self.zone
+        ran = bool(first.zp[C.ZP_BG_PENDING] & C.BG_KSWAPD)
+        first.zp[C.ZP_BG_PENDING] = 0
+        if ran:
+            kswapd(self.node)
+            first.zp[C.ZP_BG_PENDING] = 0
+        return ran
+
+    def reclaim_state(self):
+        """Each zone's watermark_boost and ZONE_BOOSTED_WATERMARK, and the node's kswapd_failures,
+        kswapd_order and kswapd_highest_zoneidx (-1: none) and page cache size."""
+        first = self.zone
+        return {"boost": [int(z.zp[C.ZP_WMARK_BOOST]) for z in self.node],
+                "boosted": [int(z.zp[C.ZP_BOOSTED]) for z in self.node],
+                "kswapd_failures": int(first.zp[C.ZP_KSWAPD_FAILURES]),
+                "kswapd_order": int(first.zp[C.ZP_KSWAPD_ORDER]),
+                "kswapd_highest_zoneidx": int(first.zp[C.ZP_KSWAPD_HIGHEST]),
+                "nr_file": int(first.zp[C.ZP_NR_FILE])}
 
     def decay_pcp_high(self, cpu=0):
         """One vmstat update on `cpu`: decay_pcp_high() of every zone (6.7+ pcp rules); true when
@@ -128,6 +175,12 @@ class Model:
         out["nr_reserved_highatomic"] = int(s[C.NR_RESERVED_HIGHATOMIC])
         out["nr_free_highatomic"] = int(s[C.NR_FREE_HIGHATOMIC])
         return out
+
+    def reclaim_counters(self):
+        """The reclaim counters summed over the zones."""
+        s = sum(z.stat for z in self.node)
+        return {"nr_watermark_boosts": int(s[C.NR_WATERMARK_BOOSTS]), "pageoutrun": int(s[C.PAGEOUTRUN]),
+                "pgsteal_kswapd": int(s[C.PGSTEAL_KSWAPD]), "pgsteal_direct": int(s[C.PGSTEAL_DIRECT])}
 
     def buddyinfo(self, zi=0):
         return [int(x) for x in self.node[zi].nr_free]

@@ -28,6 +28,12 @@ from .constants import (
     ZP_WMARK_HIGH, PCP_RULES_5_4, PCP_RULES_6_1, PCP_RULES_6_7, PCP_RULES_6_16, PCP_BATCH_SCALE_MAX,
     PCPF_PREV_FREE_HIGH_ORDER, PCPF_FREE_HIGH_BATCH, ZP_VMSTAT_INTERVAL, ZP_VMSTAT_COUNTDOWN,
     ZP_NR_CPUS, ZP_CPU, ZP_PCP_COUNT, ZP_PCP_BANKS, ZP_PCPS, PCPS_SLOTS, PCPS_UNTRACED,
+    ZP_WMARK_BOOST, ZP_BOOSTED, ZP_BOOST_FACTOR, ZP_KSWAPD, ZP_KCOMPACTD, ZP_BG_PENDING,
+    ZP_KSWAPD_ORDER, ZP_KSWAPD_HIGHEST, ZP_KSWAPD_FAILURES, ZP_KCOMPACTD_ORDER, ZP_KCOMPACTD_HIGHEST,
+    ZP_LRU_BASE, ZP_LRU_CAP, ZP_LRU_HEAD, ZP_LRU_TAIL, ZP_NR_FILE, ZP_PROACTIVE_INTERVAL,
+    ZP_PROACTIVE_COUNTDOWN, ZP_IN_BACKGROUND, BG_KSWAPD, BG_KCOMPACTD, BG_PROACTIVE,
+    MAX_RECLAIM_RETRIES, SWAP_CLUSTER_MAX, DEF_PRIORITY, PGSTEAL_KSWAPD, PGSTEAL_DIRECT, PAGEOUTRUN,
+    NR_WATERMARK_BOOSTS, ALLOC_KSWAPD, GFP_NO_KSWAPD, GFP_NO_DIRECT_RECLAIM,
 )
 
 # ---------------------------------------------------------------------------------------------
@@ -346,6 +352,7 @@ def steal_suitable_fallback_v6_1(z, pfn, start_mt, whole_block):
             z.stat[FALLBACK_CLAIM] += 1
             move_to_free_list(z, pfn, order, start_mt)
             return
+        boost_watermark(z)
         if whole_block:
             ok, start, nr_free, nr_movable = prep_move_freepages_block(z, pfn)
             if ok:
@@ -418,6 +425,7 @@ def steal_suitable_fallback_v6_10(z, pfn, current_order, order, start_mt, whole_
             account_freepages(z, nr_added, start_mt)
             z.stat[FALLBACK_CLAIM] += 1
             return pfn
+        boost_watermark(z)
         if whole_block:
             ok, start, nr_free, nr_movable = prep_move_freepages_block(z, pfn)
             if ok and _claim_threshold_met(z, start_mt, block_mt, nr_free, nr_movable):
@@ -451,6 +459,7 @@ def try_to_claim_block(z, pfn, current_order, order, start_mt, block_mt):
         account_freepages(z, nr_added, start_mt)
         z.stat[FALLBACK_CLAIM] += 1
         return pfn
+    boost_watermark(z)
     ok, start, nr_free, nr_movable = prep_move_freepages_block(z, pfn)
     if not ok:
         return -1
@@ -873,7 +882,7 @@ def free_unref_page(z, pfn, order):
     if z.zp[ZP_PCP_COUNT] >= high:
         _free_pcppages_bulk(z, nr_pcp_free(z, high, batch, free_high), pindex)
         if (rules >= PCP_RULES_6_7 and z.zp[ZP_BELOW_HIGH]
-                and zone_watermark_ok(z, 0, z.zp[ZP_WMARK_HIGH], 0,
+                and zone_watermark_ok(z, 0, wmark_pages(z, ZP_WMARK_HIGH), 0,
                                       z.zp[ZP_LOWMEM_RESERVE + ZONE_MOVABLE])):
             z.zp[ZP_BELOW_HIGH] = 0
 
@@ -1204,14 +1213,23 @@ def _zonelist_walk(node, order, mt, highest, wmark, alloc_flags, nofragment):
         # below it is marked ZONE_BELOW_HIGH (pcp high shrinks there) and checked as usual
         above_high = False
         if z.zp[ZP_PCP] and z.zp[ZP_PCP_RULES] >= PCP_RULES_6_7 and not z.zp[ZP_BELOW_HIGH]:
-            above_high = zone_watermark_ok(z, order, z.zp[ZP_WMARK_HIGH], alloc_flags, reserve)
+            above_high = zone_watermark_ok(z, order, wmark_pages(z, ZP_WMARK_HIGH), alloc_flags, reserve)
             if not above_high:
                 z.zp[ZP_BELOW_HIGH] = 1
-        if not above_high and not zone_watermark_ok(z, order, z.zp[wmark], alloc_flags, reserve):
-            continue
+        if not above_high and not zone_watermark_ok(z, order, wmark_pages(z, wmark), alloc_flags, reserve):
+            # zone_watermark_fast(): an order-0 __GFP_HIGH request at the min watermark ignores
+            # the boost
+            if not (order == 0 and alloc_flags & ALLOC_MIN_RESERVE and z.zp[ZP_WMARK_BOOST]
+                    and wmark == ZP_WMARK_MIN
+                    and zone_watermark_ok(z, order, z.zp[ZP_WMARK_MIN], alloc_flags, reserve)):
+                continue
         z.zp[ZP_NOFRAGMENT] = nofragment
         pfn = rmqueue(z, order, mt, alloc_flags)
         z.zp[ZP_NOFRAGMENT] = 0
+        if z.zp[ZP_BOOSTED] and alloc_flags & ALLOC_KSWAPD:
+            # rmqueue(): a boost wakes kswapd (ZONE_BOOSTED_WATERMARK)
+            z.zp[ZP_BOOSTED] = 0
+            wakeup_kswapd(node, 0, zone_idx, False)
         if pfn >= 0:
             return i, pfn
     return -1, -1
@@ -1231,6 +1249,8 @@ def alloc_pages_inline(node, order, mt, extra):
     first.stat[ALLOC_OPS] += 1
     if first.zp[ZP_VMSTAT_INTERVAL] > 0:
         vmstat_tick(node)
+    if first.zp[ZP_PROACTIVE_INTERVAL] > 0:
+        proactive_tick(first)
     pfn = alloc_pages_fast(node, order, mt, extra)
     if pfn < 0:
         first.stat[ALLOC_FAIL] += 1
@@ -1251,18 +1271,25 @@ def alloc_pages_fast(node, order, mt, extra):
     scanned = node_stat(node, ORDERS_SCANNED)
     list_mt = gfp_migratetype(node, mt)
     alloc_flags = ALLOC_CMA if list_mt == MIGRATE_MOVABLE else 0
+    if not extra & GFP_NO_KSWAPD:
+        alloc_flags |= ALLOC_KSWAPD
+    may_reclaim = not extra & (GFP_ATOMIC | GFP_NO_DIRECT_RECLAIM)
     highest = gfp_zone(mt)
     # the fast path: low watermark, ALLOC_NOFRAGMENT as alloc_flags_nofragment() gives it; the
-    # slow path's first try: min watermark, without it, with gfp_to_alloc_flags()'s reserves for
-    # GFP_ATOMIC; then, for a request that could reclaim, the end of the slow path
+    # slow path: wake kswapd, then the min watermark, without it, with gfp_to_alloc_flags()'s
+    # reserves for GFP_ATOMIC; then, for a request that may reclaim, direct reclaim and the end
+    # of the slow path
     nofragment = alloc_flags_nofragment(node, highest)
     wmark = ZP_WMARK_LOW
+    reclaims = 0
     while True:
         # one call site, so that the inlined get_page_from_freelist is there once
         zi, pfn = get_page_from_freelist(node, order, list_mt, highest, wmark, alloc_flags, nofragment)
         if pfn >= 0:
             break
         if wmark == ZP_WMARK_LOW:
+            if alloc_flags & ALLOC_KSWAPD:
+                wakeup_kswapd(node, order, highest, may_reclaim)      # wake_all_kswapds()
             wmark = ZP_WMARK_MIN
             nofragment = False
             if extra & GFP_ATOMIC:
@@ -1270,16 +1297,34 @@ def alloc_pages_fast(node, order, mt, extra):
                 if order > 0:
                     alloc_flags |= ALLOC_HIGHATOMIC
             continue
-        # should_reclaim_retry() (no reclaim in the model): before failing a request that may
-        # retry (not atomic, not costly), unreserve_highatomic_pageblock(force) and try again
-        if (extra & GFP_ATOMIC or order > PAGE_ALLOC_COSTLY_ORDER
-                or not unreserve_highatomic_pageblock(node, highest, list_mt, True)):
+        if not may_reclaim:
+            break
+        # __alloc_pages_direct_reclaim(), then should_reclaim_retry(): a costly order reclaims
+        # once; a smaller one again while reclaim makes progress and (order > 0) a free block of
+        # its order exists somewhere
+        if ((reclaims == 0 or order <= PAGE_ALLOC_COSTLY_ORDER)
+                and (order == 0 or reclaims == 0 or _has_free_block(node, order, highest, alloc_flags))
+                and direct_reclaim(node, highest) > 0):
+            reclaims += 1
+            continue
+        # before failing a request that may retry (not costly), unreserve_highatomic_pageblock(force)
+        if order > PAGE_ALLOC_COSTLY_ORDER or not unreserve_highatomic_pageblock(node, highest, list_mt, True):
             break
     record_max(node[0], MAX_SPLIT_STEPS, node_stat(node, SPLIT_STEPS) - splits)
     record_max(node[0], MAX_ORDERS_SCANNED, node_stat(node, ORDERS_SCANNED) - scanned)
     if pfn >= 0:
         prep_new_page(node[zi], pfn, order, mt, extra)
     return pfn
+
+
+@jit_fold
+def _has_free_block(node, order, highest, alloc_flags):
+    """Some zone up to `highest` has a free block of at least `order` the request may use."""
+    for i in range(len(node)):
+        z = node[i]
+        if z.zp[ZP_ZONE_IDX] <= highest and zone_watermark_ok(z, order, -(1 << 62), alloc_flags, 0):
+            return True
+    return False
 
 
 @jit_fold
@@ -1405,3 +1450,306 @@ def reset_cached_positions(z):
     pb_order = z.zp[ZP_PAGEBLOCK_ORDER]
     z.stat[CACHED_MIGRATE_PFN] = z.zp[ZP_ZONE_START]
     z.stat[CACHED_FREE_PFN] = ((z.zp[ZP_ZONE_END] - 1) >> pb_order) << pb_order
+
+
+# ---------------------------------------------------------------------------------------------
+# Watermark boosting, the page cache and reclaim (mm/page_alloc.c, mm/vmscan.c)
+
+
+@jit_fold
+def wmark_pages(z, which):
+    """wmark_pages(): the zone's watermark (ZP_WMARK_MIN/LOW/HIGH) plus its watermark_boost."""
+    return z.zp[which] + z.zp[ZP_WMARK_BOOST]
+
+
+@jit_fold
+def boost_watermark(z):
+    """boost_watermark() (5.0+): a fallback below pageblock_order raises the zone's watermarks
+    by a pageblock, up to watermark_boost_factor / 10000 of the high watermark (at least a
+    pageblock); not in zones smaller than four pageblocks, nor with the factor 0. Returns
+    whether it boosted (the caller then sets ZONE_BOOSTED_WATERMARK)."""
+    factor = z.zp[ZP_BOOST_FACTOR]
+    if factor == 0:
+        return False
+    pb = 1 << z.zp[ZP_PAGEBLOCK_ORDER]
+    if pb * 4 > z.zp[ZP_MANAGED]:
+        return False
+    high = z.zp[ZP_WMARK_HIGH]
+    max_boost = (high // 10000) * factor + ((high % 10000) * factor) // 10000   # mult_frac()
+    if max_boost == 0:
+        return False
+    max_boost = max(pb, max_boost)
+    z.zp[ZP_WMARK_BOOST] = min(z.zp[ZP_WMARK_BOOST] + pb, max_boost)
+    z.zp[ZP_BOOSTED] = 1
+    z.stat[NR_WATERMARK_BOOSTS] += 1
+    return True
+
+
+@jit
+def free_owned(node, pfn):
+    """Free what an owner holds at pfn: its block, or every piece of its split folio (a ring
+    through prev[], split_folio()). Returns the pages freed."""
+    z = node[0]
+    if z.prev[pfn] < 0 or not (z.page_flags[pfn] & PG_HEAD):
+        order = int(z.page_order[pfn])
+        free_pages(node, pfn)
+        return 1 << order
+    freed = 0
+    q = pfn
+    while True:
+        nxt = z.prev[q]
+        z.prev[q] = -1
+        free_pages(node, q)
+        freed += 1
+        if nxt == pfn:
+            return freed
+        q = nxt
+
+
+@jit_fold
+def _owned_pages(z, pfn):
+    """The pages an owner holds at pfn (its block, or all pieces of its split folio)."""
+    if z.prev[pfn] < 0 or not (z.page_flags[pfn] & PG_HEAD):
+        return 1 << int(z.page_order[pfn])
+    n = 1
+    q = z.prev[pfn]
+    while q != pfn:
+        n += 1
+        q = z.prev[q]
+    return n
+
+
+@jit
+def lru_add_file(node, pfn):
+    """A page (or split folio) at pfn becomes clean page cache, at the tail of the node's LRU
+    (the inactive file list, in the order pages joined it; no second chance for referenced
+    pages). It takes an owner slot of the LRU's ring, so migration keeps track of it. A full
+    ring first drops its oldest page. Returns False when the node has no page cache (the page
+    is then left as it was)."""
+    first = node[0]
+    cap = first.zp[ZP_LRU_CAP]
+    if cap == 0:
+        return False
+    base = first.zp[ZP_LRU_BASE]
+    while first.zp[ZP_LRU_TAIL] - first.zp[ZP_LRU_HEAD] >= cap:
+        slot = base + first.zp[ZP_LRU_HEAD] % cap
+        old = first.owner[slot]
+        if old >= 0:
+            first.zp[ZP_NR_FILE] -= free_owned(node, old)
+        first.zp[ZP_LRU_HEAD] += 1
+    slot = base + first.zp[ZP_LRU_TAIL] % cap
+    first.zp[ZP_LRU_TAIL] += 1
+    first.owner[slot] = pfn
+    first.next[pfn] = slot
+    if first.prev[pfn] >= 0 and first.page_flags[pfn] & PG_HEAD:
+        q = first.prev[pfn]        # every piece of a split folio points at its owner slot
+        while q != pfn:
+            first.next[q] = slot
+            q = first.prev[q]
+    first.zp[ZP_NR_FILE] += _owned_pages(first, pfn)
+    return True
+
+
+@jit
+def lru_delete_file(node, pfn):
+    """The file of a cached page is deleted (truncate): the page leaves the cache and is freed.
+    Returns the pages freed."""
+    n = free_owned(node, pfn)
+    node[0].zp[ZP_NR_FILE] -= n
+    return n
+
+
+@jit
+def shrink_page_cache(node, nr_to_reclaim, nr_to_scan, highest):
+    """shrink_inactive_list() on the node's file LRU, clean pages only: from the oldest page,
+    scan up to nr_to_scan pages (of zones up to `highest`, sc->reclaim_idx; pages of higher
+    zones are skipped and keep their place) and free them until nr_to_reclaim are freed.
+    Returns the pages freed."""
+    first = node[0]
+    cap = first.zp[ZP_LRU_CAP]
+    if cap == 0:
+        return 0
+    base = first.zp[ZP_LRU_BASE]
+    pos = first.zp[ZP_LRU_HEAD]
+    tail = first.zp[ZP_LRU_TAIL]
+    reclaimed = 0
+    scanned = 0
+    while pos < tail and reclaimed < nr_to_reclaim and scanned < nr_to_scan:
+        slot = base + pos % cap
+        pfn = first.owner[slot]
+        if pfn >= 0:
+            scanned += 1
+            if node[page_zone(node, pfn)].zp[ZP_ZONE_IDX] <= highest:
+                n = free_owned(node, pfn)
+                first.zp[ZP_NR_FILE] -= n
+                reclaimed += n
+        if pos == first.zp[ZP_LRU_HEAD] and first.owner[slot] < 0:
+            first.zp[ZP_LRU_HEAD] += 1
+        pos += 1
+    return reclaimed
+
+
+@jit_fold
+def _highest_zone_idx(node):
+    return node[len(node) - 1].zp[ZP_ZONE_IDX]
+
+
+@jit
+def pgdat_balanced(node, order, highest):
+    """pgdat_balanced(): some zone up to `highest` meets its high watermark (boost included)
+    for `order`, with lowmem_reserve[highest] and no reserves (zone_watermark_ok_safe())."""
+    for i in range(len(node)):
+        z = node[i]
+        if z.zp[ZP_ZONE_IDX] > highest:
+            continue
+        if zone_watermark_ok(z, order, wmark_pages(z, ZP_WMARK_HIGH), 0,
+                             z.zp[ZP_LOWMEM_RESERVE + highest]):
+            return True
+    return False
+
+
+@jit_fold
+def pgdat_watermark_boosted(node, highest):
+    for i in range(len(node)):
+        if node[i].zp[ZP_ZONE_IDX] <= highest and node[i].zp[ZP_WMARK_BOOST]:
+            return True
+    return False
+
+
+@jit
+def wakeup_kcompactd(node, order, highest):
+    """wakeup_kcompactd(): remember the largest order and the lowest zone index asked; kcompactd
+    runs after the current call (compaction.py: kcompactd_do_work()), which checks
+    kcompactd_node_suitable() first."""
+    first = node[0]
+    if order == 0 or not first.zp[ZP_KCOMPACTD]:
+        return
+    if first.zp[ZP_KCOMPACTD_ORDER] < order:
+        first.zp[ZP_KCOMPACTD_ORDER] = order
+    if first.zp[ZP_KCOMPACTD_HIGHEST] > highest:
+        first.zp[ZP_KCOMPACTD_HIGHEST] = highest
+    first.zp[ZP_BG_PENDING] |= BG_KCOMPACTD
+
+
+@jit
+def wakeup_kswapd(node, order, highest, direct_reclaim):
+    """wakeup_kswapd(): record the order and zone index kswapd is to balance for; a node that
+    is hopeless (MAX_RECLAIM_RETRIES kswapd runs without progress) or balanced and not boosted
+    only wakes kcompactd, and only for a request that cannot reclaim directly; else kswapd runs
+    after the current call (kswapd())."""
+    first = node[0]
+    if not first.zp[ZP_KSWAPD]:
+        return
+    if first.zp[ZP_KSWAPD_HIGHEST] < highest:
+        first.zp[ZP_KSWAPD_HIGHEST] = highest
+    if first.zp[ZP_KSWAPD_ORDER] < order:
+        first.zp[ZP_KSWAPD_ORDER] = order
+    if first.zp[ZP_IN_BACKGROUND] or first.zp[ZP_BG_PENDING] & BG_KSWAPD:
+        return          # kswapd is awake already (not on its wait queue)
+    if (first.zp[ZP_KSWAPD_FAILURES] >= MAX_RECLAIM_RETRIES
+            or (pgdat_balanced(node, order, highest) and not pgdat_watermark_boosted(node, highest))):
+        if not direct_reclaim:
+            wakeup_kcompactd(node, order, highest)
+        return
+    first.zp[ZP_BG_PENDING] |= BG_KSWAPD
+
+
+@jit
+def balance_pgdat(node, order, highest):
+    """balance_pgdat(): reclaim page cache until some zone up to `highest` meets its high
+    watermark for `order`. A boost is reclaimed first (without writeback or swap, which the
+    page cache does not need) while the node is balanced; an unbalanced node drops it and
+    reclaims as usual. Each pass of the priority loop (DEF_PRIORITY down to 1) asks
+    kswapd_shrink_node() for the zones' high watermarks (at least SWAP_CLUSTER_MAX each) and
+    scans at most lru_size >> priority pages (SWAP_CLUSTER_MAX at least); once it has
+    reclaimed compact_gap(order), kswapd balances for order 0. No progress: kswapd_failures++.
+    Afterwards the boosts are cleared and, if there were any, kcompactd is woken for
+    pageblock_order. Returns the order reclaimed for."""
+    first = node[0]
+    first.stat[PAGEOUTRUN] += 1
+    nr_boost_reclaim = 0
+    for i in range(len(node)):
+        if node[i].zp[ZP_ZONE_IDX] <= highest:
+            nr_boost_reclaim += node[i].zp[ZP_WMARK_BOOST]
+    boosted = nr_boost_reclaim > 0
+    nr_to_reclaim = 0
+    for i in range(len(node)):
+        if node[i].zp[ZP_ZONE_IDX] <= highest:
+            nr_to_reclaim += max(wmark_pages(node[i], ZP_WMARK_HIGH), SWAP_CLUSTER_MAX)
+    sc_order = order
+    nr_reclaimed = 0
+    priority = DEF_PRIORITY
+    went_to_out = False
+    while priority >= 1:
+        balanced = pgdat_balanced(node, sc_order, highest)
+        if not balanced and nr_boost_reclaim:
+            nr_boost_reclaim = 0
+            priority = DEF_PRIORITY        # restart
+            continue
+        if not nr_boost_reclaim and balanced:
+            went_to_out = True
+            break
+        raise_priority = not (nr_boost_reclaim and priority == DEF_PRIORITY - 2)
+        nr_to_scan = max(first.zp[ZP_NR_FILE] >> priority, SWAP_CLUSTER_MAX)
+        got = shrink_page_cache(node, nr_to_reclaim, nr_to_scan, highest)
+        first.stat[PGSTEAL_KSWAPD] += got
+        nr_reclaimed += got
+        if got:
+            first.zp[ZP_KSWAPD_FAILURES] = 0
+        if sc_order and nr_reclaimed >= (2 << sc_order):
+            sc_order = 0
+        if got >= nr_to_reclaim:
+            raise_priority = False
+        nr_boost_reclaim -= min(nr_boost_reclaim, got)
+        if nr_boost_reclaim and not got:
+            break
+        if raise_priority or not got:
+            priority -= 1
+    if not went_to_out and nr_reclaimed == 0:
+        first.zp[ZP_KSWAPD_FAILURES] += 1
+    if boosted:
+        for i in range(len(node)):
+            if node[i].zp[ZP_ZONE_IDX] <= highest:
+                node[i].zp[ZP_WMARK_BOOST] = 0
+        wakeup_kcompactd(node, first.zp[ZP_PAGEBLOCK_ORDER], highest)
+    return sc_order
+
+
+@jit
+def kswapd(node):
+    """One round of kswapd(): take the order and zone index it was woken for, balance_pgdat(),
+    then kswapd_try_to_sleep(): a node balanced for the order reclaimed for (or hopeless) lets
+    kswapd sleep and wakes kcompactd for the order it was woken for."""
+    first = node[0]
+    order = first.zp[ZP_KSWAPD_ORDER]
+    highest = first.zp[ZP_KSWAPD_HIGHEST]
+    if highest < 0:
+        highest = _highest_zone_idx(node)
+    first.zp[ZP_KSWAPD_ORDER] = 0
+    first.zp[ZP_KSWAPD_HIGHEST] = -1
+    reclaim_order = balance_pgdat(node, order, highest)
+    if (first.zp[ZP_KSWAPD_FAILURES] >= MAX_RECLAIM_RETRIES
+            or pgdat_balanced(node, reclaim_order, highest)):
+        wakeup_kcompactd(node, order, highest)
+
+
+@jit
+def direct_reclaim(node, highest):
+    """__alloc_pages_direct_reclaim() -> try_to_free_pages(): reclaim SWAP_CLUSTER_MAX pages of
+    page cache in the zones a request may use. Progress resets kswapd_failures."""
+    first = node[0]
+    got = shrink_page_cache(node, SWAP_CLUSTER_MAX, 1 << 62, highest)
+    first.stat[PGSTEAL_DIRECT] += got
+    if got:
+        first.zp[ZP_KSWAPD_FAILURES] = 0
+    return got
+
+
+@jit_fold
+def proactive_tick(first):
+    """kcompactd's timer: every HPAGE_FRAG_CHECK_INTERVAL_MSEC of the simulated clock it looks at
+    the node's fragmentation score (compaction.py: kcompactd())."""
+    first.zp[ZP_PROACTIVE_COUNTDOWN] -= 1
+    if first.zp[ZP_PROACTIVE_COUNTDOWN] <= 0:
+        first.zp[ZP_PROACTIVE_COUNTDOWN] = first.zp[ZP_PROACTIVE_INTERVAL]
+        first.zp[ZP_BG_PENDING] |= BG_PROACTIVE

@@ -13,10 +13,14 @@ from numba.extending import intrinsic, overload
 from ._jit import jit, jit_inline
 
 from .check import check_node
-from .compaction import alloc_pages_gfp, free_owned
+from .compaction import alloc_pages_gfp, background
 from .page_isolation import CONTIG_OK, cma_alloc, cma_release, offline_pages, online_pages
-from .constants import GFP_ATOMIC, PG_HEAD, PG_PINNED, ZP_MANAGED
-from .page_alloc import alloc_pages, alloc_pages_inline, drain_all_pages, free_pages
+from .constants import (GFP_ATOMIC, MIGRATE_CMA, MIGRATE_UNMOVABLE, PAGE_ALLOC_COSTLY_ORDER,
+                        PG_HEAD, PG_LRU, PG_PINNED, PGMIGRATE_SUCCESS, POLICY_V5_4, ZONE_MOVABLE,
+                        ZP_BG_PENDING, ZP_MANAGED, ZP_POLICY, ZP_ZONE_IDX)
+from .page_alloc import (_owned_pages, alloc_pages, alloc_pages_inline, clear_flags_range,
+                         drain_all_pages, free_owned, free_pages, get_pageblock_migratetype,
+                         lru_add_file, page_zone, set_flags_range)
 from .rng import randbelow, uniform
 
 
@@ -28,6 +32,39 @@ def _pick_order(rng, cum_weights):
         if u < cum_weights[o]:
             return o
     return cum_weights.shape[0] - 1
+
+
+@jit_inline
+def _background(node):
+    """kswapd and kcompactd, when an allocation woke them (compaction.background())."""
+    if node[0].zp[ZP_BG_PENDING]:
+        background(node)
+
+
+@jit
+def longterm_pin(node, pfn, order):
+    """pin_user_pages(FOLL_LONGTERM) of a movable block just faulted in
+    (check_and_migrate_movable_pages(), mm/gup.c): a block in a CMA pageblock (every policy: 5.4
+    has the CMA check) or in ZONE_MOVABLE (5.13+: not v5.4) is not long-term pinnable and is
+    migrated first, to a page of GFP_USER (an UNMOVABLE request from the zones up to
+    ZONE_NORMAL, no CMA: alloc_migration_target() with MR_LONGTERM_PIN); the pinned page is still
+    an anonymous LRU page. No target: the pin fails (-ENOMEM) and the block stays where it is,
+    unpinned. Returns where the block now is."""
+    z = node[page_zone(node, pfn)]
+    n = 1 << order
+    in_cma = get_pageblock_migratetype(z, pfn) == MIGRATE_CMA
+    in_movable = z.zp[ZP_ZONE_IDX] == ZONE_MOVABLE and z.zp[ZP_POLICY] != POLICY_V5_4
+    if not (in_cma or in_movable):
+        return pfn
+    dst = alloc_pages(node, order, MIGRATE_UNMOVABLE, 0)
+    if dst < 0:
+        clear_flags_range(z.page_flags, pfn, n, PG_PINNED)
+        return pfn
+    dz = node[page_zone(node, dst)]
+    set_flags_range(dz.page_flags, dst, n, PG_LRU | PG_PINNED)
+    z.stat[PGMIGRATE_SUCCESS] += n
+    free_pages(node, pfn)
+    return dst
 
 
 @jit
@@ -57,6 +94,7 @@ def smallpages(node, rng, ops, occupancy, cum_weights, mt, live, check_every):
         if do_alloc:
             order = _pick_order(rng, cum_weights)
             pfn = alloc_pages(node, order, mt, 0)
+            _background(node)
             if pfn >= 0:
                 live[nlive] = pfn
                 nlive += 1
@@ -305,9 +343,22 @@ def _own(node, pfn, slot):
 
 
 @jit
-def _release(node, slot):
-    """Free the block a slot holds (or the pieces of its split folio); returns the pages freed."""
-    return free_owned(node, node[0].owner[slot])
+def _retire(node, rng, wp, slot):
+    """The end of a block's lifetime: it is freed, or, for a file page (a share
+    PAGECACHE_FRACTION of the movable blocks of the small-order mix that are not pinned, drawn
+    here only when the share is not 0), it stays as clean page cache, which only reclaim frees
+    (lru_add_file()). Returns the pages the workload no longer holds."""
+    z = node[0]
+    pfn = z.owner[slot]
+    frac = wp[WP_PAGECACHE_FRACTION]
+    if (frac > 0 and (z.page_flags[pfn] & (PG_LRU | PG_PINNED)) == PG_LRU
+            and z.page_order[pfn] <= PAGE_ALLOC_COSTLY_ORDER and uniform(rng) < frac):
+        n = _owned_pages(z, pfn)
+        z.owner[slot] = -1
+        if lru_add_file(node, pfn):
+            return n
+        z.owner[slot] = pfn
+    return free_owned(node, pfn)
 
 
 @jit
@@ -334,7 +385,8 @@ WP_HOLD = 12              # operations a cma allocation / offline block is held
 WP_THP_ORDER = 13
 WP_THP_GFP = 14           # the THP fault's gfp mode (compaction.GFP_*, from thp_defrag and thp_madvise)
 WP_ATOMIC_FRACTION = 15   # share of unmovable allocations of order > 0 that are GFP_ATOMIC
-WP_SIZE = 16
+WP_PAGECACHE_FRACTION = 16  # share of movable small-order allocations that are file pages
+WP_SIZE = 17
 
 # Engine counters (int64 array `ws`)
 WS_HEAP = 0               # expiries in the heap (beyond the wheel)
@@ -434,7 +486,7 @@ def steady_state(node, cc, rng, ops, wp, cum_orders, slots, wheel, wnext, wbits,
         if action != 0:
             if _next_event(ws, t0, period, step) == step:
                 now = t0 + step
-                ws[WS_USED] -= _free_due(node, slots, wheel, wnext, wbits, ht, hs, ws, now)
+                ws[WS_USED] -= _free_due(node, rng, wp, slots, wheel, wnext, wbits, ht, hs, ws, now)
                 if ws[WS_HELD_PFN] >= 0 and now >= ws[WS_HELD_UNTIL]:
                     _periodic_undo(node, action, ws, area)
                 if period > 0 and step % period == period - 1 and ws[WS_HELD_PFN] < 0:
@@ -465,12 +517,13 @@ def _next_event(ws, t0, period, step):
 
 
 @jit
-def _free_due(node, slots, wheel, wnext, wbits, ht, hs, ws, now):
-    """Free every block whose lifetime ends at `now`; returns the pages freed."""
+def _free_due(node, rng, wp, slots, wheel, wnext, wbits, ht, hs, ws, now):
+    """Retire every block whose lifetime ends at `now`; returns the pages the workload no
+    longer holds."""
     freed = 0
     slot = _expiry_due(wheel, wnext, wbits, ht, hs, ws, now)
     while slot >= 0:
-        freed += _release(node, slot)
+        freed += _retire(node, rng, wp, slot)
         slots[ws[WS_FREE_SLOTS]] = slot
         ws[WS_FREE_SLOTS] += 1
         ws[WS_WHEEL] -= 1
@@ -487,10 +540,10 @@ def _steady_ops(node, cc, rng, wp, cum_orders, slots, wheel, wnext, wbits, ht, h
     thp_gfp = int(wp[WP_THP_GFP])
     for now in range(start, end):
         if not (first_done and now == start):
-            ws[WS_USED] -= _free_due(node, slots, wheel, wnext, wbits, ht, hs, ws, now)
+            ws[WS_USED] -= _free_due(node, rng, wp, slots, wheel, wnext, wbits, ht, hs, ws, now)
         if ws[WS_USED] >= target and ws[WS_WHEEL] + ws[WS_HEAP] > 0:
             slot = _expiry_pop_first(wheel, wnext, wbits, ht, hs, ws, now)
-            ws[WS_USED] -= _release(node, slot)
+            ws[WS_USED] -= _retire(node, rng, wp, slot)
             slots[ws[WS_FREE_SLOTS]] = slot
             ws[WS_FREE_SLOTS] += 1
         elif ws[WS_FREE_SLOTS] > 0:
@@ -518,6 +571,9 @@ def _steady_ops(node, cc, rng, wp, cum_orders, slots, wheel, wnext, wbits, ht, h
                     order = 0
             if pfn < 0:
                 pfn = alloc_pages_inline(node, order, cls, extra)
+            if pfn >= 0 and extra & PG_PINNED:
+                pfn = longterm_pin(node, pfn, order)
+            _background(node)
             if pfn >= 0:
                 ws[WS_FREE_SLOTS] -= 1
                 slot = slots[ws[WS_FREE_SLOTS]]
@@ -574,7 +630,8 @@ def fragmenter(node, rng, nr_anon, holders, files_every, file_pages_max, keep_fi
     anon pages and page-cache files (1..file_pages_max pages every `files_every` anon pages) with
     long-lived unmovable pages (a pipe buffer every nr_anon/holders anon pages, `holders` of
     them) and reclaimable slab (an inode page every `reclaimable_every` files); then free every
-    anon page and the pages of all files but one in `keep_file_one_in`. `kind[slot]` records what
+    anon page and the pages of all files but one in `keep_file_one_in`; the kept files' pages
+    join the page cache's LRU (when the node has one), which reclaim may free. `kind[slot]` records what
     each owner slot holds; `files[2f], files[2f+1]` the first slot and page count of file f.
     Returns (check code, pfn, files kept, pipes held)."""
     nslots = 0
@@ -612,6 +669,7 @@ def fragmenter(node, rng, nr_anon, holders, files_every, file_pages_max, keep_fi
                 kind[nslots] = 2      # pipe buffer, held by the long-lived holder
                 nslots += 1
                 pipes += 1
+        _background(node)
         if check_every > 0 and (i + 1) % check_every == 0:
             code, where = check_node(node)
             if code:
@@ -620,6 +678,14 @@ def fragmenter(node, rng, nr_anon, holders, files_every, file_pages_max, keep_fi
     for f in range(nfiles):
         if randbelow(rng, keep_file_one_in) == 0:
             kept += 1
+            # the kept file's pages stay in the page cache: reclaim may free them
+            for sl in range(files[2 * f], files[2 * f] + files[2 * f + 1]):
+                pfn = node[0].owner[sl]
+                node[0].owner[sl] = -1
+                if lru_add_file(node, pfn):
+                    kind[sl] = 4      # page cache, no longer the workload's
+                else:
+                    node[0].owner[sl] = pfn
             continue
         for sl in range(files[2 * f], files[2 * f] + files[2 * f + 1]):
             free_owned(node, node[0].owner[sl])
@@ -643,6 +709,7 @@ def scatterer(node, rng, nr_fill, rounds, free_per_round, live, check_every):
     nlive = 0
     for i in range(nr_fill):
         pfn = alloc_pages(node, 0, 1, 0)
+        _background(node)
         if pfn < 0:
             break
         live[nlive] = pfn
@@ -662,6 +729,7 @@ def scatterer(node, rng, nr_fill, rounds, free_per_round, live, check_every):
             freed += 1
         if alloc_pages(node, 0, 0, 0) >= 0:
             pipes += 1
+        _background(node)
         if check_every > 0 and (r + 1) % check_every == 0:
             code, where = check_node(node)
             if code:

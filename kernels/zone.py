@@ -102,7 +102,10 @@ def make_node(nr_pages: int, max_order: int, pageblock_order: int, policy: str =
               section_bits: int = 27, memory_block_bits: int | None = None,
               movable_pages: int = 0, owner_slots: int = 0, contig_maxorder: bool = False,
               cma_pages: int = 0, vmstat_interval_ops: int = 0, nr_cpus: int = 1,
-              dma_end: int = 0, dma32_end: int = 0, thp_enabled: bool = False) -> tuple:
+              dma_end: int = 0, dma32_end: int = 0, thp_enabled: bool = False,
+              watermark_boost_factor: int = 0, kswapd: bool = False, kcompactd: bool = False,
+              compaction_proactiveness: int = 0, proactive_interval_ops: int = 0,
+              pagecache_slots: int = 0) -> tuple:
     """Allocate the arrays of a node (no page free yet: see page_alloc.boot_node).
 
     The node's zones, lowest first, each present when its span is not empty: ZONE_DMA over
@@ -111,7 +114,13 @@ def make_node(nr_pages: int, max_order: int, pageblock_order: int, policy: str =
     the node is one ZONE_NORMAL (plus ZONE_MOVABLE). The zones share the pfn-indexed page arrays
     (the memmap) and the pageblock bitmap; each has its own free lists, counters, watermarks and
     pcp lists. With `thp_enabled` (and min_free_kbytes not given), min_free_kbytes is raised as
-    khugepaged does when THP is enabled (recommended_min_free_kbytes())."""
+    khugepaged does when THP is enabled (recommended_min_free_kbytes()).
+
+    Reclaim and background compaction are off unless asked (the kernel's defaults are
+    watermark_boost_factor 15000, kswapd and kcompactd running, compaction_proactiveness 20):
+    `pagecache_slots` owner slots after the `owner_slots` of a workload form the page cache's
+    LRU ring; `proactive_interval_ops` allocator calls make one HPAGE_FRAG_CHECK_INTERVAL_MSEC
+    of kcompactd's timer (0: no timer)."""
     fallback, merge, boot_to_tail, mobility_disabled = policy_behaviour(policy)
     nr_pageblocks = (nr_pages + (1 << pageblock_order) - 1) >> pageblock_order
     page_flags = np.zeros(nr_pages, dtype=np.uint8)
@@ -125,7 +134,7 @@ def make_node(nr_pages: int, max_order: int, pageblock_order: int, policy: str =
         next=np.full(nr_pages, -1, dtype=np.int32),
         prev=np.full(nr_pages, -1, dtype=np.int32),
         pb_mt=np.full(nr_pageblocks, initial_mt, dtype=np.uint8),
-        owner=np.full(max(owner_slots, 1), -1, dtype=np.int32),
+        owner=np.full(max(owner_slots + pagecache_slots, 1), -1, dtype=np.int32),
     )
     spans = zone_spans(nr_pages, movable_pages, dma_end, dma32_end)
     reserved = page_flags & C.PG_RESERVED
@@ -199,6 +208,16 @@ def make_node(nr_pages: int, max_order: int, pageblock_order: int, policy: str =
         zp[C.ZP_CONTIG_MAXORDER] = int(contig_maxorder)
         zp[C.ZP_CLAIM_STOP] = int(policy in ("v6.16", "v6.17"))
         zp[C.ZP_ISOLATE_RESTORE] = int(policy == "v6.17")
+        zp[C.ZP_BOOST_FACTOR] = watermark_boost_factor
+        # node state, read from the first zone
+        zp[C.ZP_KSWAPD] = int(kswapd)
+        zp[C.ZP_KCOMPACTD] = int(kcompactd)
+        zp[C.ZP_KSWAPD_HIGHEST] = -1
+        zp[C.ZP_KCOMPACTD_HIGHEST] = spans[-1][0]
+        zp[C.ZP_LRU_BASE] = owner_slots
+        zp[C.ZP_LRU_CAP] = pagecache_slots
+        zp[C.ZP_PROACTIVENESS] = compaction_proactiveness
+        zp[C.ZP_PROACTIVE_INTERVAL] = zp[C.ZP_PROACTIVE_COUNTDOWN] = proactive_interval_ops
         if kernel_zone and idx == kernel_zone[0] and cma_pages:
             # the CMA area sits at the top of the highest zone below ZONE_MOVABLE, aligned as cma_init_reserved_mem()
             # requires (pageblock; max(MAX_ORDER, pageblock) before 5.19)

@@ -120,7 +120,7 @@ def test_compaction_never_loses_or_duplicates_a_page():
         free_pages(node, int(p))
     before = _allocated(node)
     free_before = int(node[0].stat[C.NR_FREE_PAGES])
-    cc = np.zeros(8, dtype=np.int64)
+    cc = np.zeros(C.CC_SIZE, dtype=np.int64)
     compact_node(node, cc)
     check_zone(node)
     assert _allocated(node) == before

@@ -31,7 +31,7 @@ def _hugetlb(node):
 
 
 def _grow_pool(node, count):
-    cc = np.zeros(8, dtype=np.int64)
+    cc = np.zeros(C.CC_SIZE, dtype=np.int64)
     return [alloc_pages_gfp(node, cc, 9, C.MIGRATE_MOVABLE, C.PG_CONTIG, GFP_RETRY) for _ in range(count)]
 
 
@@ -104,7 +104,7 @@ def test_the_pool_is_freed_wherever_its_pages_went():
     z = node[0]
     free0 = int(z.stat[C.NR_FREE_PAGES])
     specs = ["hugepages:order=9,count=6", "contig:size=2M,attempts=32", "offline:block=8M"]
-    cc = np.zeros(8, dtype=np.int64)
+    cc = np.zeros(C.CC_SIZE, dtype=np.int64)
     out = run_probes(node, specs, {"max_order": 10, "pageblock_order": 9}, cc, np.zeros(1, np.int64))
     assert out[0]["obtained"] == 6
     # the contig probe moved pool pages out of its ranges, the offline probe dissolved some

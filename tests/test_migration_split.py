@@ -123,7 +123,7 @@ def test_compaction_splits_a_large_folio_without_a_target():
     z.owner[0] = folio
     z.next[folio] = 0
     _fill_leaving_order0_holes(node, 2)
-    cc = np.zeros(8, dtype=np.int64)
+    cc = np.zeros(C.CC_SIZE, dtype=np.int64)
     compact_node(node, cc)
     assert check_node(node) == (0, -1)
     assert int(z.stat[C.NR_SPLIT]) >= 1

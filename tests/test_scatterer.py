@@ -36,13 +36,28 @@ def unmovable_blocks(node) -> int:
     return len(np.unique(unmov >> int(z.zp[C.ZP_PAGEBLOCK_ORDER])))
 
 
-def test_tight_memory_scatters_the_unmovable_pages_over_the_pageblocks():
+@pytest.mark.parametrize("switch", [{"watermark_boost_factor": 0}, {"kcompactd": False}])
+def test_tight_memory_scatters_the_unmovable_pages_over_the_pageblocks(switch):
     """2000 unmovable pages fit in 4 pageblocks: with memory loose they get fresh pageblocks
-    claimed whole; with it tight they fall into the holes the frees make in movable pageblocks."""
+    claimed whole; with it tight they fall into the holes the frees make in movable pageblocks,
+    unless the fallbacks' watermark boosts get kcompactd to make free pageblocks (below)."""
     spread = {}
     for fill in (0.3, 0.9):
         nodes: list = []
-        run({"workload": "scatterer", "memory": "64M", "fill": fill, "rounds": 2000, "seed": 1}, node_out=nodes)
+        run({"workload": "scatterer", "memory": "64M", "fill": fill, "rounds": 2000, "seed": 1, **switch},
+            node_out=nodes)
         spread[fill] = unmovable_blocks(nodes[0])
     assert spread[0.3] <= 5
     assert spread[0.9] >= 6 * spread[0.3]
+
+
+def test_boosts_get_kcompactd_to_gather_the_unmovable_pages():
+    """The kernel's defaults: a fallback into a movable pageblock boosts the watermark and wakes
+    kswapd, which (with no page cache to reclaim) hands over to kcompactd for pageblock_order; the
+    pageblocks it frees take the unmovable pages whole, as with memory loose."""
+    nodes: list = []
+    r = run({"workload": "scatterer", "memory": "64M", "fill": 0.9, "rounds": 2000, "seed": 1}, node_out=nodes)
+    c = r["counters"]
+    assert c["nr_watermark_boosts"] > 0 and c["pageoutrun"] > 0 and c["compact_daemon_wake"] > 0
+    assert c["pgmigrate_success"] > 0 and c["pgsteal_kswapd"] == 0
+    assert unmovable_blocks(nodes[0]) <= 6

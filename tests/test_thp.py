@@ -16,10 +16,10 @@ pytestmark = pytest.mark.kernels
 
 @pytest.mark.parametrize("defrag, madvised, gfp", [
     ("always", True, K.GFP_THP), ("always", False, K.GFP_THP_NORETRY),
-    ("defer", True, K.GFP_NOCOMPACT), ("defer", False, K.GFP_NOCOMPACT),
-    ("defer+madvise", True, K.GFP_THP), ("defer+madvise", False, K.GFP_NOCOMPACT),
-    ("madvise", True, K.GFP_THP), ("madvise", False, K.GFP_NOCOMPACT),
-    ("never", True, K.GFP_NOCOMPACT), ("never", False, K.GFP_NOCOMPACT),
+    ("defer", True, K.GFP_THP_DEFER), ("defer", False, K.GFP_THP_DEFER),
+    ("defer+madvise", True, K.GFP_THP), ("defer+madvise", False, K.GFP_THP_DEFER),
+    ("madvise", True, K.GFP_THP), ("madvise", False, K.GFP_THP_LIGHT),
+    ("never", True, K.GFP_THP_LIGHT), ("never", False, K.GFP_THP_LIGHT),
 ])
 def test_the_gfp_of_a_thp_fault(defrag, madvised, gfp):
     assert thp_gfp(defrag, madvised) == gfp
@@ -47,7 +47,7 @@ def _fragmented(unmovable_blocks):
 def _fault(node, gfp):
     z = node[0]
     before = z.stat.copy()
-    pfn = K.alloc_pages_gfp(node, np.zeros(8, dtype=np.int64), 9, C.MIGRATE_MOVABLE, 0, gfp)
+    pfn = K.alloc_pages_gfp(node, np.zeros(C.CC_SIZE, dtype=np.int64), 9, C.MIGRATE_MOVABLE, 0, gfp)
     d = z.stat - before
     return pfn, int(d[C.COMPACT_STALL]), int(d[C.COMPACT_MIGRATE_SCANNED])
 
@@ -60,8 +60,9 @@ def test_a_fault_that_compaction_serves_at_once(gfp):
     assert pfn >= 0 and stalls == 1
 
 
-def test_no_direct_compaction_without_direct_reclaim():
-    pfn, stalls, _ = _fault(_fragmented(False), K.GFP_NOCOMPACT)
+@pytest.mark.parametrize("gfp", [K.GFP_THP_LIGHT, K.GFP_THP_DEFER])
+def test_no_direct_compaction_without_direct_reclaim(gfp):
+    pfn, stalls, _ = _fault(_fragmented(False), gfp)
     assert pfn == -1 and stalls == 0
 
 

@@ -230,8 +230,21 @@ PARAMS: dict[str, Param] = {p.name: p for p in [
     Param("policy", _choice(tuple(POLICIES)), "v6.15", "allocator policy: " + ", ".join(POLICIES)),
     Param("pcp", _bool, False, "per-cpu page lists (one CPU; batch/high as the kernel sizes them)"),
     Param("vmstat_interval", lambda k, v: _int(k, v, 0), 100000,
-          "pcp (6.7+ policies): the simulated clock, allocator calls per second; each second "
-          "the vmstat update runs decay_pcp_high() (0 = never)"),
+          "the simulated clock, allocator calls per second: each second the vmstat update runs "
+          "decay_pcp_high() (pcp, 6.7+ policies), every half second kcompactd checks the "
+          "fragmentation score for proactive compaction (0 = no clock)"),
+    Param("watermark_boost_factor", lambda k, v: _int(k, v, 0), 15000,
+          "vm.watermark_boost_factor: a fallback below pageblock_order raises the watermarks by a "
+          "pageblock, up to this many 1/10000 of the high watermark, and wakes kswapd (0 = off)"),
+    Param("kswapd", _bool, True,
+          "kswapd reclaims page cache when a zone falls below its low watermark (to high) or is "
+          "boosted, then wakes kcompactd (false: never runs)"),
+    Param("kcompactd", _bool, True,
+          "kcompactd compacts in the background when kswapd or a request that cannot reclaim "
+          "wakes it (false: never runs)"),
+    Param("compaction_proactiveness", lambda k, v: _int(k, v, 0, 100), 20,
+          "vm.compaction_proactiveness: kcompactd compacts whole zones while the node's "
+          "fragmentation score is above 100 - this (0 = off; needs kcompactd and the clock)"),
     Param("min_free_kbytes", _opt_int, None, "vm.min_free_kbytes (default: as the kernel computes it, "
           "raised by khugepaged when thp_enabled)"),
     Param("thp_enabled", _bool, True,
@@ -270,6 +283,10 @@ PARAMS: dict[str, Param] = {p.name: p for p in [
           "the THP faults' regions are madvise(MADV_HUGEPAGE)d (default: true for thp, false "
           "otherwise)", "workload"),
     Param("pinned_fraction", _float01, 0.0, "share of movable allocations that are pinned", "workload"),
+    Param("pagecache_fraction", _float01, 0.0,
+          "steady-state workloads: share of movable small-order allocations that are file pages; "
+          "at the end of their lifetime they stay in the page cache, which only reclaim frees "
+          "(fragmenter: its kept files are page cache whatever this is)", "workload"),
     Param("atomic_fraction", _float01, 0.0,
           "share of unmovable allocations of order > 0 that are GFP_ATOMIC (no reclaim, __GFP_HIGH: "
           "they may dip below the min watermark and reserve highatomic pageblocks)", "workload"),

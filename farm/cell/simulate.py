@@ -15,7 +15,7 @@ from kernels import MODEL_VERSION
 from kernels import constants as C
 from kernels import workloads as W
 from kernels.check import ERRORS, check_zone
-from kernels.compaction import GFP_NOCOMPACT, GFP_THP, GFP_THP_NORETRY
+from kernels.compaction import GFP_THP, GFP_THP_DEFER, GFP_THP_LIGHT, GFP_THP_NORETRY
 from kernels.page_alloc import boot_node
 from kernels.rng import seed_state
 from kernels.vmstat import extfrag_index, pagetypeinfo_blocks, pagetypeinfo_free, unusable_index
@@ -40,6 +40,10 @@ REPORTED_COUNTERS = {
     "max_split_steps": C.MAX_SPLIT_STEPS, "max_merge_steps": C.MAX_MERGE_STEPS,
     "max_orders_scanned": C.MAX_ORDERS_SCANNED,
     "nr_reserved_highatomic": C.NR_RESERVED_HIGHATOMIC,
+    "nr_watermark_boosts": C.NR_WATERMARK_BOOSTS, "pageoutrun": C.PAGEOUTRUN,
+    "pgsteal_kswapd": C.PGSTEAL_KSWAPD, "pgsteal_direct": C.PGSTEAL_DIRECT,
+    "compact_daemon_wake": C.COMPACT_DAEMON_WAKE, "proactive_compact": C.PROACTIVE_COMPACT,
+    "nr_hugetlb_replaced": C.NR_HUGETLB_REPLACED, "nr_hugetlb_dissolved": C.NR_HUGETLB_DISSOLVED,
 }
 CLASS_ORDER_MIX = (  # small-order mixes per class of the steady-state workloads (orders 0..3)
     (0.70, 0.15, 0.10, 0.05),   # unmovable: slab of several page orders, page tables, stacks
@@ -60,21 +64,29 @@ def build_node(p: dict[str, Any], owner_slots: int = 0):
                      p["_holes_pfn"], p["pcp"], p["min_free_kbytes"], p["section_bits"],
                      memory_block_bits, p["_movable_pages"], owner_slots,
                      p["isolation"] == "maxorder", p["_cma_pages"], p["vmstat_interval"],
-                     dma_end=p["_dma_end"], dma32_end=p["_dma32_end"], thp_enabled=p["thp_enabled"])
+                     dma_end=p["_dma_end"], dma32_end=p["_dma32_end"], thp_enabled=p["thp_enabled"],
+                     watermark_boost_factor=p["watermark_boost_factor"], kswapd=p["kswapd"],
+                     kcompactd=p["kcompactd"], compaction_proactiveness=p["compaction_proactiveness"],
+                     proactive_interval_ops=p["vmstat_interval"] // 2 if p["kcompactd"] else 0,
+                     pagecache_slots=_pagecache_slots(p))
     boot_node(node)
     return node
 
 
 def thp_gfp(defrag: str, madvised: bool) -> int:
     """vma_thp_gfp_mask() (6.12): the gfp of a THP fault, as the model's mode. `always`: direct
-    compaction, with __GFP_NORETRY outside madvised regions; `defer`: none (kcompactd is woken,
-    and the model has none); `defer+madvise` and `madvise`: direct compaction in madvised regions,
-    none elsewhere; `never`: none (GFP_TRANSHUGE_LIGHT has no __GFP_DIRECT_RECLAIM)."""
+    reclaim and compaction, with __GFP_NORETRY outside madvised regions; `defer`: none itself,
+    but it wakes kswapd, which wakes kcompactd (GFP_TRANSHUGE_LIGHT | __GFP_KSWAPD_RECLAIM);
+    `defer+madvise`: direct in madvised regions, as `defer` elsewhere; `madvise`: direct in
+    madvised regions, none elsewhere; `never`: none (GFP_TRANSHUGE_LIGHT: no reclaim of any
+    kind)."""
     if defrag == "always":
         return GFP_THP if madvised else GFP_THP_NORETRY
     if defrag in ("defer+madvise", "madvise") and madvised:
         return GFP_THP
-    return GFP_NOCOMPACT
+    if defrag in ("defer", "defer+madvise"):
+        return GFP_THP_DEFER
+    return GFP_THP_LIGHT
 
 
 def _order_weights(mix: str) -> np.ndarray:
@@ -191,6 +203,7 @@ def _run_steady_state(node, p, rng, extra, finish=True):
     wp[W.WP_THP_FRACTION] = p["thp_fraction"]
     wp[W.WP_PINNED_FRACTION] = p["pinned_fraction"]
     wp[W.WP_ATOMIC_FRACTION] = p["atomic_fraction"]
+    wp[W.WP_PAGECACHE_FRACTION] = p["pagecache_fraction"]
     wp[W.WP_PERIOD] = p["period"]
     wp[W.WP_HOLD] = p["hold"]
     # a THP is HPAGE_PMD_ORDER (a PMD mapping), not pageblock_order; a kernel whose MAX_PAGE_ORDER
@@ -213,14 +226,14 @@ def _run_steady_state(node, p, rng, extra, finish=True):
     else:
         area = np.zeros(4, dtype=np.int64)
     cum = np.array([np.cumsum(m) for m in CLASS_ORDER_MIX], dtype=np.float64)
-    slots_n = len(normal.owner)
+    slots_n = int(normal.zp[C.ZP_LRU_BASE]) or len(normal.owner)    # the workload's (not the LRU's)
     slots = np.arange(slots_n, dtype=np.int32)[::-1].copy()
     queue = W.expiry_queue(slots_n)
     ws = np.zeros(W.WS_SIZE, dtype=np.int64)
     ws[W.WS_FREE_SLOTS] = slots_n
     ws[W.WS_HELD_PFN] = -1
     reasons = np.zeros(16, dtype=np.int64)
-    cc = np.zeros(8, dtype=np.int64)
+    cc = np.zeros(C.CC_SIZE, dtype=np.int64)
     W.steady_state(node, cc, rng, 0, wp, cum, slots, *queue, ws, reasons, area, 0)
     t0 = _clock()
     code, where = W.steady_state(node, cc, rng, p["ops"], wp, cum, slots, *queue, ws, reasons,
@@ -260,6 +273,14 @@ WORKLOAD_RUNNERS = {"smallpages": _run_smallpages, "fragmenter": _run_fragmenter
                     "mixed": _run_steady_state, "thp": _run_steady_state,
                     "cma": _run_steady_state, "hotplug": _run_steady_state,
                     "scatterer": _run_scatterer}
+
+
+def _pagecache_slots(p):
+    """The page cache's LRU ring: a slot for every page, for the workloads that have page cache."""
+    if p["workload"] == "fragmenter" or (p["workload"] in ("mixed", "thp", "cma", "hotplug")
+                                         and p["pagecache_fraction"] > 0):
+        return p["nr_pages"]
+    return 0
 
 
 def _owner_slots(p):
@@ -408,7 +429,7 @@ def run(raw: dict[str, Any], node_out: list | None = None, zone_map: bool = Fals
         if encoded is not None:
             out["zone_map"] = encoded
     if p["probe"]:
-        cc = np.zeros(8, dtype=np.int64)
+        cc = np.zeros(C.CC_SIZE, dtype=np.int64)
         bitmap = np.zeros(max(p["_cma_pages"], 1), dtype=np.int64)
         t0 = time.perf_counter()
         out["probes"] = run_probes(node, p["probe"], p, cc, bitmap)
