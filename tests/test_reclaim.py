@@ -151,6 +151,9 @@ def test_a_deferred_thp_fault_wakes_kcompactd_through_kswapd():
         K.background(node)
         if i == 14:
             assert int(z.stat[C.PAGEOUTRUN]) == 15 and int(z.stat[C.COMPACT_DAEMON_WAKE]) == 0
+        if i == 15:
+            # the 16th failure makes the node hopeless: kswapd_try_to_sleep() wakes kcompactd
+            assert int(z.stat[C.PAGEOUTRUN]) == 16 and int(z.stat[C.COMPACT_DAEMON_WAKE]) == 1
     assert int(z.stat[C.PAGEOUTRUN]) == 16 and int(z.stat[C.COMPACT_DAEMON_WAKE]) >= 1
     assert got[:16] == [-1] * 16 and any(p >= 0 for p in got[16:])
     assert int(z.stat[C.COMPACT_STALL]) == 0        # no direct compaction
