@@ -33,7 +33,7 @@ from .page_alloc import (
     free_pages, get_pageblock_migratetype, prep_new_page, reset_cached_positions, set_flags_range,
     should_try_claim_block,
     zone_watermark_ok, wmark_pages, drain_all_pages, kswapd, direct_reclaim, free_owned,
-    _highest_zone_idx,
+    _highest_zone_idx, unreserve_highatomic_pageblock,
 )
 
 # enum compact_result (include/linux/compaction.h), in the kernel's order
@@ -267,8 +267,9 @@ def release_freepages(z):
 @jit_fold
 def move_block(zs, src, zd, dst, order):
     """migrate_folio(): the block at src (zone zs) now lives at dst (zone zd), which the caller
-    took from the free lists; dst gets every attribute, src is freed to the buddy. A piece of a
-    split folio takes src's place in its owner's ring of pieces (split_folio())."""
+    took from the free lists; dst gets every attribute, src is freed to the buddy (the kernel
+    frees it through the pcp lists: see MODEL.md, Compaction). A piece of a split folio takes
+    src's place in its owner's ring of pieces (split_folio())."""
     zd.page_flags[dst] |= PG_HEAD | (zs.page_flags[src] & PG_CONTIG)
     zd.page_order[dst] = order
     zd.page_mt[dst] = zs.page_mt[src]
@@ -502,6 +503,16 @@ def alloc_pages_direct_compact(node, cc, order, list_mt, mt, extra, prio):
 
 
 @jit
+def _direct_reclaim(node, mt):
+    """__alloc_pages_direct_reclaim() before a compaction retry: reclaim; after progress the
+    allocation is tried again (by the compaction that follows) with the highatomic reserve
+    shrunk and the pcp lists drained."""
+    if direct_reclaim(node, gfp_zone(mt)) > 0:
+        unreserve_highatomic_pageblock(node, gfp_zone(mt), gfp_migratetype(node, mt), False)
+        drain_all_pages(node)
+
+
+@jit
 def alloc_pages_gfp(node, cc, order, mt, extra, gfp):
     """__alloc_pages() with the slow path: fast path (low watermark), min watermark, then direct
     compaction for costly orders (and for any order > 0 that is not movable) when `gfp` allows:
@@ -538,7 +549,7 @@ def alloc_pages_gfp(node, cc, order, mt, extra, gfp):
             return pfn
         if gfp == GFP_RETRY:
             for prio in (COMPACT_PRIO_ASYNC, COMPACT_PRIO_SYNC_LIGHT, COMPACT_PRIO_SYNC_FULL):
-                direct_reclaim(node, gfp_zone(mt))       # each retry reclaims, then compacts
+                _direct_reclaim(node, mt)       # each retry reclaims, then compacts
                 pfn, rc = alloc_pages_direct_compact(node, cc, order, list_mt, mt, extra, prio)
                 if pfn >= 0:
                     return pfn
@@ -556,7 +567,7 @@ def alloc_pages_gfp(node, cc, order, mt, extra, gfp):
                     first.stat[ALLOC_FAIL] += 1
                     return -1
                 prio = COMPACT_PRIO_ASYNC
-            direct_reclaim(node, gfp_zone(mt))
+            _direct_reclaim(node, mt)
             pfn, rc = alloc_pages_direct_compact(node, cc, order, list_mt, mt, extra, prio)
             if pfn >= 0:
                 return pfn

@@ -1282,6 +1282,7 @@ def alloc_pages_fast(node, order, mt, extra):
     nofragment = alloc_flags_nofragment(node, highest)
     wmark = ZP_WMARK_LOW
     reclaims = 0
+    drain_after_reclaim = False
     while True:
         # one call site, so that the inlined get_page_from_freelist is there once
         zi, pfn = get_page_from_freelist(node, order, list_mt, highest, wmark, alloc_flags, nofragment)
@@ -1299,6 +1300,13 @@ def alloc_pages_fast(node, order, mt, extra):
             continue
         if not may_reclaim:
             break
+        if drain_after_reclaim:
+            # __alloc_pages_direct_reclaim(): a failure after reclaim made progress shrinks the
+            # highatomic reserve and drains the pcp lists, and tries once more
+            drain_after_reclaim = False
+            unreserve_highatomic_pageblock(node, highest, list_mt, False)
+            drain_all_pages(node)
+            continue
         # __alloc_pages_direct_reclaim(), then should_reclaim_retry(): a costly order reclaims
         # once; a smaller one again while reclaim makes progress and (order > 0) a free block of
         # its order exists somewhere
@@ -1306,6 +1314,7 @@ def alloc_pages_fast(node, order, mt, extra):
                 and (order == 0 or reclaims == 0 or _has_free_block(node, order, highest, alloc_flags))
                 and direct_reclaim(node, highest) > 0):
             reclaims += 1
+            drain_after_reclaim = True
             continue
         # before failing a request that may retry (not costly), unreserve_highatomic_pageblock(force)
         if order > PAGE_ALLOC_COSTLY_ORDER or not unreserve_highatomic_pageblock(node, highest, list_mt, True):
