@@ -1329,7 +1329,7 @@ def alloc_pages_fast(node, order, mt, extra):
 @jit_fold
 def _has_free_block(node, order, highest, alloc_flags):
     """Some zone up to `highest` has a free block of at least `order` the request may use."""
-    for i in range(len(node)):
+    for i in range(len(node) - 1, -1, -1):      # the zonelist, highest zone first
         z = node[i]
         if z.zp[ZP_ZONE_IDX] <= highest and zone_watermark_ok(z, order, -(1 << 62), alloc_flags, 0):
             return True
@@ -1572,8 +1572,8 @@ def lru_delete_file(node, pfn):
 def shrink_page_cache(node, nr_to_reclaim, nr_to_scan, highest):
     """shrink_inactive_list() on the node's file LRU, clean pages only: from the oldest page,
     scan up to nr_to_scan pages (of zones up to `highest`, sc->reclaim_idx; pages of higher
-    zones are skipped and keep their place) and free them until nr_to_reclaim are freed.
-    Returns the pages freed."""
+    zones are skipped, not counted, and keep their place) and free them until nr_to_reclaim are
+    freed. Returns the pages freed."""
     first = node[0]
     cap = first.zp[ZP_LRU_CAP]
     if cap == 0:
@@ -1586,12 +1586,13 @@ def shrink_page_cache(node, nr_to_reclaim, nr_to_scan, highest):
     while pos < tail and reclaimed < nr_to_reclaim and scanned < nr_to_scan:
         slot = base + pos % cap
         pfn = first.owner[slot]
-        if pfn >= 0:
-            scanned += 1
-            if node[page_zone(node, pfn)].zp[ZP_ZONE_IDX] <= highest:
-                n = free_owned(node, pfn)
-                first.zp[ZP_NR_FILE] -= n
-                reclaimed += n
+        # isolate_lru_folios(): a folio of a zone above reclaim_idx is skipped and not counted
+        # ("premature OOM"); the others count their pages
+        if pfn >= 0 and node[page_zone(node, pfn)].zp[ZP_ZONE_IDX] <= highest:
+            n = free_owned(node, pfn)
+            scanned += n
+            first.zp[ZP_NR_FILE] -= n
+            reclaimed += n
         if pos == first.zp[ZP_LRU_HEAD] and first.owner[slot] < 0:
             first.zp[ZP_LRU_HEAD] += 1
         pos += 1
@@ -1609,7 +1610,7 @@ def pgdat_balanced(node, order, highest):
     for `order`, with lowmem_reserve[highest] and no reserves (zone_watermark_ok_safe())."""
     for i in range(len(node)):
         z = node[i]
-        if z.zp[ZP_ZONE_IDX] > highest:
+        if z.zp[ZP_ZONE_IDX] > highest or z.zp[ZP_MANAGED] == 0:
             continue
         if zone_watermark_ok(z, order, wmark_pages(z, ZP_WMARK_HIGH), 0,
                              z.zp[ZP_LOWMEM_RESERVE + highest]):
@@ -1726,9 +1727,11 @@ def balance_pgdat(node, order, highest):
 
 @jit
 def kswapd(node):
-    """One round of kswapd(): take the order and zone index it was woken for, balance_pgdat(),
-    then kswapd_try_to_sleep(): a node balanced for the order reclaimed for (or hopeless) lets
-    kswapd sleep and wakes kcompactd for the order it was woken for."""
+    """kswapd() from a wakeup to its next sleep: take the order and zone index it was woken for,
+    balance_pgdat(); kswapd_try_to_sleep() lets it sleep only when the node is balanced (for the
+    order reclaimed for, if a high-order reclaim fell back to order 0; else order 0) or
+    hopeless, and then wakes kcompactd for the order it was woken for (or 0: none); until then
+    it balances again for order 0."""
     first = node[0]
     order = first.zp[ZP_KSWAPD_ORDER]
     highest = first.zp[ZP_KSWAPD_HIGHEST]
@@ -1737,9 +1740,18 @@ def kswapd(node):
     first.zp[ZP_KSWAPD_ORDER] = 0
     first.zp[ZP_KSWAPD_HIGHEST] = -1
     reclaim_order = balance_pgdat(node, order, highest)
-    if (first.zp[ZP_KSWAPD_FAILURES] >= MAX_RECLAIM_RETRIES
-            or pgdat_balanced(node, reclaim_order, highest)):
-        wakeup_kcompactd(node, order, highest)
+    # a high-order reclaim that fell back to order 0 tries to sleep for the order it reclaimed
+    # for; else the loop re-reads kswapd_order (0: nothing woke it meanwhile)
+    alloc_order = order
+    if reclaim_order >= order:
+        alloc_order = reclaim_order = 0
+    # kswapd_try_to_sleep(): a node neither balanced nor hopeless keeps kswapd awake, and it
+    # balances again (for order 0) until it can sleep
+    while not (first.zp[ZP_KSWAPD_FAILURES] >= MAX_RECLAIM_RETRIES
+               or pgdat_balanced(node, reclaim_order, highest)):
+        reclaim_order = balance_pgdat(node, 0, highest)
+        alloc_order = reclaim_order = 0
+    wakeup_kcompactd(node, alloc_order, highest)
 
 
 @jit

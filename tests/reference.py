@@ -115,8 +115,9 @@ Readings of MODEL.md where it leaves room (the numba model must make the same ch
   ALLOC_HIGHATOMIC, and again after a failed ``__rmqueue()`` with ALLOC_NON_BLOCK (the pcp list is
   tried first for pcp orders, as ever). A success with ALLOC_HIGHATOMIC runs
   ``reserve_highatomic_pageblock()``. If the min attempt fails, an atomic request fails (no direct
-  reclaim); a non-atomic request of order <= PAGE_ALLOC_COSTLY_ORDER runs, as the model has no
-  reclaim, what the kernel's slow path ends with once reclaim makes no progress:
+  reclaim); a non-atomic request reclaims directly (see Reclaim below; without page cache it
+  reclaims nothing) and then, for order <= PAGE_ALLOC_COSTLY_ORDER, runs what the kernel's slow
+  path ends with once reclaim makes no progress:
   ``should_reclaim_retry()``'s ``unreserve_highatomic_pageblock(ac, true)`` over the request's
   zonelist (highest zone first), converting to gfp_migratetype(), and while that returns true the
   min attempt again (the kernel first retries up to MAX_RECLAIM_RETRIES times while its
@@ -125,6 +126,79 @@ Readings of MODEL.md where it leaves room (the numba model must make the same ch
   unreserving (``goto nopage`` before ``should_reclaim_retry()``). ``counters()`` report
   ``nr_reserved_highatomic`` and ``nr_free_highatomic`` (the free pages on HIGHATOMIC lists, also
   under the 6.1 policies, where the kernel keeps no such count).
+* Reclaim (MODEL.md "Reclaim and background compaction"; mm/page_alloc.c and mm/vmscan.c of
+  6.12), switched by the constructor keywords ``watermark_boost_factor`` (0: none), ``kswapd`` and
+  ``pagecache``; the node-level state is a ``RefPgdat`` (``zone.pgdat``; a lone ``RefZone`` is a
+  node of its own). Every request of the model has ALLOC_KSWAPD (GFP_KERNEL,
+  GFP_HIGHUSER_MOVABLE and GFP_ATOMIC have __GFP_KSWAPD_RECLAIM); every non-atomic one
+  __GFP_DIRECT_RECLAIM.
+* ``boost_watermark()`` is 6.12's under every policy: nothing with the factor 0, in a zone whose
+  managed pages are fewer than 4 pageblocks, or while ``mult_frac(high, factor, 10000)`` is 0;
+  else the boost grows by a pageblock up to ``max(pageblock, mult_frac(...))``, and (ALLOC_KSWAPD)
+  ZONE_BOOSTED_WATERMARK is set. It runs in steal_suitable_fallback() (v5.4-v6.10) after the
+  HIGHATOMIC and ``current_order >= pageblock_order`` cases and before the whole_block test (so
+  also for a block it may not claim), and in try_to_claim_block() (v6.15+) after the
+  ``current_order >= pageblock_order`` case and before prep_move_freepages_block(), once per
+  call; __rmqueue_steal() does not boost. ``nr_watermark_boosts`` counts the calls that boosted
+  (also at the cap). At the end of rmqueue() (with or without a page) a set
+  ZONE_BOOSTED_WATERMARK is cleared and wakeup_kswapd(zone, 0, 0, zone_idx(zone)) called, before
+  reserve_highatomic_pageblock().
+* ``wmark_pages()`` adds the boost to the mark of the watermark gate (low, min), of the 6.7+
+  ZONE_BELOW_HIGH test (high) and of its clearing after a pcp drain, and to pgdat_balanced()'s
+  and kswapd_shrink_node()'s high watermark. Both gate tests are zone_watermark_fast(): an
+  order-0 ALLOC_MIN_RESERVE (GFP_ATOMIC) request in the slow path whose test fails in a boosted
+  zone is tested again against the unboosted ``_watermark[WMARK_MIN]`` (also in the ZONE_BELOW_HIGH
+  test, whose mark is the high watermark: the kernel's test only looks at the attempt's
+  ALLOC_WMARK_MIN).
+* The page cache: ``add_file(pfn)`` puts an allocated block (any order) at the tail of the node's
+  LRU; ``file_pages()`` lists the cached heads oldest first; ``nr_file`` counts pages. A cached
+  block is freed only by reclaim (``free()`` raises ValueError), through the free path (pcp
+  included; counted in free_ops and pgfree) on the CPU reclaiming: CPU 0 for kswapd, the
+  allocating CPU for direct reclaim. The LRU is a ring of as many slots as the node has pages
+  (positions counting up; a block reclaimed from inside it leaves an empty slot; a full ring
+  frees its oldest block before an add).
+* A reclaim pass (shrink_node() on the one LRU) walks from the oldest block and reclaims each
+  block of a zone up to ``reclaim_idx``; blocks of higher zones are skipped and keep their place
+  (MODEL.md; the kernel moves them to the young end) and, as isolate_lru_folios() has it, do not
+  count as scanned; a block counts its pages (``scan += nr_pages``). The pass stops once it has
+  scanned ``nr_to_scan`` pages or reclaimed ``nr_to_reclaim``. Any pass that reclaims resets
+  ``kswapd_failures`` (shrink_node(): "A successful direct reclaim run will revive a dormant
+  kswapd").
+* wakeup_kswapd(order, highest_zoneidx) (kswapd on, the zone managed): the order and the index
+  are recorded (max) first; then nothing if kswapd is awake (woken, not yet run:
+  ``kswapd_pending()``); a hopeless node (kswapd_failures >= 16) or one balanced for the order
+  and not boosted up to the index does not wake it (kcompactd is not modelled). The slow path's
+  wake_all_kswapds() calls it once, before the min attempt, with the request's order and
+  gfp_zone(). pgdat_balanced() is some managed zone up to the index passing
+  __zone_watermark_ok() at its boosted high watermark with lowmem_reserve[index] and no flags
+  (true without such a zone); its order loops count in ``wmark_orders_scanned``.
+* ``run_kswapd()`` is kswapd() from its wakeup to its next sleep: it reads and resets the order
+  and index, runs balance_pgdat(), and, at the top of its loop, reads kswapd_order again (0: no
+  wakeup happens meanwhile in a sequential model) for kswapd_try_to_sleep()'s
+  prepare_kswapd_sleep(): a hopeless node or one balanced for that order lets it sleep; else it
+  runs balance_pgdat() again at once, as the kernel's kswapd does (KSWAPD_HIGH_WMARK_HIT_QUICKLY).
+  balance_pgdat() is 6.12's with MODEL.md's scan counts: PAGEOUTRUN; nr_boost_reclaim the boosts
+  of the managed zones up to the index; priority 12 down to 1; an unbalanced node with a boost
+  drops nr_boost_reclaim and restarts; a balanced one without it leaves (``goto out``); a boosted
+  pass keeps priority 10; each pass asks nr_to_reclaim = sum of max(boosted high, 32) over the
+  zones and scans max(nr_file >> priority, 32) pages; reclaiming nr_to_reclaim keeps the
+  priority; compact_gap(order) reclaimed sets sc.order 0; a boosted pass that reclaims nothing
+  stops; no reclaim at all (not via ``goto out``): kswapd_failures++; at the end the boosts it
+  counted come off the zones (zones above the index keep theirs). The cache_trim_mode restart is
+  left out (one LRU: it could reclaim nothing more).
+* Direct reclaim (``_slow_path()``): after the min attempt a non-atomic request reclaims
+  SWAP_CLUSTER_MAX pages of page cache of its zones (up to gfp_zone()) and, on progress, tries
+  again; an order <= 3 request reclaims again while reclaim makes progress and, for order > 0,
+  some zone of its zonelist (highest first, should_reclaim_retry()'s walk) has a free block of at
+  least the order on a list the request may use (__zone_watermark_ok()'s order loop without its
+  free-page test; its orders count in ``wmark_orders_scanned``); a costly order reclaims once. No
+  progress (or no further reclaim): the forced highatomic unreserve; while it converts a block,
+  ``goto retry``: the min attempt, then reclaim again as before. When the attempt after a reclaim
+  that made progress fails, __alloc_pages_direct_reclaim() shrinks the reserve
+  (``unreserve_highatomic_pageblock(ac, false)``: a zone keeps its last pageblock), drains every
+  CPU's pcp lists (``drain_all_pages()``) and tries once more.
+* ``reclaim_state()`` and ``reclaim_counters()`` have the shapes of the numba model's:
+  ``boost`` and ``boosted`` per zone (lowest first), ``kswapd_highest_zoneidx`` -1 for none.
 """
 
 from collections import OrderedDict
@@ -175,6 +249,11 @@ SYSCTL_LOWMEM_RESERVE_RATIO = (256, 256, 32, 0)
 WMARK_MIN, WMARK_LOW, WMARK_HIGH = range(3)
 SWAP_CLUSTER_MAX = 32
 WATERMARK_SCALE_FACTOR = 10
+# Reclaim (mm/vmscan.c, include/linux/mmzone.h, mm/internal.h of 6.12).
+DEF_PRIORITY = 12
+MAX_RECLAIM_RETRIES = 16
+NO_ZONEIDX = -1          # pgdat->kswapd_highest_zoneidx == MAX_NR_ZONES: none recorded
+RECLAIM_COUNTER_NAMES = ("nr_watermark_boosts", "pageoutrun", "pgsteal_kswapd", "pgsteal_direct")
 
 COUNTER_NAMES = ("alloc_ops", "alloc_fail", "free_ops", "split_steps", "merge_steps",
                  "orders_scanned", "wmark_orders_scanned", "fallback_claim", "fallback_steal",
@@ -229,24 +308,62 @@ def clamp(val, lo, hi):
     return hi if val >= hi else (lo if val <= lo else val)
 
 
-def _slow_path(attempt, order, atomic, unreserve):
-    """__alloc_pages_slowpath() as far as the model goes. ``attempt(wmark, alloc_flags)`` is one
-    get_page_from_freelist() (pfn or None), ``unreserve()`` unreserve_highatomic_pageblock(ac,
-    true) over the request's zonelist. The attempt at the min watermark with
-    gfp_to_alloc_flags()'s reserve flags (no ALLOC_NOFRAGMENT); then an atomic request, which may
-    not reclaim, fails (``if (!can_direct_reclaim) goto nopage``); so does a costly one
-    (``costly_order && !__GFP_RETRY_MAYFAIL: goto nopage``, before should_reclaim_retry());
-    a non-costly one, with no reclaim progress, gets should_reclaim_retry()'s
-    ``unreserve_highatomic_pageblock(ac, true)`` and goes round again while that returns true."""
+def mult_frac(x, numer, denom):
+    """include/linux/math.h mult_frac(): ``x * numer / denom`` without overflowing ``x * numer``
+    (the same integer for non-negative operands)."""
+    quot, rem = divmod(x, denom)
+    return quot * numer + rem * numer // denom
+
+
+def _slow_path(attempt, order, atomic, unreserve, direct_reclaim=None, may_retry_reclaim=None,
+               drain=None):
+    """__alloc_pages_slowpath() as far as the model goes (wake_all_kswapds() has run before it).
+    ``attempt(wmark, alloc_flags)`` is one get_page_from_freelist() (pfn or None),
+    ``unreserve(force)`` unreserve_highatomic_pageblock(ac, force) over the request's zonelist,
+    ``direct_reclaim()`` one __perform_reclaim() (the pages reclaimed), ``drain()``
+    drain_all_pages(NULL), and ``may_retry_reclaim(alloc_flags)`` MODEL.md's stand-in for
+    should_reclaim_retry()'s watermark test: a free block of the order, on a list the request may
+    use, in some zone of its zonelist.
+
+    The attempt at the min watermark with gfp_to_alloc_flags()'s reserve flags (no
+    ALLOC_NOFRAGMENT); then an atomic request, which may not reclaim, fails (``if
+    (!can_direct_reclaim) goto nopage``). Else, round the ``retry:`` loop: direct reclaim
+    (__alloc_pages_direct_reclaim(): SWAP_CLUSTER_MAX pages of page cache) and, if it made
+    progress, the attempt again; if that fails, ``unreserve_highatomic_pageblock(ac, false)``,
+    ``drain_all_pages()`` and the attempt once more (``drained``); on no progress the kernel
+    skips all three (``goto out``). A costly order reclaims once (``costly_order &&
+    !__GFP_RETRY_MAYFAIL: goto nopage``, before should_reclaim_retry()); an order <=
+    PAGE_ALLOC_COSTLY_ORDER request reclaims again while reclaim makes progress and, for order >
+    0, ``may_retry_reclaim()`` holds (checked before each further reclaim). When it may not
+    reclaim again or reclaim made no progress, a non-costly request gets should_reclaim_retry()'s
+    ``unreserve_highatomic_pageblock(ac, true)``: while that converts a pageblock, ``goto retry``:
+    the attempt again, then reclaim again (the free-block test first) as before. Not modelled
+    (MODEL.md leaves them out): the second attempt and wake_all_kswapds() at ``retry:``,
+    should_reclaim_retry()'s MAX_RECLAIM_RETRIES no-progress loops and its free-page test."""
     alloc_flags = gfp_to_alloc_flags(order, atomic)
     pfn = attempt(WMARK_MIN, alloc_flags)
-    if pfn is not None or atomic or order > PAGE_ALLOC_COSTLY_ORDER:
+    if pfn is not None or atomic:
         return pfn
-    while unreserve():
-        pfn = attempt(WMARK_MIN, alloc_flags)
+    reclaims = 0
+    while True:
+        if (direct_reclaim is not None
+                and (reclaims == 0 or order <= PAGE_ALLOC_COSTLY_ORDER)
+                and (order == 0 or reclaims == 0 or may_retry_reclaim(alloc_flags))
+                and direct_reclaim() > 0):
+            reclaims += 1
+            pfn = attempt(WMARK_MIN, alloc_flags)
+            if pfn is None:
+                # pages pinned on the per-cpu lists or in high alloc reserves: shrink them, retry
+                unreserve(False)
+                if drain is not None:
+                    drain()
+                pfn = attempt(WMARK_MIN, alloc_flags)
+        elif order > PAGE_ALLOC_COSTLY_ORDER or not unreserve(True):
+            return None
+        else:
+            pfn = attempt(WMARK_MIN, alloc_flags)
         if pfn is not None:
             return pfn
-    return None
 
 
 class PerCpuPages:
@@ -263,6 +380,301 @@ class PerCpuPages:
         # 6.1 free_factor; free_count under the 6.7+ rules (one counter so the two compare).
         self.free_factor = 0
         self.flags = flags        # 6.7+: PCPF_*
+
+
+class RefPgdat:
+    """The node-level reclaim state of ``struct pglist_data`` (MODEL.md "Reclaim and background
+    compaction"), shared by the zones of a node (a lone ``RefZone`` has one of its own):
+
+    * the page cache: clean file blocks on one LRU (the inactive file list), a ring of ``cap``
+      slots (as many as the node has pages) at positions ``head .. tail - 1`` counting up; a block
+      reclaimed from inside the ring leaves an empty slot, the head moves past empty slots; a full
+      ring (``tail - head == cap``) drops its oldest block (freed, not counted as reclaim) before
+      an add. ``nr_file`` counts pages (NR_FILE_PAGES).
+    * kswapd: ``kswapd_order``, ``kswapd_highest_zoneidx`` (``NO_ZONEIDX`` for MAX_NR_ZONES, none
+      recorded), ``kswapd_failures``, ``pending`` (woken and not yet run: kswapd is awake), and
+      the index kswapd() keeps in its own ``highest_zoneidx`` between runs.
+    * counters: PAGEOUTRUN (balance_pgdat() calls), PGSTEAL_KSWAPD, PGSTEAL_DIRECT (pages).
+
+    With ``kswapd`` off there is no kswapd thread: wakeup_kswapd() records nothing and wakes
+    nothing. Without ``pagecache`` add_file() refuses and reclaim finds nothing. kcompactd is
+    not modelled: its wakeups are dropped."""
+
+    def __init__(self, zones, nr_pages, kswapd=False, pagecache=False):
+        self.zones = zones               # lowest first; the node's list (RefNode.zones) or [zone]
+        self.kswapd_enabled = bool(kswapd)
+        self.pagecache = bool(pagecache)
+        self.lru_cap = int(nr_pages) if pagecache else 0
+        self.lru_slot = {}               # ring position -> head pfn of a cached block
+        self.lru_pos = {}                # head pfn -> ring position
+        self.lru_head = 0
+        self.lru_tail = 0
+        self.nr_file = 0
+        self.kswapd_order = 0
+        self.kswapd_highest_zoneidx = NO_ZONEIDX
+        self.kswapd_failures = 0
+        self.pending = False
+        self.kswapd_zoneidx = MAX_NR_ZONES - 1   # kswapd()'s local highest_zoneidx
+        self.c = dict.fromkeys(("pageoutrun", "pgsteal_kswapd", "pgsteal_direct"), 0)
+
+    # ------------------------------------------------------------------ zones
+
+    def zone_of(self, pfn):
+        for z in self.zones:
+            if z.zone_start <= pfn < z.zone_end:
+                return z
+        return None
+
+    def zones_upto(self, highest_zoneidx):
+        """The managed zones of index <= highest_zoneidx, lowest first (managed_zone())."""
+        return [z for z in self.zones if z.zone_idx <= highest_zoneidx and z.managed_pages > 0]
+
+    # ------------------------------------------------------------------ the page cache
+
+    def lru_add_file(self, zone, pfn):
+        """lru_add_file(): the allocated block at ``pfn`` of ``zone`` joins the LRU tail. False
+        without page cache."""
+        if pfn not in zone.alloc_order:
+            raise ValueError(f"pfn {pfn} is not the head of an allocated block")
+        if pfn in self.lru_pos:
+            raise ValueError(f"pfn {pfn} is page cache already")
+        if not self.pagecache:
+            return False
+        if self.lru_tail - self.lru_head >= self.lru_cap:
+            # a full ring drops its oldest block
+            old = self.lru_slot[self.lru_head]
+            self._lru_del(old)
+            self.zone_of(old)._free_block(old, 0)
+        self.lru_slot[self.lru_tail] = pfn
+        self.lru_pos[pfn] = self.lru_tail
+        self.lru_tail += 1
+        self.nr_file += 1 << zone.alloc_order[pfn]
+        return True
+
+    def _lru_del(self, pfn):
+        pos = self.lru_pos.pop(pfn)
+        del self.lru_slot[pos]
+        self.nr_file -= 1 << self.zone_of(pfn).alloc_order[pfn]
+        while self.lru_head < self.lru_tail and self.lru_head not in self.lru_slot:
+            self.lru_head += 1
+
+    def file_pages(self):
+        """The heads of the cached blocks, oldest first."""
+        return [self.lru_slot[p] for p in range(self.lru_head, self.lru_tail) if p in self.lru_slot]
+
+    def shrink_page_cache(self, reclaim_idx, nr_to_scan, nr_to_reclaim, cpu):
+        """shrink_node() on the model's one LRU: from the oldest block, free (the free path on
+        ``cpu``) each block of a zone up to ``reclaim_idx``; blocks of zones above it are skipped
+        (isolate_lru_folios(): not counted as scanned) and keep their place. Stops once
+        ``nr_to_scan`` pages were scanned or ``nr_to_reclaim`` reclaimed (every page scanned is
+        clean and reclaimed). Returns the pages reclaimed; progress resets kswapd_failures
+        ("A successful direct reclaim run will revive a dormant kswapd")."""
+        reclaimed = 0
+        pos = self.lru_head
+        while pos < self.lru_tail and reclaimed < nr_to_scan and reclaimed < nr_to_reclaim:
+            pfn = self.lru_slot.get(pos)
+            pos += 1
+            if pfn is None:
+                continue
+            z = self.zone_of(pfn)
+            if z.zone_idx > reclaim_idx:
+                continue
+            order = z.alloc_order[pfn]
+            self._lru_del(pfn)
+            z._free_block(pfn, cpu)
+            reclaimed += 1 << order
+        if reclaimed:
+            self.kswapd_failures = 0
+        return reclaimed
+
+    # ------------------------------------------------------------------ direct reclaim
+
+    def direct_reclaim(self, highest_zoneidx, cpu):
+        """__perform_reclaim() -> try_to_free_pages(): SWAP_CLUSTER_MAX pages of page cache in
+        the request's zones (MODEL.md: no priority loop, the oldest eligible pages)."""
+        reclaimed = self.shrink_page_cache(highest_zoneidx, float("inf"), SWAP_CLUSTER_MAX, cpu)
+        self.c["pgsteal_direct"] += reclaimed
+        return reclaimed
+
+    # ------------------------------------------------------------------ kswapd
+
+    def pgdat_balanced(self, order, highest_zoneidx):
+        """pgdat_balanced(): some managed zone up to highest_zoneidx, lowest first, passes
+        zone_watermark_ok_safe() at its boosted high watermark with lowmem_reserve[highest_zoneidx]
+        (alloc_flags 0: no ALLOC_CMA, no reserves); true when there is no such zone. Its
+        __zone_watermark_ok() order loops count in ``wmark_orders_scanned`` as any."""
+        zones = self.zones_upto(highest_zoneidx)
+        if not zones:
+            return True
+        return any(z._zone_watermark_ok(order, z.high_wmark_pages(), False,
+                                        reserve=z.lowmem_reserve[highest_zoneidx])
+                   for z in zones)
+
+    def pgdat_watermark_boosted(self, highest_zoneidx):
+        return any(z.watermark_boost for z in self.zones_upto(highest_zoneidx))
+
+    def wakeup_kswapd(self, zone, order, highest_zoneidx):
+        """wakeup_kswapd(zone, gfp, order, highest_zoneidx): record the order and the index
+        (max); unless kswapd is awake already, wake it if the node is not hopeless and either
+        unbalanced for the order or boosted (else the kernel would only wake kcompactd)."""
+        if not self.kswapd_enabled or zone.managed_pages == 0:
+            return
+        if self.kswapd_highest_zoneidx == NO_ZONEIDX or self.kswapd_highest_zoneidx < highest_zoneidx:
+            self.kswapd_highest_zoneidx = highest_zoneidx
+        if self.kswapd_order < order:
+            self.kswapd_order = order
+        if self.pending:
+            return
+        if self.kswapd_failures >= MAX_RECLAIM_RETRIES or (
+                self.pgdat_balanced(order, highest_zoneidx)
+                and not self.pgdat_watermark_boosted(highest_zoneidx)):
+            return
+        self.pending = True
+
+    def wake_all_kswapds(self, order, zonelist, highest_zoneidx):
+        """wake_all_kswapds(): wakeup_kswapd() once for the node, through its first managed zone
+        of the zonelist."""
+        for z in zonelist:
+            if z.managed_pages > 0:
+                self.wakeup_kswapd(z, order, highest_zoneidx)
+                return
+
+    def _kswapd_highest_zoneidx(self, prev):
+        cur = self.kswapd_highest_zoneidx
+        return prev if cur == NO_ZONEIDX else cur
+
+    def prepare_kswapd_sleep(self, order, highest_zoneidx):
+        """prepare_kswapd_sleep(): a hopeless node, or one balanced for the order."""
+        return (self.kswapd_failures >= MAX_RECLAIM_RETRIES
+                or self.pgdat_balanced(order, highest_zoneidx))
+
+    def kswapd(self):
+        """kswapd() from its wakeup to its next sleep: read and reset the order and index,
+        balance_pgdat(), then kswapd_try_to_sleep() (a sequential model has no premature
+        wakeup, so its two prepare_kswapd_sleep() tests agree); if the node is neither balanced
+        for the order reclaimed for nor hopeless, kswapd does not sleep and balances again.
+        Returns False (nothing run) unless kswapd was woken."""
+        if not self.pending:
+            return False
+        self.pending = False
+        alloc_order = self.kswapd_order
+        hz = self._kswapd_highest_zoneidx(self.kswapd_zoneidx)
+        self.kswapd_order = 0
+        self.kswapd_highest_zoneidx = NO_ZONEIDX
+        while True:
+            reclaim_order = self.balance_pgdat(alloc_order, hz)
+            if reclaim_order >= alloc_order:
+                # the top of kswapd()'s loop: the order and index of later wakeups (none here)
+                alloc_order = reclaim_order = self.kswapd_order
+                hz = self._kswapd_highest_zoneidx(hz)
+            # kswapd_try_to_sleep(): wakeup_kcompactd(alloc_order) before sleeping is dropped
+            if self.prepare_kswapd_sleep(reclaim_order, hz):
+                break
+            alloc_order = self.kswapd_order
+            hz = self._kswapd_highest_zoneidx(hz)
+            self.kswapd_order = 0
+            self.kswapd_highest_zoneidx = NO_ZONEIDX
+        self.kswapd_zoneidx = hz
+        return True
+
+    def balance_pgdat(self, order, highest_zoneidx):
+        """balance_pgdat() on the page cache (MODEL.md's scan counts). Returns sc.order."""
+        self.c["pageoutrun"] += 1
+        zones = self.zones_upto(highest_zoneidx)
+        # Account for the reclaim boost; the zone boost is left in place meanwhile.
+        zone_boosts = {id(z): z.watermark_boost for z in zones}
+        nr_boost_reclaim = sum(zone_boosts.values())
+        boosted = nr_boost_reclaim > 0
+        sc_order = order
+        sc_nr_reclaimed = 0
+        balanced_out = False
+        restart = True
+        while restart:
+            restart = False
+            priority = DEF_PRIORITY
+            while True:
+                raise_priority = True
+                balanced = self.pgdat_balanced(sc_order, highest_zoneidx)
+                # an imbalanced node ignores the boost and restarts
+                if not balanced and nr_boost_reclaim:
+                    nr_boost_reclaim = 0
+                    restart = True
+                    break
+                if not nr_boost_reclaim and balanced:
+                    balanced_out = True
+                    break
+                # Limit the priority of boosting to avoid reclaim writeback
+                if nr_boost_reclaim and priority == DEF_PRIORITY - 2:
+                    raise_priority = False
+                # kswapd_shrink_node(): the zones' high watermarks, at least SWAP_CLUSTER_MAX each
+                nr_to_reclaim = sum(max(z.high_wmark_pages(), SWAP_CLUSTER_MAX) for z in zones)
+                nr_to_scan = max(self.nr_file >> priority, SWAP_CLUSTER_MAX)
+                nr_reclaimed = self.shrink_page_cache(highest_zoneidx, nr_to_scan, nr_to_reclaim, 0)
+                self.c["pgsteal_kswapd"] += nr_reclaimed
+                sc_nr_reclaimed += nr_reclaimed
+                if sc_order and sc_nr_reclaimed >= 2 << sc_order:     # compact_gap()
+                    sc_order = 0
+                if nr_reclaimed >= nr_to_reclaim:
+                    raise_priority = False
+                nr_boost_reclaim -= min(nr_boost_reclaim, nr_reclaimed)
+                # If reclaim made no progress for a boost, stop reclaim
+                if nr_boost_reclaim and not nr_reclaimed:
+                    break
+                if raise_priority or not nr_reclaimed:
+                    priority -= 1
+                if priority < 1:
+                    break
+            if balanced_out:
+                break
+        if not balanced_out and not sc_nr_reclaimed:
+            self.kswapd_failures += 1
+        # out: if reclaim was boosted, take the boosts this run accounted for off the zones
+        if boosted:
+            for z in zones:
+                if zone_boosts[id(z)]:
+                    z.watermark_boost -= min(z.watermark_boost, zone_boosts[id(z)])
+            # wakeup_kcompactd(pgdat, pageblock_order, highest_zoneidx): not modelled
+        return sc_order
+
+    # ------------------------------------------------------------------ views and invariants
+
+    def reclaim_state(self):
+        return {"boost": [z.watermark_boost for z in self.zones],
+                "boosted": [z.boosted_watermark for z in self.zones],
+                "kswapd_failures": self.kswapd_failures,
+                "kswapd_order": self.kswapd_order,
+                "kswapd_highest_zoneidx": self.kswapd_highest_zoneidx,
+                "nr_file": self.nr_file}
+
+    def reclaim_counters(self):
+        out = {"nr_watermark_boosts": sum(z.nr_watermark_boosts for z in self.zones)}
+        out.update(self.c)
+        return out
+
+    def check(self):
+        """The LRU ring's invariants: each cached block an allocated head of its zone, listed
+        once, at a position inside the ring; the head on a block; NR_FILE_PAGES its pages."""
+        assert len(self.lru_pos) == len(self.lru_slot), "LRU maps disagree"
+        assert 0 <= self.lru_tail - self.lru_head <= self.lru_cap, (
+            f"LRU ring [{self.lru_head}, {self.lru_tail}) over {self.lru_cap} slots")
+        pages = 0
+        for pfn, pos in self.lru_pos.items():
+            assert self.lru_slot.get(pos) == pfn, f"cached block {pfn} not at its position {pos}"
+            assert self.lru_head <= pos < self.lru_tail, f"cached block {pfn} outside the ring"
+            z = self.zone_of(pfn)
+            assert z is not None and pfn in z.alloc_order, f"cached block {pfn} is not allocated"
+            pages += 1 << z.alloc_order[pfn]
+        assert pages == self.nr_file, f"nr_file {self.nr_file}, cached pages {pages}"
+        assert not self.lru_pos or self.lru_head in self.lru_slot, "the LRU head is an empty slot"
+        assert self.pagecache or not self.lru_pos, "page cache without pagecache"
+        assert self.kswapd_enabled or (not self.pending and self.kswapd_order == 0
+                                       and self.kswapd_highest_zoneidx == NO_ZONEIDX), (
+            "kswapd state without kswapd")
+        for z in self.zones:
+            pb = 1 << z.pageblock_order
+            cap = max(pb, mult_frac(z.wmark_high, z.watermark_boost_factor, 10000))
+            assert 0 <= z.watermark_boost <= cap, (
+                f"watermark_boost {z.watermark_boost} outside [0, {cap}]")
 
 
 def _geometry(nr_pages, max_order, pageblock_order, policy):
@@ -284,11 +696,15 @@ class RefZone:
     (ZONE_NORMAL by default). ``holes`` are the node's. The keywords RefNode passes in:
     ``pageblock_mt``, the node's pageblock types (a list shared by its zones); ``watermarks``,
     (min, low, high) computed over the node instead of for this zone alone; ``lowmem_reserve``,
-    the zone's four reserves (default 0)."""
+    the zone's four reserves (default 0). ``watermark_boost_factor`` is vm.watermark_boost_factor
+    (0: no boosting); ``kswapd`` and ``pagecache`` switch on kswapd and the page cache of the
+    zone's node (``self.pgdat``, a ``RefPgdat``: a lone zone is a node of its own; RefNode gives
+    its zones the node's)."""
 
     def __init__(self, nr_pages, max_order, pageblock_order, policy="v6.15", holes=(), pcp=False,
                  min_free_kbytes=None, nr_cpus=1, zone_start=0, zone_end=None, zone_idx=ZONE_NORMAL,
-                 pageblock_mt=None, watermarks=None, lowmem_reserve=None):
+                 pageblock_mt=None, watermarks=None, lowmem_reserve=None, watermark_boost_factor=0,
+                 kswapd=False, pagecache=False):
         nr_pages, max_order, pageblock_order = _geometry(nr_pages, max_order, pageblock_order, policy)
         zone_start = int(zone_start)
         zone_end = nr_pages if zone_end is None else int(zone_end)
@@ -388,6 +804,16 @@ class RefZone:
                 flags = PCPF_FREE_HIGH_BATCH
         # Every CPU's high starts at high_min (6.1 and 5.4: the fixed high).
         self.pcps = [PerCpuPages(cpu, self.pcp_high_min, flags) for cpu in range(self.nr_cpus)]
+
+        # Watermark boosting (boost_watermark()) and the node's reclaim state.
+        factor = int(watermark_boost_factor)
+        if factor < 0:
+            raise ValueError(f"watermark_boost_factor must be >= 0, got {watermark_boost_factor!r}")
+        self.watermark_boost_factor = factor
+        self.watermark_boost = 0            # zone->watermark_boost
+        self.boosted_watermark = 0          # ZONE_BOOSTED_WATERMARK
+        self.nr_watermark_boosts = 0        # boost_watermark() calls that boosted
+        self.pgdat = RefPgdat([self], nr_pages, kswapd=kswapd, pagecache=pagecache)
 
         self.c = dict.fromkeys(COUNTER_NAMES, 0)
         self._memblock_free_all()
@@ -508,6 +934,34 @@ class RefZone:
             batch = 1
         return rounddown_pow_of_two(batch + batch // 2) - 1
 
+    def wmark_pages(self, wmark):
+        """wmark_pages(): ``_watermark[wmark] + watermark_boost``."""
+        return (self.wmark_min, self.wmark_low, self.wmark_high)[wmark] + self.watermark_boost
+
+    def high_wmark_pages(self):
+        return self.wmark_pages(WMARK_HIGH)
+
+    def boost_watermark(self):
+        """boost_watermark() of 6.12 (every policy, MODEL.md), then, as every request of the
+        model has ALLOC_KSWAPD, ZONE_BOOSTED_WATERMARK when it boosted. Not with the factor 0,
+        nor in a zone of fewer than 4 pageblocks of managed pages, nor while ``mult_frac(high,
+        factor, 10000)`` is 0; else the boost grows by a pageblock up to ``max(pageblock,
+        mult_frac(...))``. Returns whether it boosted (the boost may already be at its cap)."""
+        if not self.watermark_boost_factor:
+            return False
+        pb = 1 << self.pageblock_order
+        # Don't bother in zones that are unlikely to produce results.
+        if pb * 4 > self.managed_pages:
+            return False
+        max_boost = mult_frac(self.wmark_high, self.watermark_boost_factor, 10000)
+        if not max_boost:
+            return False
+        max_boost = max(pb, max_boost)
+        self.watermark_boost = min(self.watermark_boost + pb, max_boost)
+        self.nr_watermark_boosts += 1
+        self.boosted_watermark = 1
+        return True
+
     # ------------------------------------------------------------------ allocation
 
     def _cpu_pcp(self, cpu):
@@ -531,11 +985,12 @@ class RefZone:
         return order, mt
 
     def alloc(self, order, mt, pinned=False, cpu=0, atomic=False):
-        """__alloc_pages for one zone without reclaim or compaction, running on ``cpu``: fast
-        path at the low watermark, then the slow path's attempt at the min watermark with
-        gfp_to_alloc_flags()'s reserve flags (``atomic``: GFP_ATOMIC); then, for a non-atomic
-        request of order <= PAGE_ALLOC_COSTLY_ORDER, unreserve_highatomic_pageblock(force) and
-        the min attempt again while it unreserves a block. Returns the pfn or -1."""
+        """__alloc_pages for one zone without compaction, running on ``cpu``: fast path at the
+        low watermark; then the slow path: wake_all_kswapds(), the attempt at the min watermark
+        with gfp_to_alloc_flags()'s reserve flags (``atomic``: GFP_ATOMIC), direct reclaim for a
+        non-atomic request (see _slow_path()); then, for a non-atomic request of order <=
+        PAGE_ALLOC_COSTLY_ORDER, unreserve_highatomic_pageblock(force) and the min attempt again
+        while it unreserves a block. Returns the pfn or -1."""
         pcp = self._cpu_pcp(cpu)
         order, mt = self._check_request(order, mt)
         atomic = bool(atomic)
@@ -551,12 +1006,25 @@ class RefZone:
 
         pfn = attempt(WMARK_LOW, 0)
         if pfn is None:
+            pgdat = self.pgdat
+            # if (alloc_flags & ALLOC_KSWAPD) wake_all_kswapds(order, gfp_mask, ac)
+            pgdat.wake_all_kswapds(order, [self], highest_zoneidx)
             pfn = _slow_path(attempt, order, atomic,
-                             lambda: self.unreserve_highatomic_pageblock(list_mt, force=True))
+                             lambda force: self.unreserve_highatomic_pageblock(list_mt, force),
+                             lambda: pgdat.direct_reclaim(highest_zoneidx, cpu),
+                             lambda flags: self.has_free_block(order, alloc_cma, flags),
+                             self.drain)
         if pfn is not None:
             return pfn
         self.c["alloc_fail"] += 1
         return -1
+
+    def has_free_block(self, order, alloc_cma, alloc_flags):
+        """A free block of ``order`` or more on a list the request may use (__zone_watermark_ok()'s
+        order loop: U, M, R, CMA with ALLOC_CMA, HIGHATOMIC with ALLOC_HIGHATOMIC): MODEL.md's
+        stand-in for should_reclaim_retry()'s watermark test, without its free-page test. The
+        orders it probes count in ``wmark_orders_scanned`` as that loop's do."""
+        return self._zone_watermark_ok(order, -(1 << 62), alloc_cma, alloc_flags=alloc_flags)
 
     def try_this_zone(self, pcp, order, mt, list_mt, alloc_cma, pinned, wmark, highest_zoneidx,
                       nofragment, alloc_flags=0):
@@ -567,19 +1035,20 @@ class RefZone:
         ALLOC_NOFRAGMENT if ``nofragment``; after a success with ALLOC_HIGHATOMIC,
         reserve_highatomic_pageblock(). Returns the pfn, or None to go on to the next zone."""
         reserve = self.lowmem_reserve[highest_zoneidx]
-        mark = (self.wmark_min, self.wmark_low, self.wmark_high)[wmark]
+        mark = self.wmark_pages(wmark)      # boosted
         # get_page_from_freelist() (6.7+): unless the zone is already below its high
-        # watermark, check the high watermark for this request first: pass -> try_this_zone
-        # (the zone's own, lower, watermark is not checked), fail -> set ZONE_BELOW_HIGH and
-        # go on to check_alloc_wmark. Both tests take the request's alloc_flags.
+        # watermark, check the (boosted) high watermark for this request first: pass ->
+        # try_this_zone (the zone's own, lower, watermark is not checked), fail -> set
+        # ZONE_BELOW_HIGH and go on to check_alloc_wmark. Both tests are zone_watermark_fast()
+        # with the request's alloc_flags (so both have its order-0 __GFP_HIGH exception).
         if self.pcp and self.pcp_tuned and not self.below_high:
-            if self._zone_watermark_ok(order, self.wmark_high, alloc_cma, reserve=reserve,
-                                       alloc_flags=alloc_flags):
+            if self.zone_watermark_fast(order, self.high_wmark_pages(), alloc_cma, reserve,
+                                        alloc_flags, wmark):
                 mark = None
             else:
                 self.below_high = 1
-        if mark is not None and not self._zone_watermark_ok(order, mark, alloc_cma, reserve=reserve,
-                                                            alloc_flags=alloc_flags):
+        if mark is not None and not self.zone_watermark_fast(order, mark, alloc_cma, reserve,
+                                                             alloc_flags, wmark):
             return None
         pfn = self.rmqueue(pcp, order, list_mt, alloc_cma, nofragment, alloc_flags)
         if pfn is None:
@@ -590,6 +1059,19 @@ class RefZone:
         if alloc_flags & ALLOC_HIGHATOMIC:
             self.reserve_highatomic_pageblock(pfn, order)
         return pfn
+
+    def zone_watermark_fast(self, order, mark, alloc_cma, reserve, alloc_flags, wmark):
+        """zone_watermark_fast() (its order-0 shortcut gives __zone_watermark_ok()'s answer):
+        when the test fails for an order-0 ALLOC_MIN_RESERVE (__GFP_HIGH) request at the min
+        watermark (``wmark``: the attempt's ALLOC_WMARK_*) of a boosted zone, the test again at
+        the unboosted ``_watermark[WMARK_MIN]``, whatever ``mark`` was."""
+        if self._zone_watermark_ok(order, mark, alloc_cma, reserve=reserve, alloc_flags=alloc_flags):
+            return True
+        if (order == 0 and alloc_flags & ALLOC_MIN_RESERVE and self.watermark_boost
+                and wmark == WMARK_MIN):
+            return self._zone_watermark_ok(0, self.wmark_min, alloc_cma, reserve=reserve,
+                                           alloc_flags=alloc_flags)
+        return False
 
     def _prep_new_page(self, pfn, order, mt, pinned):
         self.alloc_order[pfn] = order
@@ -651,12 +1133,18 @@ class RefZone:
 
     def rmqueue(self, pcp, order, mt, alloc_cma, nofragment=False, alloc_flags=0):
         """rmqueue() on the CPU whose PerCpuPages is ``pcp``; ``nofragment``: ALLOC_NOFRAGMENT;
-        ``alloc_flags``: the reserve flags rmqueue_buddy() reads."""
+        ``alloc_flags``: the reserve flags rmqueue_buddy() reads. At its end (``out:``, with a
+        page or without), a request with ALLOC_KSWAPD (every one here) clears
+        ZONE_BOOSTED_WATERMARK and calls wakeup_kswapd(zone, 0, 0, zone_idx(zone))."""
+        pfn = None
         if self.pcp and self._pcp_allowed_order(order):
             pfn = self._rmqueue_pcplist(pcp, order, mt, alloc_cma, nofragment)
-            if pfn is not None:
-                return pfn
-        return self.rmqueue_buddy(order, mt, alloc_cma, nofragment, alloc_flags)
+        if pfn is None:
+            pfn = self.rmqueue_buddy(order, mt, alloc_cma, nofragment, alloc_flags)
+        if self.boosted_watermark:
+            self.boosted_watermark = 0
+            self.pgdat.wakeup_kswapd(self, 0, self.zone_idx)
+        return pfn
 
     def rmqueue_buddy(self, order, mt, alloc_cma, nofragment=False, alloc_flags=0):
         """rmqueue_buddy(): with ALLOC_HIGHATOMIC the HIGHATOMIC lists first; if __rmqueue()
@@ -862,6 +1350,8 @@ class RefZone:
                 self.c["fallback_claim"] += 1
                 self.move_to_free_list(pfn, start_mt)
                 return
+            # Boost watermarks to increase reclaim pressure (before the whole_block test)
+            self.boost_watermark()
             if whole_block:
                 prep = self.prep_move_freepages_block(pfn)
                 if prep is not None:
@@ -890,6 +1380,8 @@ class RefZone:
                 self.expand(pfn, order, current_order, start_mt)
                 self.c["fallback_claim"] += 1
                 return pfn, start_mt
+            # Boost watermarks to increase reclaim pressure (before the whole_block test)
+            self.boost_watermark()
             if whole_block:
                 prep = self.prep_move_freepages_block(pfn)
                 if prep is not None:
@@ -943,6 +1435,8 @@ class RefZone:
             self.expand(pfn, order, current_order, start_mt)
             self.c["fallback_claim"] += 1
             return pfn, start_mt
+        # Boost watermarks to increase reclaim pressure, before the block is looked at
+        self.boost_watermark()
         prep = self.prep_move_freepages_block(pfn)
         if prep is None:
             return None
@@ -1223,13 +1717,14 @@ class RefZone:
             self.free_pcppages_bulk(pcp, self.nr_pcp_free(pcp, batch, high, free_high), pindex)
             # zone_watermark_ok(zone, 0, high_wmark_pages(zone), ZONE_MOVABLE, 0): no ALLOC_CMA,
             # no reserve flags (the highatomic reserve is unusable), lowmem_reserve[ZONE_MOVABLE]
-            if self.below_high and self._zone_watermark_ok(0, self.wmark_high, False, count=False,
+            if self.below_high and self._zone_watermark_ok(0, self.high_wmark_pages(), False, count=False,
                                                            reserve=self.lowmem_reserve[ZONE_MOVABLE]):
                 self.below_high = 0
 
     def nr_pcp_high(self, pcp, batch, free_high):
         """nr_pcp_high (6.7+): the count at which a free drains; tunes ``high``. ZONE_RECLAIM_ACTIVE
-        is never set (no kswapd in the model)."""
+        is not modelled, as MODEL.md omits it (the kernel sets it for balance_pgdat()'s run, when
+        kswapd's reclaimed pages are freed through here)."""
         high_min, high_max = self.pcp_high_min, self.pcp_high_max
         high = pcp.high = clamp(pcp.high, high_min, high_max)
         if not high:
@@ -1373,8 +1868,14 @@ class RefZone:
 
     def free(self, pfn, cpu=0):
         """__free_pages running on ``cpu``: the pcp path (that CPU's lists) for pcp orders,
-        else free_one_page."""
+        else free_one_page. A block of the page cache is not the caller's to free (only reclaim
+        frees it): ValueError."""
         pfn = int(pfn)
+        if pfn in self.pgdat.lru_pos:
+            raise ValueError(f"pfn {pfn} is page cache: only reclaim frees it")
+        self._free_block(pfn, cpu)
+
+    def _free_block(self, pfn, cpu):
         pcp = self._cpu_pcp(cpu)
         order = self.alloc_order.get(pfn)
         if order is None:
@@ -1494,6 +1995,36 @@ class RefZone:
     def pcp_params(self):
         """(batch, CPU 0's high)."""
         return (self.pcp_batch, self.pcps[0].high)
+
+    # ------------------------------------------------------------------ reclaim (the zone's node)
+
+    def add_file(self, pfn):
+        """The allocated block at ``pfn`` becomes clean page cache at the LRU tail
+        (lru_add_file()): only reclaim frees it now. False (nothing done) without page cache."""
+        pfn = int(pfn)
+        return self.pgdat.lru_add_file(self, pfn)
+
+    def file_pages(self):
+        """The heads of the page cache's blocks, oldest first."""
+        return self.pgdat.file_pages()
+
+    def kswapd_pending(self):
+        """kswapd was woken and has not run yet."""
+        return self.pgdat.pending
+
+    def run_kswapd(self):
+        """kswapd() if it was woken (balance_pgdat() until kswapd_try_to_sleep() sleeps); True
+        if it ran. kcompactd wakeups are dropped."""
+        return self.pgdat.kswapd()
+
+    def reclaim_state(self):
+        """The zone's boost and ZONE_BOOSTED_WATERMARK (one-element lists), and the node's
+        kswapd_failures, kswapd_order, kswapd_highest_zoneidx (-1: none) and nr_file (pages)."""
+        return self.pgdat.reclaim_state()
+
+    def reclaim_counters(self):
+        """nr_watermark_boosts, pageoutrun, pgsteal_kswapd and pgsteal_direct."""
+        return self.pgdat.reclaim_counters()
 
     def pcp_state(self, cpu=0):
         """``cpu``'s pcp tuning state: ``high`` between the zone's ``high_min`` and ``high_max``
@@ -1635,6 +2166,8 @@ class RefZone:
                     continue
             raise AssertionError(f"free buddies {pfn} and {buddy} of order {order} left unmerged")
 
+        if self.pgdat.zones == [self]:
+            self.pgdat.check()
         if self.mobility_disabled:
             # set_pageblock_migratetype() maps only the types below MIGRATE_PCPTYPES
             assert all(mt in (UNMOVABLE, HIGHATOMIC) for mt in self.pageblock_mt), (
@@ -1668,7 +2201,7 @@ class RefNode:
 
     def __init__(self, nr_pages, max_order, pageblock_order, policy="v6.15", holes=(), pcp=False,
                  min_free_kbytes=None, nr_cpus=1, dma_end=0, dma32_end=0, movable_pages=0,
-                 thp_enabled=False):
+                 thp_enabled=False, watermark_boost_factor=0, kswapd=False, pagecache=False):
         nr_pages, max_order, pageblock_order = _geometry(nr_pages, max_order, pageblock_order, policy)
         if not 1 <= pageblock_order <= max_order:
             raise ValueError(f"need 1 <= pageblock_order <= max_order, got {pageblock_order}, {max_order}")
@@ -1743,8 +2276,13 @@ class RefNode:
                 nr_pages, max_order, pageblock_order, policy=policy, holes=holes, pcp=pcp,
                 min_free_kbytes=self.min_free_kbytes, nr_cpus=nr_cpus, zone_start=start,
                 zone_end=end, zone_idx=idx, pageblock_mt=self.pageblock_mt,
-                watermarks=wmarks[idx], lowmem_reserve=reserves[idx]))
+                watermarks=wmarks[idx], lowmem_reserve=reserves[idx],
+                watermark_boost_factor=watermark_boost_factor))
         self.nr_zones = len(self.zones)
+        # The node's reclaim state (page cache, kswapd), shared by its zones.
+        self.pgdat = RefPgdat(self.zones, nr_pages, kswapd=kswapd, pagecache=pagecache)
+        for z in self.zones:
+            z.pgdat = self.pgdat
         self.nr_cpus = self.zones[0].nr_cpus
         # The node's own counters: one alloc_ops per alloc() call, one alloc_fail per failed one.
         self.c = {"alloc_ops": 0, "alloc_fail": 0}
@@ -1816,8 +2354,9 @@ class RefNode:
     # ------------------------------------------------------------------ allocation and free
 
     def alloc(self, order, mt, pinned=False, cpu=0, atomic=False):
-        """__alloc_pages on ``cpu`` without reclaim or compaction (``atomic``: GFP_ATOMIC, see
-        RefZone.alloc()). Returns the pfn or -1."""
+        """__alloc_pages on ``cpu`` without compaction (``atomic``: GFP_ATOMIC, see
+        RefZone.alloc()); direct reclaim takes page cache of the zonelist's zones. Returns the
+        pfn or -1."""
         self.zones[0]._cpu_pcp(cpu)
         cpu = int(cpu)
         order, mt = self.zones[0]._check_request(order, mt)
@@ -1843,12 +2382,19 @@ class RefNode:
             # alloc_flags_nofragment(preferred zone): ZONE_NORMAL with ZONE_DMA32 populated
             # (the kernel's NUMA test, applied on every node).
             nofragment = zonelist[0].zone_idx == ZONE_NORMAL and self.populated(ZONE_DMA32)
-            # Fast path at the low watermark, then the slow path.
+            # Fast path at the low watermark, then the slow path (wake_all_kswapds() first).
             pfn = get_page_from_freelist(WMARK_LOW, 0, nofragment)
             if pfn is None:
+                pgdat = self.pgdat
+                pgdat.wake_all_kswapds(order, zonelist, highest_zoneidx)
                 pfn = _slow_path(get_page_from_freelist, order, atomic,
-                                 lambda: self.unreserve_highatomic_pageblock(list_mt, True,
-                                                                             highest_zoneidx))
+                                 lambda force: self.unreserve_highatomic_pageblock(list_mt, force,
+                                                                                   highest_zoneidx),
+                                 lambda: pgdat.direct_reclaim(highest_zoneidx, cpu),
+                                 # should_reclaim_retry() walks the zonelist, highest zone first
+                                 lambda flags: any(z.has_free_block(order, alloc_cma, flags)
+                                                   for z in zonelist),
+                                 self.drain)
             if pfn is not None:
                 return pfn
         self.c["alloc_fail"] += 1
@@ -1867,6 +2413,35 @@ class RefNode:
         if z is None:
             raise ValueError(f"pfn {pfn} is not the head of an allocated block")
         z.free(pfn, cpu)
+
+    # ------------------------------------------------------------------ reclaim
+
+    def add_file(self, pfn):
+        """The allocated block at ``pfn`` becomes page cache (RefZone.add_file())."""
+        pfn = int(pfn)
+        z = self.zone_of(pfn)
+        if z is None:
+            raise ValueError(f"pfn {pfn} is not the head of an allocated block")
+        return self.pgdat.lru_add_file(z, pfn)
+
+    def file_pages(self):
+        return self.pgdat.file_pages()
+
+    def kswapd_pending(self):
+        return self.pgdat.pending
+
+    def run_kswapd(self):
+        return self.pgdat.kswapd()
+
+    def reclaim_state(self):
+        """Each zone's boost and ZONE_BOOSTED_WATERMARK (lowest zone first), and the node's
+        kswapd_failures, kswapd_order, kswapd_highest_zoneidx (-1: none) and nr_file."""
+        return self.pgdat.reclaim_state()
+
+    def reclaim_counters(self):
+        """nr_watermark_boosts summed over the zones, and the node's pageoutrun,
+        pgsteal_kswapd and pgsteal_direct."""
+        return self.pgdat.reclaim_counters()
 
     def drain(self):
         """drain_all_pages(NULL): CPU 0, 1, ... in turn, each draining every populated zone
@@ -1934,6 +2509,9 @@ class RefNode:
         assert end == self.nr_pages, f"the zones end at {end}, the node at {self.nr_pages}"
         idxs = [z.zone_idx for z in self.zones]
         assert idxs == sorted(set(idxs)), f"zone indices {idxs} not increasing"
+        assert self.pgdat.zones is self.zones and all(z.pgdat is self.pgdat for z in self.zones), (
+            "a zone without the node's reclaim state")
+        self.pgdat.check()
         for z in self.zones:
             z.check()
             name = ZONE_NAMES[z.zone_idx]

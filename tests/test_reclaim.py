@@ -137,10 +137,11 @@ def test_a_node_without_page_cache_turns_hopeless_after_16_kswapd_runs():
     assert z.zp[C.ZP_WMARK_BOOST] == 512
 
 
-def test_a_deferred_thp_fault_wakes_kcompactd_through_kswapd():
-    """defrag=defer: the fault does nothing itself; kswapd, with nothing to reclaim, fails; once
-    the node is hopeless kswapd_try_to_sleep() wakes kcompactd for order 9, which compacts, and
-    a later fault finds a free THP."""
+def test_a_deferred_thp_fault_without_page_cache_wakes_kcompactd_once_the_node_is_hopeless():
+    """defrag=defer: the fault does nothing itself; kswapd, with nothing to reclaim, fails at
+    order 9 and sleeps for order 0 (balanced), waking no kcompactd; once 16 failures made the
+    node hopeless, the next fault's wakeup_kswapd() wakes kcompactd for order 9 itself (the
+    request cannot reclaim), which compacts, and a later fault finds a free THP."""
     node = _node(kswapd=True, kcompactd=True)
     z = node[0]
     _fragment(node)
@@ -149,14 +150,29 @@ def test_a_deferred_thp_fault_wakes_kcompactd_through_kswapd():
     for i in range(20):
         got.append(K.alloc_pages_gfp(node, cc, 9, C.MIGRATE_MOVABLE, 0, K.GFP_THP_DEFER))
         K.background(node)
-        if i == 14:
-            assert int(z.stat[C.PAGEOUTRUN]) == 15 and int(z.stat[C.COMPACT_DAEMON_WAKE]) == 0
         if i == 15:
-            # the 16th failure makes the node hopeless: kswapd_try_to_sleep() wakes kcompactd
+            assert int(z.stat[C.PAGEOUTRUN]) == 16 and int(z.stat[C.COMPACT_DAEMON_WAKE]) == 0
+        if i == 16:
             assert int(z.stat[C.PAGEOUTRUN]) == 16 and int(z.stat[C.COMPACT_DAEMON_WAKE]) == 1
-    assert int(z.stat[C.PAGEOUTRUN]) == 16 and int(z.stat[C.COMPACT_DAEMON_WAKE]) >= 1
-    assert got[:16] == [-1] * 16 and any(p >= 0 for p in got[16:])
+    assert got[:17] == [-1] * 17 and any(p >= 0 for p in got[17:])
     assert int(z.stat[C.COMPACT_STALL]) == 0        # no direct compaction
+    check_zone(node)
+
+
+def test_kswapd_that_reclaimed_a_compact_gap_for_a_thp_wakes_kcompactd_when_it_sleeps():
+    """With page cache, kswapd woken for order 9 reclaims compact_gap(9) = 1024 pages, falls
+    back to order 0, is balanced there and, going to sleep, wakes kcompactd for order 9
+    (kswapd_try_to_sleep(alloc_order, reclaim_order))."""
+    node = _node(kswapd=True, kcompactd=True, pagecache=True)
+    z = node[0]
+    kept = _fragment(node)
+    for p in kept[::2]:
+        assert lru_add_file(node, p)
+    cc = np.zeros(C.CC_SIZE, dtype=np.int64)
+    assert K.alloc_pages_gfp(node, cc, 9, C.MIGRATE_MOVABLE, 0, K.GFP_THP_DEFER) == -1
+    K.background(node)
+    assert int(z.stat[C.PAGEOUTRUN]) == 1 and int(z.stat[C.PGSTEAL_KSWAPD]) >= 1024
+    assert int(z.stat[C.COMPACT_DAEMON_WAKE]) == 1 and z.zp[C.ZP_KSWAPD_FAILURES] == 0
     check_zone(node)
 
 
