@@ -1515,30 +1515,18 @@ def free_owned(node, pfn):
         q = nxt
 
 
-@jit_fold
-def _owned_pages(z, pfn):
-    """The pages an owner holds at pfn (its block, or all pieces of its split folio)."""
-    if z.prev[pfn] < 0 or not (z.page_flags[pfn] & PG_HEAD):
-        return 1 << int(z.page_order[pfn])
-    n = 1
-    q = z.prev[pfn]
-    while q != pfn:
-        n += 1
-        q = z.prev[q]
-    return n
-
-
 @jit
 def lru_add_file(node, pfn):
     """A page (or split folio) at pfn becomes clean page cache, at the tail of the node's LRU
     (the inactive file list, in the order pages joined it; no second chance for referenced
-    pages). It takes an owner slot of the LRU's ring, so migration keeps track of it. A full
-    ring first drops its oldest page. Returns False when the node has no page cache (the page
-    is then left as it was)."""
+    pages). It takes an owner slot of the LRU's ring, so migration keeps track of it, and
+    releases the slot of the owner it had (a workload's). A full ring first drops its oldest
+    page. Returns the pages it took: 0 when the node has no page cache (the page is then left
+    as it was, with its owner)."""
     first = node[0]
     cap = first.zp[ZP_LRU_CAP]
     if cap == 0:
-        return False
+        return 0
     base = first.zp[ZP_LRU_BASE]
     while first.zp[ZP_LRU_TAIL] - first.zp[ZP_LRU_HEAD] >= cap:
         slot = base + first.zp[ZP_LRU_HEAD] % cap
@@ -1548,23 +1536,20 @@ def lru_add_file(node, pfn):
         first.zp[ZP_LRU_HEAD] += 1
     slot = base + first.zp[ZP_LRU_TAIL] % cap
     first.zp[ZP_LRU_TAIL] += 1
+    old = first.next[pfn]
+    if old >= 0:
+        first.owner[old] = -1
     first.owner[slot] = pfn
     first.next[pfn] = slot
+    n = 1 << int(first.page_order[pfn])
     if first.prev[pfn] >= 0 and first.page_flags[pfn] & PG_HEAD:
-        q = first.prev[pfn]        # every piece of a split folio points at its owner slot
+        n = 1                      # a split folio: every piece points at its owner slot
+        q = first.prev[pfn]
         while q != pfn:
             first.next[q] = slot
+            n += 1
             q = first.prev[q]
-    first.zp[ZP_NR_FILE] += _owned_pages(first, pfn)
-    return True
-
-
-@jit
-def lru_delete_file(node, pfn):
-    """The file of a cached page is deleted (truncate): the page leaves the cache and is freed.
-    Returns the pages freed."""
-    n = free_owned(node, pfn)
-    node[0].zp[ZP_NR_FILE] -= n
+    first.zp[ZP_NR_FILE] += n
     return n
 
 
@@ -1678,14 +1663,12 @@ def balance_pgdat(node, order, highest):
     first = node[0]
     first.stat[PAGEOUTRUN] += 1
     nr_boost_reclaim = 0
-    for i in range(len(node)):
-        if node[i].zp[ZP_ZONE_IDX] <= highest:
-            nr_boost_reclaim += node[i].zp[ZP_WMARK_BOOST]
-    boosted = nr_boost_reclaim > 0
     nr_to_reclaim = 0
     for i in range(len(node)):
         if node[i].zp[ZP_ZONE_IDX] <= highest:
+            nr_boost_reclaim += node[i].zp[ZP_WMARK_BOOST]
             nr_to_reclaim += max(wmark_pages(node[i], ZP_WMARK_HIGH), SWAP_CLUSTER_MAX)
+    boosted = nr_boost_reclaim > 0
     sc_order = order
     nr_reclaimed = 0
     priority = DEF_PRIORITY
@@ -1749,7 +1732,7 @@ def kswapd(node):
     # balances again (for order 0) until it can sleep
     while not (first.zp[ZP_KSWAPD_FAILURES] >= MAX_RECLAIM_RETRIES
                or pgdat_balanced(node, reclaim_order, highest)):
-        reclaim_order = balance_pgdat(node, 0, highest)
+        balance_pgdat(node, 0, highest)
         alloc_order = reclaim_order = 0
     wakeup_kcompactd(node, alloc_order, highest)
 

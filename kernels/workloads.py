@@ -18,7 +18,7 @@ from .page_isolation import CONTIG_OK, cma_alloc, cma_release, offline_pages, on
 from .constants import (GFP_ATOMIC, MIGRATE_CMA, MIGRATE_UNMOVABLE, PAGE_ALLOC_COSTLY_ORDER,
                         PG_HEAD, PG_LRU, PG_PINNED, PGMIGRATE_SUCCESS, POLICY_V5_4, ZONE_MOVABLE,
                         ZP_BG_PENDING, ZP_MANAGED, ZP_POLICY, ZP_ZONE_IDX)
-from .page_alloc import (_owned_pages, alloc_pages, alloc_pages_inline, clear_flags_range,
+from .page_alloc import (alloc_pages, alloc_pages_inline, clear_flags_range,
                          drain_all_pages, free_owned, free_pages, get_pageblock_migratetype,
                          lru_add_file, page_zone, set_flags_range)
 from .rng import randbelow, uniform
@@ -353,11 +353,9 @@ def _retire(node, rng, wp, slot):
     frac = wp[WP_PAGECACHE_FRACTION]
     if (frac > 0 and (z.page_flags[pfn] & (PG_LRU | PG_PINNED)) == PG_LRU
             and z.page_order[pfn] <= PAGE_ALLOC_COSTLY_ORDER and uniform(rng) < frac):
-        n = _owned_pages(z, pfn)
-        z.owner[slot] = -1
-        if lru_add_file(node, pfn):
+        n = lru_add_file(node, pfn)
+        if n:
             return n
-        z.owner[slot] = pfn
     return free_owned(node, pfn)
 
 
@@ -680,12 +678,8 @@ def fragmenter(node, rng, nr_anon, holders, files_every, file_pages_max, keep_fi
             kept += 1
             # the kept file's pages stay in the page cache: reclaim may free them
             for sl in range(files[2 * f], files[2 * f] + files[2 * f + 1]):
-                pfn = node[0].owner[sl]
-                node[0].owner[sl] = -1
-                if lru_add_file(node, pfn):
+                if lru_add_file(node, node[0].owner[sl]):
                     kind[sl] = 4      # page cache, no longer the workload's
-                else:
-                    node[0].owner[sl] = pfn
             continue
         for sl in range(files[2 * f], files[2 * f] + files[2 * f + 1]):
             free_owned(node, node[0].owner[sl])

@@ -144,7 +144,7 @@ def free_hugetlb_pool(node) -> int:
     alloc_contig_range() may have replaced a pool page by one elsewhere, and offlining dissolves
     them). Returns how many were freed."""
     n = 0
-    for zi, z in enumerate(node):
+    for z in node:
         heads = np.nonzero((z.page_flags & (C.PG_HEAD | C.PG_CONTIG)) == (C.PG_HEAD | C.PG_CONTIG))[0]
         for pfn in heads:
             if is_hugetlb(z, int(pfn)):
