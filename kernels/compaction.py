@@ -24,14 +24,15 @@ from .constants import (
     MIGRATE_UNMOVABLE, ZP_BG_PENDING, ZP_IN_BACKGROUND, ZP_KCOMPACTD_ORDER, ZP_KCOMPACTD_HIGHEST,
     ZP_PROACTIVENESS, ZP_PROACTIVE_INTERVAL, ZP_PROACTIVE_COUNTDOWN, ZP_PROACTIVE_DEFER,
     BG_KSWAPD, BG_KCOMPACTD, BG_PROACTIVE, COMPACT_DAEMON_WAKE, PROACTIVE_COMPACT,
-    GFP_NO_KSWAPD, GFP_NO_DIRECT_RECLAIM,
+    GFP_NO_KSWAPD, GFP_NO_DIRECT_RECLAIM, ZP_PCP, CCF_IGNORE_SKIP, CCF_DIRECT, ZP_BLOCKSKIP_FLUSH,
 )
-from .vmstat import fill_contig_page_info, fragmentation_index
+from .vmstat import fill_contig_page_info
 from .page_alloc import (
     _del_page_from_free_list, _free_to_buddy, _list_add, _list_add_tail, _list_del,
     account_freepages, alloc_pages, alloc_pages_fast, clear_flags_range, find_suitable_fallback, gfp_migratetype, gfp_zone, get_page_from_freelist,
     free_pages, get_pageblock_migratetype, prep_new_page, reset_cached_positions, set_flags_range,
-    should_try_claim_block,
+    should_try_claim_block, free_unref_page, pcp_allowed_order, drain_pages,
+    get_pageblock_skip, set_pageblock_skip, reset_isolation_suitable_zone, compaction_suitable,
     zone_watermark_ok, wmark_pages, drain_all_pages, kswapd, direct_reclaim, free_owned,
     _highest_zone_idx, unreserve_highatomic_pageblock,
 )
@@ -53,7 +54,6 @@ COMPACT_PRIO_SYNC_LIGHT = 1
 COMPACT_PRIO_ASYNC = 2       # INIT/DEF_COMPACT_PRIORITY: sources only of the request's type
 
 COMPACT_MAX_DEFER_SHIFT = 6
-EXTFRAG_THRESHOLD = 500      # sysctl_extfrag_threshold
 
 # Allocation "gfp" modes of the model's slow path
 GFP_NOCOMPACT = 0   # no direct compaction (atomic, or __GFP_DIRECT_RECLAIM clear)
@@ -104,24 +104,30 @@ def compaction_defer_reset(z, order, alloc_success):
         z.stat[COMPACT_ORDER_FAILED] = order + 1
 
 
+@jit_fold
+def compaction_restarting(z, order):
+    """compaction_restarting(): compaction is about to be retried after the longest deferral."""
+    if order < z.stat[COMPACT_ORDER_FAILED]:
+        return False
+    return (z.stat[COMPACT_DEFER_SHIFT] == COMPACT_MAX_DEFER_SHIFT
+            and z.stat[COMPACT_CONSIDERED] >= 1 << z.stat[COMPACT_DEFER_SHIFT])
+
+
 # ---------------------------------------------------------------------------------------------
 # Suitability
 
 
 @jit_fold
-def compaction_suitable(z, order):
-    """compaction_suitable(): enough free memory for compaction to work with (watermark plus
-    compact_gap), and for costly orders a failure due to fragmentation, not lack of memory."""
-    watermark = wmark_pages(z, ZP_WMARK_MIN) + (2 << order)
-    if order > PAGE_ALLOC_COSTLY_ORDER:
-        watermark += z.zp[ZP_WMARK_LOW] - z.zp[ZP_WMARK_MIN]
-    if not zone_watermark_ok(z, 0, watermark, ALLOC_CMA, 0):
-        return False
-    if order > PAGE_ALLOC_COSTLY_ORDER:
-        fragindex = fragmentation_index(z.nr_free, order)
-        if 0 <= fragindex <= EXTFRAG_THRESHOLD:
-            return False
-    return True
+def compaction_suit_allocation_order(z, order, highest, alloc_flags):
+    """compaction_suit_allocation_order() at the min watermark: SUCCESS when the order is
+    allocatable already (with the lowmem reserve of the request's highest zone index), SKIPPED
+    when compaction is not suitable, else CONTINUE."""
+    if zone_watermark_ok(z, order, wmark_pages(z, ZP_WMARK_MIN), alloc_flags,
+                         z.zp[ZP_LOWMEM_RESERVE + highest]):
+        return COMPACT_SUCCESS_RESULT
+    if not compaction_suitable(z, order, highest):
+        return COMPACT_SKIPPED
+    return COMPACT_CONTINUE
 
 
 @jit_fold
@@ -188,7 +194,8 @@ def isolate_free_page(z, pfn, order):
 @jit
 def isolate_freepages_block(z, start, end):
     """isolate_freepages_block(): isolate every free block in [start, end) onto the compaction's
-    free lists (at the tail, by order). Returns pages isolated."""
+    free lists (at the tail, by order); a block scanned to its end gets the skip hint
+    (update_pageblock_skip()). Returns pages isolated."""
     total = 0
     p = start
     while p < end:
@@ -203,6 +210,8 @@ def isolate_freepages_block(z, start, end):
             p += 1 << order
         else:
             p += 1
+    if p >= end:
+        set_pageblock_skip(z, start, 1)
     z.stat[COMPACT_ISOLATED] += total
     return total
 
@@ -211,7 +220,8 @@ def isolate_freepages_block(z, start, end):
 def isolate_freepages(z, cc):
     """isolate_freepages(): the free scanner, pageblock by pageblock from cc free_pfn down,
     stopping short of the migrate scanner's pageblock; stops after the first block that gave
-    pages. cc = [order, migrate_pfn, free_pfn, ignore_block_suitable, ...]."""
+    pages. Blocks with the skip hint are passed over unless the hints are ignored.
+    cc = [order, migrate_pfn, free_pfn, ignore_block_suitable, ...]."""
     pb = 1 << z.zp[ZP_PAGEBLOCK_ORDER]
     block = cc[2]
     low = ((cc[1] >> z.zp[ZP_PAGEBLOCK_ORDER]) + 1) << z.zp[ZP_PAGEBLOCK_ORDER]
@@ -221,7 +231,8 @@ def isolate_freepages(z, cc):
         start = max(block, zone_start)
         end = min(block + pb, zone_end)
         got = 0
-        if suitable_migration_target(z, start, cc[0], cc[3] != 0):
+        if (suitable_migration_target(z, start, cc[0], cc[3] != 0)
+                and ((cc[10] & CCF_IGNORE_SKIP) or not get_pageblock_skip(z, start))):
             got = isolate_freepages_block(z, start, end)
         block -= pb
         if got:
@@ -252,12 +263,19 @@ def compaction_alloc(z, cc, order):
 
 @jit_fold
 def release_freepages(z):
-    """release_free_list(): give the compaction's unused isolated pages back to the buddy."""
+    """release_free_list(): give the compaction's unused isolated pages back to the buddy. The
+    kernel's free scanner isolates only what the pending migration needs and leaves the rest of
+    the block for next time, unmarked; the model isolates a whole block, so a block that gets
+    pages back loses the skip hint it was given. Returns the highest pfn given back (-1: none)."""
+    top = -1
     for o in range(z.zp[ZP_MAX_ORDER] + 1):
         while z.list_head[z.zp[ZP_CC_BASE] + o] >= 0:
             pfn = z.list_head[z.zp[ZP_CC_BASE] + o]
             _cc_del(z, pfn, o)
             _free_to_buddy(z, pfn, o, False)
+            set_pageblock_skip(z, pfn, 0)
+            top = max(top, pfn)
+    return top
 
 
 # ---------------------------------------------------------------------------------------------
@@ -265,11 +283,14 @@ def release_freepages(z):
 
 
 @jit_fold
-def move_block(zs, src, zd, dst, order):
+def move_block(zs, src, zd, dst, order, via_pcp):
     """migrate_folio(): the block at src (zone zs) now lives at dst (zone zd), which the caller
-    took from the free lists; dst gets every attribute, src is freed to the buddy (the kernel
-    frees it through the pcp lists: see MODEL.md, Compaction). A piece of a split folio takes
-    src's place in its owner's ring of pieces (split_folio())."""
+    took from the free lists; dst gets every attribute. src is freed as folio_put() frees it:
+    with `via_pcp`, free_unref_page() (the running CPU's pcp lists, where it stays until a
+    drain, for the orders those lists take), else straight to the buddy (alloc_contig_range()
+    and offlining, whose sources lie in isolated pageblocks, which free_unref_page() sends to the
+    buddy). A piece of a split folio takes src's place in its owner's ring of pieces
+    (split_folio())."""
     zd.page_flags[dst] |= PG_HEAD | (zs.page_flags[src] & PG_CONTIG)
     zd.page_order[dst] = order
     zd.page_mt[dst] = zs.page_mt[src]
@@ -294,7 +315,10 @@ def move_block(zs, src, zd, dst, order):
     zs.next[src] = -1
     n = 1 << order
     zs.stat[PGMIGRATE_SUCCESS] += n
-    _free_to_buddy(zs, src, order, False)
+    if via_pcp and zs.zp[ZP_PCP] and pcp_allowed_order(zs, order):
+        free_unref_page(zs, src, order)
+    else:
+        _free_to_buddy(zs, src, order, False)
 
 
 @jit
@@ -334,17 +358,25 @@ def compaction_may_isolate(z, pfn, order, cc_order):
 
 @jit
 def isolate_migratepages(z, cc):
-    """isolate_migratepages() + migrate_pages() for one pageblock at cc migrate_pfn. Returns 0,
-    or ENOMEM when no migration target could be found."""
+    """isolate_migratepages() + migrate_pages() for one pageblock at cc migrate_pfn. A block with
+    the skip hint is passed over unless the hints are ignored; a block scanned gets the hint
+    (test_and_set_skip() when it isolates, unless the hints are ignored; at its end when it
+    isolated nothing). Returns the number of pages isolated, or ENOMEM when no migration target
+    could be found."""
     pb_order = z.zp[ZP_PAGEBLOCK_ORDER]
     start = max(cc[1], z.zp[ZP_ZONE_START])
     end = min(((cc[1] >> pb_order) + 1) << pb_order, z.zp[ZP_ZONE_END])
     cc[1] = end
+    ignore_skip = (cc[10] & CCF_IGNORE_SKIP) != 0
+    if not ignore_skip and get_pageblock_skip(z, start):
+        return 0
     if not suitable_migration_source(z, start, cc[4], cc[5] != 0):
         return 0
     f = z.page_flags[start]
     if (f & PG_HEAD) and z.page_order[start] >= pb_order:
+        set_pageblock_skip(z, start, 1)
         return 0   # pageblock_skip_persistent(): a compound page of pageblock size or more
+    isolated = 0
     p = start
     while p < end:
         z.stat[COMPACT_MIGRATE_SCANNED] += 1
@@ -353,6 +385,9 @@ def isolate_migratepages(z, cc):
         if f & PG_HEAD:
             if compaction_may_isolate(z, p, order, cc[0]):
                 z.stat[COMPACT_ISOLATED] += 1 << order
+                if isolated == 0 and not ignore_skip:
+                    set_pageblock_skip(z, start, 1)
+                isolated += 1 << order      # a pinned page too: isolated, its migration fails
                 if f & PG_PINNED:
                     z.stat[PGMIGRATE_FAIL] += 1 << order
                 else:
@@ -362,13 +397,15 @@ def isolate_migratepages(z, cc):
                         continue
                     if dst < 0:
                         return ENOMEM
-                    move_block(z, p, z, dst, order)
+                    move_block(z, p, z, dst, order, True)
             p += 1 << order
         elif order >= 0:
             p += 1 << order
         else:
             p += 1
-    return 0
+    if isolated == 0:
+        set_pageblock_skip(z, start, 1)
+    return isolated
 
 
 @jit_fold
@@ -377,6 +414,8 @@ def compact_finished(z, cc):
     pb_order = z.zp[ZP_PAGEBLOCK_ORDER]
     if (cc[2] >> pb_order) <= (cc[1] >> pb_order):
         reset_cached_positions(z)
+        if cc[10] & CCF_DIRECT:
+            z.zp[ZP_BLOCKSKIP_FLUSH] = 1    # kswapd clears the skip hints when it goes to sleep
         return COMPACT_COMPLETE if cc[6] else COMPACT_PARTIAL_SKIPPED
     if cc[8] > 0:
         # proactive compaction: until the zone's score is at most the low mark (cc[8])
@@ -401,17 +440,17 @@ def compact_finished(z, cc):
 def compact_zone(z, cc):
     """compact_zone(). cc (int64[CC_SIZE]) = [order (-1: whole zone), migrate_pfn, free_pfn,
     ignore_block_suitable, migratetype, async direct, whole_zone, result, proactive (its low
-    fragmentation score mark; 0: not proactive)]."""
+    fragmentation score mark; 0: not proactive), highest zone index of the request]."""
     order = cc[0]
-    if order >= 0:
-        # compaction_suit_allocation_order(): nothing to do if the allocation would succeed
-        if zone_watermark_ok(z, order, wmark_pages(z, ZP_WMARK_MIN),
-                             ALLOC_CMA if cc[4] == MIGRATE_MOVABLE else 0, 0):
-            cc[7] = COMPACT_SUCCESS_RESULT
-            return COMPACT_SUCCESS_RESULT
-        if not compaction_suitable(z, order):
-            cc[7] = COMPACT_SKIPPED
-            return COMPACT_SKIPPED
+    if order >= 0 and cc[8] == 0:
+        # nothing to do if the allocation would succeed, or if compaction is not suitable
+        ret = compaction_suit_allocation_order(z, order, cc[9],
+                                               ALLOC_CMA if cc[4] == MIGRATE_MOVABLE else 0)
+        if ret != COMPACT_CONTINUE:
+            cc[7] = ret
+            return ret
+        if compaction_restarting(z, order):
+            reset_isolation_suitable_zone(z)
     if cc[6]:
         cc[1] = z.zp[ZP_ZONE_START]
         cc[2] = ((z.zp[ZP_ZONE_END] - 1) >> z.zp[ZP_PAGEBLOCK_ORDER]) << z.zp[ZP_PAGEBLOCK_ORDER]
@@ -421,26 +460,47 @@ def compact_zone(z, cc):
         if cc[1] == z.zp[ZP_ZONE_START] and cc[2] >= z.zp[ZP_ZONE_END] - (1 << z.zp[ZP_PAGEBLOCK_ORDER]):
             cc[6] = 1
     ret = COMPACT_CONTINUE
+    last_migrated_pfn = -1
     while True:
         ret = compact_finished(z, cc)
         if ret != COMPACT_CONTINUE:
             break
-        if isolate_migratepages(z, cc) == ENOMEM:
-            ret = COMPACT_CONTENDED
-            break
-    release_freepages(z)
+        isolated = isolate_migratepages(z, cc)
+        if isolated == ENOMEM:
+            # migrate_pages() returns -ENOMEM when the scanners meet: compact_finished() sees it
+            if (cc[2] >> z.zp[ZP_PAGEBLOCK_ORDER]) > (cc[1] >> z.zp[ZP_PAGEBLOCK_ORDER]):
+                ret = COMPACT_CONTENDED
+                break
+            isolated = 0
+        if isolated > 0:
+            pb_order = z.zp[ZP_PAGEBLOCK_ORDER]
+            last_migrated_pfn = max(z.zp[ZP_ZONE_START], ((cc[1] - 1) >> pb_order) << pb_order)
+        # check_drain: the migrate scanner left the order-aligned block it migrated from, so
+        # the sources freed to this CPU's pcp lists are drained to merge (lru_add_drain_cpu_zone())
+        if order > 0 and last_migrated_pfn >= 0 and last_migrated_pfn < (cc[1] >> order) << order:
+            drain_pages(z)
+            last_migrated_pfn = -1
+    top = release_freepages(z)
     if ret != COMPACT_COMPLETE and ret != COMPACT_PARTIAL_SKIPPED:
         z.stat[CACHED_MIGRATE_PFN] = cc[1]
         z.stat[CACHED_FREE_PFN] = cc[2]
+    if top >= 0:
+        # the free scanner restarts at the highest block it gave pages back to (only upwards)
+        pb_order = z.zp[ZP_PAGEBLOCK_ORDER]
+        z.stat[CACHED_FREE_PFN] = max(z.stat[CACHED_FREE_PFN], (top >> pb_order) << pb_order)
     cc[7] = ret
     return ret
 
 
 @jit_fold
-def compact_zone_order(z, cc, order, mt, prio):
+def compact_zone_order(z, cc, order, mt, prio, highest, direct):
+    """compact_zone_order(): the compaction control of a compaction for an order; sync-full
+    priority (MIN_COMPACT_PRIORITY) ignores the skip hints."""
     for i in range(cc.shape[0]):
         cc[i] = 0
     cc[0] = order
+    cc[9] = highest
+    cc[10] = (CCF_IGNORE_SKIP if prio == COMPACT_PRIO_SYNC_FULL else 0) | (CCF_DIRECT if direct else 0)
     cc[3] = 1 if prio == COMPACT_PRIO_SYNC_FULL else 0
     cc[4] = mt
     cc[5] = 1 if prio == COMPACT_PRIO_ASYNC else 0
@@ -457,6 +517,7 @@ def compact_node(node, cc):
         cc[0] = -1
         cc[4] = MIGRATE_MOVABLE
         cc[6] = 1
+        cc[10] = CCF_IGNORE_SKIP
         compact_zone(z, cc)
 
 
@@ -472,7 +533,7 @@ def try_to_compact_pages(node, cc, order, mt, highest, prio):
         if prio > COMPACT_PRIO_SYNC_FULL and compaction_deferred(z, order):
             rc = max(rc, COMPACT_DEFERRED_RESULT)
             continue
-        status = compact_zone_order(z, cc, order, mt, prio)
+        status = compact_zone_order(z, cc, order, mt, prio, highest, True)
         rc = max(rc, status)
         if status == COMPACT_SUCCESS_RESULT:
             compaction_defer_reset(z, order, False)
@@ -495,6 +556,7 @@ def alloc_pages_direct_compact(node, cc, order, list_mt, mt, extra, prio):
     if pfn >= 0:
         z = node[zi]
         prep_new_page(z, pfn, order, mt, extra)
+        z.zp[ZP_BLOCKSKIP_FLUSH] = 0
         compaction_defer_reset(z, order, True)
         first.stat[COMPACT_SUCCESS] += 1
         return pfn, rc
@@ -503,11 +565,11 @@ def alloc_pages_direct_compact(node, cc, order, list_mt, mt, extra, prio):
 
 
 @jit
-def _direct_reclaim(node, mt):
+def _direct_reclaim(node, mt, order):
     """__alloc_pages_direct_reclaim() before a compaction retry: reclaim; after progress the
     allocation is tried again (by the compaction that follows) with the highatomic reserve
     shrunk and the pcp lists drained."""
-    if direct_reclaim(node, gfp_zone(mt)) > 0:
+    if direct_reclaim(node, gfp_zone(mt), order) > 0:
         unreserve_highatomic_pageblock(node, gfp_zone(mt), gfp_migratetype(node, mt), False)
         drain_all_pages(node)
 
@@ -517,8 +579,8 @@ def alloc_pages_gfp(node, cc, order, mt, extra, gfp):
     """__alloc_pages() with the slow path: fast path (low watermark), min watermark, then direct
     compaction for costly orders (and for any order > 0 that is not movable) when `gfp` allows:
     GFP_NORETRY one async attempt, GFP_RETRY async, then direct reclaim (SWAP_CLUSTER_MAX pages
-    of page cache) before each of async, sync-light, sync-full (the priority escalation of
-    should_compact_retry()). The fast path and the min watermark wake kswapd and reclaim
+    of page cache) before each of async, sync-light and, for orders up to
+    PAGE_ALLOC_COSTLY_ORDER, sync-full (the priority escalation of should_compact_retry()). The fast path and the min watermark wake kswapd and reclaim
     directly as alloc_pages_fast() does.
     THP faults (GFP_THP, GFP_THP_NORETRY: vma_thp_gfp_mask() with __GFP_DIRECT_RECLAIM) follow
     6.12's alloc_pages_mpol() and __alloc_pages_slowpath(): first a local-node attempt with
@@ -548,8 +610,12 @@ def alloc_pages_gfp(node, cc, order, mt, extra, gfp):
         if pfn >= 0:
             return pfn
         if gfp == GFP_RETRY:
+            # should_compact_retry(): a costly order stops at sync-light
+            # (MIN_COMPACT_COSTLY_PRIORITY), so it never ignores the skip hints
             for prio in (COMPACT_PRIO_ASYNC, COMPACT_PRIO_SYNC_LIGHT, COMPACT_PRIO_SYNC_FULL):
-                _direct_reclaim(node, mt)       # each retry reclaims, then compacts
+                if prio == COMPACT_PRIO_SYNC_FULL and order > PAGE_ALLOC_COSTLY_ORDER:
+                    break
+                _direct_reclaim(node, mt, order)       # each retry reclaims, then compacts
                 pfn, rc = alloc_pages_direct_compact(node, cc, order, list_mt, mt, extra, prio)
                 if pfn >= 0:
                     return pfn
@@ -567,7 +633,7 @@ def alloc_pages_gfp(node, cc, order, mt, extra, gfp):
                     first.stat[ALLOC_FAIL] += 1
                     return -1
                 prio = COMPACT_PRIO_ASYNC
-            _direct_reclaim(node, mt)
+            _direct_reclaim(node, mt, order)
             pfn, rc = alloc_pages_direct_compact(node, cc, order, list_mt, mt, extra, prio)
             if pfn >= 0:
                 return pfn
@@ -617,18 +683,6 @@ def fragmentation_score_wmark(proactiveness, low):
     return wmark_low if low else min(wmark_low + 10, 100)
 
 
-@jit_fold
-def compaction_suit_allocation_order(z, order, highest):
-    """compaction_suit_allocation_order() with ALLOC_WMARK_MIN (kcompactd): SUCCESS when the
-    order is allocatable at the (boosted) min watermark already, SKIPPED when compaction is not
-    suitable, else CONTINUE."""
-    if zone_watermark_ok(z, order, wmark_pages(z, ZP_WMARK_MIN), 0, z.zp[ZP_LOWMEM_RESERVE + highest]):
-        return COMPACT_SUCCESS_RESULT
-    if not compaction_suitable(z, order):
-        return COMPACT_SKIPPED
-    return COMPACT_CONTINUE
-
-
 @jit
 def kcompactd_do_work(node, cc):
     """kcompactd_do_work(), when kcompactd_node_suitable(): compact each zone up to the zone
@@ -644,7 +698,7 @@ def kcompactd_do_work(node, cc):
     suitable = False
     for i in range(len(node)):
         z = node[i]
-        if z.zp[ZP_ZONE_IDX] <= highest and compaction_suit_allocation_order(z, order, highest) == COMPACT_CONTINUE:
+        if z.zp[ZP_ZONE_IDX] <= highest and compaction_suit_allocation_order(z, order, highest, 0) == COMPACT_CONTINUE:
             suitable = True
     if not suitable or order == 0:
         return
@@ -655,9 +709,9 @@ def kcompactd_do_work(node, cc):
             continue
         if compaction_deferred(z, order):
             continue
-        if compaction_suit_allocation_order(z, order, z.zp[ZP_ZONE_IDX]) != COMPACT_CONTINUE:
+        if compaction_suit_allocation_order(z, order, z.zp[ZP_ZONE_IDX], 0) != COMPACT_CONTINUE:
             continue
-        status = compact_zone_order(z, cc, order, MIGRATE_UNMOVABLE, COMPACT_PRIO_SYNC_LIGHT)
+        status = compact_zone_order(z, cc, order, MIGRATE_UNMOVABLE, COMPACT_PRIO_SYNC_LIGHT, highest, False)
         if status == COMPACT_SUCCESS_RESULT:
             compaction_defer_reset(z, order, False)
         elif status == COMPACT_PARTIAL_SKIPPED or status == COMPACT_COMPLETE:
@@ -691,6 +745,7 @@ def proactive_compact_node(node, cc):
         cc[4] = MIGRATE_UNMOVABLE
         cc[6] = 1
         cc[8] = low
+        cc[10] = CCF_IGNORE_SKIP
         compact_zone(node[i], cc)
     if fragmentation_score_node(node) >= prev:
         first.zp[ZP_PROACTIVE_DEFER] = (1 << COMPACT_MAX_DEFER_SHIFT) - 1

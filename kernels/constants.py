@@ -108,7 +108,8 @@ ZP_PCP_BASE = 29          # first pcp list in the zone's list_head / list_tail a
 ZP_CC_BASE = 30           # first list of compaction's isolated free pages
 ZP_CLAIM_STOP = 31        # __rmqueue_claim() stops at the first order too low to claim (6.16+)
 ZP_ISOLATE_RESTORE = 32   # undoing an isolation restores each pageblock's own type (6.17+)
-ZP_ISO_SAVED_BASE = 33    # list_head from here, by pageblock: its type before its isolation
+ZP_ISO_SAVED_BASE = 33    # list_head from here, by pageblock: its type before its isolation;
+                          # list_tail from here, by pageblock: PB_migrate_skip (> 0: set)
 ZP_PCP_RULES = 34         # which kernel's per-cpu list rules: PCP_RULES_*
 ZP_PCP_HIGH_MIN = 35      # pcp->high_min (6.7+: high is tuned between high_min and high_max)
 ZP_PCP_HIGH_MAX = 36      # pcp->high_max
@@ -131,7 +132,9 @@ PCPS_UNTRACED = 5         # slot: pages counted on that CPU's lists that no list
                           # shows); they stay in count and are never drained
 ZP_CC = ZP_PCPS + MAX_CPUS * PCPS_SLOTS   # from here, CC_SIZE slots: the compaction control of
                           # an allocation made inside the model (a hugetlb page's replacement)
-CC_SIZE = 9
+CC_SIZE = 11
+CCF_IGNORE_SKIP = 1      # cc[10] flags: cc->ignore_skip_hint
+CCF_DIRECT = 2           # cc->direct_compaction
 # watermark boosting (boost_watermark(), mm/page_alloc.c), per zone
 ZP_WMARK_BOOST = ZP_CC + CC_SIZE      # zone->watermark_boost (wmark_pages() adds it)
 ZP_BOOSTED = ZP_WMARK_BOOST + 1       # ZONE_BOOSTED_WATERMARK: wake kswapd at the end of rmqueue()
@@ -156,7 +159,8 @@ ZP_PROACTIVE_INTERVAL = ZP_WMARK_BOOST + 17  # allocator calls per HPAGE_FRAG_CH
 ZP_PROACTIVE_COUNTDOWN = ZP_WMARK_BOOST + 18
 ZP_PROACTIVE_DEFER = ZP_WMARK_BOOST + 19  # intervals left to skip (proactive_defer)
 ZP_IN_BACKGROUND = ZP_WMARK_BOOST + 20  # kswapd or kcompactd is running (no nested wakeups run)
-ZP_SIZE = ZP_WMARK_BOOST + 21
+ZP_BLOCKSKIP_FLUSH = ZP_WMARK_BOOST + 21  # zone->compact_blockskip_flush: clear the skip hints at the next reset
+ZP_SIZE = ZP_WMARK_BOOST + 22
 BG_KSWAPD = 1
 BG_KCOMPACTD = 2
 BG_PROACTIVE = 4

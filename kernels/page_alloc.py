@@ -8,6 +8,7 @@ NUMBA_DISABLE_JIT=1 they run as plain Python (the coverage pass of the test suit
 import numpy as np
 
 from ._jit import jit, jit_fold, jit_inline
+from .vmstat import fragmentation_index
 
 from .constants import (
     ZP_PCP_BASE, MAX_SPLIT_STEPS, MAX_MERGE_STEPS, MAX_ORDERS_SCANNED,
@@ -34,6 +35,7 @@ from .constants import (
     ZP_PROACTIVE_COUNTDOWN, ZP_IN_BACKGROUND, BG_KSWAPD, BG_KCOMPACTD, BG_PROACTIVE,
     MAX_RECLAIM_RETRIES, SWAP_CLUSTER_MAX, DEF_PRIORITY, PGSTEAL_KSWAPD, PGSTEAL_DIRECT, PAGEOUTRUN,
     NR_WATERMARK_BOOSTS, ALLOC_KSWAPD, GFP_NO_KSWAPD, GFP_NO_DIRECT_RECLAIM,
+    ZP_ISO_SAVED_BASE, ZP_BLOCKSKIP_FLUSH,
 )
 
 # ---------------------------------------------------------------------------------------------
@@ -1312,7 +1314,7 @@ def alloc_pages_fast(node, order, mt, extra):
         # its order exists somewhere
         if ((reclaims == 0 or order <= PAGE_ALLOC_COSTLY_ORDER)
                 and (order == 0 or reclaims == 0 or _has_free_block(node, order, highest, alloc_flags))
-                and direct_reclaim(node, highest) > 0):
+                and direct_reclaim(node, highest, order) > 0):
             reclaims += 1
             drain_after_reclaim = True
             continue
@@ -1459,6 +1461,92 @@ def reset_cached_positions(z):
     pb_order = z.zp[ZP_PAGEBLOCK_ORDER]
     z.stat[CACHED_MIGRATE_PFN] = z.zp[ZP_ZONE_START]
     z.stat[CACHED_FREE_PFN] = ((z.zp[ZP_ZONE_END] - 1) >> pb_order) << pb_order
+
+
+@jit_fold
+def get_pageblock_skip(z, pfn):
+    """get_pageblock_skip(): PB_migrate_skip, the compaction scanners' hint that the pageblock
+    was scanned recently (kept in list_tail at zp[ZP_ISO_SAVED_BASE], by pageblock)."""
+    return z.list_tail[z.zp[ZP_ISO_SAVED_BASE] + (pfn >> z.zp[ZP_PAGEBLOCK_ORDER])] > 0
+
+
+@jit_fold
+def set_pageblock_skip(z, pfn, value):
+    z.list_tail[z.zp[ZP_ISO_SAVED_BASE] + (pfn >> z.zp[ZP_PAGEBLOCK_ORDER])] = value
+
+
+@jit_fold
+def pageblock_skip_persistent(z, pfn):
+    """pageblock_skip_persistent(): pfn lies in an allocated block of pageblock order or more."""
+    pb_order = z.zp[ZP_PAGEBLOCK_ORDER]
+    for o in range(pb_order, z.zp[ZP_MAX_ORDER] + 1):
+        head = (pfn >> o) << o
+        if (z.page_flags[head] & PG_HEAD) and z.page_order[head] >= pb_order and head + (1 << z.page_order[head]) > pfn:
+            return True
+    return False
+
+
+@jit_fold
+def _reset_isolation_pfn(z, pfn, check_source, check_target):
+    """__reset_isolation_pfn(): clear the pageblock's skip hint if a sample of its pages (every
+    8th, from the block's start) finds an LRU page (check_source) or a free block's head
+    (check_target); returns whether the block is a scanner's restart point."""
+    zs = z.zp[ZP_ZONE_START]
+    ze = z.zp[ZP_ZONE_END]
+    if pfn < zs or pfn >= ze or pageblock_skip_persistent(z, pfn):
+        return False
+    if check_source and check_target and not get_pageblock_skip(z, pfn):
+        return True
+    if not check_source and check_target and get_pageblock_migratetype(z, pfn) != MIGRATE_MOVABLE:
+        return False
+    pb_order = z.zp[ZP_PAGEBLOCK_ORDER]
+    p = max((pfn >> pb_order) << pb_order, zs)
+    end = min((((pfn >> pb_order) + 1) << pb_order) - 1, ze - 1)
+    while p <= end:
+        if (check_source and (z.page_flags[p] & PG_LRU)) or (check_target and (z.page_flags[p] & PG_BUDDY)):
+            set_pageblock_skip(z, p, 0)
+            return True
+        p += 1 << PAGE_ALLOC_COSTLY_ORDER
+    return False
+
+
+@jit
+def reset_isolation_suitable_zone(z):
+    """__reset_isolation_suitable(): only when a full direct compaction finished since the last
+    reset (compact_blockskip_flush): walk the zone from both ends, clearing the skip hints of
+    blocks that may be a source (low half) or target (high half), and restart the scanners at
+    the first of each."""
+    if not z.zp[ZP_BLOCKSKIP_FLUSH]:
+        return
+    z.zp[ZP_BLOCKSKIP_FLUSH] = 0
+    pb_order = z.zp[ZP_PAGEBLOCK_ORDER]
+    pb = 1 << pb_order
+    migrate_pfn = z.zp[ZP_ZONE_START]
+    free_pfn = z.zp[ZP_ZONE_END] - 1
+    reset_migrate = free_pfn
+    reset_free = migrate_pfn
+    source_set = False
+    free_set = False
+    while migrate_pfn < free_pfn:
+        if _reset_isolation_pfn(z, migrate_pfn, True, source_set) and migrate_pfn < reset_migrate:
+            source_set = True
+            reset_migrate = migrate_pfn
+            z.stat[CACHED_MIGRATE_PFN] = reset_migrate
+        if _reset_isolation_pfn(z, free_pfn, free_set, True) and free_pfn > reset_free:
+            free_set = True
+            reset_free = free_pfn
+            z.stat[CACHED_FREE_PFN] = (reset_free >> pb_order) << pb_order
+        migrate_pfn += pb
+        free_pfn -= pb
+    if reset_migrate >= reset_free:
+        z.stat[CACHED_MIGRATE_PFN] = migrate_pfn
+        z.stat[CACHED_FREE_PFN] = (free_pfn >> pb_order) << pb_order
+
+
+@jit
+def reset_isolation_suitable(node):
+    for i in range(len(node)):
+        reset_isolation_suitable_zone(node[i])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1734,19 +1822,70 @@ def kswapd(node):
                or pgdat_balanced(node, reclaim_order, highest)):
         balance_pgdat(node, 0, highest)
         alloc_order = reclaim_order = 0
+    reset_isolation_suitable(node)      # compaction may succeed now: forget the skip hints
     wakeup_kcompactd(node, alloc_order, highest)
 
 
+EXTFRAG_THRESHOLD = 500      # sysctl_extfrag_threshold
+
+
+@jit_fold
+def compaction_suitable(z, order, highest):
+    """compaction_suitable(): enough free memory for compaction to work with (the low watermark
+    for costly orders, else min, plus compact_gap(), with the lowmem reserve the request's
+    highest zone index keeps in this zone), and for costly orders a failure due to
+    fragmentation, not lack of memory."""
+    watermark = wmark_pages(z, ZP_WMARK_MIN) + (2 << order)
+    if order > PAGE_ALLOC_COSTLY_ORDER:
+        watermark += z.zp[ZP_WMARK_LOW] - z.zp[ZP_WMARK_MIN]
+    if not zone_watermark_ok(z, 0, watermark, ALLOC_CMA, z.zp[ZP_LOWMEM_RESERVE + highest]):
+        return False
+    if order > PAGE_ALLOC_COSTLY_ORDER:
+        fragindex = fragmentation_index(z.nr_free, order)
+        if 0 <= fragindex <= EXTFRAG_THRESHOLD:
+            return False
+    return True
+
+
+@jit_fold
+def compaction_ready(z, order, highest):
+    """compaction_ready() (mm/vmscan.c): reclaim for a costly order leaves the zone alone when
+    the order is allocatable at the min watermark already, or compaction is suitable and the
+    zone is above its high watermark plus compact_gap() (2 << order)."""
+    reserve = z.zp[ZP_LOWMEM_RESERVE + highest]
+    if zone_watermark_ok(z, order, wmark_pages(z, ZP_WMARK_MIN), 0, reserve):
+        return True
+    if not compaction_suitable(z, order, highest):
+        return False
+    return zone_watermark_ok(z, 0, wmark_pages(z, ZP_WMARK_HIGH) + (2 << order), 0, reserve)
+
+
 @jit
-def direct_reclaim(node, highest):
+def direct_reclaim(node, highest, order):
     """__alloc_pages_direct_reclaim() -> try_to_free_pages(): reclaim SWAP_CLUSTER_MAX pages of
-    page cache in the zones a request may use. Progress resets kswapd_failures."""
+    page cache in the zones a request may use. For a costly order, shrink_zones() passes over
+    the zones where compaction is ready (compaction_ready()) and reclaims only if some zone is
+    not; do_try_to_free_pages() then reports progress (1) even when it reclaimed nothing
+    ("aborted reclaim to try compaction"). Returns the pages reclaimed, or that 1. Progress from
+    reclaimed pages resets kswapd_failures."""
     first = node[0]
-    got = shrink_page_cache(node, SWAP_CLUSTER_MAX, 1 << 62, highest)
+    ready = False
+    shrink = order <= PAGE_ALLOC_COSTLY_ORDER
+    if not shrink:
+        for i in range(len(node)):
+            z = node[i]
+            if z.zp[ZP_ZONE_IDX] > highest or z.zp[ZP_MANAGED] == 0:
+                continue
+            if compaction_ready(z, order, highest):
+                ready = True
+            else:
+                shrink = True
+    got = shrink_page_cache(node, SWAP_CLUSTER_MAX, 1 << 62, highest) if shrink else 0
     first.stat[PGSTEAL_DIRECT] += got
     if got:
         first.zp[ZP_KSWAPD_FAILURES] = 0
-    return got
+        return got
+    return 1 if ready else 0
 
 
 @jit_fold

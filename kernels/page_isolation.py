@@ -289,7 +289,7 @@ def migrate_range(node, zi, start, end, offlining):
             if dst < 0:
                 return FAIL_NO_TARGET
             node[dzi].stat[PGALLOC] += 1 << order
-            move_block(z, p, node[dzi], dst, order)
+            move_block(z, p, node[dzi], dst, order, False)
             p += 1 << order
         elif order >= 0:
             p += 1 << order

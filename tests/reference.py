@@ -489,12 +489,22 @@ class RefPgdat:
 
     # ------------------------------------------------------------------ direct reclaim
 
-    def direct_reclaim(self, highest_zoneidx, cpu):
+    def direct_reclaim(self, highest_zoneidx, cpu, order=0):
         """__perform_reclaim() -> try_to_free_pages(): SWAP_CLUSTER_MAX pages of page cache in
-        the request's zones (MODEL.md: no priority loop, the oldest eligible pages)."""
-        reclaimed = self.shrink_page_cache(highest_zoneidx, float("inf"), SWAP_CLUSTER_MAX, cpu)
+        the request's zones (MODEL.md: no priority loop, the oldest eligible pages). For an
+        order above PAGE_ALLOC_COSTLY_ORDER, shrink_zones() skips each zone where compaction
+        is ready and shrinks the node only if one is not; nothing reclaimed with a ready zone
+        is still progress (do_try_to_free_pages() returns 1)."""
+        ready = shrink = False
+        for z in self.zones_upto(highest_zoneidx):
+            if order > PAGE_ALLOC_COSTLY_ORDER and z.compaction_ready(order, highest_zoneidx):
+                ready = True
+            else:
+                shrink = True
+        reclaimed = (self.shrink_page_cache(highest_zoneidx, float("inf"), SWAP_CLUSTER_MAX, cpu)
+                     if shrink else 0)
         self.c["pgsteal_direct"] += reclaimed
-        return reclaimed
+        return reclaimed or int(ready)
 
     # ------------------------------------------------------------------ kswapd
 
@@ -941,6 +951,32 @@ class RefZone:
     def high_wmark_pages(self):
         return self.wmark_pages(WMARK_HIGH)
 
+    def fragmentation_index(self, order):
+        """__fragmentation_index() in thousandths (-1000: a free block of the order exists)."""
+        blocks = [self.nr_free[o] for o in range(self.max_order + 1)]
+        total = sum(blocks)
+        if total == 0:
+            return 0
+        free_pages = sum(n << o for o, n in enumerate(blocks))
+        if any(blocks[o] for o in range(order, self.max_order + 1)):
+            return -1000
+        return 1000 - (1000 + free_pages * 1000 // (1 << order)) // total
+
+    def compaction_ready(self, order, highest_zoneidx):
+        """compaction_ready() of mm/vmscan.c: the order allocatable at the min watermark, or
+        compaction suitable (__compaction_suitable(): order-0 at the low watermark plus
+        compact_gap(), ALLOC_CMA, and a fragmentation index above vm.extfrag_threshold 500) and
+        the zone above high + compact_gap(); all with lowmem_reserve[highest_zoneidx]."""
+        reserve = self.lowmem_reserve[highest_zoneidx]
+        gap = 2 << order
+        if self._zone_watermark_ok(order, self.wmark_pages(WMARK_MIN), False, reserve=reserve):
+            return True
+        if not self._zone_watermark_ok(0, self.wmark_pages(WMARK_LOW) + gap, True, reserve=reserve):
+            return False
+        if 0 <= self.fragmentation_index(order) <= 500:
+            return False
+        return self._zone_watermark_ok(0, self.high_wmark_pages() + gap, False, reserve=reserve)
+
     def boost_watermark(self):
         """boost_watermark() of 6.12 (every policy, MODEL.md), then, as every request of the
         model has ALLOC_KSWAPD, ZONE_BOOSTED_WATERMARK when it boosted. Not with the factor 0,
@@ -1011,7 +1047,7 @@ class RefZone:
             pgdat.wake_all_kswapds(order, [self], highest_zoneidx)
             pfn = _slow_path(attempt, order, atomic,
                              lambda force: self.unreserve_highatomic_pageblock(list_mt, force),
-                             lambda: pgdat.direct_reclaim(highest_zoneidx, cpu),
+                             lambda: pgdat.direct_reclaim(highest_zoneidx, cpu, order),
                              lambda flags: self.has_free_block(order, alloc_cma, flags),
                              self.drain)
         if pfn is not None:
@@ -2390,7 +2426,7 @@ class RefNode:
                 pfn = _slow_path(get_page_from_freelist, order, atomic,
                                  lambda force: self.unreserve_highatomic_pageblock(list_mt, force,
                                                                                    highest_zoneidx),
-                                 lambda: pgdat.direct_reclaim(highest_zoneidx, cpu),
+                                 lambda: pgdat.direct_reclaim(highest_zoneidx, cpu, order),
                                  # should_reclaim_retry() walks the zonelist, highest zone first
                                  lambda flags: any(z.has_free_block(order, alloc_cma, flags)
                                                    for z in zonelist),

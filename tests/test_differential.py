@@ -322,7 +322,8 @@ def _pressure_ops(seed, n_fill, n_mix, nr_cpus=1):
     page cache; a third of the blocks are freed, leaving small holes in movable pageblocks; then
     a mix of all three types (unmovable ones sometimes GFP_ATOMIC, some pinned), whose
     unmovable and reclaimable requests fall back into those holes below pageblock_order and
-    boost the watermarks, with page cache, frees, kswapd runs and vmstat ticks."""
+    boost the watermarks, with page cache, frees, kswapd runs and vmstat ticks; then order-0
+    movable requests, half of them page cache, that refill it."""
     import random
     rnd = random.Random(seed)
     ops = []
@@ -347,6 +348,12 @@ def _pressure_ops(seed, n_fill, n_mix, nr_cpus=1):
             ops.append(("alloc", rnd.choice([0, 0, 0, 1, 1, 2, 3, 4, 6]), mt, flags, cpu))
         else:
             ops.append(("free", rnd.randrange(10 ** 6), 0, 0, cpu))
+    # the zone refills with order-0 movable requests: below the min watermark they reclaim
+    # directly (a costly request's reclaim stops at zones where compaction is ready)
+    for _ in range(n_fill):
+        ops.append(("alloc", 0, 1, 0, rnd.randrange(nr_cpus)))
+        if rnd.random() < 0.5:
+            ops.append(("file", 10 ** 6 - 1, 0, 0, 0))
     return ops
 
 

@@ -24,7 +24,7 @@ import numpy as np
 
 from kernels import constants as C
 from kernels.compaction import GFP_NORETRY, GFP_RETRY, alloc_pages_gfp, background, compact_node
-from kernels.page_alloc import drain_all_pages, free_pages
+from kernels.page_alloc import free_pages
 from kernels.zone import kernel_zone_index
 from kernels.page_isolation import (
     CONTIG_OK, FAIL_REASON_NAMES, NR_FAIL_REASONS, alloc_contig_pages, alloc_contig_range,
@@ -47,19 +47,22 @@ def _result(kind, params, asked, obtained, migrated, reasons):
             "pages_migrated": int(migrated), "failure_reasons": failures}
 
 
-def run_probes(node, specs: list[str], p: dict, cc: np.ndarray, cma_bitmap: np.ndarray) -> list[dict]:
+def run_probes(node, specs: list[str], p: dict, cc: np.ndarray, cma_bitmap: np.ndarray,
+               between=None) -> list[dict]:
+    """Run the probes in order on the node; `between(i, node)`, if given, runs before probe i."""
     held: list[tuple[int, int]] = []     # (pfn, pages) obtained by hugepages / gigantic probes
     out = []
     kernel_zi = kernel_zone_index(node)
     normal = node[kernel_zi]
-    for spec in specs:
+    for i, spec in enumerate(specs):
+        if between is not None:
+            between(i, node)
         kind, params, _ = parse_probe(spec)
         reasons = np.zeros(NR_FAIL_REASONS, dtype=np.int64)
         before = _stat_sum(node, C.PGMIGRATE_SUCCESS)
         asked = obtained = 0
         if kind == "compact":
-            drain_all_pages(node)
-            compact_node(node, cc)
+            compact_node(node, cc)          # compact_memory drains no pcp list
             asked = obtained = 1
         elif kind == "hugepages":
             order, asked = params["order"], params["count"]
