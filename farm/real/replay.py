@@ -128,6 +128,9 @@ class Events:
     vmstat_updates: np.ndarray | None = None   # vmstat_update_times(): None when not traced
     vmstat_updates_cpu: np.ndarray | None = None
     cpu: np.ndarray | None = None              # the CPU of each event
+    # EVF_* bits of each event: inside a compaction of its task (compaction_windows()), an
+    # allocation with __GFP_RETRY_MAYFAIL (a hugetlb pool page's request)
+    flags: np.ndarray | None = None
     first_seen: tuple | None = None            # first_event_index()'s cache
     parse: dict = field(default_factory=dict)   # what the parse counted (trace.trace_info())
 
@@ -184,6 +187,26 @@ def zone_starts(capture: dict | None) -> np.ndarray:
                             if z.get("start_pfn") is not None and z.get("spanned")}), dtype=np.int64)
 
 
+EVF_COMPACTING = 1
+EVF_RETRY_MAYFAIL = 2
+
+
+def compaction_windows(table: pa.Table, names: np.ndarray) -> np.ndarray:
+    """Which rows of the trace lie inside a compaction (mm_compaction_begin .. mm_compaction_end)
+    of their own task: the frees of the pages it migrates, as opposed to what the task or others
+    do between compactions."""
+    inside = np.zeros(len(names), dtype=bool)
+    begin, end = names == "mm_compaction_begin", names == "mm_compaction_end"
+    if not begin.any():
+        return inside
+    pid = _col(table, "pid", np.int64, 0)
+    for p in np.unique(pid[begin]):
+        rows = np.flatnonzero(pid == p)
+        depth = np.cumsum(begin[rows].astype(np.int64)) - np.cumsum(end[rows].astype(np.int64))
+        inside[rows] = (depth > 0) | end[rows]
+    return inside
+
+
 def load_events(trace, source: str = "", lenient: bool = False, zones: np.ndarray | None = None) -> Events:
     """The replayable events of a trace file, Parquet event table or pyarrow Table, in order.
     mm_page_free_batched is left out: the kernel emits mm_page_free for the same page too.
@@ -217,6 +240,12 @@ def load_events(trace, source: str = "", lenient: bool = False, zones: np.ndarra
         hit = np.asarray(pc.fill_null(pc.is_in(gfp, value_set=pa.array(atomic, pa.string())), False)
                          .to_numpy(zero_copy_only=False), dtype=bool)
         aux0[al[hit]] = C.GFP_ATOMIC
+    flags = np.where(compaction_windows(table, names), EVF_COMPACTING, 0).astype(np.int8)
+    if len(al) and "gfp_flags" in table.column_names:
+        mayfail = [v for v in pc.unique(gfp).to_pylist() if v and "__GFP_RETRY_MAYFAIL" in v]
+        hit = np.asarray(pc.fill_null(pc.is_in(gfp, value_set=pa.array(mayfail, pa.string())), False)
+                         .to_numpy(zero_copy_only=False), dtype=bool)
+        flags[al[hit]] |= EVF_RETRY_MAYFAIL
     if "irq" in table.column_names:
         locked = pcp_locked_frees(names, _col(table, "cpu", np.int64, 0), _col(table, "pid", np.int64),
                                   _col(table, "irq", np.int64))
@@ -236,7 +265,7 @@ def load_events(trace, source: str = "", lenient: bool = False, zones: np.ndarra
     events = Events(kind, pfn, order[keep], mt[keep], aux0, aux1[keep],
                     fallback_mt[keep], ts[keep], markers, source, parse=trace_info(table),
                     vmstat_runs=runs, vmstat_runs_cpu=runs_cpu, vmstat_updates=updates,
-                    vmstat_updates_cpu=updates_cpu, cpu=cpu[keep])
+                    vmstat_updates_cpu=updates_cpu, cpu=cpu[keep], flags=flags[keep])
     return with_untraced_allocs(events, zones)
 
 
@@ -289,10 +318,12 @@ def with_untraced_allocs(events: Events, zones: np.ndarray | None = None) -> Eve
     ts[syn_pos] = events.ts[at]
     cpu_new = merged(cpu, 0)
     cpu_new[syn_pos] = cpu[at]
+    flags = merged(events.flags, 0) if events.flags is not None else None
     # a marker before event i now comes before new position of i (or the end)
     markers = [(int(new_pos[i]) if i < n_ev else total, text) for i, text in events.markers]
     return replace(events, kind=kind, pfn=pfn, order=order, mt=mt, aux0=aux0, aux1=aux1,
-                   fallback_mt=fallback_mt, ts=ts, markers=markers, cpu=cpu_new, first_seen=None)
+                   fallback_mt=fallback_mt, ts=ts, markers=markers, cpu=cpu_new, flags=flags,
+                   first_seen=None)
 
 
 def vmstat_update_times(table: pa.Table, names: np.ndarray, ts: np.ndarray):
@@ -1154,14 +1185,78 @@ def open_source(source) -> tuple[dict, Path | None]:
     return {"path": str(path), "kernel": None, "kernel_version": None}, path
 
 
+class Interludes:
+    """What the captured machine did between the kernel operations that probes stand for (the
+    capture harness writing a phase's snapshot files, another task's allocations): before probe
+    i, the allocations and frees of events ranges[i] = [first, last) that lie outside any
+    compaction (its frees are the pages it migrated, which the probe migrates itself), replayed
+    with the model's policy placing each allocation, on the trace's clock (the vmstat updates
+    between them). A free of a page allocated before the first range is a free of the kernel's
+    pfn; where that is not an allocated block of the model (a page the model's compaction moved
+    elsewhere than the kernel's did) it is left out and counted."""
+
+    def __init__(self, node, events: Events, capture: dict, geo: "Geometry",
+                 ranges: dict[int, tuple[int, int]]):
+        self.ranges = ranges
+        lo = min(a for a, _ in ranges.values())
+        hi = max(b for _, b in ranges.values())
+        idx = np.arange(lo, hi)
+        k = events.kind[lo:hi]
+        inside = ((events.pfn[lo:hi] >= geo.span_start)
+                  & (events.pfn[lo:hi] + (1 << np.clip(events.order[lo:hi], 0, 30)) <= geo.span_end))
+        own = (events.flags[lo:hi] & EVF_COMPACTING) == 0 if events.flags is not None else True
+        self.sel = idx[((k == R.EV_ALLOC) | (k == R.EV_FREE)) & inside & own]
+        sel = self.sel
+        self.k, self.p, self.o, self.m = events.kind[sel], events.pfn[sel], events.order[sel], events.mt[sel]
+        self.a0 = events.aux0[sel]
+        self.alloc_of = np.full(len(sel), -1, dtype=np.int64)
+        self.offset_of = np.zeros(len(sel), dtype=np.int64)
+        R.real_owners(self.k, self.p, self.o, geo.span_end, self.alloc_of, self.offset_of,
+                      np.zeros(geo.span_end, dtype=np.int64), np.zeros(len(sel), dtype=np.int64))
+        self.placed = np.full(len(sel), -1, dtype=np.int64)
+        self.ts = events.ts[sel].astype(np.float64)
+        ncpu = int(node[0].zp[C.ZP_NR_CPUS])
+        self.ncpu = ncpu
+        self.cpu = (np.minimum(events.cpu[sel], ncpu - 1) if events.cpu is not None
+                    else np.zeros(len(sel), np.int64))
+        self.events, self.capture = events, capture
+        self.rs = np.zeros(R.RS_SIZE, dtype=np.int64)
+
+    def run(self, i: int, node) -> None:
+        if i not in self.ranges:
+            return
+        a, b = self.ranges[i]
+        first, last = int(np.searchsorted(self.sel, a)), int(np.searchsorted(self.sel, b))
+        if first >= last:
+            return
+        ticks, tick_cpu = vmstat_ticks(self.capture, self.events, float(self.ts[first]),
+                                       float(self.ts[last - 1]), self.ncpu)
+        code, at = R.replay_policy(node, self.k, self.p, self.o, self.m, self.a0, self.cpu,
+                                   self.alloc_of, self.offset_of, self.placed, first, last, self.rs,
+                                   0, self.ts, ticks, np.minimum(tick_cpu, self.ncpu - 1))
+        if code:
+            raise ReplayError(f"the model's invariants broke at event {int(self.sel[at])} between "
+                              f"the probes: {ERRORS[code]}")
+
+    def summary(self) -> dict[str, int]:
+        return {"allocs": int(self.rs[R.RS_ALLOCS]), "alloc_failed": int(self.rs[R.RS_ALLOC_FAILED]),
+                "frees": int(np.count_nonzero(self.k == R.EV_FREE)),
+                "frees_left_out": int(self.rs[R.RS_FREE_NOT_USED] + self.rs[R.RS_FREE_SKIPPED])}
+
+
 def replay(source, mode: str = "pinned", until: str | None = None, until_ts: float | None = None,
            probes: list[str] | tuple = (), max_order: int | None = None,
            pageblock_order: int | None = None, policy: str | None = None, check_every: int = 0,
            events: Events | None = None, capture: dict | None = None,
-           node_out: list | None = None, map_out: list | None = None) -> dict[str, Any]:
+           node_out: list | None = None, map_out: list | None = None,
+           interludes: dict[int, tuple[int, int]] | None = None,
+           background: bool = False) -> dict[str, Any]:
     """Replay a capture folder or trace (see `farm replay`); returns the JSON-ready result.
     max_order and pageblock_order default to the capture's own (resolve_geometry()). `node_out`
-    gets the node at the end, `map_out` its zone map (zonemap.model_zone_map()) before the probes."""
+    gets the node at the end, `map_out` its zone map (zonemap.model_zone_map()) before the probes.
+    `interludes` {probe index: (first, last) event index}: the trace's own activity replayed
+    before that probe (Interludes). With `background`, kswapd and kcompactd run during the probes
+    as the kernel's do after the trace's end (during the replay the trace holds what they did)."""
     if mode not in MODES:
         raise ReplayError(f"--mode {mode}: modes are {', '.join(MODES)}")
     if capture is None:
@@ -1265,9 +1360,15 @@ def replay(source, mode: str = "pinned", until: str | None = None, until_ts: flo
         from ..cell.probes import run_probes
         cc = np.zeros(C.CC_SIZE, dtype=np.int64)
         t0 = time.perf_counter()
+        between = Interludes(node, events, capture, geo, interludes) if interludes else None
+        if background:
+            node[0].zp[C.ZP_KSWAPD] = node[0].zp[C.ZP_KCOMPACTD] = 1
         out["probes"] = run_probes(node, list(probes), {"max_order": max_order,
                                                         "pageblock_order": pageblock_order},
-                                   cc, np.zeros(1, dtype=np.int64))
+                                   cc, np.zeros(1, dtype=np.int64),
+                                   between=between.run if between else None)
+        if between:
+            out["interludes"] = between.summary()
         out["timing"]["probes_s"] = time.perf_counter() - t0
     if node_out is not None:
         node_out.append(node)

@@ -10,8 +10,8 @@ from typing import Any
 from kernels import constants as C
 from kernels import replay as R
 
-from .replay import (ReplayError, load_events, marker_index, open_source, policy_for_kernel, replay,
-                     zone_starts)
+from .replay import (EVF_RETRY_MAYFAIL, ReplayError, load_events, marker_index, open_source,
+                     policy_for_kernel, replay, zone_starts)
 from .zonemap import kernel_zone_map
 
 VALIDATE_PHASE = "mid"
@@ -61,7 +61,8 @@ def validate(folder, with_policy: bool = True, zone_maps: bool = False) -> dict[
             probes.append(f"gigantic:count={asked_1g},size=1G")
     maps: list = []
     r = replay(folder, "pinned", until=until, probes=probes, policy=policy, events=events,
-               capture=capture, map_out=maps)
+               capture=capture, map_out=maps, interludes=interludes(events, probes),
+               background=True)
     mid = r.get(f"versus_{VALIDATE_PHASE}")
     if has_mid and mid is None:
         skipped.append(f"no buddyinfo.{VALIDATE_PHASE}: nothing to compare the replayed state with")
@@ -85,6 +86,7 @@ def validate(folder, with_policy: bool = True, zone_maps: bool = False) -> dict[
         "untraced_pcp_allocs": parse.get("untraced_pcp_allocs", 0),
         "initial_state": r["initial_state"],
         "replay": r["replay"],
+        "between_probes": r.get("interludes"),
         "events_per_s": r["timing"]["events_per_s"],
     }
     for key in ("hugepages_2m", "hugepages_1g"):
@@ -108,6 +110,27 @@ def validate(folder, with_policy: bool = True, zone_maps: bool = False) -> dict[
         if kpf is None:
             skipped.append(f"zone map: no kpageflags.{VALIDATE_PHASE}, the kernel's side is not drawn")
     out["skipped"] = skipped
+    return out
+
+
+def interludes(events, probes: list[str]) -> dict[int, tuple[int, int]]:
+    """What the captured machine did around the kernel's own requests, replayed before the probe
+    that stands for each (Interludes): from `mid` to `compacted` before `compact` (the mid
+    snapshot's files; compact_memory's own frees are left out), and from `compacted` to the first
+    __GFP_RETRY_MAYFAIL allocation (the pool's first page) before `hugepages` (the compacted
+    snapshot's files)."""
+    mid, compacted = marker_index(events, VALIDATE_PHASE), marker_index(events, "compacted")
+    if mid is None or compacted is None or compacted < mid:
+        return {}
+    out = {}
+    if probes and probes[0] == "compact":
+        out[0] = (mid, compacted)
+    hp = next((i for i, spec in enumerate(probes) if spec.startswith("hugepages")), None)
+    if hp is not None and events.flags is not None:
+        done = marker_index(events, "hugepages-2m-done")
+        pool = (events.flags[compacted:] & EVF_RETRY_MAYFAIL).nonzero()[0]
+        first = compacted + int(pool[0]) if len(pool) else (done if done is not None else compacted)
+        out[hp] = (compacted, first)
     return out
 
 
