@@ -240,6 +240,14 @@ def isolate_freepages(z, cc):
     cc[2] = block
 
 
+@jit_fold
+def compact_scanners_met(z, cc):
+    """compact_scanners_met(): the free scanner (cc[2]) is at or below the migrate scanner's
+    (cc[1]) pageblock."""
+    pb_order = z.zp[ZP_PAGEBLOCK_ORDER]
+    return (cc[2] >> pb_order) <= (cc[1] >> pb_order)
+
+
 @jit
 def compaction_alloc(z, cc, order):
     """compaction_alloc() (6.9+): the smallest isolated free block of at least `order`, split on
@@ -255,7 +263,7 @@ def compaction_alloc(z, cc, order):
                     o -= 1
                     _cc_add(z, pfn + (1 << o), o, False)
                 return pfn
-        if scanned or (cc[2] >> z.zp[ZP_PAGEBLOCK_ORDER]) <= (cc[1] >> z.zp[ZP_PAGEBLOCK_ORDER]):
+        if scanned or compact_scanners_met(z, cc):
             return -1
         isolate_freepages(z, cc)
         scanned = True
@@ -411,8 +419,7 @@ def isolate_migratepages(z, cc):
 @jit_fold
 def compact_finished(z, cc):
     """__compact_finished()."""
-    pb_order = z.zp[ZP_PAGEBLOCK_ORDER]
-    if (cc[2] >> pb_order) <= (cc[1] >> pb_order):
+    if compact_scanners_met(z, cc):
         reset_cached_positions(z)
         if cc[10] & CCF_DIRECT:
             z.zp[ZP_BLOCKSKIP_FLUSH] = 1    # kswapd clears the skip hints when it goes to sleep
@@ -442,6 +449,7 @@ def compact_zone(z, cc):
     ignore_block_suitable, migratetype, async direct, whole_zone, result, proactive (its low
     fragmentation score mark; 0: not proactive), highest zone index of the request]."""
     order = cc[0]
+    pb_order = z.zp[ZP_PAGEBLOCK_ORDER]
     if order >= 0 and cc[8] == 0:
         # nothing to do if the allocation would succeed, or if compaction is not suitable
         ret = compaction_suit_allocation_order(z, order, cc[9],
@@ -453,11 +461,11 @@ def compact_zone(z, cc):
             reset_isolation_suitable_zone(z)
     if cc[6]:
         cc[1] = z.zp[ZP_ZONE_START]
-        cc[2] = ((z.zp[ZP_ZONE_END] - 1) >> z.zp[ZP_PAGEBLOCK_ORDER]) << z.zp[ZP_PAGEBLOCK_ORDER]
+        cc[2] = ((z.zp[ZP_ZONE_END] - 1) >> pb_order) << pb_order
     else:
         cc[1] = z.stat[CACHED_MIGRATE_PFN]
         cc[2] = z.stat[CACHED_FREE_PFN]
-        if cc[1] == z.zp[ZP_ZONE_START] and cc[2] >= z.zp[ZP_ZONE_END] - (1 << z.zp[ZP_PAGEBLOCK_ORDER]):
+        if cc[1] == z.zp[ZP_ZONE_START] and cc[2] >= z.zp[ZP_ZONE_END] - (1 << pb_order):
             cc[6] = 1
     ret = COMPACT_CONTINUE
     last_migrated_pfn = -1
@@ -468,12 +476,11 @@ def compact_zone(z, cc):
         isolated = isolate_migratepages(z, cc)
         if isolated == ENOMEM:
             # migrate_pages() returns -ENOMEM when the scanners meet: compact_finished() sees it
-            if (cc[2] >> z.zp[ZP_PAGEBLOCK_ORDER]) > (cc[1] >> z.zp[ZP_PAGEBLOCK_ORDER]):
+            if not compact_scanners_met(z, cc):
                 ret = COMPACT_CONTENDED
                 break
             isolated = 0
         if isolated > 0:
-            pb_order = z.zp[ZP_PAGEBLOCK_ORDER]
             last_migrated_pfn = max(z.zp[ZP_ZONE_START], ((cc[1] - 1) >> pb_order) << pb_order)
         # check_drain: the migrate scanner left the order-aligned block it migrated from, so
         # the sources freed to this CPU's pcp lists are drained to merge (lru_add_drain_cpu_zone())
@@ -486,7 +493,6 @@ def compact_zone(z, cc):
         z.stat[CACHED_FREE_PFN] = cc[2]
     if top >= 0:
         # the free scanner restarts at the highest block it gave pages back to (only upwards)
-        pb_order = z.zp[ZP_PAGEBLOCK_ORDER]
         z.stat[CACHED_FREE_PFN] = max(z.stat[CACHED_FREE_PFN], (top >> pb_order) << pb_order)
     cc[7] = ret
     return ret

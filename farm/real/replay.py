@@ -232,20 +232,19 @@ def load_events(trace, source: str = "", lenient: bool = False, zones: np.ndarra
         aux0[ef] = _col(table, "change_ownership", np.int64)[ef]
         aux1[ef] = _col(table, "fallback_order", np.int64)[ef]
         fallback_mt[ef] = _col(table, "fallback_migratetype", np.int64)[ef]
-    # allocations: aux0 = GFP_ATOMIC for a GFP_ATOMIC request (policy replay's `extra`)
+    # allocations: aux0 = GFP_ATOMIC for a GFP_ATOMIC request (policy replay's `extra`); flags
+    # EVF_RETRY_MAYFAIL for a __GFP_RETRY_MAYFAIL one
+    flags = np.where(compaction_windows(table, names), EVF_COMPACTING, 0).astype(np.int8)
     al = np.flatnonzero(kind == R.EV_ALLOC)
     if len(al) and "gfp_flags" in table.column_names:
         gfp = pc.cast(table.column("gfp_flags"), pa.string()).take(pa.array(al))
-        atomic = [v for v in pc.unique(gfp).to_pylist() if gfp_atomic(v)]
-        hit = np.asarray(pc.fill_null(pc.is_in(gfp, value_set=pa.array(atomic, pa.string())), False)
-                         .to_numpy(zero_copy_only=False), dtype=bool)
-        aux0[al[hit]] = C.GFP_ATOMIC
-    flags = np.where(compaction_windows(table, names), EVF_COMPACTING, 0).astype(np.int8)
-    if len(al) and "gfp_flags" in table.column_names:
-        mayfail = [v for v in pc.unique(gfp).to_pylist() if v and "__GFP_RETRY_MAYFAIL" in v]
-        hit = np.asarray(pc.fill_null(pc.is_in(gfp, value_set=pa.array(mayfail, pa.string())), False)
-                         .to_numpy(zero_copy_only=False), dtype=bool)
-        flags[al[hit]] |= EVF_RETRY_MAYFAIL
+        distinct = [v for v in pc.unique(gfp).to_pylist() if v]
+
+        def having(values):
+            return np.asarray(pc.fill_null(pc.is_in(gfp, value_set=pa.array(values, pa.string())), False)
+                              .to_numpy(zero_copy_only=False), dtype=bool)
+        aux0[al[having([v for v in distinct if gfp_atomic(v)])]] = C.GFP_ATOMIC
+        flags[al[having([v for v in distinct if "__GFP_RETRY_MAYFAIL" in v])]] |= EVF_RETRY_MAYFAIL
     if "irq" in table.column_names:
         locked = pcp_locked_frees(names, _col(table, "cpu", np.int64, 0), _col(table, "pid", np.int64),
                                   _col(table, "irq", np.int64))
@@ -1185,62 +1184,79 @@ def open_source(source) -> tuple[dict, Path | None]:
     return {"path": str(path), "kernel": None, "kernel_version": None}, path
 
 
+def in_span(events: Events, geo: "Geometry") -> np.ndarray:
+    """Which events lie inside the replayed zones (their whole block)."""
+    return ((events.pfn >= geo.span_start)
+            & (events.pfn + (1 << np.clip(events.order, 0, 30)) <= geo.span_end))
+
+
+class PolicyReplay:
+    """The events `sel` (indices into `events`) replayed with the model's policy placing each
+    allocation (R.replay_policy()), in runs of positions [first, last) of `sel`: a free of a page
+    allocated earlier in `sel` frees where the model placed it (R.real_owners()), any other the
+    kernel's pfn; each run on the trace's clock (the vmstat updates between its first and last
+    event, vmstat_ticks())."""
+
+    def __init__(self, node, events: Events, capture: dict, sel: np.ndarray, span_end: int):
+        self.events, self.capture, self.sel = events, capture, sel
+        self.k, self.p, self.o, self.m = events.kind[sel], events.pfn[sel], events.order[sel], events.mt[sel]
+        self.a0 = events.aux0[sel]
+        self.alloc_of = np.full(len(sel), -1, dtype=np.int64)
+        self.offset_of = np.zeros(len(sel), dtype=np.int64)
+        R.real_owners(self.k, self.p, self.o, span_end, self.alloc_of, self.offset_of,
+                      np.zeros(span_end, dtype=np.int64), np.zeros(len(sel), dtype=np.int64))
+        self.placed = np.full(len(sel), -1, dtype=np.int64)
+        self.ts = events.ts[sel].astype(np.float64)
+        self.ncpu = int(node[0].zp[C.ZP_NR_CPUS])
+        self.cpu = (np.minimum(events.cpu[sel], self.ncpu - 1) if events.cpu is not None
+                    else np.zeros(len(sel), np.int64))
+
+    def run(self, node, first: int, last: int, rs: np.ndarray, check_every: int = 0) -> tuple[int, int]:
+        """-> (0, -1), or the first check error and the position of its event."""
+        if first >= last:
+            return 0, -1
+        ticks, tick_cpu = vmstat_ticks(self.capture, self.events, float(self.ts[first]),
+                                       float(self.ts[last - 1]), self.ncpu)
+        return R.replay_policy(node, self.k, self.p, self.o, self.m, self.a0, self.cpu,
+                               self.alloc_of, self.offset_of, self.placed, first, last, rs,
+                               check_every, self.ts, ticks, np.minimum(tick_cpu, self.ncpu - 1))
+
+
 class Interludes:
     """What the captured machine did between the kernel operations that probes stand for (the
     capture harness writing a phase's snapshot files, another task's allocations): before probe
     i, the allocations and frees of events ranges[i] = [first, last) that lie outside any
     compaction (its frees are the pages it migrated, which the probe migrates itself), replayed
-    with the model's policy placing each allocation, on the trace's clock (the vmstat updates
-    between them). A free of a page allocated before the first range is a free of the kernel's
-    pfn; where that is not an allocated block of the model (a page the model's compaction moved
-    elsewhere than the kernel's did) it is left out and counted."""
+    with the model's policy placing each allocation (PolicyReplay). A free of a page allocated
+    before the first range is a free of the kernel's pfn; where that is not an allocated block of
+    the model (a page the model's compaction moved elsewhere than the kernel's did) it is left
+    out and counted."""
 
     def __init__(self, node, events: Events, capture: dict, geo: "Geometry",
                  ranges: dict[int, tuple[int, int]]):
         self.ranges = ranges
         lo = min(a for a, _ in ranges.values())
         hi = max(b for _, b in ranges.values())
-        idx = np.arange(lo, hi)
         k = events.kind[lo:hi]
-        inside = ((events.pfn[lo:hi] >= geo.span_start)
-                  & (events.pfn[lo:hi] + (1 << np.clip(events.order[lo:hi], 0, 30)) <= geo.span_end))
         own = (events.flags[lo:hi] & EVF_COMPACTING) == 0 if events.flags is not None else True
-        self.sel = idx[((k == R.EV_ALLOC) | (k == R.EV_FREE)) & inside & own]
-        sel = self.sel
-        self.k, self.p, self.o, self.m = events.kind[sel], events.pfn[sel], events.order[sel], events.mt[sel]
-        self.a0 = events.aux0[sel]
-        self.alloc_of = np.full(len(sel), -1, dtype=np.int64)
-        self.offset_of = np.zeros(len(sel), dtype=np.int64)
-        R.real_owners(self.k, self.p, self.o, geo.span_end, self.alloc_of, self.offset_of,
-                      np.zeros(geo.span_end, dtype=np.int64), np.zeros(len(sel), dtype=np.int64))
-        self.placed = np.full(len(sel), -1, dtype=np.int64)
-        self.ts = events.ts[sel].astype(np.float64)
-        ncpu = int(node[0].zp[C.ZP_NR_CPUS])
-        self.ncpu = ncpu
-        self.cpu = (np.minimum(events.cpu[sel], ncpu - 1) if events.cpu is not None
-                    else np.zeros(len(sel), np.int64))
-        self.events, self.capture = events, capture
+        keep = ((k == R.EV_ALLOC) | (k == R.EV_FREE)) & in_span(events, geo)[lo:hi] & own
+        self.policy = PolicyReplay(node, events, capture, np.arange(lo, hi)[keep], geo.span_end)
         self.rs = np.zeros(R.RS_SIZE, dtype=np.int64)
 
     def run(self, i: int, node) -> None:
         if i not in self.ranges:
             return
+        sel = self.policy.sel
         a, b = self.ranges[i]
-        first, last = int(np.searchsorted(self.sel, a)), int(np.searchsorted(self.sel, b))
-        if first >= last:
-            return
-        ticks, tick_cpu = vmstat_ticks(self.capture, self.events, float(self.ts[first]),
-                                       float(self.ts[last - 1]), self.ncpu)
-        code, at = R.replay_policy(node, self.k, self.p, self.o, self.m, self.a0, self.cpu,
-                                   self.alloc_of, self.offset_of, self.placed, first, last, self.rs,
-                                   0, self.ts, ticks, np.minimum(tick_cpu, self.ncpu - 1))
+        code, at = self.policy.run(node, int(np.searchsorted(sel, a)), int(np.searchsorted(sel, b)),
+                                   self.rs)
         if code:
-            raise ReplayError(f"the model's invariants broke at event {int(self.sel[at])} between "
+            raise ReplayError(f"the model's invariants broke at event {int(sel[at])} between "
                               f"the probes: {ERRORS[code]}")
 
     def summary(self) -> dict[str, int]:
         return {"allocs": int(self.rs[R.RS_ALLOCS]), "alloc_failed": int(self.rs[R.RS_ALLOC_FAILED]),
-                "frees": int(np.count_nonzero(self.k == R.EV_FREE)),
+                "frees": int(np.count_nonzero(self.policy.k == R.EV_FREE)),
                 "frees_left_out": int(self.rs[R.RS_FREE_NOT_USED] + self.rs[R.RS_FREE_SKIPPED])}
 
 
@@ -1310,27 +1326,15 @@ def replay(source, mode: str = "pinned", until: str | None = None, until_ts: flo
             cmp0["pageblock_types"] = types0
     rs = np.zeros(R.RS_SIZE, dtype=np.int64)
     # inside the replayed zones only
-    inside = (events.pfn >= geo.span_start) & (events.pfn + (1 << np.clip(events.order, 0, 30)) <= geo.span_end)
-    sel = np.nonzero(inside[:stop])[0]
+    sel = np.nonzero(in_span(events, geo)[:stop])[0]
     k, p, o, m = events.kind[sel], events.pfn[sel], events.order[sel], events.mt[sel]
     a0, a1 = events.aux0[sel], events.aux1[sel]
     t0 = time.perf_counter()
     if mode == "pinned":
         code, at = R.replay_pinned(node, k, p, o, m, a0, a1, 0, len(sel), rs, check_every)
     else:
-        alloc_of = np.full(len(sel), -1, dtype=np.int64)
-        offset_of = np.zeros(len(sel), dtype=np.int64)
-        owner = np.zeros(geo.span_end, dtype=np.int64)
-        base = np.zeros(len(sel), dtype=np.int64)
-        R.real_owners(k, p, o, geo.span_end, alloc_of, offset_of, owner, base)
-        placed = np.full(len(sel), -1, dtype=np.int64)
-        ts = events.ts[sel].astype(np.float64)
-        ncpu = int(node[0].zp[C.ZP_NR_CPUS])
-        ticks, tick_cpu = (vmstat_ticks(capture, events, float(ts[0]), float(ts[-1]), ncpu) if len(ts)
-                           else (ts, np.zeros(0, np.int64)))
-        cpu = np.minimum(events.cpu[sel], ncpu - 1) if events.cpu is not None else np.zeros(len(sel), np.int64)
-        code, at = R.replay_policy(node, k, p, o, m, a0, cpu, alloc_of, offset_of, placed, 0, len(sel),
-                                   rs, check_every, ts, ticks, np.minimum(tick_cpu, ncpu - 1))
+        code, at = PolicyReplay(node, events, capture, sel, geo.span_end).run(node, 0, len(sel), rs,
+                                                                             check_every)
     wall = time.perf_counter() - t0
     if code:
         raise ReplayError(f"the model's invariants broke at event {int(sel[at])} "
