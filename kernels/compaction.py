@@ -24,7 +24,7 @@ from .constants import (
     MIGRATE_UNMOVABLE, ZP_BG_PENDING, ZP_IN_BACKGROUND, ZP_KCOMPACTD_ORDER, ZP_KCOMPACTD_HIGHEST,
     ZP_PROACTIVENESS, ZP_PROACTIVE_INTERVAL, ZP_PROACTIVE_COUNTDOWN, ZP_PROACTIVE_DEFER,
     BG_KSWAPD, BG_KCOMPACTD, BG_PROACTIVE, COMPACT_DAEMON_WAKE, PROACTIVE_COMPACT,
-    GFP_NO_KSWAPD, GFP_NO_DIRECT_RECLAIM, ZP_PCP, CCF_IGNORE_SKIP, CCF_DIRECT, ZP_BLOCKSKIP_FLUSH,
+    GFP_NO_KSWAPD, GFP_NO_DIRECT_RECLAIM, GFP_COMPACT_FIRST, ZP_PCP, CCF_IGNORE_SKIP, CCF_DIRECT, ZP_BLOCKSKIP_FLUSH,
 )
 from .vmstat import fill_contig_page_info
 from .page_alloc import (
@@ -571,30 +571,53 @@ def alloc_pages_direct_compact(node, cc, order, list_mt, mt, extra, prio):
 
 
 @jit
-def _direct_reclaim(node, mt, order):
-    """__alloc_pages_direct_reclaim() before a compaction retry: reclaim; after progress the
-    allocation is tried again (by the compaction that follows) with the highatomic reserve
-    shrunk and the pcp lists drained."""
-    if direct_reclaim(node, gfp_zone(mt), order) > 0:
-        unreserve_highatomic_pageblock(node, gfp_zone(mt), gfp_migratetype(node, mt), False)
-        drain_all_pages(node)
+def _alloc_slowpath(node, cc, order, mt, extra, noretry, retry_mayfail):
+    """__alloc_pages_slowpath() of a request that compacts before it reclaims (a costly order, or
+    an order > 0 that is not movable): the min watermark after waking kswapd
+    (alloc_pages_fast() with GFP_COMPACT_FIRST), async direct compaction (INIT_COMPACT_PRIORITY);
+    with __GFP_NORETRY a SKIPPED or DEFERRED result ends it. Then the retry loop: the watermarks
+    again, direct reclaim (a drain and one more try after progress: alloc_pages_fast()), and
+    compaction at DEF_COMPACT_PRIORITY (sync-light), or INIT again with __GFP_NORETRY, which
+    ends there, as does a costly order without __GFP_RETRY_MAYFAIL. should_compact_retry()
+    lowers the priority after a failed compaction down to MIN_COMPACT_COSTLY_PRIORITY
+    (sync-light) for a costly order, MIN_COMPACT_PRIORITY (sync-full, which ignores the skip
+    hints) otherwise."""
+    list_mt = gfp_migratetype(node, mt)
+    pfn = alloc_pages_fast(node, order, mt, extra | GFP_COMPACT_FIRST)
+    if pfn >= 0:
+        return pfn
+    pfn, rc = alloc_pages_direct_compact(node, cc, order, list_mt, mt, extra, COMPACT_PRIO_ASYNC)
+    if pfn >= 0:
+        return pfn
+    if noretry and (rc == COMPACT_SKIPPED or rc == COMPACT_DEFERRED_RESULT):
+        return -1
+    prio = COMPACT_PRIO_ASYNC if noretry else COMPACT_PRIO_SYNC_LIGHT
+    min_prio = COMPACT_PRIO_SYNC_LIGHT if order > PAGE_ALLOC_COSTLY_ORDER else COMPACT_PRIO_SYNC_FULL
+    while True:
+        pfn = alloc_pages_fast(node, order, mt, extra)
+        if pfn >= 0:
+            return pfn
+        pfn, rc = alloc_pages_direct_compact(node, cc, order, list_mt, mt, extra, prio)
+        if pfn >= 0:
+            return pfn
+        if noretry or (order > PAGE_ALLOC_COSTLY_ORDER and not retry_mayfail) or prio <= min_prio:
+            return -1
+        prio -= 1
 
 
 @jit
 def alloc_pages_gfp(node, cc, order, mt, extra, gfp):
-    """__alloc_pages() with the slow path: fast path (low watermark), min watermark, then direct
-    compaction for costly orders (and for any order > 0 that is not movable) when `gfp` allows:
-    GFP_NORETRY one async attempt, GFP_RETRY async, then direct reclaim (SWAP_CLUSTER_MAX pages
-    of page cache) before each of async, sync-light and, for orders up to
-    PAGE_ALLOC_COSTLY_ORDER, sync-full (the priority escalation of should_compact_retry()). The fast path and the min watermark wake kswapd and reclaim
-    directly as alloc_pages_fast() does.
+    """__alloc_pages() with the slow path: fast path (low watermark), min watermark, direct
+    reclaim, and for costly orders (and for any order > 0 that is not movable) when `gfp` allows
+    direct compaction first (_alloc_slowpath()): GFP_NORETRY (__GFP_NORETRY) and GFP_RETRY
+    (__GFP_RETRY_MAYFAIL, the hugetlb pool's). A movable request of a smaller order reclaims
+    without compacting. The fast path and the min watermark wake kswapd and reclaim directly as
+    alloc_pages_fast() does.
     THP faults (GFP_THP, GFP_THP_NORETRY: vma_thp_gfp_mask() with __GFP_DIRECT_RECLAIM) follow
-    6.12's alloc_pages_mpol() and __alloc_pages_slowpath(): first a local-node attempt with
-    __GFP_THISNODE | __GFP_NORETRY (one async compaction), then the request itself: async
-    compaction (INIT_COMPACT_PRIORITY); with __GFP_NORETRY a SKIPPED or DEFERRED result ends it,
-    else the compaction after direct reclaim runs at INIT (async) with __GFP_NORETRY and at
-    DEF_COMPACT_PRIORITY (sync-light) without; a costly order without __GFP_RETRY_MAYFAIL then
-    fails. GFP_TRANSHUGE has no __GFP_KSWAPD_RECLAIM: these faults never wake kswapd.
+    6.12's alloc_pages_mpol(): first a local-node attempt with __GFP_THISNODE | __GFP_NORETRY,
+    then the request itself, with __GFP_NORETRY for GFP_THP_NORETRY; a costly order without
+    __GFP_RETRY_MAYFAIL fails after its first retry. GFP_TRANSHUGE has no
+    __GFP_KSWAPD_RECLAIM: these faults never wake kswapd.
     GFP_THP_LIGHT (GFP_TRANSHUGE_LIGHT) neither reclaims nor compacts nor wakes kswapd;
     GFP_THP_DEFER wakes kswapd (and through it kcompactd) but does nothing itself."""
     if gfp == GFP_THP_LIGHT:
@@ -607,46 +630,17 @@ def alloc_pages_gfp(node, cc, order, mt, extra, gfp):
         extra |= GFP_NO_KSWAPD      # GFP_TRANSHUGE has __GFP_DIRECT_RECLAIM, not __GFP_KSWAPD_RECLAIM
     first = node[0]
     first.stat[ALLOC_OPS] += 1
-    pfn = alloc_pages_fast(node, order, mt, extra)
-    if pfn >= 0:
-        return pfn
-    list_mt = gfp_migratetype(node, mt)
-    if order > PAGE_ALLOC_COSTLY_ORDER or list_mt != MIGRATE_MOVABLE:
-        pfn, rc = alloc_pages_direct_compact(node, cc, order, list_mt, mt, extra, COMPACT_PRIO_ASYNC)
-        if pfn >= 0:
-            return pfn
-        if gfp == GFP_RETRY:
-            # should_compact_retry(): a costly order stops at sync-light
-            # (MIN_COMPACT_COSTLY_PRIORITY), so it never ignores the skip hints
-            for prio in (COMPACT_PRIO_ASYNC, COMPACT_PRIO_SYNC_LIGHT, COMPACT_PRIO_SYNC_FULL):
-                if prio == COMPACT_PRIO_SYNC_FULL and order > PAGE_ALLOC_COSTLY_ORDER:
-                    break
-                _direct_reclaim(node, mt, order)       # each retry reclaims, then compacts
-                pfn, rc = alloc_pages_direct_compact(node, cc, order, list_mt, mt, extra, prio)
-                if pfn >= 0:
-                    return pfn
-        elif gfp == GFP_THP or gfp == GFP_THP_NORETRY:
-            # the local-node attempt failed: the request itself, fast path first
-            pfn = alloc_pages_fast(node, order, mt, extra)
-            if pfn >= 0:
-                return pfn
-            pfn, rc = alloc_pages_direct_compact(node, cc, order, list_mt, mt, extra, COMPACT_PRIO_ASYNC)
-            if pfn >= 0:
-                return pfn
-            prio = COMPACT_PRIO_SYNC_LIGHT
-            if gfp == GFP_THP_NORETRY:
-                if rc == COMPACT_SKIPPED or rc == COMPACT_DEFERRED_RESULT:
-                    first.stat[ALLOC_FAIL] += 1
-                    return -1
-                prio = COMPACT_PRIO_ASYNC
-            _direct_reclaim(node, mt, order)
-            pfn, rc = alloc_pages_direct_compact(node, cc, order, list_mt, mt, extra, prio)
-            if pfn >= 0:
-                return pfn
-    first.stat[ALLOC_FAIL] += 1
-    return -1
-
-
+    if order <= PAGE_ALLOC_COSTLY_ORDER and gfp_migratetype(node, mt) == MIGRATE_MOVABLE:
+        pfn = alloc_pages_fast(node, order, mt, extra)
+    elif gfp == GFP_THP or gfp == GFP_THP_NORETRY:
+        pfn = _alloc_slowpath(node, cc, order, mt, extra, True, False)
+        if pfn < 0:
+            pfn = _alloc_slowpath(node, cc, order, mt, extra, gfp == GFP_THP_NORETRY, False)
+    else:
+        pfn = _alloc_slowpath(node, cc, order, mt, extra, gfp == GFP_NORETRY, gfp == GFP_RETRY)
+    if pfn < 0:
+        first.stat[ALLOC_FAIL] += 1
+    return pfn
 
 
 # ---------------------------------------------------------------------------------------------

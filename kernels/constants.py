@@ -65,6 +65,9 @@ GFP_ATOMIC = 256
 # ALLOC_KSWAPD), or lacks __GFP_DIRECT_RECLAIM (no direct reclaim): THP faults' GFP_TRANSHUGE_LIGHT.
 GFP_NO_KSWAPD = 512
 GFP_NO_DIRECT_RECLAIM = 1024
+# The slow path compacts before it reclaims (a costly order, or order > 0 not movable):
+# alloc_pages_fast() stops after the min watermark, and the caller compacts, then reclaims.
+GFP_COMPACT_FIRST = 2048
 
 # alloc_flags of one get_page_from_freelist() walk (mm/internal.h; the model's own values)
 ALLOC_CMA = 1             # may use MIGRATE_CMA free pages (gfp_to_alloc_flags_cma())

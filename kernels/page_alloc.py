@@ -34,7 +34,7 @@ from .constants import (
     ZP_LRU_BASE, ZP_LRU_CAP, ZP_LRU_HEAD, ZP_LRU_TAIL, ZP_NR_FILE, ZP_PROACTIVE_INTERVAL,
     ZP_PROACTIVE_COUNTDOWN, ZP_IN_BACKGROUND, BG_KSWAPD, BG_KCOMPACTD, BG_PROACTIVE,
     MAX_RECLAIM_RETRIES, SWAP_CLUSTER_MAX, DEF_PRIORITY, PGSTEAL_KSWAPD, PGSTEAL_DIRECT, PAGEOUTRUN,
-    NR_WATERMARK_BOOSTS, ALLOC_KSWAPD, GFP_NO_KSWAPD, GFP_NO_DIRECT_RECLAIM,
+    NR_WATERMARK_BOOSTS, ALLOC_KSWAPD, GFP_NO_KSWAPD, GFP_NO_DIRECT_RECLAIM, GFP_COMPACT_FIRST,
     ZP_ISO_SAVED_BASE, ZP_BLOCKSKIP_FLUSH,
 )
 
@@ -1300,7 +1300,7 @@ def alloc_pages_fast(node, order, mt, extra):
                 if order > 0:
                     alloc_flags |= ALLOC_HIGHATOMIC
             continue
-        if not may_reclaim:
+        if not may_reclaim or extra & GFP_COMPACT_FIRST:
             break
         if drain_after_reclaim:
             # __alloc_pages_direct_reclaim(): a failure after reclaim made progress shrinks the

@@ -26,7 +26,7 @@ from .constants import (
     MIGRATE_ISOLATE, MIGRATE_MOVABLE, MIGRATE_PCPTYPES, PCP_COUNT, PG_BUDDY,
     PG_CONTIG, PG_HEAD, PG_LRU, PG_MASK, PG_PCP, PG_PINNED, PG_RESERVED, PGALLOC, PGFREE,
     ALLOC_OPS, FREE_OPS, ZP_MAX_ORDER, ZP_PAGEBLOCK_ORDER, ZP_PCP_BASE, ZP_ZONE_END,
-    MERGE_HYGIENE, ZP_MERGE, ZP_PCP, ZP_PCP_COUNT,
+    MERGE_HYGIENE, ZP_MERGE, ZP_PCP, ZP_PCP_COUNT, ZP_CPU, ZP_NR_CPUS, ZP_PCP_BANKS, NR_PCP_LISTS,
 )
 from .check import check_node
 from .page_alloc import (
@@ -131,9 +131,45 @@ def _split_head(z, h):
 
 
 @jit
+def _pcp_owner(z, h):
+    """The CPU whose pcp list holds block h (its list's order and type are recorded in
+    page_order and page_mt): the CPU whose list of that (order, type) starts or ends where h's
+    chain does, found from whichever end is nearer h. A trace's drains name the CPU that ran
+    drain_all_pages(), not the one whose lists it drained, and a block of the initial state can
+    sit on another CPU's list than the kernel's."""
+    ncpu = z.zp[ZP_NR_CPUS]
+    cur = z.zp[ZP_CPU]
+    if ncpu == 1:
+        return cur
+    pindex = order_to_pindex(int(z.page_order[h]), int(z.page_mt[h]))
+    base = z.zp[ZP_PCP_BASE] + pindex
+    banks = z.zp[ZP_PCP_BANKS] + pindex
+    a = h
+    b = h
+    while True:
+        if z.prev[a] < 0:
+            for c in range(ncpu):
+                if z.list_head[base if c == cur else banks + c * NR_PCP_LISTS] == a:
+                    return c
+            return cur
+        if z.next[b] < 0:
+            for c in range(ncpu):
+                if z.list_tail[base if c == cur else banks + c * NR_PCP_LISTS] == b:
+                    return c
+            return cur
+        a = z.prev[a]
+        b = z.next[b]
+
+
+@jit
 def _pcp_remove(z, h):
-    """Take a block off the pcp list it sits on (its list is recorded in page_mt)."""
+    """Take a block off the pcp list it sits on, whichever CPU's (_pcp_owner()); the count
+    of that CPU drops."""
+    cur = z.zp[ZP_CPU]
+    c = _pcp_owner(z, h)
+    pcp_switch_cpu(z, c)
     _pcp_del(z, order_to_pindex(int(z.page_order[h]), int(z.page_mt[h])), h)
+    pcp_switch_cpu(z, cur)
 
 
 @jit
@@ -260,15 +296,18 @@ def _retype_claimed(z, pfn, fallback_order, mt, rs):
 
 
 @jit
-def replay_pinned(node, kind, pfn, order, mt, aux0, aux1, first, last, rs, check_every):
+def replay_pinned(node, kind, pfn, order, mt, aux0, aux1, cpu, first, last, rs, check_every):
     """Apply events [first, last) at their pfns, each in the zone that spans its pfn, with
-    check_zone every `check_every` events (0: never). Returns (0, -1), or the first check error
-    and the index of its event."""
+    check_zone every `check_every` events (0: never). Event i runs on CPU cpu[i]: a refill or a
+    free onto a pcp list goes to that CPU's list; an allocation or drain takes the block off the
+    list it is on (_pcp_remove()). CPU 0 is loaded at the end. Returns (0, -1), or the first
+    check error and the index of its event."""
     hygiene = node[0].zp[ZP_MERGE] == MERGE_HYGIENE
     for i in range(first, last):
         k = kind[i]
         p = pfn[i]
         z = node[page_zone(node, p)]
+        pcp_switch_cpu(z, cpu[i])
         o = int(order[i])
         m = int(mt[i])
         end = p + (1 << o)
@@ -336,6 +375,8 @@ def replay_pinned(node, kind, pfn, order, mt, aux0, aux1, first, last, rs, check
             code, where = check_node(node)
             if code:
                 return code, i
+    for zi in range(len(node)):
+        pcp_switch_cpu(node[zi], 0)
     return 0, -1
 
 

@@ -40,8 +40,8 @@ def run(node, events, hygiene_check=True):
     rs = np.zeros(R.RS_SIZE, dtype=np.int64)
     cols = [np.array([e[i] for e in events], dtype=np.int64) for i in range(6)]
     kind = cols[0].astype(np.int8)
-    code, at = R.replay_pinned(node, kind, cols[1], cols[2], cols[3], cols[4], cols[5], 0,
-                               len(events), rs, 1)
+    code, at = R.replay_pinned(node, kind, cols[1], cols[2], cols[3], cols[4], cols[5],
+                               np.zeros(len(events), np.int64), 0, len(events), rs, 1)
     assert code == 0, (code, at)
     check_zone(node)
     return rs
@@ -502,3 +502,53 @@ def test_an_allocation_of_another_order_reveals_nothing():
                    aux1=np.zeros(3, np.int64), fallback_mt=np.full(3, -1), ts=np.zeros(3),
                    markers=[], cpu=np.zeros(3, np.int64))
     assert RP.with_untraced_allocs(ev).parse["untraced_pcp_allocs"] == 0
+
+
+def _cpu_counts(z):
+    """Each CPU's pcp count, CPU 0 loaded again after."""
+    from kernels.page_alloc import pcp_switch_cpu
+    out = []
+    for c in range(int(z.zp[C.ZP_NR_CPUS])):
+        pcp_switch_cpu(z, c)
+        out.append(int(z.zp[C.ZP_PCP_COUNT]))
+    pcp_switch_cpu(z, 0)
+    return out
+
+
+def test_pinned_replay_keeps_each_cpus_lists():
+    """Pinned replay on two CPUs: a refill or a free goes onto the list of the event's CPU; an
+    allocation or a drain takes the block off whichever CPU's list holds it (a trace's drain
+    names the CPU that ran drain_all_pages(), not the one whose lists it drained)."""
+    from kernels.page_alloc import boot_node
+    from kernels.zone import make_node
+    node = make_node(1 << 10, 10, 9, "v6.10", pcp=True, nr_cpus=2)
+    boot_node(node)
+    z = node[0]
+    mv = C.MIGRATE_MOVABLE
+    ev = [  # kind, pfn, order, mt, aux0, aux1, cpu
+        (R.EV_ZONE_LOCKED, 100, 0, mv, 1, 0, 1),
+        (R.EV_ZONE_LOCKED, 101, 0, mv, 1, 0, 1),
+        (R.EV_ZONE_LOCKED, 102, 0, mv, 1, 0, 1),
+        (R.EV_ZONE_LOCKED, 200, 0, mv, 1, 0, 0),
+    ]
+    cols = lambda evs: [np.array([e[i] for e in evs], dtype=np.int64) for i in range(7)]  # noqa: E731
+    rs = np.zeros(R.RS_SIZE, dtype=np.int64)
+
+    def run(evs):
+        c = cols(evs)
+        code, at = R.replay_pinned(node, c[0].astype(np.int8), c[1], c[2], c[3], c[4], c[5], c[6],
+                                   0, len(evs), rs, 1)
+        assert code == 0, (code, at)
+
+    run(ev)
+    assert _cpu_counts(z) == [1, 3]
+    # CPU 0 allocates the head of CPU 1's list, then drains the tail and the middle of CPU 1's
+    run([(R.EV_ALLOC, 100, 0, mv, 0, 0, 0)])
+    assert _cpu_counts(z) == [1, 2] and z.page_flags[100] & C.PG_HEAD
+    run([(R.EV_DRAIN, 102, 0, mv, 0, 0, 0), (R.EV_DRAIN, 101, 0, mv, 0, 0, 0)])
+    assert _cpu_counts(z) == [1, 0]
+    # the free on CPU 1 puts the page on CPU 1's list
+    run([(R.EV_FREE, 100, 0, mv, 0, 0, 1)])
+    assert _cpu_counts(z) == [1, 1] and z.page_flags[100] & C.PG_PCP
+    assert int(z.zp[C.ZP_CPU]) == 0
+    check_zone(node)

@@ -66,12 +66,14 @@ def test_no_direct_compaction_without_direct_reclaim(gfp):
     assert pfn == -1 and stalls == 0
 
 
-def test_failing_faults_compact_three_times_at_their_priorities():
+def test_failing_faults_compact_at_their_priorities():
     """Every pageblock Unmovable: async compaction takes sources only from Movable pageblocks
     (nothing to scan), so every attempt fails without deferring (only sync failures defer).
-    The local-node attempt (async), the request's first (async), then after direct reclaim:
-    async again with __GFP_NORETRY, sync-light (DEF_COMPACT_PRIORITY) without, which does scan
-    the Unmovable pageblocks' pages (and finds no Movable pageblock to move them to)."""
-    assert _fault(_fragmented(True), K.GFP_THP_NORETRY) == (-1, 3, 0)
+    The local-node attempt (__GFP_NORETRY): async, and as the result is neither SKIPPED nor
+    DEFERRED, direct reclaim and async again (INIT_COMPACT_PRIORITY). Then the request itself:
+    the same with __GFP_NORETRY; without, async and after direct reclaim sync-light
+    (DEF_COMPACT_PRIORITY), which does scan the Unmovable pageblocks' pages (and finds no
+    Movable pageblock to move them to), and a costly order without __GFP_RETRY_MAYFAIL stops."""
+    assert _fault(_fragmented(True), K.GFP_THP_NORETRY) == (-1, 4, 0)
     pfn, stalls, scanned = _fault(_fragmented(True), K.GFP_THP)
-    assert pfn == -1 and stalls == 3 and scanned > 0
+    assert pfn == -1 and stalls == 4 and scanned > 0

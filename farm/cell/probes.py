@@ -6,9 +6,9 @@ pool keeps them.
 
 - `compact`: full compaction (echo 1 > /proc/sys/vm/compact_memory).
 - `hugepages:order=9,count=N[,release=1]`: allocate up to N blocks of that order the way hugetlb
-  grows its pool (movable allocation, direct reclaim and compaction with retries; after the first
-  failure the kernel stops retrying hard on the node: __GFP_NORETRY); kswapd and kcompactd run
-  between the allocations when they woke them. With `release=1` the pool is freed when
+  grows its pool (set_max_huge_pages(): movable allocations with __GFP_RETRY_MAYFAIL, direct
+  compaction and reclaim with retries, until the first failure: on a single node the pool stops
+  growing there); kswapd and kcompactd run between the allocations when they woke them. With `release=1` the pool is freed when
   the probe ends (echo 0 > nr_hugepages), before the next probe.
 - `contig:size=2M,isolation=pageblock,attempts=N`: alloc_contig_range() on N naturally aligned
   candidate ranges spread evenly over ZONE_NORMAL; each range obtained is released at once.
@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from kernels import constants as C
-from kernels.compaction import GFP_NORETRY, GFP_RETRY, alloc_pages_gfp, background, compact_node
+from kernels.compaction import GFP_RETRY, alloc_pages_gfp, background, compact_node
 from kernels.page_alloc import free_pages
 from kernels.zone import kernel_zone_index
 from kernels.page_isolation import (
@@ -68,15 +68,12 @@ def run_probes(node, specs: list[str], p: dict, cc: np.ndarray, cma_bitmap: np.n
             order, asked = params["order"], params["count"]
             if order > p["max_order"]:
                 raise ParamError("probe", f"hugepages order {order} exceeds max_order {p['max_order']}")
-            gfp = GFP_RETRY
             for _ in range(asked):
-                pfn = alloc_pages_gfp(node, cc, order, C.MIGRATE_MOVABLE, C.PG_CONTIG, gfp)
+                pfn = alloc_pages_gfp(node, cc, order, C.MIGRATE_MOVABLE, C.PG_CONTIG, GFP_RETRY)
                 background(node)        # kswapd and kcompactd run meanwhile
-                if pfn >= 0:
-                    obtained += 1
-                    gfp = GFP_RETRY
-                else:
-                    gfp = GFP_NORETRY
+                if pfn < 0:
+                    break
+                obtained += 1
             if params.get("release"):
                 free_hugetlb_pool(node)
         elif kind == "contig":

@@ -1292,8 +1292,7 @@ def replay(source, mode: str = "pinned", until: str | None = None, until_ts: flo
     hygiene = policy_behaviour(policy)[1] == C.MERGE_HYGIENE
     t0 = time.perf_counter()
     state = initial_state(capture, events, max_order, pageblock_order, hygiene)
-    nr_cpus = state.geometry.nr_cpus if mode == "policy" else 1
-    node = build_replay_node(state, max_order, pageblock_order, policy, nr_cpus=nr_cpus)
+    node = build_replay_node(state, max_order, pageblock_order, policy, nr_cpus=state.geometry.nr_cpus)
     if mode == "policy":
         for z, g in zip(node, state.geometry.replayed()):
             here = (events.pfn >= g.zone_start) & (events.pfn < g.zone_end)
@@ -1331,7 +1330,10 @@ def replay(source, mode: str = "pinned", until: str | None = None, until_ts: flo
     a0, a1 = events.aux0[sel], events.aux1[sel]
     t0 = time.perf_counter()
     if mode == "pinned":
-        code, at = R.replay_pinned(node, k, p, o, m, a0, a1, 0, len(sel), rs, check_every)
+        ncpu = int(node[0].zp[C.ZP_NR_CPUS])
+        cpu = (np.minimum(events.cpu[sel], ncpu - 1) if events.cpu is not None
+               else np.zeros(len(sel), np.int64))
+        code, at = R.replay_pinned(node, k, p, o, m, a0, a1, cpu, 0, len(sel), rs, check_every)
     else:
         code, at = PolicyReplay(node, events, capture, sel, geo.span_end).run(node, 0, len(sel), rs,
                                                                              check_every)
