@@ -9,6 +9,7 @@ from ._jit import jit
 
 from .constants import (
     ZP_PCP_BASE, ZP_NR_CPUS, ZP_CPU, ZP_PCP_COUNT, ZP_PCP_BANKS, ZP_PCPS, PCPS_SLOTS, PCPS_UNTRACED,
+    PCPS_VM_DIFF, ZP_VM_FREE, ZP_STAT_THRESHOLD,
     MERGE_HYGIENE, MERGE_PRE_5_19, MIGRATE_ISOLATE, MIGRATE_PCPTYPES, MIGRATE_TYPES,
     NR_FREE_CMA_PAGES, NR_FREE_PAGES, NR_PCP_LISTS, PCP_COUNT, PG_BUDDY, PG_HEAD, PG_PCP,
     PG_RESERVED, MIGRATE_CMA, MIGRATE_HIGHATOMIC, NR_FREE_HIGHATOMIC, HIGHATOMIC_EVER, ZP_MAX_ORDER, ZP_MERGE, ZP_PAGEBLOCK_ORDER, ZP_ZONE_END, ZP_ZONE_START,
@@ -29,6 +30,8 @@ ERRORS = {
     12: "NR_FREE_CMA_PAGES disagrees with the pages on CMA free lists",
     13: "nr_free_highatomic disagrees with the pages on HIGHATOMIC free lists",
     14: "a piece of a split folio is not order 0 or its ring leads to a page of another owner",
+    15: "the zone's NR_FREE_PAGES counter and the CPUs' vmstat diffs do not add up to the free pages, "
+        "or a diff exceeds stat_threshold",
 }
 
 
@@ -181,6 +184,14 @@ def _check_zone(z):
         untraced_all += untraced
     if pcp_count != pcp_pages or pcp_count + untraced_all != z.stat[PCP_COUNT]:
         return 10, -1
+    folded = z.zp[ZP_VM_FREE]
+    for cpu in range(max(z.zp[ZP_NR_CPUS], z.zp[ZP_CPU] + 1)):
+        d = z.zp[ZP_PCPS + cpu * PCPS_SLOTS + PCPS_VM_DIFF]
+        if abs(d) > z.zp[ZP_STAT_THRESHOLD]:
+            return 15, cpu
+        folded += d
+    if folded != z.stat[NR_FREE_PAGES]:
+        return 15, -1
     return 0, -1
 
 

@@ -129,10 +129,13 @@ ZP_LOWMEM_RESERVE = 46    # from here, MAX_NR_ZONES slots: lowmem_reserve[highes
 ZP_NODE_DMA32 = 50        # the node has a populated ZONE_DMA32 (alloc_flags_nofragment())
 ZP_PCPS = 51              # from here, PCPS_SLOTS per CPU: its pcp state while unloaded
 MAX_CPUS = 16
-PCPS_SLOTS = 6            # count, high, alloc_factor, free_count (free_factor), flags, untraced
+PCPS_SLOTS = 7            # count, high, alloc_factor, free_count (free_factor), flags, untraced,
+                          # vm_stat_diff
 PCPS_UNTRACED = 5         # slot: pages counted on that CPU's lists that no list of the model holds
                           # (replay: pages a snapshot counts on the pcp lists that the trace never
                           # shows); they stay in count and are never drained
+PCPS_VM_DIFF = 6          # slot: that CPU's vm_stat_diff[NR_FREE_PAGES], not yet in ZP_VM_FREE
+                          # (always here, loaded CPU or not)
 ZP_CC = ZP_PCPS + MAX_CPUS * PCPS_SLOTS   # from here, CC_SIZE slots: the compaction control of
                           # an allocation made inside the model (a hugetlb page's replacement)
 CC_SIZE = 11
@@ -163,7 +166,10 @@ ZP_PROACTIVE_COUNTDOWN = ZP_WMARK_BOOST + 18
 ZP_PROACTIVE_DEFER = ZP_WMARK_BOOST + 19  # intervals left to skip (proactive_defer)
 ZP_IN_BACKGROUND = ZP_WMARK_BOOST + 20  # kswapd or kcompactd is running (no nested wakeups run)
 ZP_BLOCKSKIP_FLUSH = ZP_WMARK_BOOST + 21  # zone->compact_blockskip_flush: clear the skip hints at the next reset
-ZP_SIZE = ZP_WMARK_BOOST + 22
+# the per-cpu vmstat counters of NR_FREE_PAGES (mm/vmstat.c): what zone_page_state() reads
+ZP_VM_FREE = ZP_WMARK_BOOST + 22      # zone->vm_stat[NR_FREE_PAGES]: the CPUs' diffs folded so far
+ZP_STAT_THRESHOLD = ZP_WMARK_BOOST + 23  # each CPU's stat_threshold (0: every change folds at once)
+ZP_SIZE = ZP_WMARK_BOOST + 24
 BG_KSWAPD = 1
 BG_KCOMPACTD = 2
 BG_PROACTIVE = 4

@@ -29,6 +29,7 @@ from .constants import (
     ZP_WMARK_HIGH, PCP_RULES_5_4, PCP_RULES_6_1, PCP_RULES_6_7, PCP_RULES_6_16, PCP_BATCH_SCALE_MAX,
     PCPF_PREV_FREE_HIGH_ORDER, PCPF_FREE_HIGH_BATCH, ZP_VMSTAT_INTERVAL, ZP_VMSTAT_COUNTDOWN,
     ZP_NR_CPUS, ZP_CPU, ZP_PCP_COUNT, ZP_PCP_BANKS, ZP_PCPS, PCPS_SLOTS, PCPS_UNTRACED,
+    PCPS_VM_DIFF, ZP_VM_FREE, ZP_STAT_THRESHOLD,
     ZP_WMARK_BOOST, ZP_BOOSTED, ZP_BOOST_FACTOR, ZP_KSWAPD, ZP_KCOMPACTD, ZP_BG_PENDING,
     ZP_KSWAPD_ORDER, ZP_KSWAPD_HIGHEST, ZP_KSWAPD_FAILURES, ZP_KCOMPACTD_ORDER, ZP_KCOMPACTD_HIGHEST,
     ZP_LRU_BASE, ZP_LRU_CAP, ZP_LRU_HEAD, ZP_LRU_TAIL, ZP_NR_FILE, ZP_PROACTIVE_INTERVAL,
@@ -153,10 +154,18 @@ def change_pageblock_range(z, pfn, order, mt):
 @jit_fold
 def account_freepages(z, nr_pages, mt):
     """account_freepages(): NR_FREE_PAGES excludes ISOLATE; CMA and HIGHATOMIC (6.12's
-    nr_free_highatomic) are also counted apart."""
+    nr_free_highatomic) are also counted apart. stat[NR_FREE_PAGES] is the exact count; what
+    zone_page_state() reads (ZP_VM_FREE) gets the loaded CPU's changes as
+    __mod_zone_page_state() passes them on: once their sum passes stat_threshold."""
     if mt == MIGRATE_ISOLATE:
         return
     z.stat[NR_FREE_PAGES] += nr_pages
+    s = ZP_PCPS + z.zp[ZP_CPU] * PCPS_SLOTS + PCPS_VM_DIFF
+    x = z.zp[s] + nr_pages
+    if abs(x) > z.zp[ZP_STAT_THRESHOLD]:
+        z.zp[ZP_VM_FREE] += x
+        x = 0
+    z.zp[s] = x
     if mt == MIGRATE_CMA:
         z.stat[NR_FREE_CMA_PAGES] += nr_pages
     elif mt == MIGRATE_HIGHATOMIC:
@@ -574,11 +583,26 @@ def _rmqueue_slow(z, order, mt, alloc_cma, mode, tried):
 
 @jit_inline
 def zone_watermark_ok(z, order, mark, alloc_flags, lowmem_reserve):
+    """zone_watermark_ok() / zone_watermark_fast(): __zone_watermark_ok() of the free pages
+    zone_page_state() reads (ZP_VM_FREE, the per-cpu vmstat diffs not yet folded in)."""
+    return _watermark_ok(z, z.zp[ZP_VM_FREE], order, mark, alloc_flags, lowmem_reserve)
+
+
+@jit_fold
+def zone_watermark_ok_safe(z, order, mark, alloc_flags, lowmem_reserve):
+    """zone_watermark_ok_safe() (and zone_page_state_snapshot() readers): the exact count of
+    free pages, the CPUs' diffs included (the kernel takes the snapshot below the zone's
+    percpu_drift_mark, where it can matter)."""
+    return _watermark_ok(z, z.stat[NR_FREE_PAGES], order, mark, alloc_flags, lowmem_reserve)
+
+
+@jit_fold
+def _watermark_ok(z, free_pages, order, mark, alloc_flags, lowmem_reserve):
     """__zone_watermark_ok(): free pages less those the request may not use (the highatomic
     reserve without ALLOC_RESERVES: 6.12 its free pages, 6.1 all it reserved; CMA without
     ALLOC_CMA) above mark + lowmem_reserve, the mark lowered for __GFP_HIGH and non-blocking
     requests; for order > 0 also a free block of a usable type."""
-    free = z.stat[NR_FREE_PAGES] - ((1 << order) - 1)
+    free = free_pages - ((1 << order) - 1)
     alloc_cma = alloc_flags & ALLOC_CMA
     if alloc_flags & ALLOC_RESERVES:
         if alloc_flags & ALLOC_MIN_RESERVE:
@@ -916,13 +940,24 @@ def decay_pcp_high(z):
 @jit
 def vmstat_tick(node):
     """The workloads' simulated clock: every ZP_VMSTAT_INTERVAL allocator calls (allocations
-    and frees) is one second, when the vmstat update runs decay_pcp_high() on every zone."""
+    and frees) is one second, when the vmstat update runs decay_pcp_high() and
+    refresh_vm_stats() on every zone."""
     first = node[0]
     first.zp[ZP_VMSTAT_COUNTDOWN] -= 1
     if first.zp[ZP_VMSTAT_COUNTDOWN] <= 0:
         first.zp[ZP_VMSTAT_COUNTDOWN] = first.zp[ZP_VMSTAT_INTERVAL]
         for i in range(len(node)):
             decay_pcp_high(node[i])
+            refresh_vm_stats(node[i])
+
+
+@jit_fold
+def refresh_vm_stats(z):
+    """refresh_cpu_vm_stats() from the vmstat update: the loaded CPU's vm_stat_diff of
+    NR_FREE_PAGES goes into the zone's counter."""
+    s = ZP_PCPS + z.zp[ZP_CPU] * PCPS_SLOTS + PCPS_VM_DIFF
+    z.zp[ZP_VM_FREE] += z.zp[s]
+    z.zp[s] = 0
 
 
 @jit_fold
@@ -1333,7 +1368,7 @@ def _has_free_block(node, order, highest, alloc_flags):
     """Some zone up to `highest` has a free block of at least `order` the request may use."""
     for i in range(len(node) - 1, -1, -1):      # the zonelist, highest zone first
         z = node[i]
-        if z.zp[ZP_ZONE_IDX] <= highest and zone_watermark_ok(z, order, -(1 << 62), alloc_flags, 0):
+        if z.zp[ZP_ZONE_IDX] <= highest and zone_watermark_ok_safe(z, order, -(1 << 62), alloc_flags, 0):
             return True
     return False
 
@@ -1685,8 +1720,8 @@ def pgdat_balanced(node, order, highest):
         z = node[i]
         if z.zp[ZP_ZONE_IDX] > highest or z.zp[ZP_MANAGED] == 0:
             continue
-        if zone_watermark_ok(z, order, wmark_pages(z, ZP_WMARK_HIGH), 0,
-                             z.zp[ZP_LOWMEM_RESERVE + highest]):
+        if zone_watermark_ok_safe(z, order, wmark_pages(z, ZP_WMARK_HIGH), 0,
+                                  z.zp[ZP_LOWMEM_RESERVE + highest]):
             return True
     return False
 
@@ -1857,7 +1892,7 @@ def compaction_ready(z, order, highest):
         return True
     if not compaction_suitable(z, order, highest):
         return False
-    return zone_watermark_ok(z, 0, wmark_pages(z, ZP_WMARK_HIGH) + (2 << order), 0, reserve)
+    return zone_watermark_ok_safe(z, 0, wmark_pages(z, ZP_WMARK_HIGH) + (2 << order), 0, reserve)
 
 
 @jit

@@ -35,6 +35,7 @@ from .page_alloc import (
     change_pageblock_range, free_unref_page, get_pageblock_migratetype, largest_aligned_order,
     order_to_pindex,
     pcp_allowed_order, move_to_free_list, decay_pcp_high, page_zone, pcp_switch_cpu,
+    refresh_vm_stats,
 )
 from .page_isolation import find_head
 
@@ -412,7 +413,7 @@ def replay_policy(node, kind, pfn, order, mt, aux0, cpu, alloc_of, offset_of, pl
     allocation event i (-1: failed). A free
     with aux0 = 1 goes straight to the buddy (the kernel's free found the CPU's pcp lock held,
     whatever page it frees: see replay_pinned). The
-    vmstat update's decay_pcp_high() runs on CPU tick_cpu[t] before the first event at or after
+    vmstat update's decay_pcp_high() and refresh_vm_stats() run on CPU tick_cpu[t] before the first event at or after
     each time ticks[t] (ascending, trace clock). Event i runs on CPU cpu[i] (its pcp lists and
     state: pcp_switch_cpu()); CPU 0 is loaded at the end."""
     t = 0
@@ -423,6 +424,7 @@ def replay_policy(node, kind, pfn, order, mt, aux0, cpu, alloc_of, offset_of, pl
             for zi in range(len(node)):
                 pcp_switch_cpu(node[zi], tick_cpu[t])
                 decay_pcp_high(node[zi])
+                refresh_vm_stats(node[zi])
             t += 1
         for zi in range(len(node)):
             pcp_switch_cpu(node[zi], cpu[i])

@@ -84,6 +84,14 @@ def pcp_sizes(managed_pages: int, low_wmark: int, nr_cpus: int = 1,
     return batch, high_min, high_min, high_max
 
 
+def stat_threshold(managed_pages: int, nr_cpus: int) -> int:
+    """calculate_normal_threshold() (mm/vmstat.c): how far a CPU's vm_stat_diff may drift before
+    it is folded into the zone's counter, 2 * fls(cpus) * (1 + fls(managed in 128 MiB units)),
+    at most 125."""
+    mem = int(managed_pages) >> (27 - C.PAGE_SHIFT)
+    return min(125, 2 * int(nr_cpus).bit_length() * (1 + mem.bit_length()))
+
+
 def pcp_high_bounds(batch: int, managed_pages: int, low_wmark: int, nr_cpus: int,
                     rules: int) -> tuple[int, int]:
     """zone_highsize() for a batch: (high_min, high_max). 5.4: both 6 * batch; 6.1: both the low

@@ -33,7 +33,7 @@ from kernels import replay as R
 from kernels.check import ERRORS, check_zone
 from kernels.page_alloc import reset_cached_positions
 from kernels.vmstat import pagetypeinfo_free
-from kernels.zone import make_node, pcp_high_bounds, policy_behaviour
+from kernels.zone import make_node, pcp_high_bounds, policy_behaviour, stat_threshold
 
 from .captures import KPF_BUDDY, KPF_COMPOUND_HEAD, KPF_COMPOUND_TAIL, KPF_LRU, KPF_NOPAGE, \
     KPF_RESERVED, read_capture
@@ -855,7 +855,8 @@ def build_replay_node(state: InitialState, max_order: int, pageblock_order: int,
                       pcp: bool = True, nr_cpus: int = 1):
     """The model's node in the initial state: the replayed zones over the traced zones' pfns
     (below the first a hole), each with the capture's watermarks, lowmem_reserve (zoneinfo's
-    protection) and pcp batch/high where zoneinfo gives them."""
+    protection) and pcp batch/high where zoneinfo gives them, and the kernel's stat_threshold for
+    the per-cpu vmstat diffs of NR_FREE_PAGES (calculate_normal_threshold())."""
     geo = state.geometry
     nr_cpus = max(1, min(nr_cpus, C.MAX_CPUS))
     zones = geo.replayed()
@@ -906,6 +907,8 @@ def build_replay_node(state: InitialState, max_order: int, pageblock_order: int,
             z.zp[C.ZP_PCPS + c * C.PCPS_SLOTS + C.PCPS_UNTRACED] = untraced
         P.pcp_switch_cpu(z, 0)
         reset_cached_positions(z)
+        # from here the CPUs' vmstat diffs drift as the kernel's do (none at the start)
+        z.zp[C.ZP_STAT_THRESHOLD] = stat_threshold(int(z.zp[C.ZP_MANAGED]), g.nr_cpus)
     check_zone(node)
     return node
 
