@@ -698,15 +698,18 @@ def scatterer(node, rng, nr_fill, rounds, free_per_round, live, check_every):
     at random (each page once) and allocate one unmovable order-0 page (a pipe buffer), which
     stays allocated; finally free every anonymous page left, in allocation-array order. With
     memory tight, the unmovable pages land in the holes the frees make in movable pageblocks.
-    `live` holds the anonymous pages (swap-remove). Returns (check code, pfn, unmovable pages
-    allocated, pages freed by the rounds)."""
+    `live` holds the owner slots of the anonymous pages (swap-remove): the node's owner slot i
+    follows the page of the i-th allocation wherever compaction moves it. Returns (check code,
+    pfn, unmovable pages allocated, pages freed by the rounds)."""
     nlive = 0
     for i in range(nr_fill):
         pfn = alloc_pages(node, 0, 1, 0)
+        if pfn >= 0:
+            _own(node, pfn, nlive)
         _background(node)
         if pfn < 0:
             break
-        live[nlive] = pfn
+        live[nlive] = nlive
         nlive += 1
     pipes = 0
     freed = 0
@@ -716,10 +719,10 @@ def scatterer(node, rng, nr_fill, rounds, free_per_round, live, check_every):
             if nlive == 0:
                 break
             j = randbelow(rng, nlive)
-            pfn = live[j]
+            slot = live[j]
             nlive -= 1
             live[j] = live[nlive]
-            free_pages(node, pfn)
+            free_owned(node, node[0].owner[slot])
             freed += 1
         if alloc_pages(node, 0, 0, 0) >= 0:
             pipes += 1
@@ -729,7 +732,7 @@ def scatterer(node, rng, nr_fill, rounds, free_per_round, live, check_every):
             if code:
                 return code, where, pipes, freed
     for j in range(nlive):
-        free_pages(node, live[j])
+        free_owned(node, node[0].owner[live[j]])
     return 0, -1, pipes, freed
 
 

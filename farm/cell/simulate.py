@@ -286,7 +286,9 @@ def _pagecache_slots(p):
 def _owner_slots(p):
     if p["workload"] == "fragmenter":
         return int(p["fill"] * p["nr_pages"] * 1.25) + p["holders"] + 1024
-    if p["workload"] in ("smallpages", "scatterer"):
+    if p["workload"] == "scatterer":
+        return int(p["fill"] * p["nr_pages"]) + 1
+    if p["workload"] == "smallpages":
         return 0
     return W.live_capacity(p["nr_pages"], p["occupancy"])
 
