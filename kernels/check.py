@@ -157,7 +157,12 @@ def _check_zone(z):
         return 11, -1
     pcp_count = 0
     untraced_all = 0
+    folded = z.zp[ZP_VM_FREE]      # the zone's NR_FREE_PAGES counter, plus each CPU's diff below
     for cpu in range(z.zp[ZP_NR_CPUS]):
+        d = z.zp[ZP_PCPS + cpu * PCPS_SLOTS + PCPS_VM_DIFF]
+        if abs(d) > z.zp[ZP_STAT_THRESHOLD]:
+            return 15, cpu
+        folded += d
         # the loaded CPU's lists sit at ZP_PCP_BASE, the others' in their bank
         if cpu == z.zp[ZP_CPU]:
             base = z.zp[ZP_PCP_BASE]
@@ -184,12 +189,6 @@ def _check_zone(z):
         untraced_all += untraced
     if pcp_count != pcp_pages or pcp_count + untraced_all != z.stat[PCP_COUNT]:
         return 10, -1
-    folded = z.zp[ZP_VM_FREE]
-    for cpu in range(max(z.zp[ZP_NR_CPUS], z.zp[ZP_CPU] + 1)):
-        d = z.zp[ZP_PCPS + cpu * PCPS_SLOTS + PCPS_VM_DIFF]
-        if abs(d) > z.zp[ZP_STAT_THRESHOLD]:
-            return 15, cpu
-        folded += d
     if folded != z.stat[NR_FREE_PAGES]:
         return 15, -1
     return 0, -1

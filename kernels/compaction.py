@@ -33,8 +33,8 @@ from .page_alloc import (
     free_pages, get_pageblock_migratetype, prep_new_page, reset_cached_positions, set_flags_range,
     should_try_claim_block, free_unref_page, pcp_allowed_order, drain_pages,
     get_pageblock_skip, set_pageblock_skip, reset_isolation_suitable_zone, compaction_suitable,
-    zone_watermark_ok, wmark_pages, drain_all_pages, kswapd, direct_reclaim, free_owned,
-    _highest_zone_idx, unreserve_highatomic_pageblock,
+    zone_watermark_ok, wmark_pages, drain_all_pages, kswapd, free_owned,
+    _highest_zone_idx,
 )
 
 # enum compact_result (include/linux/compaction.h), in the kernel's order

@@ -412,9 +412,9 @@ def replay_policy(node, kind, pfn, order, mt, aux0, cpu, alloc_of, offset_of, pl
     every allocation (aux0: its `extra`, GFP_ATOMIC or 0); placed[i] is the model's pfn for
     allocation event i (-1: failed). A free
     with aux0 = 1 goes straight to the buddy (the kernel's free found the CPU's pcp lock held,
-    whatever page it frees: see replay_pinned). The
-    vmstat update's decay_pcp_high() and refresh_vm_stats() run on CPU tick_cpu[t] before the first event at or after
-    each time ticks[t] (ascending, trace clock). Event i runs on CPU cpu[i] (its pcp lists and
+    whatever page it frees: see replay_pinned). The vmstat update's decay_pcp_high() and
+    refresh_vm_stats() run on CPU tick_cpu[t] before the first event at or after each time
+    ticks[t] (ascending, trace clock). Event i runs on CPU cpu[i] (its pcp lists and
     state: pcp_switch_cpu()); CPU 0 is loaded at the end."""
     t = 0
     while t < ticks.shape[0] and first < last and ticks[t] < ts[first]:

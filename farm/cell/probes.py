@@ -8,8 +8,9 @@ pool keeps them.
 - `hugepages:order=9,count=N[,release=1]`: allocate up to N blocks of that order the way hugetlb
   grows its pool (set_max_huge_pages(): movable allocations with __GFP_RETRY_MAYFAIL, direct
   compaction and reclaim with retries, until the first failure: on a single node the pool stops
-  growing there); kswapd and kcompactd run between the allocations when they woke them. With `release=1` the pool is freed when
-  the probe ends (echo 0 > nr_hugepages), before the next probe.
+  growing there); kswapd and kcompactd run between the allocations when they woke them. With
+  `release=1` the pool is freed when the probe ends (echo 0 > nr_hugepages), before the next
+  probe.
 - `contig:size=2M,isolation=pageblock,attempts=N`: alloc_contig_range() on N naturally aligned
   candidate ranges spread evenly over ZONE_NORMAL; each range obtained is released at once.
 - `gigantic:count=N[,size=1G]`: alloc_contig_pages() N times (hugetlb gigantic pages).

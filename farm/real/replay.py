@@ -1193,6 +1193,14 @@ def in_span(events: Events, geo: "Geometry") -> np.ndarray:
             & (events.pfn + (1 << np.clip(events.order, 0, 30)) <= geo.span_end))
 
 
+def event_cpus(events: Events, sel: np.ndarray, nr_cpus: int) -> np.ndarray:
+    """The CPU each event `sel` runs on in a node of nr_cpus CPUs (the trace's; CPUs beyond the
+    node's run as its last; no CPU column: CPU 0)."""
+    if events.cpu is None:
+        return np.zeros(len(sel), np.int64)
+    return np.minimum(events.cpu[sel], nr_cpus - 1)
+
+
 class PolicyReplay:
     """The events `sel` (indices into `events`) replayed with the model's policy placing each
     allocation (R.replay_policy()), in runs of positions [first, last) of `sel`: a free of a page
@@ -1211,8 +1219,7 @@ class PolicyReplay:
         self.placed = np.full(len(sel), -1, dtype=np.int64)
         self.ts = events.ts[sel].astype(np.float64)
         self.ncpu = int(node[0].zp[C.ZP_NR_CPUS])
-        self.cpu = (np.minimum(events.cpu[sel], self.ncpu - 1) if events.cpu is not None
-                    else np.zeros(len(sel), np.int64))
+        self.cpu = event_cpus(events, sel, self.ncpu)
 
     def run(self, node, first: int, last: int, rs: np.ndarray, check_every: int = 0) -> tuple[int, int]:
         """-> (0, -1), or the first check error and the position of its event."""
@@ -1333,9 +1340,7 @@ def replay(source, mode: str = "pinned", until: str | None = None, until_ts: flo
     a0, a1 = events.aux0[sel], events.aux1[sel]
     t0 = time.perf_counter()
     if mode == "pinned":
-        ncpu = int(node[0].zp[C.ZP_NR_CPUS])
-        cpu = (np.minimum(events.cpu[sel], ncpu - 1) if events.cpu is not None
-               else np.zeros(len(sel), np.int64))
+        cpu = event_cpus(events, sel, int(node[0].zp[C.ZP_NR_CPUS]))
         code, at = R.replay_pinned(node, k, p, o, m, a0, a1, cpu, 0, len(sel), rs, check_every)
     else:
         code, at = PolicyReplay(node, events, capture, sel, geo.span_end).run(node, 0, len(sel), rs,
