@@ -507,7 +507,8 @@ hugepages() {{
     echo $3 > /out/hugepages_$2.asked
     if [ -d $H/hugepages-$1kB ]; then
         echo $3 > $H/hugepages-$1kB/nr_hugepages 2> /out/hugepages_$2.err
-        got=$(cat $H/hugepages-$1kB/nr_hugepages)
+        # the shell's own read: with every page in the pool a fork for cat can fail
+        read got < $H/hugepages-$1kB/nr_hugepages
     else
         echo "$4" > /out/hugepages_$2.err; got=0
     fi
