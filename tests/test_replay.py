@@ -552,3 +552,177 @@ def test_pinned_replay_keeps_each_cpus_lists():
     assert _cpu_counts(z) == [1, 1] and z.page_flags[100] & C.PG_PCP
     assert int(z.zp[C.ZP_CPU]) == 0
     check_zone(node)
+
+
+def _drain_events(rows, n_cpus_events=None):
+    """Events from (kind, pfn, order, mt, cpu, aux0) rows."""
+    n = len(rows)
+    col = lambda i, dt=np.int64: np.array([r[i] for r in rows], dt)     # noqa: E731
+    return RP.Events(kind=col(0, np.int8), pfn=col(1), order=col(2), mt=col(3),
+                     aux0=col(5), aux1=np.zeros(n, np.int64), fallback_mt=np.full(n, -1),
+                     ts=np.arange(n, dtype=float), markers=[], cpu=col(4))
+
+
+def test_a_drain_of_every_cpus_lists_gives_each_page_its_cpu():
+    """drain_all_pages() on CPU 1 drains CPU 0's lists, then CPU 1's, each list by list upwards
+    (pindex = order * 3 + type): where the list index falls the next CPU starts. The drained
+    pages of the first stretch were on CPU 0's lists, though the events name CPU 1."""
+    D, F, A = R.EV_DRAIN, R.EV_FREE, R.EV_ALLOC
+    rows = [(A, 5, 0, 1, 1, 0),                                   # 0 something else on CPU 1
+            (D, 10, 0, 0, 1, 0), (D, 11, 0, 1, 1, 0), (D, 12, 1, 0, 1, 0),   # CPU 0: pindex 0, 1, 3
+            (D, 20, 0, 1, 1, 0), (D, 21, 0, 1, 1, 0), (D, 22, 3, 2, 1, 0)]   # CPU 1: pindex 1, 1, 11
+    ev = _drain_events(rows)
+    idx = np.arange(1, 7)
+    got = RP.drained_cpus(ev, idx, None, 2, ev.cpu[idx])
+    assert got.tolist() == [0, 0, 0, 1, 1, 1]
+    # no fall: nothing tells the CPUs apart, the pages stay with the draining CPU
+    mono = _drain_events(rows[:4])
+    assert RP.drained_cpus(mono, np.arange(1, 4), None, 2, mono.cpu[1:4]).tolist() == [1, 1, 1]
+    # more falls than CPUs: not drain_all_pages() as the rule knows it
+    assert RP.drained_cpus(ev, idx, None, 3, ev.cpu[idx]).tolist() == [1] * 6
+    # each zone has its own lists: the fall is looked for zone by zone
+    zoned = _drain_events(rows[:1] + [(D, 10, 0, 0, 1, 0), (D, 110, 0, 1, 1, 0), (D, 11, 0, 1, 1, 0),
+                                       (D, 20, 0, 0, 1, 0), (D, 120, 0, 0, 1, 0)])
+    assert RP.drained_cpus(zoned, np.arange(1, 6), np.array([0, 100]), 2,
+                           zoned.cpu[1:6]).tolist() == [0, 0, 0, 1, 1]
+
+
+def test_a_drain_that_a_free_starts_is_its_own_cpus():
+    """free_frozen_page_commit() drains its own CPU's lists from the freed page's list and wraps
+    round to pindex 0: a fall there is no CPU boundary."""
+    D, F = R.EV_DRAIN, R.EV_FREE
+    rows = [(F, 1, 1, 0, 1, 0),                                   # an order-1 free onto CPU 1's list
+            (D, 30, 1, 0, 1, 0), (D, 31, 1, 2, 1, 0), (D, 40, 0, 0, 1, 0), (D, 41, 0, 0, 1, 0)]
+    ev = _drain_events(rows)
+    idx = np.arange(1, 5)
+    assert RP.drained_cpus(ev, idx, None, 2, ev.cpu[idx]).tolist() == [1, 1, 1, 1]
+    # the same drains after a free to the buddy (aux0 = 1) or of another order: drain_all_pages()
+    for free in [(F, 1, 1, 0, 1, 1), (F, 1, 0, 0, 1, 0)]:
+        ev = _drain_events([free] + rows[1:])
+        assert RP.drained_cpus(ev, idx, None, 2, ev.cpu[idx]).tolist() == [0, 0, 1, 1]
+
+
+def test_frees_between_an_allocation_and_its_tracepoint_go_after_it():
+    """An interrupt's frees (or another task's) that the trace shows just before a process-context
+    allocation on the same CPU which took none of them came after the allocation had its page:
+    they move after it; frees the allocation took one of, frees on another CPU, and the task's own
+    process-context frees stay where they are."""
+    rows = [  # (event, cpu, pid, irq, pfn)
+        ("mm_page_free", 0, 7, 1, 10),     # 0 interrupt on CPU 0 in task 7
+        ("mm_page_free", 0, 7, 1, 11),     # 1
+        ("mm_page_free", 1, 8, 0, 12),     # 2 CPU 1: not in the run
+        ("mm_page_alloc", 0, 7, 0, 20),    # 3 took neither 10 nor 11: 0 and 1 go after it
+        ("mm_page_free", 0, 9, 0, 30),     # 4 another task (ksoftirqd) on CPU 0
+        ("mm_page_alloc", 0, 7, 0, 30),    # 5 took 30: the free came first
+        ("mm_page_free", 0, 7, 0, 40),     # 6 the task's own free
+        ("mm_page_alloc", 0, 7, 0, 41),    # 7
+        ("mm_page_free", 1, 8, 1, 50),     # 8 interrupt on CPU 1
+        ("mm_page_alloc", 1, 8, 1, 51),    # 9 an allocation in an interrupt: not the case
+    ]
+    names, cpu, pid, irq, pfn = (np.array(c) for c in zip(*rows))
+    ts = np.arange(len(rows), dtype=float)
+    order, new_ts = RP.interrupt_frees_in_order(names.astype(object), cpu, pid, irq, pfn, ts)
+    assert order.tolist() == [2, 3, 0, 1, 4, 5, 6, 7, 8, 9]
+    assert new_ts[order].tolist() == [2, 3, 3, 3, 4, 5, 6, 7, 8, 9]
+    pfn2 = pfn.copy()
+    pfn2[3] = 11                                   # the allocation took 11: nothing moves
+    assert RP.interrupt_frees_in_order(names.astype(object), cpu, pid, irq, pfn2, ts)[0] is None
+
+
+def test_kcompactd_timer_wakeups_from_the_trace(tmp_path):
+    """kcompactd's timer checks are where its task goes on after a sleep: the next sleep (it found
+    nothing to do) or the proactive compaction's begin; not a kcompactd_do_work() that a wakeup
+    started (mm_compaction_suitable first), nor another task's events."""
+    lines = [
+        "kcompactd0-33 [000] ..... 1.000000: mm_compaction_kcompactd_sleep: nid=0",
+        "init-1 [000] ..... 1.200000: mm_page_alloc: page=0x1 pfn=0x10 order=0 migratetype=1 gfp_flags=GFP_KERNEL",
+        "kcompactd0-33 [000] ..... 1.500000: mm_compaction_kcompactd_sleep: nid=0",
+        "kcompactd0-33 [000] ..... 2.000000: mm_compaction_begin: zone_start=0x1 migrate_pfn=0x1 "
+        "free_pfn=0xe00 zone_end=0x1000, mode=sync",
+        "kcompactd0-33 [000] ..... 2.100000: mm_compaction_end: zone_start=0x1 migrate_pfn=0x1 "
+        "free_pfn=0xe00 zone_end=0x1000, mode=sync status=success",
+        "kcompactd0-33 [000] ..... 2.100100: mm_compaction_kcompactd_sleep: nid=0",
+        "kcompactd0-33 [000] ..... 2.300000: mm_compaction_suitable: node=0 zone=DMA32 order=9 ret=continue",
+        "kcompactd0-33 [000] ..... 2.400000: mm_compaction_kcompactd_sleep: nid=0",
+    ]
+    trace = tmp_path / "t.txt"
+    trace.write_text("".join(f"  {line}\n" for line in lines))
+    assert RP.load_events(trace).kcompactd_timer.tolist() == [1.5, 2.0]
+    trace.write_text("".join(f"  {line}\n" for line in lines[1:2]))
+    assert RP.load_events(trace).kcompactd_timer is None
+
+
+def test_the_pool_runs_on_the_kernels_clock():
+    """PoolClock: before the model's n-th pool allocation, the vmstat updates and kcompactd timer
+    checks the trace shows before the kernel's n-th, each once; then the CPU of the kernel's
+    n-th allocation (the last one's beyond them) is loaded."""
+    from farm.real.validate import PoolClock
+    from kernels.page_alloc import pcp_switch_cpu
+    from kernels.zone import make_node
+    from kernels.page_alloc import boot_node
+    A = R.EV_ALLOC
+    n = 5
+    ev = RP.Events(kind=np.full(n, A, np.int8), pfn=np.arange(n) * 512, order=np.full(n, 9),
+                   mt=np.ones(n, np.int64), aux0=np.zeros(n, np.int64), aux1=np.zeros(n, np.int64),
+                   fallback_mt=np.full(n, -1), ts=np.array([1.0, 2.0, 3.0, 4.0, 5.0]),
+                   markers=[(n, "phase=hugepages-2m-done")], cpu=np.array([0, 0, 1, 1, 1]),
+                   flags=np.full(n, RP.EVF_RETRY_MAYFAIL, np.int8),
+                   vmstat_updates=np.array([0.5, 2.5, 2.6, 9.0]), vmstat_updates_cpu=np.array([0, 1, 0, 0]),
+                   kcompactd_timer=np.array([1.5, 4.5]))
+    clock = PoolClock(ev, ["compact", "hugepages:order=9,count=8"], {0: (0, 0), 1: (0, 0)})
+    V, K = PoolClock.VMSTAT, PoolClock.KCOMPACTD
+    # 0.5 is before the first pool page (the interlude's), 9.0 after the marker
+    assert clock.steps == [(1, K, -1), (2, V, 1), (2, V, 0), (4, K, -1)]
+    node = make_node(4096, 10, 9, "v6.10", pcp=True, nr_cpus=2)
+    boot_node(node)
+    z = node[-1]
+    for c in range(2):
+        pcp_switch_cpu(z, c)
+        z.zp[C.ZP_PCP_HIGH] = z.zp[C.ZP_PCP_HIGH_MAX]
+    pcp_switch_cpu(z, 0)
+    highs = lambda: [int(z.zp[C.ZP_PCPS + c * C.PCPS_SLOTS + 1]) for c in range(2)]    # noqa: E731
+    clock(0, 0, node)                     # another probe: nothing
+    assert clock.next == 0
+    clock(1, 0, node)
+    assert clock.next == 0 and int(z.zp[C.ZP_CPU]) == 0
+    clock(1, 2, node)                     # the timer check, both vmstat updates: high decays
+    assert clock.next == 3 and int(z.zp[C.ZP_CPU]) == 1
+    pcp_switch_cpu(z, 0)
+    assert all(h < int(z.zp[C.ZP_PCP_HIGH_MAX]) for h in highs())
+    clock(1, 7, node)                     # beyond the kernel's pages: its last CPU
+    assert clock.next == 4 and int(z.zp[C.ZP_CPU]) == 1
+
+
+def test_the_trace_corrects_pages_the_snapshot_read_before_tracing_began():
+    """The `before` files are read, then tracing starts: a refill in between puts free pages on
+    a pcp list, an allocation takes a free page, and neither is traced. A page the snapshot shows
+    free whose first event takes it from a pcp list starts on that list; one whose first event
+    frees it starts allocated. Made here by marking such pages free in kpageflags.before of a
+    real capture."""
+    folder = Path(__file__).parent / "data" / "k6.12-fragmenter-512m"
+    cap = read_capture(folder)
+    events = RP.load_events(Path(cap["trace"]), zones=RP.zone_starts(cap))
+    g = RP.resolve_geometry(cap, None, None)
+    mo, pbo = g["max_order"], g["pageblock_order"]
+    st = RP.initial_state(cap, events, mo, pbo, True)
+    order0 = st.pcp_order == 0
+    on_pcp = int(st.pcp_pfn[order0][0])
+    frees = np.flatnonzero((events.kind == R.EV_FREE) & (events.order == 0))
+    freed = next(int(events.pfn[i]) for i in frees if RP.first_event_index(events, events.pfn[i:i + 1])[0] == i
+                 and int(events.pfn[i]) in set(st.alloc_pfn.tolist()))
+    assert not any("kpageflags.before" in note for note in st.notes)
+    kpf = cap["kpageflags"]["before"].copy()
+    for p in (on_pcp, freed):
+        kpf[p] = np.uint64(1) << np.uint64(KPF_BUDDY)
+    cap2 = dict(cap, kpageflags=dict(cap["kpageflags"], before=kpf))
+    st2 = RP.initial_state(cap2, events, mo, pbo, True)
+    assert on_pcp in set(st2.pcp_pfn.tolist()) and freed in set(st2.alloc_pfn.tolist())
+    assert on_pcp not in set(st2.free_pfn.tolist()) and freed not in set(st2.free_pfn.tolist())
+    assert any(n.startswith("1 pages free in kpageflags.before are on a pcp list") for n in st2.notes)
+    assert any(n.startswith("1 pages free in kpageflags.before are allocated") for n in st2.notes)
+    # the same replay follows: every free block, pcp and allocated page as before
+    assert sorted(st2.free_pfn.tolist()) == sorted(st.free_pfn.tolist())
+    assert len(st2.pcp_pfn) == len(st.pcp_pfn)
+    # and the pinned replay reaches the kernel's mid state from it, as from the true snapshot
+    r = RP.replay(None, "pinned", until="phase=mid", events=events, capture=cap2, check_every=20000)
+    assert r["versus_mid"]["buddyinfo_l1"] == 0.0

@@ -127,6 +127,7 @@ class Events:
     vmstat_runs_cpu: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     vmstat_updates: np.ndarray | None = None   # vmstat_update_times(): None when not traced
     vmstat_updates_cpu: np.ndarray | None = None
+    kcompactd_timer: np.ndarray | None = None  # kcompactd_timer_times(): None when not traced
     cpu: np.ndarray | None = None              # the CPU of each event
     # EVF_* bits of each event: inside a compaction of its task (compaction_windows()), an
     # allocation with __GFP_RETRY_MAYFAIL (a hugetlb pool page's request)
@@ -180,6 +181,44 @@ def pcp_locked_frees(names: np.ndarray, cpu: np.ndarray, pid: np.ndarray, irq: n
             & (filled["pid"].to_numpy() == pid))
 
 
+def interrupt_frees_in_order(names: np.ndarray, cpu: np.ndarray, pid: np.ndarray, irq: np.ndarray,
+                             pfn: np.ndarray, ts: np.ndarray):
+    """The rows in the order of their list operations where the trace's order is the order of
+    the tracepoints: __alloc_pages() emits mm_page_alloc after get_page_from_freelist() has taken
+    the page (and prep_new_page() has zeroed it), so frees that come in between (an interrupt, or
+    another task that preempted the allocating one) show before the allocation that had already
+    taken its page. A run of such frees on a CPU (in an interrupt, or of another task), directly
+    followed on that CPU by a process-context mm_page_alloc that took none of the freed pages, is
+    put after that allocation (with its timestamp): had the frees come first, the allocation
+    would have taken the last page freed onto its list, or the two touch different lists and
+    their order does not matter. Returns (row order, timestamps), or (None, ts) when nothing
+    moves."""
+    n = len(names)
+    key = np.arange(n, dtype=np.float64)
+    ts = ts.copy()
+    moved = False
+    is_free = names == "mm_page_free"
+    is_alloc = (names == "mm_page_alloc") & (irq != 1)
+    for c in np.unique(cpu):
+        r = np.flatnonzero(cpu == c)
+        f = is_free[r]
+        ends = np.flatnonzero(f[:-1] & is_alloc[r[1:]])
+        for j in ends:
+            a = r[j + 1]
+            k = j + 1
+            while k > 0 and f[k - 1] and (irq[r[k - 1]] == 1 or pid[r[k - 1]] != pid[a]):
+                k -= 1
+            run = r[k:j + 1]
+            if not len(run) or (pfn[run] == pfn[a]).any():
+                continue
+            key[run] = a + np.arange(1, len(run) + 1) / (len(run) + 1)
+            ts[run] = ts[a]
+            moved = True
+    if not moved:
+        return None, ts
+    return np.argsort(key, kind="stable"), ts
+
+
 def zone_starts(capture: dict | None) -> np.ndarray:
     """The start pfns of the zones zoneinfo.before lists (every node), ascending; empty without."""
     zi = ((capture or {}).get("zoneinfo") or {}).get("before") or {}
@@ -187,6 +226,9 @@ def zone_starts(capture: dict | None) -> np.ndarray:
                             if z.get("start_pfn") is not None and z.get("spanned")}), dtype=np.int64)
 
 
+#: vm.compaction_proactiveness's default (sysctl_compaction_proactiveness, mm/compaction.c);
+#: `farm capture` leaves it
+KERNEL_COMPACTION_PROACTIVENESS = 20
 EVF_COMPACTING = 1
 EVF_RETRY_MAYFAIL = 2
 
@@ -249,21 +291,29 @@ def load_events(trace, source: str = "", lenient: bool = False, zones: np.ndarra
         locked = pcp_locked_frees(names, _col(table, "cpu", np.int64, 0), _col(table, "pid", np.int64),
                                   _col(table, "irq", np.int64))
         aux0[locked & (kind == R.EV_FREE)] = 1
+    ts = _col(table, "ts", np.float64, 0.0)
+    cpu = _col(table, "cpu", np.int64, 0)
+    if "irq" in table.column_names and len(names):
+        rows, ts = interrupt_frees_in_order(names, cpu, _col(table, "pid", np.int64),
+                                            _col(table, "irq", np.int64), pfn, ts)
+        if rows is not None:
+            names, kind, pfn, order, mt, aux0, aux1, fallback_mt, flags, cpu = (
+                a[rows] for a in (names, kind, pfn, order, mt, aux0, aux1, fallback_mt, flags, cpu))
+            table = table.take(pa.array(rows))
     marker_rows = np.nonzero(names == "tracing_mark_write")[0]
     markers_text = table.column("marker").to_pylist() if len(marker_rows) else []
     keep = (kind >= 0) & (pfn >= 0) & (order >= 0)
     # a marker's position: how many kept events precede it
     before = np.cumsum(keep) - keep
     markers = [(int(before[i]), str(markers_text[i] or "").strip()) for i in marker_rows]
-    ts = _col(table, "ts", np.float64, 0.0)
     runs, runs_cpu = decay_drain_runs(table, names, ts)
     updates, updates_cpu = vmstat_update_times(table, names, ts)
-    cpu = _col(table, "cpu", np.int64, 0)
+    timer = kcompactd_timer_times(table, names, ts)
     kind, pfn, aux0 = kind[keep], pfn[keep], aux0[keep]
     _unless_on_a_pcp_list(kind, pfn, aux0)
     events = Events(kind, pfn, order[keep], mt[keep], aux0, aux1[keep],
                     fallback_mt[keep], ts[keep], markers, source, parse=trace_info(table),
-                    vmstat_runs=runs, vmstat_runs_cpu=runs_cpu, vmstat_updates=updates,
+                    vmstat_runs=runs, vmstat_runs_cpu=runs_cpu, vmstat_updates=updates, kcompactd_timer=timer,
                     vmstat_updates_cpu=updates_cpu, cpu=cpu[keep], flags=flags[keep])
     return with_untraced_allocs(events, zones)
 
@@ -336,6 +386,26 @@ def vmstat_update_times(table: pa.Table, names: np.ndarray, ts: np.ndarray):
                           dtype=object)
     pick = start & (function == "vmstat_update")
     return ts[pick].astype(np.float64), _col(table, "cpu", np.int64, 0)[pick]
+
+
+def kcompactd_timer_times(table: pa.Table, names: np.ndarray, ts: np.ndarray) -> np.ndarray | None:
+    """When kcompactd woke on its timer (HPAGE_FRAG_CHECK_INTERVAL_MSEC) and looked at the
+    node's fragmentation score (should_proactive_compact_node()): kcompactd() emits
+    mm_compaction_kcompactd_sleep before each wait, so the first event of its task after one is
+    when that wait ended: the next sleep (nothing to do) or the proactive compaction's
+    mm_compaction_begin. A wait that wakeup_kcompactd() ended starts kcompactd_do_work(), whose
+    first event is mm_compaction_suitable (compaction_suit_allocation_order()): not a timer.
+    None when the trace has no mm_compaction_kcompactd_sleep."""
+    sleep = names == "mm_compaction_kcompactd_sleep"
+    if not sleep.any() or "pid" not in table.column_names:
+        return None
+    pid = _col(table, "pid", np.int64, 0)
+    out = []
+    for p in np.unique(pid[sleep]):
+        rows = np.flatnonzero(pid == p)
+        after = rows[1:][sleep[rows[:-1]]]            # the row after each of its sleeps
+        out.append(ts[after[names[after] != "mm_compaction_suitable"]])
+    return np.sort(np.concatenate(out)).astype(np.float64)
 
 
 def decay_drain_runs(table: pa.Table, names: np.ndarray, ts: np.ndarray):
@@ -569,9 +639,16 @@ def _decompose(mask: np.ndarray, start: int, end: int, max_order: int) -> tuple[
     return out_pfn[:n], out_order[:n]
 
 
-def _pcp_at_start(events: Events, nr_pages: int, allocated: np.ndarray):
+def _pcp_at_start(events: Events, nr_pages: int, allocated: np.ndarray, zones: np.ndarray | None = None,
+                  nr_cpus: int = 1, free: np.ndarray | None = None):
     """Blocks the trace shows on a pcp list when it starts (first event: an mm_page_alloc with no
-    zone_locked before it, or a pcp drain) that the snapshot shows neither free nor reserved."""
+    zone_locked before it, or a pcp drain) that the snapshot shows allocated, or free (`free`):
+    the snapshot's files are read before tracing starts, and a refill in between leaves no
+    trace (a 6.10+ steal, which takes its page from the buddy with only mm_page_alloc_extfrag
+    before the allocation, is not one). Each with the CPU whose list holds it: the CPU of its
+    first event, or for a block first seen in a drain of every CPU's lists, the CPU
+    drained_cpus() finds. `zones`: the zones' start pfns; nr_cpus: the CPUs the snapshot has pcp
+    lists for."""
     n = len(events)
     seen = np.zeros(nr_pages, dtype=np.uint8)
     out_pfn = np.zeros(max(n, 1), dtype=np.int64)
@@ -582,6 +659,11 @@ def _pcp_at_start(events: Events, nr_pages: int, allocated: np.ndarray):
     pfn, order, mt = out_pfn[:m], out_order[:m], out_mt[:m]
     ok = np.array([allocated[p:p + (1 << o)].all() for p, o in zip(pfn.tolist(), order.tolist())],
                   dtype=bool) if m else np.zeros(0, dtype=bool)
+    if free is not None and m:
+        was_free = np.array([free[p:p + (1 << o)].all() for p, o in zip(pfn.tolist(), order.tolist())],
+                            dtype=bool)
+        stolen = np.isin(pfn, events.pfn[events.kind == R.EV_EXTFRAG])
+        ok |= was_free & ~stolen
     ok &= (mt >= 0) & (mt < C.MIGRATE_PCPTYPES)
     pfn, order, mt = pfn[ok], order[ok], mt[ok]
     # each on the list of the CPU whose event first shows it, and in the order the trace takes
@@ -594,9 +676,57 @@ def _pcp_at_start(events: Events, nr_pages: int, allocated: np.ndarray):
         if events.cpu is not None:
             cpu = events.cpu[idx]
         drained = events.kind[idx] == R.EV_DRAIN
+        if drained.any() and nr_cpus > 1 and events.cpu is not None:
+            cpu = np.where(drained, drained_cpus(events, idx, zones, nr_cpus, cpu), cpu)
         order_ = np.lexsort((np.where(drained, -idx, idx), drained))
         pfn, order, mt, cpu = pfn[order_], order[order_], mt[order_], cpu[order_]
     return pfn, order, mt, cpu
+
+
+def drained_cpus(events: Events, idx: np.ndarray, zones: np.ndarray | None, nr_cpus: int,
+                 cpu: np.ndarray) -> np.ndarray:
+    """For the drain events idx, the CPU whose pcp list each drained page left, where the trace
+    tells it apart from the CPU that ran the drain (`cpu`: that one). drain_all_pages() drains
+    every CPU's lists from the calling CPU, CPU after CPU in ascending order, and
+    drain_pages_zone() empties a CPU's lists of a zone in chunks that each start at the lowest
+    list index (free_pcppages_bulk() with pindex 0): within one CPU the list index of the drained
+    pages never falls, so in a run of drains on one CPU (no other event of that CPU between) a
+    fall starts the next CPU's lists. A run of a zone that falls nr_cpus - 1 times is taken as
+    drain_all_pages() over every CPU: its k-th stretch is CPU k's. Not a run that a free onto a
+    pcp list of the same order starts: free_frozen_page_commit() drains the lists of its own CPU
+    from the freed page's list index, wrapping round to 0. The list index of a drained page is
+    taken from its pageblock's migratetype (as the event gives it), a type above the pcp types
+    counting as movable."""
+    out = cpu.copy()
+    n = len(events)
+    kind, order = events.kind, events.order
+    mt = np.where(events.mt >= C.MIGRATE_PCPTYPES, C.MIGRATE_MOVABLE, np.maximum(events.mt, 0))
+    pindex = order * C.MIGRATE_PCPTYPES + mt
+    zone = (np.searchsorted(zones, events.pfn, side="right") - 1 if zones is not None and len(zones)
+            else np.zeros(n, np.int64))
+    for c in np.unique(events.cpu[idx]):
+        here = np.flatnonzero(events.cpu == c)
+        drain = kind[here] == R.EV_DRAIN
+        run = np.cumsum(~drain)                  # drains share the id of the event before them
+        pos = np.searchsorted(here, idx[events.cpu[idx] == c])
+        for r in np.unique(run[pos]):
+            members = here[(run == r) & drain]
+            if not len(members):
+                continue
+            start = int(np.searchsorted(here, members[0]))
+            if start > 0:
+                before = here[start - 1]
+                if kind[before] == R.EV_FREE and events.aux0[before] == 0 and order[before] == order[members[0]]:
+                    continue
+            for zi in np.unique(zone[members]):
+                mz = members[zone[members] == zi]
+                seg = np.r_[0, np.cumsum(np.diff(pindex[mz]) < 0)]
+                if seg[-1] != nr_cpus - 1:
+                    continue
+                which = np.searchsorted(mz, idx)
+                hit = (which < len(mz)) & (mz[np.minimum(which, len(mz) - 1)] == idx)
+                out[hit] = seg[which[hit]]
+    return out
 
 
 def in_first_use_order(events: Events, fp: np.ndarray, fo: np.ndarray):
@@ -681,11 +811,31 @@ def initial_state(capture: dict, events: Events | None, max_order: int, pagebloc
             return InitialState(geo, pb_mt, reserved, fp, fo, empty, empty, empty, empty, empty,
                                 empty, "boot", notes)
         return synth
-    pcp_pfn, pcp_order, pcp_mt, pcp_cpu = (_pcp_at_start(events, nr, allocated) if events is not None
-                                           else (empty, empty, empty, empty))
+    starts = np.array([g.zone_start for g in geo.replayed()], np.int64)
+    pcp_pfn, pcp_order, pcp_mt, pcp_cpu = (_pcp_at_start(events, nr, allocated, starts, geo.nr_cpus, free)
+                                           if events is not None else (empty, empty, empty, empty))
     on_pcp = np.zeros(nr, dtype=bool)
     for p, o in zip(pcp_pfn.tolist(), pcp_order.tolist()):
         on_pcp[p:p + (1 << o)] = True
+    if events is not None and len(events):
+        # freed first: allocated between the snapshot's reads and the start of tracing
+        fr = np.flatnonzero((events.kind == R.EV_FREE) & (events.pfn >= 0) & (events.pfn < nr))
+        fr = fr[first_event_index(events, events.pfn[fr]) == fr]
+        late = [(p, o) for p, o in zip(events.pfn[fr].tolist(), events.order[fr].tolist())
+                if free[p:p + (1 << o)].all()]
+        for p, o in late:
+            free[p:p + (1 << o)] = False
+            allocated[p:p + (1 << o)] = True
+        if late:
+            notes.append(f"{sum(1 << o for _, o in late)} pages free in kpageflags.before are "
+                         "allocated when the trace starts (its first event frees them)")
+    refilled = int(np.count_nonzero(on_pcp & free))
+    if refilled:
+        # taken onto a pcp list between the snapshot's reads and the start of tracing
+        free &= ~on_pcp
+        allocated |= on_pcp
+        notes.append(f"{refilled} pages free in kpageflags.before are on a pcp list when the trace "
+                     "starts (its first event takes them from one)")
     # Without evidence in the trace, a pageblock holding allocated pages that are neither on the
     # LRU nor reserved (slab, page tables, kernel allocations) is taken as Unmovable; the rest are
     # Movable, as memmap_init() leaves every pageblock.
@@ -1276,13 +1426,15 @@ def replay(source, mode: str = "pinned", until: str | None = None, until_ts: flo
            events: Events | None = None, capture: dict | None = None,
            node_out: list | None = None, map_out: list | None = None,
            interludes: dict[int, tuple[int, int]] | None = None,
-           background: bool = False) -> dict[str, Any]:
+           background: bool = False, clock=None) -> dict[str, Any]:
     """Replay a capture folder or trace (see `farm replay`); returns the JSON-ready result.
     max_order and pageblock_order default to the capture's own (resolve_geometry()). `node_out`
     gets the node at the end, `map_out` its zone map (zonemap.model_zone_map()) before the probes.
     `interludes` {probe index: (first, last) event index}: the trace's own activity replayed
     before that probe (Interludes). With `background`, kswapd and kcompactd run during the probes
-    as the kernel's do after the trace's end (during the replay the trace holds what they did)."""
+    as the kernel's do after the trace's end (during the replay the trace holds what they did),
+    with compaction_proactiveness at the kernel's default. `clock(probe, n, node)`: called before
+    the n-th allocation of a hugepages probe (see validate.PoolClock)."""
     if mode not in MODES:
         raise ReplayError(f"--mode {mode}: modes are {', '.join(MODES)}")
     if capture is None:
@@ -1377,10 +1529,13 @@ def replay(source, mode: str = "pinned", until: str | None = None, until_ts: flo
         between = Interludes(node, events, capture, geo, interludes) if interludes else None
         if background:
             node[0].zp[C.ZP_KSWAPD] = node[0].zp[C.ZP_KCOMPACTD] = 1
+            # vm.compaction_proactiveness's default; the checks come from `clock` (no
+            # simulated timer: ZP_PROACTIVE_INTERVAL stays 0)
+            node[0].zp[C.ZP_PROACTIVENESS] = KERNEL_COMPACTION_PROACTIVENESS
         out["probes"] = run_probes(node, list(probes), {"max_order": max_order,
                                                         "pageblock_order": pageblock_order},
                                    cc, np.zeros(1, dtype=np.int64),
-                                   between=between.run if between else None)
+                                   between=between.run if between else None, clock=clock)
         if between:
             out["interludes"] = between.summary()
         out["timing"]["probes_s"] = time.perf_counter() - t0
