@@ -49,8 +49,10 @@ def _result(kind, params, asked, obtained, migrated, reasons):
 
 
 def run_probes(node, specs: list[str], p: dict, cc: np.ndarray, cma_bitmap: np.ndarray,
-               between=None) -> list[dict]:
-    """Run the probes in order on the node; `between(i, node)`, if given, runs before probe i."""
+               between=None, clock=None) -> list[dict]:
+    """Run the probes in order on the node; `between(i, node)`, if given, runs before probe i,
+    and `clock(i, n, node)` before the n-th allocation of a hugepages probe i (what a replayed
+    kernel's timers did meanwhile)."""
     held: list[tuple[int, int]] = []     # (pfn, pages) obtained by hugepages / gigantic probes
     out = []
     kernel_zi = kernel_zone_index(node)
@@ -69,7 +71,9 @@ def run_probes(node, specs: list[str], p: dict, cc: np.ndarray, cma_bitmap: np.n
             order, asked = params["order"], params["count"]
             if order > p["max_order"]:
                 raise ParamError("probe", f"hugepages order {order} exceeds max_order {p['max_order']}")
-            for _ in range(asked):
+            for n in range(asked):
+                if clock is not None:
+                    clock(i, n, node)
                 pfn = alloc_pages_gfp(node, cc, order, C.MIGRATE_MOVABLE, C.PG_CONTIG, GFP_RETRY)
                 background(node)        # kswapd and kcompactd run meanwhile
                 if pfn < 0:

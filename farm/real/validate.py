@@ -7,10 +7,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from kernels import constants as C
 from kernels import replay as R
+from kernels.compaction import background
+from kernels.page_alloc import decay_pcp_high, pcp_switch_cpu, refresh_vm_stats
 
-from .replay import (EVF_RETRY_MAYFAIL, ReplayError, load_events, marker_index, open_source,
+from .replay import (EVF_COMPACTING, EVF_RETRY_MAYFAIL, ReplayError, load_events, marker_index, open_source,
                      policy_for_kernel, replay, zone_starts)
 from .zonemap import kernel_zone_map
 
@@ -60,9 +64,11 @@ def validate(folder, with_policy: bool = True, zone_maps: bool = False) -> dict[
         if asked_1g:
             probes.append(f"gigantic:count={asked_1g},size=1G")
     maps: list = []
+    ranges = interludes(events, probes)
+    clock = PoolClock(events, probes, ranges)
     r = replay(folder, "pinned", until=until, probes=probes, policy=policy, events=events,
-               capture=capture, map_out=maps, interludes=interludes(events, probes),
-               background=True)
+               capture=capture, map_out=maps, interludes=ranges, background=True,
+               clock=clock if clock.steps else None)
     mid = r.get(f"versus_{VALIDATE_PHASE}")
     if has_mid and mid is None:
         skipped.append(f"no buddyinfo.{VALIDATE_PHASE}: nothing to compare the replayed state with")
@@ -115,23 +121,92 @@ def validate(folder, with_policy: bool = True, zone_maps: bool = False) -> dict[
 
 def interludes(events, probes: list[str]) -> dict[int, tuple[int, int]]:
     """What the captured machine did around the kernel's own requests, replayed before the probe
-    that stands for each (Interludes): from `mid` to `compacted` before `compact` (the mid
-    snapshot's files; compact_memory's own frees are left out), and from `compacted` to the first
-    __GFP_RETRY_MAYFAIL allocation (the pool's first page) before `hugepages` (the compacted
-    snapshot's files)."""
+    that stands for each (Interludes), in the order the kernel saw it: from `mid` to the end of
+    compact_memory's compaction before `compact` (the mid snapshot's files; the compaction's own
+    frees are left out), and from there to the first __GFP_RETRY_MAYFAIL allocation (the pool's
+    first page) before `hugepages` (the compacted snapshot: its process starts after
+    compact_memory returns and reads its files before the `compacted` marker). The end of the
+    compaction is its last free inside a compaction window (EVF_COMPACTING) before `compacted`;
+    without one, `compacted`."""
     mid, compacted = marker_index(events, VALIDATE_PHASE), marker_index(events, "compacted")
     if mid is None or compacted is None or compacted < mid:
         return {}
     out = {}
+    split = compacted
     if probes and probes[0] == "compact":
-        out[0] = (mid, compacted)
+        if events.flags is not None:
+            inside = np.flatnonzero(events.flags[mid:compacted] & EVF_COMPACTING)
+            if len(inside):
+                split = mid + int(inside[-1]) + 1
+        out[0] = (mid, split)
     hp = next((i for i, spec in enumerate(probes) if spec.startswith("hugepages")), None)
     if hp is not None and events.flags is not None:
         done = marker_index(events, "hugepages-2m-done")
         pool = (events.flags[compacted:] & EVF_RETRY_MAYFAIL).nonzero()[0]
         first = compacted + int(pool[0]) if len(pool) else (done if done is not None else compacted)
-        out[hp] = (compacted, first)
+        out[hp] = (split, first)
     return out
+
+
+class PoolClock:
+    """The kernel's timers while its hugetlb pool grew, on the trace's clock, for the hugepages
+    probe: before the model's n-th pool allocation, what the trace shows before the kernel's
+    n-th (its allocations with __GFP_RETRY_MAYFAIL from the probe's interlude on, up to the
+    hugepages-2m-done marker) and the model has not run yet: each CPU's vmstat update
+    (decay_pcp_high() and the fold of its vmstat diff, on that CPU) and kcompactd's timer
+    (kcompactd_timer_times(): should_proactive_compact_node(), proactive compaction). The
+    allocation then runs on the CPU that made the kernel's n-th (the last one's beyond them).
+    On a slow machine the pool takes seconds and these decide what it gets: on a 2560 MiB
+    fragmenter captured under TCG, kcompactd's proactive compaction migrated 5875 pages while
+    the pool grew."""
+
+    def __init__(self, events, probes: list[str], ranges: dict[int, tuple[int, int]]):
+        self.steps: list[tuple[int, int, int]] = []     # (before allocation n, kind, cpu)
+        self.cpus = np.zeros(0, np.int64)
+        self.probe = next((i for i, spec in enumerate(probes) if spec.startswith("hugepages")), None)
+        if self.probe is None or self.probe not in ranges or events.flags is None:
+            return
+        first = ranges[self.probe][1]
+        done = marker_index(events, "hugepages-2m-done")
+        end = done if done is not None else len(events)
+        pool = first + np.flatnonzero(events.flags[first:end] & EVF_RETRY_MAYFAIL)
+        pool = pool[events.kind[pool] == R.EV_ALLOC]
+        if not len(pool):
+            return
+        ts = events.ts[pool]
+        t0, t1 = float(ts[0]), float(events.ts[end - 1]) if end > first else float(ts[-1])
+        self.cpus = events.cpu[pool] if events.cpu is not None else np.zeros(len(pool), np.int64)
+        timed = []
+        if events.vmstat_updates is not None:
+            for t, c in zip(events.vmstat_updates, events.vmstat_updates_cpu):
+                if t0 <= t <= t1:
+                    timed.append((float(t), self.VMSTAT, int(c)))
+        if events.kcompactd_timer is not None:
+            timed += [(float(t), self.KCOMPACTD, -1) for t in events.kcompactd_timer if t0 <= t <= t1]
+        timed.sort()
+        self.steps = [(int(np.searchsorted(ts, t, side="left")), kind, c) for t, kind, c in timed]
+        self.next = 0
+
+    VMSTAT, KCOMPACTD = 0, 1
+
+    def __call__(self, probe: int, n: int, node) -> None:
+        if probe != self.probe:
+            return
+        cpu = int(self.cpus[min(n, len(self.cpus) - 1)]) if len(self.cpus) else 0
+        while self.next < len(self.steps) and self.steps[self.next][0] <= n:
+            _, kind, c = self.steps[self.next]
+            self.next += 1
+            if kind == self.VMSTAT:
+                for z in node:
+                    if c < int(z.zp[C.ZP_NR_CPUS]):
+                        pcp_switch_cpu(z, c)
+                        decay_pcp_high(z)
+                        refresh_vm_stats(z)
+            else:
+                node[0].zp[C.ZP_BG_PENDING] |= C.BG_PROACTIVE
+                background(node)
+        for z in node:
+            pcp_switch_cpu(z, min(cpu, int(z.zp[C.ZP_NR_CPUS]) - 1))
 
 
 def pool_released(events, obtained: int | None) -> bool:
