@@ -13,7 +13,7 @@ import numba
 # Bumped whenever a change can alter any simulated number: it is part of every cell id.
 # kernels/versions.toml records, for every state of these source files (SOURCE_HASH), which
 # version it is, and a test checks the current state is recorded there.
-MODEL_VERSION = "0.12.1"
+MODEL_VERSION = "0.13.0"
 
 _HERE = Path(__file__).resolve().parent
 # Hash of the model's source files. numba's on-disk cache checks only the timestamp of the file

@@ -248,7 +248,11 @@ PAGEOUTRUN = 44            # kswapd runs (balance_pgdat())
 COMPACT_DAEMON_WAKE = 45   # kcompactd runs (kcompactd_do_work())
 NR_WATERMARK_BOOSTS = 46   # boost_watermark() raised the zone's boost
 PROACTIVE_COMPACT = 47     # proactive compactions (proactive_compact_node())
-NR_STATS = 48
+# hazards of a max_order above the memory block's order (page_isolation.py: offline_pages(),
+# online_pages()); 0 wherever the kernel builds (MAX_PAGE_ORDER + PAGE_SHIFT <= SECTION_SIZE_BITS)
+HAZARD_OFFLINE_LOST = 48   # pages beyond an offlined block that __offline_isolated_pages() took
+HAZARD_ONLINE_BEYOND = 49  # pages beyond an onlined block that online_pages_range() freed
+NR_STATS = 50
 COUNTER_NAMES = (
     "nr_free_pages", "nr_free_cma", "alloc_ops", "alloc_fail", "free_ops", "split_steps",
     "merge_steps", "orders_scanned", "wmark_orders_scanned", "fallback_claim", "fallback_steal",
@@ -261,6 +265,7 @@ COUNTER_NAMES = (
     "nr_reserved_highatomic", "nr_free_highatomic", "nr_split", "highatomic_ever",
     "nr_hugetlb_replaced", "nr_hugetlb_dissolved", "pgsteal_kswapd", "pgsteal_direct",
     "pageoutrun", "compact_daemon_wake", "nr_watermark_boosts", "proactive_compact",
+    "hazard_offline_lost_pages", "hazard_online_beyond_block_pages",
 )
 
 # Per-cpu lists: orders 0..3 x (UNMOVABLE, MOVABLE, RECLAIMABLE), then two THP lists: UNMOVABLE and

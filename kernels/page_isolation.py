@@ -24,7 +24,7 @@ from .constants import (
     ZP_BOOT_TO_TAIL, ZP_CONTIG_MAXORDER, ZP_HUGETLB_SKIP, ZP_ISOLATE_RESTORE, ZP_ISO_SAVED_BASE,
     ZP_MAX_ORDER, ZP_PAGEBLOCK_ORDER,
     ZP_ZONE_END, ZP_ZONE_IDX, ZP_ZONE_START, PGALLOC, PGMIGRATE_FAIL, ZP_WMARK_MIN,
-    NR_HUGETLB_DISSOLVED, NR_HUGETLB_REPLACED,
+    NR_HUGETLB_DISSOLVED, NR_HUGETLB_REPLACED, HAZARD_OFFLINE_LOST, HAZARD_ONLINE_BEYOND,
 )
 from .page_alloc import (
     _del_page_from_free_list, _free_one_page, _free_range_boot, _move_freepages_block,
@@ -44,10 +44,17 @@ FAIL_BUSY = 6                  # already isolated, or not all free after migrati
 FAIL_ZONE = 7                  # the range is not inside one zone
 FAIL_HUGETLB = 8               # alloc_contig_pages(): candidate holds hugetlb pages (6.3+)
 FAIL_NO_RANGE = 9              # no candidate range at all (CMA area full, zone too small)
-NR_FAIL_REASONS = 10
+FAIL_OFFLINE_HANGS = 10        # hazard: test_pages_isolated() can never pass (a free buddy that
+                               # starts before the block, or pages an earlier offline lost), and
+                               # offline_pages() retries until a signal
+NR_FAIL_REASONS = 11
 FAIL_REASON_NAMES = ("ok", "unmovable_in_range", "unmovable_outside_range", "hole",
                      "migration_failed", "no_target_memory", "busy", "not_one_zone",
-                     "hugetlb_in_range", "no_candidate")
+                     "hugetlb_in_range", "no_candidate", "offline_hangs")
+# page_mt of a reserved page that an offline lost: a free buddy straddling the block's end was
+# taken off the free lists whole by __offline_isolated_pages(), and its pages beyond the block
+# are neither free, nor in use, nor offline
+PAGE_MT_LOST = 255
 
 MIGRATE_RETRIES = 5
 
@@ -416,16 +423,37 @@ def dissolve_free_hugetlb_folios(node, zi, start, end):
         p += (1 << order) if order >= 0 else 1
 
 
+@jit_fold
+def _lost_in(z, start, end):
+    """Pages in [start, end) that an earlier offline lost (PAGE_MT_LOST)."""
+    for p in range(start, end):
+        if (z.page_flags[p] & PG_RESERVED) and z.page_mt[p] == PAGE_MT_LOST:
+            return True
+    return False
+
+
 @jit
 def offline_pages(node, start, nr_pages):
     """offline_pages(): a memory block with no holes, in one zone, whose pageblocks can all be
     isolated and whose movable pages can all be migrated out, goes offline: its free pages leave
-    the free lists and the pages become reserved. Returns CONTIG_OK or a failure reason."""
+    the free lists and the pages become reserved. Returns CONTIG_OK or a failure reason.
+    With max_order above the block's order (a kernel the #error of include/linux/mmzone.h does
+    not let build: MAX_PAGE_ORDER + PAGE_SHIFT > SECTION_SIZE_BITS, and a memory block is at least
+    a section) a free buddy can straddle the block; from 5.19 isolation splits it at the block's
+    pageblocks (move_freepages_block_isolate()), before it does not:
+    - a free buddy that starts before the block: the block's first page is a tail, which
+      test_pages_isolated() (from start_pfn exactly) never passes, and offline_pages() retries
+      until a signal: FAIL_OFFLINE_HANGS, and so for a block holding pages an earlier offline lost;
+    - a free buddy that starts in the block and ends beyond it: test_pages_isolated() passes and
+      __offline_isolated_pages() takes it off the free list whole; its pages beyond the block are
+      lost (HAZARD_OFFLINE_LOST pages: reserved with PAGE_MT_LOST, not holes)."""
     end = start + nr_pages
     zi = page_zone(node, start)
     z = node[zi]
     if end > z.zp[ZP_ZONE_END]:
         return FAIL_ZONE
+    if _lost_in(z, start, end):
+        return FAIL_OFFLINE_HANGS
     if flags_in_range(z.page_flags, start, nr_pages) & PG_RESERVED:
         return FAIL_HOLE
     drain_all_pages(node)
@@ -435,28 +463,45 @@ def offline_pages(node, start, nr_pages):
     ret = migrate_range(node, zi, start, end, True)
     if ret == CONTIG_OK:
         dissolve_free_hugetlb_folios(node, zi, start, end)
-    if ret == CONTIG_OK and not test_pages_isolated(z, start, end):
-        ret = FAIL_BUSY
+    if ret == CONTIG_OK:
+        h = find_head(z, start)
+        if 0 <= h < start and (z.page_flags[h] & PG_BUDDY):
+            ret = FAIL_OFFLINE_HANGS
+        elif not test_pages_isolated(z, start, end):
+            ret = FAIL_BUSY
     if ret != CONTIG_OK:
         undo_isolate_page_range(z, start, end, MIGRATE_MOVABLE)
         return ret
-    # __offline_isolated_pages(): the free pages leave the zone
+    # __offline_isolated_pages(): the free pages leave the zone, each buddy whole
     p = start
     while p < end:
         order = int(z.page_order[p])
         _del_page_from_free_list(z, p, order, MIGRATE_ISOLATE)
         fill_range(z.page_flags, p, 1 << order, PG_RESERVED)
+        fill_range(z.page_mt, p, 1 << order, 0)
+        if p + (1 << order) > end:
+            fill_range(z.page_mt, end, p + (1 << order) - end, PAGE_MT_LOST)
+            z.stat[HAZARD_OFFLINE_LOST] += p + (1 << order) - end
         p += 1 << order
     return CONTIG_OK
 
 
 @jit
 def online_pages(node, start, nr_pages):
-    """online_pages(): the block's pageblocks become MOVABLE and its pages are freed in the
-    largest naturally aligned chunks, to the tail (FPI_TO_TAIL, 5.10+)."""
+    """online_pages(): the block's pageblocks become MOVABLE and online_pages_range() frees its
+    pages to the buddy (to the tail from 5.10, FPI_TO_TAIL), in chunks of order
+    min(max_order, __ffs(pfn)) from 5.10 (5.10: max_order; 6.1 and 6.12: the __ffs form), with
+    no clamp at the block's end: the #error of include/linux/mmzone.h keeps a chunk inside a
+    section. 5.4 took order min(max_order, get_order(pages left)), which for a block of a power of
+    two pages is the block (and order 0 where the pfn is not aligned to it).
+    A chunk beyond the block: the kernel frees pages that are not the block's
+    (HAZARD_ONLINE_BEYOND pages). The model frees only the block, and pages beyond it that an
+    earlier offline lost (the kernel's chunk gives them back); pages in use or free beyond it,
+    which the kernel would free a second time, it leaves as they are."""
     zi = page_zone(node, start)
     z = node[zi]
     pb_order = z.zp[ZP_PAGEBLOCK_ORDER]
+    max_order = z.zp[ZP_MAX_ORDER]
     end = start + nr_pages
     for b in range(start >> pb_order, (end + (1 << pb_order) - 1) >> pb_order):
         if z.pb_mt[b] == MIGRATE_ISOLATE:
@@ -464,7 +509,38 @@ def online_pages(node, start, nr_pages):
         z.pb_mt[b] = MIGRATE_MOVABLE
     fill_range(z.page_flags, start, nr_pages, 0)
     fill_range(z.page_order, start, nr_pages, -1)
+    fill_range(z.page_mt, start, nr_pages, 0)
     _free_range_boot(z, start, end, z.zp[ZP_BOOT_TO_TAIL] != 0)
+    if z.zp[ZP_POLICY] == POLICY_V5_4:
+        return
+    # the kernel's chunks: the last one that starts in the block may end beyond it
+    pfn = start
+    reach = end
+    while pfn < end:
+        order = max_order
+        if pfn:
+            low = 0
+            while not (pfn >> low) & 1:
+                low += 1
+            order = min(max_order, low)
+        reach = max(reach, pfn + (1 << order))
+        pfn += 1 << order
+    reach = min(reach, z.zp[ZP_ZONE_END])
+    if reach > end:
+        z.stat[HAZARD_ONLINE_BEYOND] += reach - end
+        p = end
+        while p < reach:
+            if (z.page_flags[p] & PG_RESERVED) and z.page_mt[p] == PAGE_MT_LOST:
+                q = p
+                while q < reach and (z.page_flags[q] & PG_RESERVED) and z.page_mt[q] == PAGE_MT_LOST:
+                    q += 1
+                fill_range(z.page_flags, p, q - p, 0)
+                fill_range(z.page_order, p, q - p, -1)
+                fill_range(z.page_mt, p, q - p, 0)
+                _free_range_boot(z, p, q, z.zp[ZP_BOOT_TO_TAIL] != 0)
+                p = q
+            else:
+                p += 1
 
 
 # ---------------------------------------------------------------------------------------------

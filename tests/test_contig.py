@@ -289,3 +289,80 @@ def test_thp_faults_are_pmd_order_whatever_the_pageblock_order(pageblock_order):
     orders = np.asarray(z.page_order[heads], dtype=np.int64)
     assert (orders == 9).sum() > 0
     assert set(orders.tolist()) <= {0, 1, 2, 3, 9}
+
+
+# max_order above the memory block's order: the #error of include/linux/mmzone.h keeps a buddy
+# inside a section on every release; these are what the releases' code would do without it.
+
+def _straddling(policy, maxorder):
+    """64 MiB, max_order 12 (16 MiB buddies), 4 MiB memory blocks (order 10), booted free: every
+    block lies inside a free 16 MiB buddy."""
+    node = _node(nr_pages=1 << 14, max_order=12, maxorder=maxorder, policy=policy)
+    z = node[0]
+    assert int(z.page_order[0]) == 12 and z.page_flags[0] & C.PG_BUDDY
+    return node, z
+
+
+@pytest.mark.parametrize("policy", ["v5.4", "v6.10"])
+def test_before_5_19_offlining_takes_a_straddling_buddy_whole_and_loses_the_rest(policy):
+    """Isolation does not split the buddy: the first block offlines, and
+    __offline_isolated_pages() takes the whole 16 MiB buddy off the free lists; the 12 MiB beyond
+    the block are lost (not holes). The next block holds lost pages: test_pages_isolated() never
+    passes and offline_pages() would retry until a signal."""
+    from kernels.page_isolation import FAIL_OFFLINE_HANGS, PAGE_MT_LOST
+    node, z = _straddling(policy, True)
+    block = 1 << 10
+    free_before = int(z.stat[C.NR_FREE_PAGES])
+    assert offline_pages(node, 0, block) == CONTIG_OK
+    check_zone(node)
+    assert int(z.stat[C.HAZARD_OFFLINE_LOST]) == 3 * block
+    assert (z.page_mt[block:4 * block] == PAGE_MT_LOST).all() and (z.page_mt[:block] != PAGE_MT_LOST).all()
+    assert int(z.stat[C.NR_FREE_PAGES]) == free_before - 4 * block
+    assert offline_pages(node, block, block) == FAIL_OFFLINE_HANGS
+    online_pages(node, 0, block)
+    check_zone(node)
+    if policy == "v5.4":
+        # get_order(pages left): one chunk, the block; the lost pages stay lost
+        assert int(z.stat[C.HAZARD_ONLINE_BEYOND]) == 0
+        assert int(z.stat[C.NR_FREE_PAGES]) == free_before - 3 * block
+        assert offline_pages(node, block, block) == FAIL_OFFLINE_HANGS
+    else:
+        # __ffs(0): a 16 MiB chunk, which gives the lost 12 MiB back; the buddy forms again,
+        # and the next block starts on one of its tails
+        assert int(z.stat[C.HAZARD_ONLINE_BEYOND]) == 3 * block
+        assert int(z.stat[C.NR_FREE_PAGES]) == free_before
+        assert int(z.page_order[0]) == 12 and z.page_flags[0] & C.PG_BUDDY
+        assert offline_pages(node, block, block) == FAIL_OFFLINE_HANGS
+    check_zone(node)
+
+
+def test_from_5_19_isolation_splits_the_buddy_and_onlining_frees_beyond_the_block():
+    """Pageblock isolation splits the straddling buddy: every block offlines and nothing is
+    lost. Onlining frees chunks of min(max_order, __ffs(pfn)) with no clamp: the block at 0
+    frees 16 MiB (12 MiB of other blocks'), the one at 8 MiB 8 MiB (4 MiB beyond), those at 4 and
+    12 MiB only themselves. The model frees the block only and counts the rest."""
+    node, z = _straddling("v6.10", False)
+    block = 1 << 10
+    free_before = int(z.stat[C.NR_FREE_PAGES])
+    beyond = []
+    for start in range(0, 1 << 14, block):
+        assert offline_pages(node, start, block) == CONTIG_OK
+        assert int(z.stat[C.HAZARD_OFFLINE_LOST]) == 0
+        before = int(z.stat[C.HAZARD_ONLINE_BEYOND])
+        online_pages(node, start, block)
+        beyond.append(int(z.stat[C.HAZARD_ONLINE_BEYOND]) - before)
+        check_zone(node)
+    assert beyond[:4] == [3 * block, 0, block, 0]
+    assert beyond == beyond[:4] * 4
+    assert int(z.stat[C.NR_FREE_PAGES]) == free_before
+
+
+def test_a_block_of_the_max_order_or_larger_has_no_hazard():
+    """Where the kernel builds (a block at least the largest buddy) neither hazard shows."""
+    node = _node(nr_pages=1 << 14, max_order=10, maxorder=True, policy="v6.10")
+    z = node[0]
+    for start in range(0, 1 << 14, 1 << 10):
+        assert offline_pages(node, start, 1 << 10) == CONTIG_OK
+        online_pages(node, start, 1 << 10)
+    assert int(z.stat[C.HAZARD_OFFLINE_LOST]) == 0 and int(z.stat[C.HAZARD_ONLINE_BEYOND]) == 0
+    check_zone(node)

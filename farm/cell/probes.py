@@ -35,6 +35,10 @@ from kernels.page_isolation import (
 from .params import PROBE_KEYS, ParamError, format_size, parse_probe, parse_size
 
 
+HAZARDS = {"offline_lost_pages": C.HAZARD_OFFLINE_LOST,
+           "online_beyond_block_pages": C.HAZARD_ONLINE_BEYOND}
+
+
 def _stat_sum(node, idx):
     return int(sum(int(z.stat[idx]) for z in node))
 
@@ -63,6 +67,7 @@ def run_probes(node, specs: list[str], p: dict, cc: np.ndarray, cma_bitmap: np.n
         kind, params, _ = parse_probe(spec)
         reasons = np.zeros(NR_FAIL_REASONS, dtype=np.int64)
         before = _stat_sum(node, C.PGMIGRATE_SUCCESS)
+        hazards_before = {name: _stat_sum(node, idx) for name, idx in HAZARDS.items()}
         asked = obtained = 0
         if kind == "compact":
             compact_node(node, cc)          # compact_memory drains no pcp list
@@ -138,6 +143,10 @@ def run_probes(node, specs: list[str], p: dict, cc: np.ndarray, cma_bitmap: np.n
         migrated = _stat_sum(node, C.PGMIGRATE_SUCCESS) - before
         out.append(_result(kind, {k: (format_size(v) if PROBE_KEYS[kind][k][0] is parse_size else v)
                                   for k, v in params.items()}, asked, obtained, migrated, reasons))
+        if kind == "offline":
+            # what a kernel with this max_order above the block's order would do (page_isolation.py)
+            out[-1]["hazards"] = {name: _stat_sum(node, idx) - hazards_before[name]
+                                  for name, idx in HAZARDS.items()}
     for pfn, nr in held:
         free_contig_range(node, pfn, nr)
     free_hugetlb_pool(node)

@@ -44,6 +44,8 @@ REPORTED_COUNTERS = {
     "pgsteal_kswapd": C.PGSTEAL_KSWAPD, "pgsteal_direct": C.PGSTEAL_DIRECT,
     "compact_daemon_wake": C.COMPACT_DAEMON_WAKE, "proactive_compact": C.PROACTIVE_COMPACT,
     "nr_hugetlb_replaced": C.NR_HUGETLB_REPLACED, "nr_hugetlb_dissolved": C.NR_HUGETLB_DISSOLVED,
+    "hazard_offline_lost_pages": C.HAZARD_OFFLINE_LOST,
+    "hazard_online_beyond_block_pages": C.HAZARD_ONLINE_BEYOND,
 }
 CLASS_ORDER_MIX = (  # small-order mixes per class of the steady-state workloads (orders 0..3)
     (0.70, 0.15, 0.10, 0.05),   # unmovable: slab of several page orders, page tables, stacks
