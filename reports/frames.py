@@ -604,7 +604,9 @@ def probe_results(df: pd.DataFrame) -> pd.DataFrame:
     canonical spec is item i of the cell's `probe` parameter. Columns: the parameters, index,
     kind, spec, label, request_order (log2 of the pages asked at once), size (bytes or NaN),
     regime (contig isolation: pageblock or maxorder), asked, obtained, success_rate,
-    pages_migrated, and fail_<reason> for every reason met anywhere (0 where not met)."""
+    pages_migrated, fail_<reason> for every reason met anywhere (0 where not met), and
+    hazard_<name> where the probe reports hazards (offline: pages lost, pages freed beyond the
+    block)."""
     d = normalise_params(ok_cells(df))
     pairs: dict[tuple[int, str], list[str]] = {}
     for c in d.columns:
@@ -654,6 +656,8 @@ def probe_results(df: pd.DataFrame) -> pd.DataFrame:
         for c in cols:
             if c.startswith(prefix + "fail_"):
                 f["fail_" + c[len(prefix + "fail_"):]] = pd.to_numeric(sub[c], errors="coerce").fillna(0)
+            elif c.startswith(prefix + "hazards_"):
+                f["hazard_" + c[len(prefix + "hazards_"):]] = pd.to_numeric(sub[c], errors="coerce")
         frames.append(f)
     if not frames:
         return pd.DataFrame(columns=params + ["index", "kind", "spec", "label", "request_order", "size",

@@ -536,6 +536,59 @@ def _success_finding(sp: pd.DataFrame, findings: list[str]) -> None:
                         f"{int(b['max_order'])} ({ci_text(b['lo'], b['hi'], pct)}).")
 
 
+def hotplug_section(df: pd.DataFrame, findings: list[str]) -> Section | None:
+    """The thread's third question: offlining and onlining memory blocks once max_order exceeds
+    the block's order (offline probes with hazards)."""
+    probes = T.probe_results(df)
+    off = probes[probes["kind"] == "offline"] if "kind" in probes else probes
+    if off.empty or "hazard_offline_lost_pages" not in off:
+        return None
+    s = Section("Memory hotplug at large max_order")
+    s.blocks.append(
+        "The thread's third question: what onlining and offlining do once a max_order block is larger "
+        "than a memory block. No release builds such a kernel (include/linux/mmzone.h: #error Allocator "
+        "MAX_ORDER exceeds SECTION_SIZE, and a memory block is at least a section); these are what each "
+        "release's code would do without that limit (kernels/MODEL.md, Isolation). Before 5.19 isolation "
+        "does not split a free buddy that straddles a block: a block starting on one of its tails never "
+        "offlines (offline_pages() retries until a signal: offline hangs), and a block holding its head "
+        "offlines and takes the whole buddy, losing the pages beyond the block. From 5.10 onlining frees "
+        "chunks of min(max_order, __ffs(pfn)) pages with no clamp at the block's end, so a block at a "
+        "pfn aligned beyond its size frees pages of other blocks (in use ones a second time). The probe "
+        "offlines every block in turn and onlines each success again.")
+    keys = [k for k in ("policy", "isolation", "movable_fraction") if k in off and off[k].nunique() > 1]
+    off = off.assign(hangs=off.get("fail_offline_hangs", 0) / off["asked"].where(off["asked"] > 0),
+                     lost=off["hazard_offline_lost_pages"] * 4096 / 2 ** 30,
+                     beyond=off["hazard_online_beyond_block_pages"].fillna(0) * 4096 / 2 ** 30)
+    g = off.groupby(keys + ["size_label", "max_order"], sort=True)[["success_rate", "hangs", "lost", "beyond"]]
+    m = g.mean().reset_index()
+    rows = [[*(T.format_value(k, r[k]) for k in keys), str(r["size_label"]), str(int(r["max_order"])),
+             pct(r["success_rate"]), pct(r["hangs"]), f"{r['lost']:.2f}", f"{r['beyond']:.2f}"]
+            for _, r in m.iterrows()]
+    s.blocks.append(Table(keys + ["block", "max_order", "offlined", "offline hangs",
+                                  "lost by offlining (GiB)", "freed beyond the blocks by onlining (GiB)"],
+                          rows, caption="Mean over seeds and every other parameter, per pass of the probe "
+                                        "over every block.",
+                          align="l" * (len(keys) + 1) + "rrrrr"))
+    for size, sub in m.groupby("size_label", sort=True):
+        hazard = sub[(sub["lost"] > 0) | (sub["beyond"] > 0) | (sub["hangs"] > 0)]
+        if hazard.empty:
+            findings.append(f"Memory blocks of {size}: no hazard up to max_order {int(sub['max_order'].max())}.")
+            continue
+        first = int(hazard["max_order"].min())
+        text = f"Memory blocks of {size}: hazards from max_order {first} on."
+        for what, col in (("offlining", "hangs"), ("onlining", "beyond")):
+            w = sub.sort_values([col, "lost"], ascending=False).iloc[0]
+            if w[col] <= 0:
+                continue
+            where = ", ".join(T.format_value(k, w[k]) for k in keys)
+            text += (f" Worst for {what} at max_order {int(w['max_order'])}{' (' + where + ')' if where else ''}: "
+                     + (f"{pct(w['success_rate'])} of the blocks offline, {pct(w['hangs'])} would hang and "
+                        f"{w['lost']:.2f} GiB are lost." if what == "offlining" else
+                        f"{w['beyond']:.2f} GiB freed beyond the blocks per pass."))
+        findings.append(text)
+    return s
+
+
 # -- pageblock mix and fragmentation ----------------------------------------------------------------------
 
 def mix_section(df: pd.DataFrame, findings: list[str]) -> Section:
@@ -713,6 +766,9 @@ def build_report(df: pd.DataFrame, source: str, manifest: dict | None = None) ->
         data.blocks.append("No cell finished, so there is nothing to report.")
     else:
         sections += [slowdown_section(df, findings), success_section(df, findings), mix_section(df, findings)]
+        hotplug = hotplug_section(df, findings)
+        if hotplug is not None:
+            sections.append(hotplug)
         maps = zone_map_section(df)
         if maps is not None:
             sections.append(maps)

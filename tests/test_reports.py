@@ -514,3 +514,33 @@ def test_every_policy_has_its_own_colour():
     got = colours("policy", list(POLICIES))
     assert len({tuple(c) for c in got.values()}) == len(POLICIES)
     assert colours("policy", ["nomobility"])["nomobility"] == got["nomobility"]
+
+
+def test_the_hotplug_section_states_the_hazards_per_block_size():
+    """Offline probes with hazards: a table row per configuration and max_order, and a finding per
+    block size naming the worst offlining and onlining. By hand: 128 MiB blocks (32 of them in
+    4 GiB); at max_order 16 with v5.4 14 offline and 16 hang, 262144 pages (1 GiB) lost; with
+    v6.1 30 offline, 786432 pages (3 GiB) freed beyond the blocks; at 15 nothing."""
+    def off(seed, mo, policy, got, hangs, lost, beyond):
+        return cell(seed, mo, policy, probe="offline:block=128M", probe0_offline_params_block="128M",
+                    probe0_offline_asked=32, probe0_offline_obtained=got,
+                    probe0_offline_success_rate=got / 32, probe0_offline_fail_offline_hangs=hangs,
+                    probe0_offline_hazards_offline_lost_pages=lost,
+                    probe0_offline_hazards_online_beyond_block_pages=beyond)
+    rows = [off(s, 15, p, 30, 0, 0, 0) for s in (1, 2) for p in ("v5.4", "v6.1")]
+    rows += [off(s, 16, "v5.4", 14, 16, 262144, 0) for s in (1, 2)]
+    rows += [off(s, 16, "v6.1", 30, 0, 0, 786432) for s in (1, 2)]
+    findings: list[str] = []
+    from reports.report import hotplug_section
+    s = hotplug_section(frame(rows), findings)
+    table = next(b for b in s.blocks if isinstance(b, render.Table))
+    by = {(r[0], r[2]): r for r in table.rows}
+    assert by[("v5.4", "16")][3:] == ["43.8%", "50.0%", "1.00", "0.00"]
+    assert by[("v6.1", "16")][3:] == ["93.8%", "0.0%", "0.00", "3.00"]
+    assert by[("v6.1", "15")][3:] == ["93.8%", "0.0%", "0.00", "0.00"]
+    assert findings == [
+        "Memory blocks of 128M: hazards from max_order 16 on. Worst for offlining at max_order 16 (v5.4): "
+        "43.8% of the blocks offline, 50.0% would hang and 1.00 GiB are lost. Worst for onlining at "
+        "max_order 16 (v6.1): 3.00 GiB freed beyond the blocks per pass."]
+    assert hotplug_section(frame(rows[:4]), []) is not None
+    assert hotplug_section(frame([cell(1)]), []) is None
