@@ -40,9 +40,7 @@ def test_arguments():
 
 
 def test_cpio_newc(tmp_path):
-    cpio = shutil.which("cpio")
-    if cpio is None:
-        pytest.skip("cpio is not installed")
+    cpio = require_tool("cpio", shutil.which("cpio"), "apt-get install -y cpio")
     c = cap.Cpio()
     c.dir("bin")
     c.file("bin/hello", b"hello\n")

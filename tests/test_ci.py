@@ -39,7 +39,7 @@ def readme_test_command() -> str:
 
 #: What .ci/run installs when missing: the command it looks for -> the Debian packages.
 INSTALLED = {"chromium": "chromium", "qemu-system-x86_64": "qemu-system-x86", "busybox": "busybox-static",
-             "gcc": "gcc libc6-dev", "make": "make"}
+             "gcc": "gcc libc6-dev", "make": "make", "cpio": "cpio"}
 
 
 def run_ci(tmp_path: Path, fail_at: str = "", present=tuple(INSTALLED)) -> tuple[int, list[str]]:
