@@ -556,6 +556,13 @@ def hotplug_section(df: pd.DataFrame, findings: list[str]) -> Section | None:
         "pfn aligned beyond its size frees pages of other blocks (in use ones a second time). The probe "
         "offlines every block in turn and onlines each success again.")
     keys = [k for k in ("policy", "isolation", "movable_fraction") if k in off and off[k].nunique() > 1]
+    # include/linux/mmzone.h: #error when MAX_PAGE_ORDER + PAGE_SHIFT > SECTION_SIZE_BITS
+    sections = sorted(int(v) for v in pd.to_numeric(off.get("section_bits", pd.Series([27])), errors="coerce")
+                      .dropna().unique())
+    s.blocks.append("With SECTION_SIZE_BITS " + ", ".join(str(b) for b in sections) + " (the sweep's "
+                    "section_bits), a kernel builds up to max_order "
+                    + ", ".join(str(b - T.PAGE_SHIFT) for b in sections) + "; the rows above that are "
+                    "what-ifs of the releases' code.")
     off = off.assign(hangs=off.get("fail_offline_hangs", 0) / off["asked"].where(off["asked"] > 0),
                      lost=off["hazard_offline_lost_pages"] * 4096 / 2 ** 30,
                      beyond=off["hazard_online_beyond_block_pages"].fillna(0) * 4096 / 2 ** 30)

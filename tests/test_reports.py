@@ -544,3 +544,7 @@ def test_the_hotplug_section_states_the_hazards_per_block_size():
         "max_order 16 (v6.1): 3.00 GiB freed beyond the blocks per pass."]
     assert hotplug_section(frame(rows[:4]), []) is not None
     assert hotplug_section(frame([cell(1)]), []) is None
+    # SECTION_SIZE_BITS 27 (the default) builds up to max_order 15; a sweep's section_bits is read
+    assert "a kernel builds up to max_order 15;" in s.blocks[1]
+    wide = hotplug_section(frame([dict(r, section_bits=29) for r in rows]), [])
+    assert "SECTION_SIZE_BITS 29 (the sweep's section_bits), a kernel builds up to max_order 17;" in wide.blocks[1]
