@@ -424,12 +424,28 @@ def dissolve_free_hugetlb_folios(node, zi, start, end):
 
 
 @jit_fold
+def _is_lost(z, p):
+    """Page p is one an earlier offline lost (reserved, PAGE_MT_LOST)."""
+    return (z.page_flags[p] & PG_RESERVED) != 0 and z.page_mt[p] == PAGE_MT_LOST
+
+
+@jit_fold
 def _lost_in(z, start, end):
-    """Pages in [start, end) that an earlier offline lost (PAGE_MT_LOST)."""
+    """Pages in [start, end) that an earlier offline lost."""
     for p in range(start, end):
-        if (z.page_flags[p] & PG_RESERVED) and z.page_mt[p] == PAGE_MT_LOST:
+        if _is_lost(z, p):
             return True
     return False
+
+
+@jit_fold
+def _give_to_buddy(z, start, end):
+    """generic_online_page() for [start, end): the pages lose their offline state and are freed
+    in the largest naturally aligned chunks (to the tail from 5.10)."""
+    fill_range(z.page_flags, start, end - start, 0)
+    fill_range(z.page_order, start, end - start, -1)
+    fill_range(z.page_mt, start, end - start, 0)
+    _free_range_boot(z, start, end, z.zp[ZP_BOOT_TO_TAIL] != 0)
 
 
 @jit
@@ -507,10 +523,7 @@ def online_pages(node, start, nr_pages):
         if z.pb_mt[b] == MIGRATE_ISOLATE:
             z.stat[NR_ISOLATE_PAGEBLOCK] -= 1
         z.pb_mt[b] = MIGRATE_MOVABLE
-    fill_range(z.page_flags, start, nr_pages, 0)
-    fill_range(z.page_order, start, nr_pages, -1)
-    fill_range(z.page_mt, start, nr_pages, 0)
-    _free_range_boot(z, start, end, z.zp[ZP_BOOT_TO_TAIL] != 0)
+    _give_to_buddy(z, start, end)
     if z.zp[ZP_POLICY] == POLICY_V5_4:
         return
     # the kernel's chunks: the last one that starts in the block may end beyond it
@@ -530,14 +543,11 @@ def online_pages(node, start, nr_pages):
         z.stat[HAZARD_ONLINE_BEYOND] += reach - end
         p = end
         while p < reach:
-            if (z.page_flags[p] & PG_RESERVED) and z.page_mt[p] == PAGE_MT_LOST:
+            if _is_lost(z, p):
                 q = p
-                while q < reach and (z.page_flags[q] & PG_RESERVED) and z.page_mt[q] == PAGE_MT_LOST:
+                while q < reach and _is_lost(z, q):
                     q += 1
-                fill_range(z.page_flags, p, q - p, 0)
-                fill_range(z.page_order, p, q - p, -1)
-                fill_range(z.page_mt, p, q - p, 0)
-                _free_range_boot(z, p, q, z.zp[ZP_BOOT_TO_TAIL] != 0)
+                _give_to_buddy(z, p, q)
                 p = q
             else:
                 p += 1

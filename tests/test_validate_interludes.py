@@ -16,12 +16,11 @@ from kernels import replay as R
 CAPTURE = Path(__file__).parent / "data" / "k6.12-fragmenter-512m"
 
 
-def _from_the_text():
-    """Counted from the trace text alone: mm_page_alloc lines from the `mid` marker to the
-    first __GFP_RETRY_MAYFAIL allocation after `compacted`, and mm_page_free lines outside a
-    compaction (1 vCPU: the text order is the CPU's)."""
-    allocs = frees = 0
-    phase, compacting = 0, False
+def _between_the_probes():
+    """The trace text from the `mid` marker to the pool's first page (the first
+    __GFP_RETRY_MAYFAIL allocation after `compacted`): (phase, line), phase 1 before `compacted`
+    and 2 from it (1 vCPU: the text order is the CPU's)."""
+    phase = 0
     with gzip.open(CAPTURE / "trace.txt.gz", "rt") as f:
         for line in f:
             if "phase=mid" in line:
@@ -30,16 +29,25 @@ def _from_the_text():
                 phase = 2
             if not phase:
                 continue
-            if "mm_page_alloc:" in line:
-                if phase == 2 and "__GFP_RETRY_MAYFAIL" in line:
-                    break
-                allocs += 1
-            elif "mm_compaction_begin" in line:
-                compacting = True
-            elif "mm_compaction_end" in line:
-                compacting = False
-            elif "mm_page_free:" in line and not compacting:
-                frees += 1
+            if phase == 2 and "mm_page_alloc:" in line and "__GFP_RETRY_MAYFAIL" in line:
+                return
+            yield phase, line
+
+
+def _from_the_text():
+    """Counted from the trace text alone: mm_page_alloc lines between the probes, and
+    mm_page_free lines outside a compaction."""
+    allocs = frees = 0
+    compacting = False
+    for _, line in _between_the_probes():
+        if "mm_page_alloc:" in line:
+            allocs += 1
+        elif "mm_compaction_begin" in line:
+            compacting = True
+        elif "mm_compaction_end" in line:
+            compacting = False
+        elif "mm_page_free:" in line and not compacting:
+            frees += 1
     return allocs, frees
 
 
@@ -47,24 +55,11 @@ def _allocs_around_compact_memory():
     """From the trace text: mm_page_alloc lines from the `mid` marker to the end of the last
     compaction before `compacted` (compact_memory's), and from there to the pool's first page."""
     before = after = 0
-    phase, ended = 0, False
-    with gzip.open(CAPTURE / "trace.txt.gz", "rt") as f:
-        for line in f:
-            if "phase=mid" in line:
-                phase = 1
-            elif "phase=compacted" in line:
-                phase = 2
-            if not phase:
-                continue
-            if "mm_compaction_end" in line and phase == 1:
-                after, before, ended = 0, before + after, True
-            elif "mm_page_alloc:" in line:
-                if phase == 2 and "__GFP_RETRY_MAYFAIL" in line:
-                    break
-                if ended:
-                    after += 1
-                else:
-                    before += 1
+    for phase, line in _between_the_probes():
+        if "mm_compaction_end" in line and phase == 1:
+            before, after = before + after, 0
+        elif "mm_page_alloc:" in line:
+            after += 1
     return before, after
 
 

@@ -119,6 +119,11 @@ def validate(folder, with_policy: bool = True, zone_maps: bool = False) -> dict[
     return out
 
 
+def hugepages_probe(probes: list[str]) -> int | None:
+    """The index of the hugepages probe among `probes` (the pool the kernel grew), or None."""
+    return next((i for i, spec in enumerate(probes) if spec.startswith("hugepages")), None)
+
+
 def interludes(events, probes: list[str]) -> dict[int, tuple[int, int]]:
     """What the captured machine did around the kernel's own requests, replayed before the probe
     that stands for each (Interludes), in the order the kernel saw it: from `mid` to the end of
@@ -139,7 +144,7 @@ def interludes(events, probes: list[str]) -> dict[int, tuple[int, int]]:
             if len(inside):
                 split = mid + int(inside[-1]) + 1
         out[0] = (mid, split)
-    hp = next((i for i, spec in enumerate(probes) if spec.startswith("hugepages")), None)
+    hp = hugepages_probe(probes)
     if hp is not None and events.flags is not None:
         done = marker_index(events, "hugepages-2m-done")
         pool = (events.flags[compacted:] & EVF_RETRY_MAYFAIL).nonzero()[0]
@@ -163,7 +168,7 @@ class PoolClock:
     def __init__(self, events, probes: list[str], ranges: dict[int, tuple[int, int]]):
         self.steps: list[tuple[int, int, int]] = []     # (before allocation n, kind, cpu)
         self.cpus = np.zeros(0, np.int64)
-        self.probe = next((i for i, spec in enumerate(probes) if spec.startswith("hugepages")), None)
+        self.probe = hugepages_probe(probes)
         if self.probe is None or self.probe not in ranges or events.flags is None:
             return
         first = ranges[self.probe][1]
