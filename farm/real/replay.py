@@ -817,19 +817,24 @@ def initial_state(capture: dict, events: Events | None, max_order: int, pagebloc
     on_pcp = np.zeros(nr, dtype=bool)
     for p, o in zip(pcp_pfn.tolist(), pcp_order.tolist()):
         on_pcp[p:p + (1 << o)] = True
-    if events is not None and len(events):
-        # freed first: allocated between the snapshot's reads and the start of tracing
+    window = on_pcp & free       # refilled between the snapshot's reads and the start of tracing
+    if events is not None and len(events) and window.any():
+        # freed first, in a max-order block that a refill in that window took pages from: the
+        # refill put it on a pcp list too, and an allocation took it before tracing began. A
+        # page freed first without such a refill beside it was taken during the trace without
+        # an event (a compaction's migration target): pinned replay takes it at its free.
         fr = np.flatnonzero((events.kind == R.EV_FREE) & (events.pfn >= 0) & (events.pfn < nr))
         fr = fr[first_event_index(events, events.pfn[fr]) == fr]
+        span = 1 << max_order
         late = [(p, o) for p, o in zip(events.pfn[fr].tolist(), events.order[fr].tolist())
-                if free[p:p + (1 << o)].all()]
+                if free[p:p + (1 << o)].all() and window[p & ~(span - 1):(p & ~(span - 1)) + span].any()]
         for p, o in late:
             free[p:p + (1 << o)] = False
             allocated[p:p + (1 << o)] = True
         if late:
             notes.append(f"{sum(1 << o for _, o in late)} pages free in kpageflags.before are "
                          "allocated when the trace starts (its first event frees them)")
-    refilled = int(np.count_nonzero(on_pcp & free))
+    refilled = int(np.count_nonzero(window))
     if refilled:
         # taken onto a pcp list between the snapshot's reads and the start of tracing
         free &= ~on_pcp
