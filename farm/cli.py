@@ -61,7 +61,20 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         print(f"  fallbacks: claim {c['fallback_claim']}, steal {c['fallback_steal']}")
         print(f"  {result['timing']['ns_per_op']:.1f} ns per operation")
         print("  " + format_buddyinfo(result["buddyinfo"]))
+        for probe in result.get("probes", []):
+            print(_probe_line(probe))
     return 0
+
+
+def _probe_line(p: dict) -> str:
+    """One probe's result for the text output: what it obtained of what it asked (sizes for a
+    virtio-mem probe), and why the rest failed."""
+    from .cell.params import format_size
+    got, asked = p["obtained"], p["asked"]
+    if p["kind"] == "virtio-mem":
+        got, asked = format_size(got), format_size(asked)
+    why = ", ".join(f"{k} {v}" for k, v in p["failure_reasons"].items())
+    return f"  probe {p['kind']} {p['params']}: {got} of {asked}" + (f" ({why})" if why else "")
 
 
 def _write_zone_map(node, params: dict, path: str) -> None:
@@ -350,7 +363,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
             print(f"  versus {value['phase']}: buddyinfo L1 error {100 * value['buddyinfo_l1']:.2f}%, "
                   f"nr_free_pages error {100 * value['nr_free_err']:.3f}%")
     for p in result.get("probes", []):
-        print(f"  probe {p['kind']} {p['params']}: {p['obtained']} of {p['asked']}")
+        print(_probe_line(p))
     return 0
 
 

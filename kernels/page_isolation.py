@@ -55,6 +55,9 @@ FAIL_REASON_NAMES = ("ok", "unmovable_in_range", "unmovable_outside_range", "hol
 # taken off the free lists whole by __offline_isolated_pages(), and its pages beyond the block
 # are neither free, nor in use, nor offline
 PAGE_MT_LOST = 255
+# page_mt of a reserved page of offline (or removed) memory: pfn_to_online_page() finds no page
+# there, and the pfn walkers that ask it (isolation, alloc_contig_pages()) pass over it
+PAGE_MT_OFFLINE = 254
 
 MIGRATE_RETRIES = 5
 
@@ -81,6 +84,15 @@ def is_hugetlb(z, pfn):
     order-0 PG_CONTIG pages and are not."""
     f = z.page_flags[pfn]
     return (f & PG_HEAD) != 0 and (f & PG_CONTIG) != 0 and z.page_order[pfn] >= 1
+
+
+@jit_fold
+def pfn_to_online_page(z, pfn):
+    """pfn_to_online_page(): pfn when its memory is online, -1 when it was offlined or removed
+    (memory holes with a memmap are online reserved pages)."""
+    if (z.page_flags[pfn] & PG_RESERVED) and z.page_mt[pfn] == PAGE_MT_OFFLINE:
+        return -1
+    return pfn
 
 
 @jit
@@ -226,6 +238,11 @@ def start_isolate_page_range(z, start, end, mt, iso_start, iso_end):
         lo = max(block, z.zp[ZP_ZONE_START])
         hi = min(block + pb, z.zp[ZP_ZONE_END])
         r = -1
+        if lo < hi and pfn_to_online_page(z, lo) < 0:
+            # __first_valid_page() finds no online page: the pageblock (offline memory, in
+            # sections of at least a pageblock) is left as it is
+            block += pb
+            continue
         if lo < hi:
             r = set_migratetype_isolate(z, block, lo, hi, mt)
         elif z.pb_mt[block >> z.zp[ZP_PAGEBLOCK_ORDER]] == MIGRATE_ISOLATE:
@@ -494,7 +511,7 @@ def offline_pages(node, start, nr_pages):
         order = int(z.page_order[p])
         _del_page_from_free_list(z, p, order, MIGRATE_ISOLATE)
         fill_range(z.page_flags, p, 1 << order, PG_RESERVED)
-        fill_range(z.page_mt, p, 1 << order, 0)
+        fill_range(z.page_mt, p, 1 << order, PAGE_MT_OFFLINE)
         if p + (1 << order) > end:
             fill_range(z.page_mt, end, p + (1 << order) - end, PAGE_MT_LOST)
             z.stat[HAZARD_OFFLINE_LOST] += p + (1 << order) - end

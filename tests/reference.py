@@ -2557,3 +2557,270 @@ class RefNode:
                     assert z.zone_start <= pfn and pfn + (1 << order) <= z.zone_end, (
                         f"{what} {pfn} order {order} of zone {name} crosses its span "
                         f"[{z.zone_start}, {z.zone_end})")
+
+
+# ---------------------------------------------------------------------------------------------
+# virtio-mem memory unplug (drivers/virtio/virtio_mem.c of Linux 6.12)
+# ---------------------------------------------------------------------------------------------
+#
+# Written from the driver source, not from kernels/virtio_mem.py. Every size is in 4 KiB pages
+# and every pfn an offset from the start of the device region. The readings the model makes
+# (and this reference shares):
+#
+# * The region starts fully plugged, every memory block added and online: SBM state MOVABLE
+#   when the block lies in ZONE_MOVABLE, else KERNEL; BBM state ADDED. So OFFLINE and
+#   OFFLINE_PARTIAL never occur (they are kept in the state order all the same).
+# * Subblock size (virtio_mem_init_hotplug()): max(device block, 2^pageblock_order) from 5.19
+#   on ("pageblock" regime); before 5.19 ("maxorder" regime) max(device block, 2^max_order,
+#   2^pageblock_order). SBM when the subblock is smaller than a memory block (and BBM is not
+#   forced), else BBM with big blocks of max(device block, memory block).
+# * The host always accepts an unplug request, and offline_and_remove_memory() of a block whose
+#   memory is all fake-offline always succeeds.
+# * A host request is repeated (the driver's retry timer, virtio_mem_run_wq() on -EBUSY or
+#   -ENOMEM) until a pass unplugs nothing more, at most 16 passes, and not once plugged <=
+#   requested.
+# * alloc_contig_range() is the caller's: fake_offline(start, nr) makes ONE attempt on
+#   [start, start + nr) and answers 'ok', 'busy' or 'nomem'; fake_online(start, nr), when given,
+#   is told of a range given back (virtio_mem_fake_online() on a BBM rollback).
+
+VM_SBM_OFFLINE_PARTIAL = "OFFLINE_PARTIAL"
+VM_SBM_OFFLINE = "OFFLINE"
+VM_SBM_MOVABLE_PARTIAL = "MOVABLE_PARTIAL"
+VM_SBM_KERNEL_PARTIAL = "KERNEL_PARTIAL"
+VM_SBM_MOVABLE = "MOVABLE"
+VM_SBM_KERNEL = "KERNEL"
+VM_SBM_UNUSED = "UNUSED"
+VM_BBM_ADDED = "ADDED"
+VM_BBM_FAKE_OFFLINE = "FAKE_OFFLINE"
+VM_BBM_PLUGGED = "PLUGGED"
+VM_BBM_UNUSED = "UNUSED"
+
+# virtio_mem_sbm_unplug_request(): partially plugged blocks first, ZONE_MOVABLE before kernel
+VM_SBM_UNPLUG_ORDER = (VM_SBM_OFFLINE_PARTIAL, VM_SBM_OFFLINE, VM_SBM_MOVABLE_PARTIAL,
+                       VM_SBM_KERNEL_PARTIAL, VM_SBM_MOVABLE, VM_SBM_KERNEL)
+VM_MAX_PASSES = 16
+VM_MOVABLE_TRIES = 5          # virtio_mem_fake_offline(): retry_count < 5 on ZONE_MOVABLE
+VM_OK, VM_EBUSY, VM_ENOMEM = 0, "EBUSY", "ENOMEM"
+
+
+class RefVirtioMem:
+    """One virtio-mem device whose region is ``region_pages`` pages, ``block_is_movable[i]``
+    telling whether memory block i of the region lies in ZONE_MOVABLE.
+
+    SBM: ``plugged[mb][sb]`` (True = plugged) and ``mb_state[mb]``; BBM: ``bb_state[bb]``.
+    ``fake_offline_calls`` counts alloc_contig_range() attempts, ``removed_blocks`` the Linux
+    memory blocks removed (a big block removes bb_size / memory block of them)."""
+
+    def __init__(self, region_pages, memory_block_pages, section_pages, device_block_pages,
+                 pageblock_order, max_order, maxorder_regime, block_is_movable, force_bbm=False):
+        assert region_pages % memory_block_pages == 0, "region not a whole number of memory blocks"
+        assert memory_block_pages % section_pages == 0
+        assert len(block_is_movable) == region_pages // memory_block_pages
+        self.region_pages = region_pages
+        self.mb_pages = memory_block_pages
+        self.section_pages = section_pages
+        self.block_is_movable = list(block_is_movable)
+        sb = max(device_block_pages, 1 << pageblock_order)
+        if maxorder_regime:
+            sb = max(sb, 1 << max_order)
+        self.in_sbm = sb < memory_block_pages and not force_bbm
+        self.fake_offline_calls = 0
+        self.removed_blocks = 0
+        self.plugged_pages = region_pages
+        if self.in_sbm:
+            self.sb_size = sb
+            self.sbs_per_mb = memory_block_pages // sb
+            nr_mb = region_pages // memory_block_pages
+            self.plugged = [[True] * self.sbs_per_mb for _ in range(nr_mb)]
+            self.mb_state = [VM_SBM_MOVABLE if m else VM_SBM_KERNEL for m in block_is_movable]
+            self.bb_size = 0
+            self.bb_state = []
+        else:
+            self.bb_size = max(device_block_pages, memory_block_pages)
+            assert region_pages % self.bb_size == 0, "region not a whole number of big blocks"
+            self.bb_state = [VM_BBM_ADDED] * (region_pages // self.bb_size)
+            self.sb_size = 0
+            self.sbs_per_mb = 0
+            self.plugged = []
+            self.mb_state = []
+        self._cb = None
+        self._online_cb = None
+
+    # --- the driver's main loop -----------------------------------------------------------
+
+    def resize(self, requested_pages, fake_offline, fake_online=None):
+        """The host asks for ``requested_pages`` plugged: run unplug passes (virtio_mem_run_wq()
+        -> virtio_mem_unplug_request()) until one unplugs nothing, at most 16; return the pages
+        unplugged."""
+        self._cb, self._online_cb = fake_offline, fake_online
+        total = 0
+        for _ in range(VM_MAX_PASSES):
+            if self.plugged_pages <= requested_pages:
+                break
+            before = self.plugged_pages
+            diff = self.plugged_pages - requested_pages
+            if self.in_sbm:
+                self.sbm_unplug_request(diff)
+            else:
+                self.bbm_unplug_request(diff)
+            done = before - self.plugged_pages
+            total += done
+            if done == 0:
+                break
+        self._cb = self._online_cb = None
+        return total
+
+    def is_movable_at(self, pfn):
+        """is_zone_movable_page(pfn_to_page(pfn)) for an offset in the region."""
+        return self.block_is_movable[pfn // self.mb_pages]
+
+    def fake_offline(self, pfn, nr_pages):
+        """virtio_mem_fake_offline(): five alloc_contig_range() tries on ZONE_MOVABLE, one
+        elsewhere; -ENOMEM returns at once."""
+        is_movable = self.is_movable_at(pfn)
+        for _ in range(VM_MOVABLE_TRIES):
+            self.fake_offline_calls += 1
+            rc = self._cb(pfn, nr_pages)
+            assert rc in ("ok", "busy", "nomem"), rc
+            if rc == "nomem":
+                return VM_ENOMEM
+            if rc != "ok" and not is_movable:
+                break
+            if rc != "ok":
+                continue
+            return VM_OK
+        return VM_EBUSY
+
+    def fake_online(self, pfn, nr_pages):
+        """virtio_mem_fake_online(): the range goes back to the buddy."""
+        if self._online_cb is not None:
+            self._online_cb(pfn, nr_pages)
+
+    # --- SBM -------------------------------------------------------------------------------
+
+    def sbm_unplug_request(self, diff):
+        """virtio_mem_sbm_unplug_request(): visit the blocks state by state in
+        VM_SBM_UNPLUG_ORDER, each state's blocks from the highest id down."""
+        self._nb_sb = diff // self.sb_size
+        if not self._nb_sb:
+            return VM_OK
+        for state in VM_SBM_UNPLUG_ORDER:
+            for mb in range(len(self.mb_state) - 1, -1, -1):
+                if self.mb_state[mb] != state:
+                    continue
+                rc = self.sbm_unplug_any_sb(mb)
+                if rc != VM_OK or not self._nb_sb:
+                    return rc
+        return VM_EBUSY if self._nb_sb else VM_OK
+
+    def sbm_unplug_any_sb(self, mb):
+        state = self.mb_state[mb]
+        if state in (VM_SBM_KERNEL_PARTIAL, VM_SBM_KERNEL, VM_SBM_MOVABLE_PARTIAL, VM_SBM_MOVABLE):
+            return self.sbm_unplug_any_sb_online(mb)
+        raise AssertionError(f"block {mb} in state {state}: offline blocks are not modelled")
+
+    def _all_plugged(self, mb):
+        return all(self.plugged[mb])
+
+    def _all_unplugged(self, mb):
+        return not any(self.plugged[mb])
+
+    def sbm_unplug_any_sb_online(self, mb):
+        """Whole block in one shot when at least sbs_per_mb subblocks are wanted and all are
+        plugged; else (or on -EBUSY) single subblocks from the highest down, skipping busy ones;
+        then remove the block if nothing in it is plugged."""
+        if self._nb_sb >= self.sbs_per_mb and self._all_plugged(mb):
+            rc = self.sbm_unplug_sb_online(mb, 0, self.sbs_per_mb)
+            if rc == VM_OK:
+                self._nb_sb -= self.sbs_per_mb
+                return self._sbm_unplugged(mb)
+            if rc != VM_EBUSY:
+                return rc
+        sb = self.sbs_per_mb - 1
+        while sb >= 0 and self._nb_sb:
+            while sb >= 0 and not self.plugged[mb][sb]:
+                sb -= 1
+            if sb < 0:
+                break
+            rc = self.sbm_unplug_sb_online(mb, sb, 1)
+            if rc == VM_EBUSY:
+                sb -= 1
+                continue
+            if rc != VM_OK:
+                return rc
+            self._nb_sb -= 1
+            sb -= 1
+        return self._sbm_unplugged(mb)
+
+    def _sbm_unplugged(self, mb):
+        """virtio_mem_sbm_try_remove_unplugged_mb() (never fails here)."""
+        if self._all_unplugged(mb):
+            self.mb_state[mb] = VM_SBM_UNUSED
+            self.removed_blocks += 1
+        return VM_OK
+
+    def sbm_unplug_sb_online(self, mb, sb, count):
+        """virtio_mem_sbm_unplug_sb_online(): fake-offline, unplug, mark the block partial."""
+        start = mb * self.mb_pages + sb * self.sb_size
+        nr = count * self.sb_size
+        rc = self.fake_offline(start, nr)
+        if rc != VM_OK:
+            return rc
+        for i in range(sb, sb + count):
+            assert self.plugged[mb][i]
+            self.plugged[mb][i] = False
+        self.plugged_pages -= nr
+        if self.mb_state[mb] == VM_SBM_KERNEL:
+            self.mb_state[mb] = VM_SBM_KERNEL_PARTIAL
+        elif self.mb_state[mb] == VM_SBM_MOVABLE:
+            self.mb_state[mb] = VM_SBM_MOVABLE_PARTIAL
+        return VM_OK
+
+    # --- BBM -------------------------------------------------------------------------------
+
+    def bb_is_movable(self, bb):
+        """virtio_mem_bbm_bb_is_movable(): every (online) section in ZONE_MOVABLE."""
+        start = bb * self.bb_size
+        return all(self.is_movable_at(p) for p in range(start, start + self.bb_size, self.section_pages))
+
+    def bbm_unplug_request(self, diff):
+        """virtio_mem_bbm_unplug_request(): three passes over the ADDED big blocks from the
+        highest id down: offline ones (none here), ZONE_MOVABLE-only ones, any."""
+        nb_bb = diff // self.bb_size
+        if not nb_bb:
+            return VM_OK
+        for i in range(3):
+            for bb in range(len(self.bb_state) - 1, -1, -1):
+                if self.bb_state[bb] != VM_BBM_ADDED:
+                    continue
+                if i == 0:          # virtio_mem_bbm_bb_is_offline(): all blocks are online
+                    continue
+                if i == 1 and not self.bb_is_movable(bb):
+                    continue
+                rc = self.bbm_offline_remove_and_unplug_bb(bb)
+                if rc == VM_EBUSY:
+                    continue
+                if rc == VM_OK:
+                    nb_bb -= 1
+                if rc != VM_OK or not nb_bb:
+                    return rc
+        return VM_EBUSY if nb_bb else VM_OK
+
+    def bbm_offline_remove_and_unplug_bb(self, bb):
+        """Fake-offline the big block a section at a time; on failure give back the sections
+        taken so far and return the error; else remove and unplug it."""
+        assert self.bb_state[bb] == VM_BBM_ADDED
+        self.bb_state[bb] = VM_BBM_FAKE_OFFLINE
+        start = bb * self.bb_size
+        end = start + self.bb_size
+        for pfn in range(start, end, self.section_pages):
+            rc = self.fake_offline(pfn, self.section_pages)
+            if rc != VM_OK:
+                for q in range(start, pfn, self.section_pages):
+                    self.fake_online(q, self.section_pages)
+                self.bb_state[bb] = VM_BBM_ADDED
+                return rc
+        self.removed_blocks += self.bb_size // self.mb_pages
+        self.bb_state[bb] = VM_BBM_UNUSED
+        self.plugged_pages -= self.bb_size
+        return VM_OK

@@ -137,11 +137,14 @@ PROBE_KEYS = {
     "gigantic": {"count": (int, 1), "size": (parse_size, "1G")},
     "offline": {"block": (parse_size, None)},
     "cma": {"size": (parse_size, "4M"), "count": (int, 1)},
+    "virtio-mem": {"unplug": (parse_size, None), "device": (parse_size, None),
+                   "block": (parse_size, "2M"), "isolation": (str, None)},
 }
 
 
 #: Probe settings that may be left out (and are then not in the canonical spec).
-OPTIONAL_PROBE_KEYS = {("contig", "isolation"), ("hugepages", "release")}
+OPTIONAL_PROBE_KEYS = {("contig", "isolation"), ("hugepages", "release"), ("virtio-mem", "device"),
+                       ("virtio-mem", "isolation")}
 
 
 def parse_probe(spec: str, key: str = "probe") -> tuple[str, dict, str]:
@@ -169,7 +172,7 @@ def parse_probe(spec: str, key: str = "probe") -> tuple[str, dict, str]:
         elif (kind, k) not in OPTIONAL_PROBE_KEYS:
             raise ParamError(key, f"probe {kind} needs {k}=...")
     if "isolation" in params and params["isolation"] not in ("pageblock", "maxorder"):
-        raise ParamError(key, "probe contig: isolation is pageblock or maxorder")
+        raise ParamError(key, f"probe {kind}: isolation is pageblock or maxorder")
     if kind == "hugepages" and params["order"] < 1:
         raise ParamError(key, "probe hugepages: order must be at least 1 (a huge page is a compound page)")
     if "release" in params and params["release"] not in (0, 1):
@@ -306,7 +309,8 @@ PARAMS: dict[str, Param] = {p.name: p for p in [
     Param("keep_files", lambda k, v: _int(k, v, 1), 4, "fragmenter: one file in N is kept", "workload"),
     Param("probe", _probes, [], "probes run in order on the final state (repeatable): compact, "
           "hugepages:order=9,count=N, contig:size=2M,isolation=pageblock,attempts=N, "
-          "gigantic:count=N[,size=1G], offline:block=128M, cma:size=4M,count=N", "probe"),
+          "gigantic:count=N[,size=1G], offline:block=128M, cma:size=4M,count=N, "
+          "virtio-mem:unplug=SIZE[,device=SIZE,block=2M,isolation=...]", "probe"),
     Param("check_every", lambda k, v: _int(k, v, 0), 0,
           "run check_zone() every N operations (debug; 0 = off)", "workload"),
 ]}

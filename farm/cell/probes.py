@@ -17,6 +17,12 @@ pool keeps them.
 - `offline:block=128M`: try to offline every memory block of that size (each success is put
   online again before the next block is tried).
 - `cma:size=4M,count=N`: cma_alloc() N times from the CMA area; released when the probe ends.
+- `virtio-mem:unplug=SIZE[,device=SIZE,block=2M,isolation=pageblock|maxorder]`: a virtio-mem
+  device owns the node's top `device` bytes (default: ZONE_MOVABLE), fully plugged and online,
+  with device blocks of `block`; the host lowers its requested size by `unplug` and the driver
+  gives back what it can (kernels/virtio_mem.py). `asked` and `obtained` are bytes; the memory
+  given back is gone for later probes. `isolation` picks the regime (and with it the subblock
+  size) for this probe: maxorder is the driver before 5.19.
 """
 
 from __future__ import annotations
@@ -25,12 +31,15 @@ import numpy as np
 
 from kernels import constants as C
 from kernels.compaction import GFP_RETRY, alloc_pages_gfp, background, compact_node
-from kernels.page_alloc import free_pages
+from kernels.page_alloc import free_pages, page_zone
 from kernels.zone import kernel_zone_index
 from kernels.page_isolation import (
     CONTIG_OK, FAIL_REASON_NAMES, NR_FAIL_REASONS, alloc_contig_pages, alloc_contig_range,
     cma_alloc, cma_release, free_contig_range, is_hugetlb, offline_pages, online_pages,
+    pfn_to_online_page,
 )
+
+from kernels.virtio_mem import virtio_mem_init, virtio_mem_resize
 
 from .params import PROBE_KEYS, ParamError, format_size, parse_probe, parse_size
 
@@ -118,6 +127,8 @@ def run_probes(node, specs: list[str], p: dict, cc: np.ndarray, cma_bitmap: np.n
                 raise ParamError("probe", "offline block must be a power of two of at least a pageblock")
             total = int(node[-1].zp[C.ZP_ZONE_END])
             for start in range(0, total - nr + 1, nr):
+                if pfn_to_online_page(node[page_zone(node, start)], start) < 0:
+                    continue        # offline or removed already (virtio-mem): no block to offline
                 asked += 1
                 r = offline_pages(node, start, nr)
                 reasons[r] += 1
@@ -140,6 +151,15 @@ def run_probes(node, specs: list[str], p: dict, cc: np.ndarray, cma_bitmap: np.n
                 got.append(pfn)
             for pfn in got:
                 cma_release(node, cma_start, pfn, nr, cma_bitmap)
+        elif kind == "virtio-mem":
+            regimes = [int(z.zp[C.ZP_CONTIG_MAXORDER]) for z in node]
+            vm, extra = _virtio_mem(node, params, p)
+            asked = params["unplug"]
+            obtained = virtio_mem_resize(node, vm, vm.plugged_size - (asked >> C.PAGE_SHIFT)) << C.PAGE_SHIFT
+            for z, old in zip(node, regimes):
+                z.zp[C.ZP_CONTIG_MAXORDER] = old
+            reasons += vm.reasons
+            extra.update(removed_blocks=vm.removed_blocks, fake_offline_calls=vm.fake_offline_calls)
         migrated = _stat_sum(node, C.PGMIGRATE_SUCCESS) - before
         out.append(_result(kind, {k: (format_size(v) if PROBE_KEYS[kind][k][0] is parse_size else v)
                                   for k, v in params.items()}, asked, obtained, migrated, reasons))
@@ -147,10 +167,50 @@ def run_probes(node, specs: list[str], p: dict, cc: np.ndarray, cma_bitmap: np.n
             # what a kernel with this max_order above the block's order would do (page_isolation.py)
             out[-1]["hazards"] = {name: _stat_sum(node, idx) - hazards_before[name]
                                   for name, idx in HAZARDS.items()}
+        if kind == "virtio-mem":
+            out[-1].update(extra)
     for pfn, nr in held:
         free_contig_range(node, pfn, nr)
     free_hugetlb_pool(node)
     return out
+
+
+def _virtio_mem(node, params: dict, p: dict):
+    """The device of a virtio-mem probe and the probe's facts for the JSON: `device` bytes at the
+    top of the node; else a replayed capture's device region (p['virtio_mem_region']); else
+    ZONE_MOVABLE. The probe's isolation regime (the cell's unless given) is set on every zone; the
+    caller restores the zones' own afterwards."""
+    top = int(node[-1].zp[C.ZP_ZONE_END])
+    region = p.get("virtio_mem_region")       # a replayed capture's device (its iomem)
+    if "device" in params:
+        nr = params["device"] >> C.PAGE_SHIFT
+        start = top - nr
+    elif region is not None:
+        start, nr = region
+        if start + nr > top:
+            raise ParamError("probe", "virtio-mem: the capture's device region lies beyond the replayed node")
+    elif int(node[-1].zp[C.ZP_ZONE_IDX]) == C.ZONE_MOVABLE:
+        nr = top - int(node[-1].zp[C.ZP_ZONE_START])
+        start = top - nr
+    else:
+        raise ParamError("probe", "virtio-mem: the node has no ZONE_MOVABLE; give device=SIZE")
+    if not 0 < nr <= top:
+        raise ParamError("probe", f"virtio-mem: device {format_size(nr << C.PAGE_SHIFT)} "
+                                  "does not fit the node")
+    if params["unplug"] > nr << C.PAGE_SHIFT:
+        raise ParamError("probe", "virtio-mem: unplug is larger than the device")
+    maxorder = (params["isolation"] == "maxorder" if "isolation" in params
+                else bool(node[0].zp[C.ZP_CONTIG_MAXORDER]))
+    for z in node:
+        z.zp[C.ZP_CONTIG_MAXORDER] = int(maxorder)
+    try:
+        vm = virtio_mem_init(node, start, nr, params["block"] >> C.PAGE_SHIFT, maxorder)
+    except ValueError as e:
+        raise ParamError("probe", f"virtio-mem: {e}") from None
+    extra = {"device": nr << C.PAGE_SHIFT, "mode": "sbm" if vm.in_sbm else "bbm",
+             "subblock": (vm.sb_size if vm.in_sbm else vm.bb_size) << C.PAGE_SHIFT,
+             "isolation": "maxorder" if maxorder else "pageblock"}
+    return vm, extra
 
 
 def free_hugetlb_pool(node) -> int:
