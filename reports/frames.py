@@ -569,7 +569,7 @@ def worst_case(ratios: pd.DataFrame) -> pd.DataFrame:
 
 # -- probes ---------------------------------------------------------------------------------------
 
-PROBE_COL = re.compile(r"^probe(\d+)_([a-z]+)_(.+)$")
+PROBE_COL = re.compile(r"^probe(\d+)_(virtio_mem|[a-z]+)_(.+)$")   # kind as the column names spell it
 PROBE_KINDS = ("contig", "hugepages", "gigantic", "offline", "cma", "compact")
 PROBE_NOUNS = {
     "contig": "alloc_contig_range()", "hugepages": "huge page (buddy allocation)",
@@ -594,6 +594,10 @@ def probe_label(spec: str, regime: str | None = None) -> str:
         return f"offline {p.get('block', '?')} blocks"
     if kind == "cma":
         return f"cma {p.get('size', '?')}"
+    if kind == "virtio-mem":
+        regime = p.get("isolation", regime)
+        return (f"virtio-mem unplug {p.get('unplug', '?')}"
+                + (f", {regime} isolation" if regime not in (None, "-") else ""))
     return kind
 
 
@@ -626,7 +630,7 @@ def probe_results(df: pd.DataFrame) -> pd.DataFrame:
         f = sub[params].copy()
         f["row"] = sub.index
         f["index"] = i
-        f["kind"] = kind
+        f["kind"] = kind.replace("_", "-")
         if "probe" in sub:
             f["spec"] = [(str(s).split(LIST_SEP)[i] if len(str(s).split(LIST_SEP)) > i else kind)
                          for s in sub["probe"]]
@@ -643,10 +647,14 @@ def probe_results(df: pd.DataFrame) -> pd.DataFrame:
             if kind in ("contig", "gigantic", "offline", "cma") and prefix + f"params_{key}" in sub:
                 size = sub[prefix + f"params_{key}"].map(lambda v: float(size_bytes(v)) if v == v else np.nan)
                 order = np.log2(size / (1 << PAGE_SHIFT))
+        if kind == "virtio_mem" and prefix + "subblock" in sub:
+            # the driver asks alloc_contig_range() for a subblock (a big block in BBM) at a time
+            size = pd.to_numeric(sub[prefix + "subblock"], errors="coerce").astype(float)
+            order = np.log2(size / (1 << PAGE_SHIFT))
         f["size"] = size.astype(float)
         f["size_label"] = f["size"].map(size_text)
         f["request_order"] = order.astype(float)
-        if kind == "contig":
+        if kind in ("contig", "virtio_mem"):
             own = sub.get(prefix + "params_isolation")
             cell = sub["isolation"] if "isolation" in sub else pd.Series("pageblock", index=sub.index)
             f["regime"] = [o if isinstance(o, str) else c for o, c in

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+import numpy as np
 import pandas as pd
 
 from . import figures as F
@@ -541,9 +542,20 @@ def hotplug_section(df: pd.DataFrame, findings: list[str]) -> Section | None:
     the block's order (offline probes with hazards)."""
     probes = T.probe_results(df)
     off = probes[probes["kind"] == "offline"] if "kind" in probes else probes
-    if off.empty or "hazard_offline_lost_pages" not in off:
+    vmem = probes[probes["kind"] == "virtio-mem"] if "kind" in probes else probes
+    has_offline = not off.empty and "hazard_offline_lost_pages" in off
+    if not has_offline and vmem.empty:
         return None
     s = Section("Memory hotplug at large max_order")
+    if has_offline:
+        _offline_part(s, off, findings)
+    if not vmem.empty:
+        _virtio_mem_part(s, vmem, findings)
+    return s
+
+
+def _offline_part(s: Section, off: pd.DataFrame, findings: list[str]) -> None:
+    """Offlining and onlining every memory block: the hazards per release."""
     s.blocks.append(
         "The thread's third question: what onlining and offlining do once a max_order block is larger "
         "than a memory block. No release builds such a kernel (include/linux/mmzone.h: #error Allocator "
@@ -593,7 +605,55 @@ def hotplug_section(df: pd.DataFrame, findings: list[str]) -> Section | None:
                         f"{w['lost']:.2f} GiB are lost." if what == "offlining" else
                         f"{w['beyond']:.2f} GiB freed beyond the blocks per pass."))
         findings.append(text)
-    return s
+
+
+def _virtio_mem_part(s: Section, vmem: pd.DataFrame, findings: list[str]) -> None:
+    """virtio-mem unplug: the share of the requested size the driver gave back, by max_order and
+    isolation regime (the driver's subblock follows it), per zone the device was onlined to."""
+    vmem = vmem.assign(zone=np.where(pd.to_numeric(vmem.get("movable_fraction", 0.0)) > 0,
+                                     "ZONE_MOVABLE", "ZONE_NORMAL"))
+    s.blocks.append(
+        "virtio-mem: the host asks for memory back and the driver unplugs what it can "
+        "(drivers/virtio/virtio_mem.c; kernels/MODEL.md, virtio-mem). Its subblock is a pageblock from "
+        "5.19 and at least MAX_ORDER_NR_PAGES before (the maxorder regime), and once a subblock is not "
+        "smaller than a memory block the driver works in whole big blocks (Big Block Mode), where one "
+        "unmovable page keeps a whole block plugged. Each subblock is taken with alloc_contig_range(), "
+        "which before 5.19 isolates whole max-order blocks around it.")
+    keys = [k for k in ("workload",) if k in vmem and vmem[k].nunique() > 1]
+    g = vmem.groupby(keys + ["zone", "regime", "max_order"], sort=True)
+    m = g.agg(success_rate=("success_rate", "mean"), obtained=("obtained", "mean"),
+              asked=("asked", "mean")).reset_index()
+    rows = [[*(T.format_value(k, r[k]) for k in keys), r["zone"], r["regime"], str(int(r["max_order"])),
+             pct(r["success_rate"]), f"{r['obtained'] / 2 ** 30:.3f}", f"{r['asked'] / 2 ** 30:.3f}"]
+            for _, r in m.iterrows()]
+    s.blocks.append(Table(keys + ["zone", "isolation", "max_order", "unplugged", "GiB given back",
+                                  "GiB asked"], rows,
+                          caption="virtio-mem unplug, mean over seeds and every other parameter.",
+                          align="l" * (len(keys) + 2) + "rrrr"))
+    data = T.success_by(vmem, keys + ["zone", "regime", "max_order"], kinds=["virtio-mem"])
+    if data["max_order"].nunique() > 1:
+        s.blocks.append(F.FigureSpec(
+            name="virtio-mem-unplug",
+            title="virtio-mem: share of the requested memory unplugged against max_order",
+            caption=("Mean share of the requested size the driver gave back, per isolation regime "
+                     "(maxorder: the driver and alloc_contig_range() before 5.19), one panel per zone "
+                     f"the device's memory was onlined to. {CI_NOTE}"),
+            data=data, draw_fn=F.draw_lines,
+            options=dict(x="max_order", col="zone", hue="regime", xlabel="max_order",
+                         row=keys[0] if keys else None, percent=True, ylim=(-0.03, 1.05),
+                         ylabels="unplugged", sharey=True)))
+    for zone, sub in m.groupby("zone", sort=True):
+        text = f"virtio-mem in {zone}:"
+        parts = []
+        for regime, r in sub.groupby("regime", sort=True):
+            worst = r.sort_values(["success_rate", "max_order"]).iloc[0]
+            if worst["success_rate"] >= 1:
+                parts.append(f" with {regime} isolation all of it at every max_order")
+                continue
+            where = ", ".join(T.format_value(k, worst[k]) for k in keys)
+            parts.append(f" with {regime} isolation the lowest is {pct(worst['success_rate'])} at max_order "
+                         f"{int(worst['max_order'])}{' (' + where + ')' if where else ''}")
+        findings.append(text + ";".join(parts) + ".")
 
 
 # -- pageblock mix and fragmentation ----------------------------------------------------------------------

@@ -548,3 +548,39 @@ def test_the_hotplug_section_states_the_hazards_per_block_size():
     assert "a kernel builds up to max_order 15;" in s.blocks[1]
     wide = hotplug_section(frame([dict(r, section_bits=29) for r in rows]), [])
     assert "SECTION_SIZE_BITS 29 (the sweep's section_bits), a kernel builds up to max_order 17;" in wide.blocks[1]
+
+
+def test_the_hotplug_section_gives_virtio_mem_unplug_by_max_order_and_regime():
+    """virtio-mem probes alone make the section: a table row per zone, regime and max_order, a
+    figure over max_order, and a finding per zone naming each regime's lowest share. By hand: 2 GiB
+    asked; ZONE_NORMAL pageblock 1.75 and 1.5 GiB at max_order 10 (mean 81.25%), 1.5 at 18 (75.0%);
+    maxorder 1.5 at 10, 0.5 at 18 (25.0%); ZONE_MOVABLE everything."""
+    G = 2 ** 30
+
+    def vm(seed, mo, iso, mf, got):
+        return cell(seed, mo, probe="virtio-mem:unplug=2G,device=2G", isolation=iso, movable_fraction=mf,
+                    probe0_virtio_mem_params_unplug="2G", probe0_virtio_mem_params_device="2G",
+                    probe0_virtio_mem_asked=2 * G, probe0_virtio_mem_obtained=got,
+                    probe0_virtio_mem_success_rate=got / (2 * G),
+                    probe0_virtio_mem_fail_unmovable_in_range=1 if got < 2 * G else 0)
+    rows = [vm(1, 10, "pageblock", 0.0, 1.75 * G), vm(2, 10, "pageblock", 0.0, 1.5 * G)]
+    rows += [vm(s, 18, "pageblock", 0.0, 1.5 * G) for s in (1, 2)]
+    rows += [vm(s, 10, "maxorder", 0.0, 1.5 * G) for s in (1, 2)]
+    rows += [vm(s, 18, "maxorder", 0.0, 0.5 * G) for s in (1, 2)]
+    rows += [vm(s, mo, iso, 0.5, 2 * G) for s in (1, 2) for mo in (10, 18) for iso in ("pageblock", "maxorder")]
+    findings: list[str] = []
+    from reports.report import hotplug_section
+    s = hotplug_section(frame(rows), findings)
+    table = next(b for b in s.blocks if isinstance(b, render.Table))
+    by = {(r[0], r[1], r[2]): r[3:] for r in table.rows}
+    assert by[("ZONE_NORMAL", "pageblock", "10")] == ["81.2%", "1.625", "2.000"]
+    assert by[("ZONE_NORMAL", "maxorder", "18")] == ["25.0%", "0.500", "2.000"]
+    assert by[("ZONE_MOVABLE", "maxorder", "18")] == ["100.0%", "2.000", "2.000"]
+    fig = next(b for b in s.blocks if getattr(b, "name", "") == "virtio-mem-unplug")
+    assert set(fig.data["zone"]) == {"ZONE_NORMAL", "ZONE_MOVABLE"} and set(fig.data["regime"]) == {"pageblock", "maxorder"}
+    assert findings == [
+        "virtio-mem in ZONE_MOVABLE: with maxorder isolation all of it at every max_order; with "
+        "pageblock isolation all of it at every max_order.",
+        "virtio-mem in ZONE_NORMAL: with maxorder isolation the lowest is 25.0% at max_order 18; with "
+        "pageblock isolation the lowest is 75.0% at max_order 18."]
+    fig.draw()
