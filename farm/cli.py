@@ -581,6 +581,12 @@ def build_parser() -> argparse.ArgumentParser:
     cap.add_argument("--accel", choices=("auto", "kvm", "tcg"), default="auto",
                      help="auto: kvm when /dev/kvm works, else tcg [default: auto]")
     cap.add_argument("--append", metavar="ARGS", help="extra kernel command line arguments")
+    cap.add_argument("--virtio-mem", metavar="SIZE[,block=SIZE][,online=movable|normal][,request=SIZE]",
+                     help="add a virtio-mem device of SIZE (plugged before the before snapshot; --memory stays "
+                          "the boot memory) and after mid ask it over QMP for request [default: 0] bytes, "
+                          "then snapshot phase unplugged instead of compacted/after. block: the device's "
+                          "block size [default: qemu's, 2M]; online: the zone hotplugged memory goes to "
+                          "[default: movable]")
     cap.add_argument("-o", "--out", required=True, metavar="DIR", help="the capture folder to write")
     cap.set_defaults(func=lambda args: __import__("farm.real.capture", fromlist=["main_args"]).main_args(args))
     return parser

@@ -22,6 +22,10 @@ How it goes:
 - the guest prints `buddyfarm: phase=NAME` lines on the serial console, which the host follows
   (console.log in the output folder) to print each phase with its elapsed time.
 
+With --virtio-mem (capture(virtio_mem=...)), a virtio-mem device adds memory to the boot memory
+before the `before` snapshot, and after `mid` the host asks it over QMP to shrink: the capture's
+last phase is then `unplugged` (no compaction or hugetlb phases); see docs/traces.md.
+
 Every failure raises `CaptureFailed` with one line naming the problem; the console log stays in
 the output folder.
 """
@@ -31,10 +35,12 @@ from __future__ import annotations
 import fcntl
 import glob
 import gzip
+import json
 import lzma
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import tarfile
@@ -46,7 +52,7 @@ from pathlib import Path
 from .captures import parse_config
 
 __all__ = ["CaptureFailed", "WORKLOADS", "capture", "parse_memory", "parse_workload", "parse_hugepages",
-           "resolve_kernel", "build_initramfs", "kvm_usable"]
+           "parse_virtio_mem", "resolve_kernel", "build_initramfs", "kvm_usable"]
 
 WORKLOAD_DIR = Path(__file__).with_name("workloads")
 GUEST_DIR = Path(__file__).with_name("guest")            # programs the guest runs besides the workload
@@ -150,6 +156,55 @@ def parse_hugepages(text: str | None, memory_mib: int) -> dict[str, int]:
             raise CaptureFailed(f"--hugepages {text!r}: expected 2M=N,1G=N")
         out[key] = int(value)
     return out
+
+
+def parse_size(text: str, what: str) -> int:
+    """'2G', '512M', '4096K', '2147483648B', '0', '256' (MiB, as --memory) -> bytes."""
+    m = re.fullmatch(r"\s*(\d+)\s*([KkMmGgTt]?)(i?[Bb])?\s*", str(text))
+    if m is None or (m[3] and not m[2] and m[3].lower() != "b"):
+        raise CaptureFailed(f"{what}: expected a size such as 512M, 2G or 0")
+    unit = m[2].lower() or ("b" if m[3] else "m")
+    return int(m[1]) << {"b": 0, "k": 10, "m": 20, "g": 30, "t": 40}[unit]
+
+
+#: memhp_default_state= of the kernel command line for --virtio-mem's online=
+VIRTIO_MEM_ONLINE = {"movable": "online_movable", "normal": "online"}
+
+
+def parse_virtio_mem(text: str, memory_mib: int) -> dict:
+    """--virtio-mem 'SIZE[,block=SIZE][,online=movable|normal][,request=SIZE]' ->
+    {'region_bytes', 'block_bytes' (None: qemu's default, 2 MiB), 'online', 'requested' (bytes the
+    host asks for after mid), 'maxmem_mib' (boot memory + region, rounded up to 1 GiB)}."""
+    what = f"--virtio-mem {text!r}"
+    first, *rest = str(text).split(",")
+    if not first.strip():
+        raise CaptureFailed(f"{what}: expected SIZE[,block=SIZE][,online=movable|normal][,request=SIZE]")
+    region = parse_size(first, f"{what}: SIZE")
+    vm = {"region_bytes": region, "block_bytes": None, "online": "movable", "requested": 0}
+    for item in rest:
+        key, eq, value = item.partition("=")
+        key = key.strip()
+        if not eq or key not in ("block", "online", "request"):
+            raise CaptureFailed(f"{what}: {item!r} is not one of block=SIZE, online=movable|normal, "
+                                "request=SIZE")
+        if key == "online":
+            if value.strip() not in VIRTIO_MEM_ONLINE:
+                raise CaptureFailed(f"{what}: online={value} (expected movable or normal)")
+            vm["online"] = value.strip()
+        elif key == "block":
+            vm["block_bytes"] = parse_size(value, f"{what}: block")
+        else:
+            vm["requested"] = parse_size(value, f"{what}: request")
+    block = vm["block_bytes"] or 2 << 20
+    if vm["block_bytes"] is not None and (block < 1 << 20 or block & (block - 1)):
+        raise CaptureFailed(f"{what}: block must be a power of two of at least 1M")
+    if region <= 0 or region % block:
+        raise CaptureFailed(f"{what}: SIZE must be a positive multiple of the block size ({block >> 20} MiB)")
+    if vm["requested"] > region or vm["requested"] % block:
+        raise CaptureFailed(f"{what}: request must be a multiple of the block size ({block >> 20} MiB) "
+                            "no larger than SIZE")
+    vm["maxmem_mib"] = -(-(memory_mib + (region >> 20)) // 1024) * 1024
+    return vm
 
 
 # --- tools ------------------------------------------------------------------------------------
@@ -296,17 +351,24 @@ def needed_modules(kernel: dict) -> list[tuple[str, bytes]]:
         return []
     if not kernel["modules"]:
         raise CaptureFailed(f"the kernel builds {', '.join(wanted)} as modules but no modules came with it")
-    files = {}
-    for p in Path(kernel["modules"]).rglob("*.ko*"):
-        files[p.name.split(".ko")[0].replace("-", "_")] = p
+    return _module_order(kernel, wanted, "needed for the virtio disks")
+
+
+def _module_files(kernel: dict) -> dict[str, Path]:
+    return {p.name.split(".ko")[0].replace("-", "_"): p for p in Path(kernel["modules"]).rglob("*.ko*")}
+
+
+def _module_order(kernel: dict, wanted: list[str], why: str, loaded=()) -> list[tuple[str, bytes]]:
+    """`wanted` with their dependencies (modinfo depends=) in load order, leaving out `loaded`."""
+    files = _module_files(kernel)
     order: list[tuple[str, bytes]] = []
-    seen: set[str] = set()
+    seen: set[str] = set(loaded)
 
     def visit(name, chain=()):
         if name in seen:
             return
         if name not in files:
-            raise CaptureFailed(f"module {name} (needed for the virtio disks) is not in {kernel['modules']}")
+            raise CaptureFailed(f"module {name} ({why}) is not in {kernel['modules']}")
         seen.add(name)
         data = _read_module(files[name])
         m = re.search(rb"(?:^|\0)depends=([^\0]*)\0", data)
@@ -316,6 +378,27 @@ def needed_modules(kernel: dict) -> list[tuple[str, bytes]]:
     for name in wanted:
         visit(name)
     return order
+
+
+def virtio_mem_modules(kernel: dict, loaded=()) -> list[tuple[str, bytes]]:
+    """The modules --virtio-mem needs insmodded (virtio_mem and its dependencies not in `loaded`),
+    found as needed_modules() finds the disks'. Empty when the kernel has virtio_mem built in, or
+    when neither its config nor its modules are known (the guest then checks for the driver).
+    Raises CaptureFailed when the kernel has no virtio_mem."""
+    state = kernel["config"].get("CONFIG_VIRTIO_MEM")
+    if state == "y":
+        return []
+    if kernel["config"] and state != "m":
+        raise CaptureFailed("--virtio-mem: the kernel has no virtio_mem driver (CONFIG_VIRTIO_MEM is not set "
+                            "in its config)")
+    if not kernel["modules"]:
+        if state == "m":
+            raise CaptureFailed("--virtio-mem: the kernel builds virtio_mem as a module but no modules came "
+                                "with it")
+        return []
+    if "virtio_mem" not in _module_files(kernel):
+        raise CaptureFailed(f"--virtio-mem: the kernel has no virtio_mem module in {kernel['modules']}")
+    return _module_order(kernel, ["virtio_mem"], "needed for --virtio-mem", loaded)
 
 
 # --- the pageblock-types module -------------------------------------------------------------
@@ -434,8 +517,107 @@ def compile_workload(name: str, out: Path) -> Path:
     return compile_static(WORKLOAD_DIR / f"{name}.c", out, f"the {name} workload")
 
 
-def init_script(workload: str, argv: list, hugepages: dict, trace_kb: int, modules: list[str]) -> str:
+def _virtio_mem_plug(vm: dict, modules: list[str]) -> str:
+    """The /init lines of --virtio-mem before the `before` snapshot: insmod virtio_mem (after the
+    trace buffer is allocated, so that it lies in the boot memory, not in the device's), wait
+    until the driver has plugged and onlined the memory, record the memory blocks."""
+    return f"""# --virtio-mem: the trace drops new events when full instead of overwriting the oldest, so
+# that events lost during the unplug (after mid) cost the end of the trace, not its start
+echo 0 > $T/options/overwrite || fail "cannot turn the trace buffer's overwrite option off"
+M=/sys/devices/system/memory
+# memory_blocks PHASE: memoryN STATE VALID_ZONES per memory block, by the shell's own reads
+memory_blocks() {{
+    n=0
+    for d in $M/memory[0-9]*; do i=${{d##*/memory}}; [ $i -gt $n ] && n=$i; done
+    i=0
+    while [ $i -le $n ]; do
+        if [ -d $M/memory$i ]; then
+            read st < $M/memory$i/state 2>/dev/null || st=gone
+            if [ -r $M/memory$i/valid_zones ]; then read vz < $M/memory$i/valid_zones 2>/dev/null || vz=-; else vz=-; fi
+            echo "memory$i $st $vz"
+        fi
+        i=$((i+1))
+    done > /out/memory_blocks.$1
+}}
+read k mem0 u < /proc/meminfo
+for m in {' '.join(modules)}; do
+    insmod /lib/modules/$m.ko || fail "insmod $m failed"
+done
+[ -d /sys/bus/virtio/drivers/virtio_mem ] || fail "virtio-mem: the guest kernel has no virtio_mem driver"
+# the driver plugs and onlines the device's memory in a work item after its probe: wait until
+# MemTotal has grown and then read the same 3 times 1 s apart
+last=$mem0; same=0; waited=0
+while [ $same -lt 2 ]; do
+    [ $waited -ge 120 ] && fail "virtio-mem: MemTotal did not grow and settle within 120 s (boot $mem0 kB, last $last kB)"
+    sleep 1
+    waited=$((waited+1))
+    read k mt u < /proc/meminfo
+    if [ $mt -gt $mem0 ] && [ $mt = $last ]; then same=$((same+1)); else same=0; fi
+    last=$mt
+done
+say phase=plugged memtotal_kb=$last boot_kb=$mem0 seconds=$waited
+# /tmp (the workloads' tmpfs) holds half of the memory, the device's too
+mount -o remount,size=50% /tmp || fail "cannot resize /tmp to half of the memory"
+read bs < $M/block_size_bytes
+echo $bs > /out/memory_block_size_bytes
+memory_blocks before
+"""
+
+
+def _virtio_mem_unplug() -> str:
+    """The /init lines of --virtio-mem after the mid snapshot: ask the host to unplug, wait for its
+    line on the console, snapshot the result as the phase `unplugged`."""
+    return """memory_blocks mid
+# the trace buffer's counters at mid: the host tells losses before mid from those of the unplug
+mkdir -p /out/trace_stats_mid.d
+for c in $T/per_cpu/cpu*; do
+    while read l; do echo "$l"; done < $c/stats > /out/trace_stats_mid.d/${c##*/}
+done
+mark unplug-request
+# the host asks the device to shrink over QMP, waits until its size settles and writes a line
+read line
+# memory the device could not give back may be short now (the unplug stops at -ENOMEM): a failed
+# snapshot of this last phase is recorded, and the capture keeps its trace and mid
+/bin/snapshot unplugged /out --marker $T/trace_marker 2> /out/unplugged.err && rm /out/unplugged.err
+say phase=unplugged
+memory_blocks unplugged
+cat /proc/iomem > /out/iomem.unplugged
+"""
+
+
+def _after_mid(hugepages: dict) -> str:
+    """The /init lines of a normal capture after the mid snapshot: compaction, hugetlb pages."""
+    return f"""echo 1 > /proc/sys/vm/compact_memory
+snap compacted
+H=/sys/kernel/mm/hugepages
+# hugetlb pages of one size: hugepages SIZE_KB NAME ASKED "why there are none"
+hugepages() {{
+    echo $3 > /out/hugepages_$2.asked
+    if [ -d $H/hugepages-$1kB ]; then
+        echo $3 > $H/hugepages-$1kB/nr_hugepages 2> /out/hugepages_$2.err
+        # the shell's own read: with every page in the pool a fork for cat can fail
+        read got < $H/hugepages-$1kB/nr_hugepages
+    else
+        echo "$4" > /out/hugepages_$2.err; got=0
+    fi
+    echo $got > /out/hugepages_$2
+    mark hugepages-$2-done got=$got
+    [ -d $H/hugepages-$1kB ] && echo 0 > $H/hugepages-$1kB/nr_hugepages
+}}
+hugepages 2048 2m {hugepages['2m']} "no 2 MiB hugetlb pages in this kernel"
+hugepages 1048576 1g {hugepages['1g']} "no 1 GiB hugetlb pages on this machine"
+snap after
+"""
+
+
+def init_script(workload: str, argv: list, hugepages: dict, trace_kb: int, modules: list[str],
+                virtio_mem: dict | None = None, virtio_mem_modules: list[str] = ()) -> str:
+    """The guest's /init. With `virtio_mem` (parse_virtio_mem's dict): insmod
+    `virtio_mem_modules` and wait for the plug before the `before` snapshot, and after `mid` the
+    unplug (phases unplug-request, unplugged) instead of compaction and hugetlb pages."""
     events = " ".join(f"kmem/{e}" for e in KMEM_EVENTS)
+    plug = _virtio_mem_plug(virtio_mem, list(virtio_mem_modules)) if virtio_mem else ""
+    after_mid = _virtio_mem_unplug() if virtio_mem else _after_mid(hugepages)
     return f"""#!/bin/sh
 export PATH=/bin
 mount -t proc proc /proc
@@ -478,7 +660,7 @@ echo madvise > /sys/kernel/mm/transparent_hugepage/enabled 2>/dev/null
 echo 0 > $T/tracing_on
 echo {trace_kb} > $T/buffer_size_kb || fail "cannot set a {trace_kb} KiB trace buffer"
 echo > $T/trace
-for e in {events}; do echo 1 > $T/events/$e/enable || fail "no trace event $e"; done
+{plug}for e in {events}; do echo 1 > $T/events/$e/enable || fail "no trace event $e"; done
 echo 1 > $T/events/compaction/enable || fail "no compaction trace events"
 # when each vmstat update (and with it decay_pcp_high()) ran: work items starting
 echo 1 > $T/events/workqueue/workqueue_execute_start/enable || fail "no workqueue trace events"
@@ -499,27 +681,7 @@ fi
 sync
 echo 3 > /proc/sys/vm/drop_caches
 snap mid
-echo 1 > /proc/sys/vm/compact_memory
-snap compacted
-H=/sys/kernel/mm/hugepages
-# hugetlb pages of one size: hugepages SIZE_KB NAME ASKED "why there are none"
-hugepages() {{
-    echo $3 > /out/hugepages_$2.asked
-    if [ -d $H/hugepages-$1kB ]; then
-        echo $3 > $H/hugepages-$1kB/nr_hugepages 2> /out/hugepages_$2.err
-        # the shell's own read: with every page in the pool a fork for cat can fail
-        read got < $H/hugepages-$1kB/nr_hugepages
-    else
-        echo "$4" > /out/hugepages_$2.err; got=0
-    fi
-    echo $got > /out/hugepages_$2
-    mark hugepages-$2-done got=$got
-    [ -d $H/hugepages-$1kB ] && echo 0 > $H/hugepages-$1kB/nr_hugepages
-}}
-hugepages 2048 2m {hugepages['2m']} "no 2 MiB hugetlb pages in this kernel"
-hugepages 1048576 1g {hugepages['1g']} "no 1 GiB hugetlb pages on this machine"
-snap after
-echo 0 > $T/tracing_on
+{after_mid}echo 0 > $T/tracing_on
 mkdir -p /out/trace_stats.d
 for c in $T/per_cpu/cpu*; do cat $c/stats > /out/trace_stats.d/${{c##*/}}; done
 uname -a > /out/uname
@@ -532,7 +694,9 @@ writeout
 
 
 def build_initramfs(out: Path, workload: str, argv: list, hugepages: dict, trace_kb: int,
-                    modules: list[tuple[str, bytes]], pageblock_ko: bytes | None = None) -> Path:
+                    modules: list[tuple[str, bytes]], pageblock_ko: bytes | None = None,
+                    virtio_mem: dict | None = None,
+                    virtio_mem_modules: list[tuple[str, bytes]] = ()) -> Path:
     busybox = find_busybox()
     exe = compile_workload(workload, out)
     snapshot = compile_static(GUEST_DIR / "snapshot.c", out, "the snapshot program")
@@ -548,11 +712,12 @@ def build_initramfs(out: Path, workload: str, argv: list, hugepages: dict, trace
             c.symlink(f"bin/{a}", "busybox")
     c.file(f"bin/{workload}", exe.read_bytes())
     c.file("bin/snapshot", snapshot.read_bytes())
-    for name, data in modules:
+    for name, data in [*modules, *virtio_mem_modules]:
         c.file(f"lib/modules/{name}.ko", data, 0o644)
     if pageblock_ko is not None:
         c.file("lib/modules/pageblocktypes.ko", pageblock_ko, 0o644)
-    c.file("init", init_script(workload, argv, hugepages, trace_kb, [n for n, _ in modules]).encode())
+    c.file("init", init_script(workload, argv, hugepages, trace_kb, [n for n, _ in modules], virtio_mem,
+                               [n for n, _ in virtio_mem_modules]).encode())
     path = out / "initramfs.cpio.gz"
     path.write_bytes(gzip.compress(c.bytes(), compresslevel=6))
     return path
@@ -560,9 +725,9 @@ def build_initramfs(out: Path, workload: str, argv: list, hugepages: dict, trace
 
 # --- the run ----------------------------------------------------------------------------------
 
-def _trace_stats(folder: Path) -> str:
+def _trace_stats(folder: Path, name: str = "trace_stats.d") -> str:
     """trace_stats as the shared captures have it (per_cpu/cpu0/stats), summed over the cpus."""
-    d = folder / "trace_stats.d"
+    d = folder / name
     files = sorted(d.glob("cpu*"), key=lambda p: int(p.name[3:])) if d.is_dir() else []
     if not files:
         raise CaptureFailed("the guest wrote no trace buffer stats (per_cpu/cpu*/stats)")
@@ -610,9 +775,13 @@ def _copy_trace(image: Path, dest: Path) -> int:
 
 def capture(kernel: str, memory: str, workload: str, out: str | Path, hugepages: str | None = None,
             smp: int = 1, timeout: float = 1800, trace_buffer_mb: int | None = None,
-            append: str = "", accel: str = "auto", log=_say) -> dict:
+            append: str = "", accel: str = "auto", log=_say, virtio_mem: str | None = None) -> dict:
     """Boot `kernel` under qemu with `memory`, run `workload` in it and write the capture folder
     `out`. Returns {'folder', 'phases': [(name, seconds since qemu started)], 'kernel', ...}.
+    With `virtio_mem` ('SIZE[,block=SIZE][,online=movable|normal][,request=SIZE]'): a virtio-mem
+    device of SIZE besides the boot `memory`, plugged before the `before` snapshot and asked over
+    QMP for `request` (default 0) after `mid`; the phase after that is `unplugged` (no compaction
+    or hugetlb phases); the result then has 'virtio_mem' (virtio_mem_unplug's dict).
     Raises CaptureFailed with one line naming the problem."""
     t_start = time.monotonic()
     if accel not in ("auto", "kvm", "tcg"):
@@ -620,7 +789,13 @@ def capture(kernel: str, memory: str, workload: str, out: str | Path, hugepages:
     auto = accel == "auto"
     qemu = _need("qemu-system-x86_64", "apt-get install -y qemu-system-x86")
     memory_mib = parse_memory(memory)
-    wname, wparams = parse_workload(workload, memory_mib)
+    vm = parse_virtio_mem(virtio_mem, memory_mib) if virtio_mem else None
+    if vm and hugepages:
+        raise CaptureFailed("--hugepages: not used with --virtio-mem (its capture ends with the unplug)")
+    # the workload's default sizes follow all the memory the guest has: with --virtio-mem, the
+    # boot memory and the device's
+    total_mib = memory_mib + (vm["region_bytes"] >> 20 if vm else 0)
+    wname, wparams = parse_workload(workload, total_mib)
     huge = parse_hugepages(hugepages, memory_mib)
     if smp < 1:
         raise CaptureFailed(f"--smp {smp}: at least 1")
@@ -635,8 +810,10 @@ def capture(kernel: str, memory: str, workload: str, out: str | Path, hugepages:
         # the replay's initial state depends on it (deferred struct page init types pageblocks)
         (out / "config").write_text("".join(f"{key}={value}\n" for key, value in k["config"].items()))
     work = Path(tempfile.mkdtemp(prefix=".capture-", dir=out))
+    qmp = None
     try:
         modules = needed_modules(k)
+        vm_modules = virtio_mem_modules(k, [n for n, _ in modules]) if vm else []
         try:
             pageblock_ko = build_pageblock_module(module_build_tree(k), work)
             log("pageblock types: the pageblocktypes module is built for this kernel")
@@ -645,30 +822,44 @@ def capture(kernel: str, memory: str, workload: str, out: str | Path, hugepages:
             pageblock_ko = None
             (out / "pageblocktypes.err").write_text(f"{e}\n")
             log(f"pageblock types: not recorded ({e})")
-        trace_kb = (trace_buffer_mb * 1024 if trace_buffer_mb
-                    else max(16 << 10, (memory_mib * 1024 // 8) // smp))
+        if trace_buffer_mb:
+            trace_kb = trace_buffer_mb * 1024
+        elif vm:
+            # an eighth of all the memory, but (allocated before the plug) at most a quarter of the boot memory
+            trace_kb = max(16 << 10, min(total_mib * 1024 // 8, memory_mib * 1024 // 4) // smp)
+        else:
+            trace_kb = max(16 << 10, (memory_mib * 1024 // 8) // smp)
         initrd = build_initramfs(work, wname, [f"{k}={v}" for k, v in wparams.items()], huge, trace_kb,
-                                 modules, pageblock_ko)
+                                 modules, pageblock_ko, vm, vm_modules)
         files_img, trace_img, scratch_img = work / "files.img", work / "trace.img", work / "scratch.img"
         with open(files_img, "wb") as f:
-            f.truncate(max(256, memory_mib // 2) << 20)
+            f.truncate(max(256, total_mib // 2) << 20)
         with open(trace_img, "wb") as f:
             f.truncate(64 << 30)                       # sparse: only what the guest writes is stored
         with open(scratch_img, "wb") as f:             # /mnt: ext2, for page cache that can be reclaimed
             f.truncate(max(256, memory_mib) << 20)
         accel = accel if accel != "auto" else ("kvm" if kvm_usable() else "tcg")
         cmdline = f"console=ttyS0 quiet transparent_hugepage=madvise panic=-1 {append}".strip()
-        cmd = [qemu, "-accel", accel, "-cpu", "host" if accel == "kvm" else "max", "-m", f"{memory_mib}M", "-smp", str(smp), "-nographic", "-no-reboot",
-               "-kernel", k["bzimage"], "-initrd", str(initrd), "-append", cmdline,
-               "-drive", f"file={files_img},format=raw,if=virtio,cache=unsafe",
-               "-drive", f"file={trace_img},format=raw,if=virtio,cache=unsafe",
-               "-drive", f"file={scratch_img},format=raw,if=virtio,cache=unsafe"]
-        log(f"kernel {k['package'] or k['bzimage']}{' (modules: ' + ', '.join(n for n, _ in modules) + ')' if modules else ''}")
+        unplug = None
+        if vm:
+            # a unix socket's path has at most 107 bytes
+            qmp = work / "qmp.sock"
+            if len(str(qmp)) > 100:
+                qmp = Path(tempfile.mkdtemp(prefix="buddyfarm-qmp-")) / "qmp.sock"
+
+            def unplug():
+                vm_result.update(virtio_mem_unplug(qmp, vm, out, log, t_start))
+        vm_result: dict = {}
+        cmd = qemu_command(qemu, accel, memory_mib, smp, k["bzimage"], initrd, cmdline,
+                           [files_img, trace_img, scratch_img], vm, qmp)
+        mods = [n for n, _ in modules + vm_modules]
+        log(f"kernel {k['package'] or k['bzimage']}{' (modules: ' + ', '.join(mods) + ')' if mods else ''}")
         log(f"workload {wname} {' '.join(f'{a}={b}' for a, b in wparams.items())}; "
-            f"hugepages 2M={huge['2m']} 1G={huge['1g']}; trace buffer {trace_kb} KiB per cpu; "
-            f"qemu -accel {accel} -m {memory_mib}M -smp {smp}")
+            + (f"virtio-mem {vm['region_bytes'] >> 20} MiB online={vm['online']} "
+               f"request={vm['requested'] >> 20} MiB" if vm else f"hugepages 2M={huge['2m']} 1G={huge['1g']}")
+            + f"; trace buffer {trace_kb} KiB per cpu; qemu -accel {accel} -m {cmd[cmd.index('-m') + 1]} -smp {smp}")
         try:
-            phases, errors, panic = _run_qemu(cmd, out / "console.log", timeout, log, t_start)
+            phases, errors, panic = _run_qemu(cmd, out / "console.log", timeout, log, t_start, unplug)
         except _KvmBroken:
             if not auto:
                 raise CaptureFailed(f"KVM cannot run this guest (see "
@@ -676,7 +867,9 @@ def capture(kernel: str, memory: str, workload: str, out: str | Path, hugepages:
             log("KVM cannot run this guest (see the console log): again with -accel tcg")
             accel = "tcg"
             cmd[cmd.index("-accel") + 1], cmd[cmd.index("-cpu") + 1] = "tcg", "max"
-            phases, errors, panic = _run_qemu(cmd, out / "console.log", timeout, log, t_start)
+            if qmp is not None:
+                qmp.unlink(missing_ok=True)
+            phases, errors, panic = _run_qemu(cmd, out / "console.log", timeout, log, t_start, unplug)
         t0 = time.monotonic()
         if phases and phases[-1][0] == "done":       # keep what the guest wrote, even on an error
             with tarfile.open(files_img, "r:") as tar:
@@ -693,6 +886,8 @@ def capture(kernel: str, memory: str, workload: str, out: str | Path, hugepages:
         if size == 0:
             raise CaptureFailed("the guest wrote no trace text")
         (out / "trace_stats").write_text(_trace_stats(out))
+        if vm:
+            (out / "trace_stats.mid").write_text(_trace_stats(out, "trace_stats_mid.d"))
         for p in out.glob("kpageflags.*"):
             if p.suffix != ".gz":
                 with open(p, "rb") as src, gzip.open(p.with_name(p.name + ".gz"), "wb") as dst:
@@ -702,19 +897,157 @@ def capture(kernel: str, memory: str, workload: str, out: str | Path, hugepages:
         phases.append(("host-unpack", time.monotonic() - t_start))
         log(f"{time.monotonic() - t_start:7.1f}s  host: unpacked, trace text {size / 1e6:.1f} MB "
             f"({time.monotonic() - t0:.1f}s)")
-        stats = {}
-        for line in (out / "trace_stats").read_text().splitlines():
-            key, _, value = line.partition(":")
-            stats[key.strip()] = value.strip()
-        lost = {k2: stats.get(k2) for k2 in ("overrun", "commit overrun", "dropped events")
-                if stats.get(k2) not in (None, "0")}
-        if lost:
+        lost = _lost_events(out / "trace_stats")
+        if lost and vm and not _lost_events(out / "trace_stats.mid"):
+            # the unplug's events filled the buffer after mid: the trace up to mid is whole
+            note = ("trace events were lost after phase=mid, during the unplug ("
+                    + ", ".join(f"{a} {b}" for a, b in lost.items()) + "): the trace is whole up to "
+                    "phase=mid and stops where the buffer filled, maybe before phase=unplugged; "
+                    "raise --trace-buffer-mb for all of it\n")
+            (out / "trace_lost_after_mid").write_text(note)
+            log(f"note: {note.strip()}")
+        elif lost:
             raise CaptureFailed("trace events were lost (" + ", ".join(f"{a} {b}" for a, b in lost.items())
                                 + "): raise --trace-buffer-mb")
-        return {"folder": str(out), "phases": phases, "kernel": k, "accel": accel,
-                "workload": (wname, wparams), "hugepages": huge, "trace_bytes": size}
+        result = {"folder": str(out), "phases": phases, "kernel": k, "accel": accel,
+                  "workload": (wname, wparams), "hugepages": huge, "trace_bytes": size}
+        if vm:
+            result["virtio_mem"] = vm_result
+        return result
     finally:
         shutil.rmtree(work, ignore_errors=True)
+        if qmp is not None and qmp.parent != work:
+            shutil.rmtree(qmp.parent, ignore_errors=True)
+
+
+def _lost_events(path: Path) -> dict:
+    """The nonzero lost-event counters of a trace_stats file."""
+    stats = {}
+    for line in path.read_text().splitlines():
+        key, _, value = line.partition(":")
+        stats[key.strip()] = value.strip()
+    return {k: stats.get(k) for k in ("overrun", "commit overrun", "dropped events")
+            if stats.get(k) not in (None, "0")}
+
+
+# --- virtio-mem: the host's side of the unplug --------------------------------------------------
+
+VIRTIO_MEM_QOM = "/machine/peripheral/vm0"     # the device's id is vm0
+
+
+def qemu_command(qemu: str, accel: str, memory_mib: int, smp: int, bzimage: str, initrd: Path, cmdline: str,
+                 drives: list[Path], virtio_mem: dict | None = None, qmp: Path | None = None) -> list[str]:
+    """The qemu command line of a capture. With `virtio_mem` (parse_virtio_mem's dict): the boot
+    memory with a maxmem, a virtio-mem-pci device `vm0` of the region's size asking for all of it,
+    the kernel told how to online hotplugged memory, and a QMP socket at `qmp`."""
+    memory = f"{memory_mib}M"
+    if virtio_mem:
+        memory += f",maxmem={virtio_mem['maxmem_mib']}M"
+        cmdline = f"{cmdline} memhp_default_state={VIRTIO_MEM_ONLINE[virtio_mem['online']]}"
+    cmd = [qemu, "-accel", accel, "-cpu", "host" if accel == "kvm" else "max", "-m", memory, "-smp", str(smp),
+           "-nographic", "-no-reboot", "-kernel", bzimage, "-initrd", str(initrd), "-append", cmdline]
+    for d in drives:
+        cmd += ["-drive", f"file={d},format=raw,if=virtio,cache=unsafe"]
+    if virtio_mem:
+        region = virtio_mem["region_bytes"]
+        dev = f"virtio-mem-pci,id=vm0,memdev=vmem0,requested-size={region}"
+        if virtio_mem["block_bytes"]:
+            dev += f",block-size={virtio_mem['block_bytes']}"
+        cmd += ["-object", f"memory-backend-ram,id=vmem0,size={region}", "-device", dev,
+                "-qmp", f"unix:{qmp},server=on,wait=off"]
+    return cmd
+
+
+class _Qmp:
+    """A QMP client on a unix socket: the greeting, qmp_capabilities, then one command at a time
+    (events in between are logged and skipped)."""
+
+    def __init__(self, path: Path, log, timeout: float = 30):
+        self.log = log
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(timeout)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.sock.connect(str(path))
+                break
+            except (FileNotFoundError, ConnectionRefusedError):
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        self.f = self.sock.makefile("rw", encoding="utf-8", newline="\n")
+        if "QMP" not in self._read():
+            raise ConnectionError("no QMP greeting")
+        self.cmd("qmp_capabilities")
+
+    def _read(self) -> dict:
+        line = self.f.readline()
+        if not line:
+            raise ConnectionError("qemu closed the QMP socket")
+        self.log.write(f"{time.time():.3f} <- {line.rstrip()}\n")
+        return json.loads(line)
+
+    def cmd(self, name: str, **arguments):
+        msg = json.dumps({"execute": name, **({"arguments": arguments} if arguments else {})})
+        self.log.write(f"{time.time():.3f} -> {msg}\n")
+        self.f.write(msg + "\n")
+        self.f.flush()
+        while True:
+            r = self._read()
+            if "return" in r:
+                return r["return"]
+            if "error" in r:
+                raise RuntimeError(f"{name}: {r['error'].get('desc', r['error'])}")
+
+    def close(self):
+        self.f.close()
+        self.sock.close()
+
+
+def virtio_mem_unplug(qmp: Path, vm: dict, folder: Path, log=_say, t_start: float | None = None,
+                      settle: float = 60, poll: float = 0.5, limit: float = 900) -> dict:
+    """Ask the virtio-mem device vm0 for vm['requested'] bytes over QMP and follow its size every
+    `poll` s until it reaches that, stays the same for `settle` s (more than the driver's 50 s
+    retry timer) or `limit` s have passed. Writes virtio_mem_requested, virtio_mem_size_before,
+    virtio_mem_size_after (bytes), virtio_mem.json and qmp.log into `folder`; returns the json's
+    dict."""
+    t_start = time.monotonic() if t_start is None else t_start
+    with open(folder / "qmp.log", "w") as qlog:
+        q = _Qmp(qmp, qlog)
+        try:
+            before = q.cmd("qom-get", path=VIRTIO_MEM_QOM, property="size")
+            block = q.cmd("qom-get", path=VIRTIO_MEM_QOM, property="block-size")
+            log(f"{time.monotonic() - t_start:7.1f}s  host: virtio-mem size {before >> 20} MiB, asking for "
+                f"{vm['requested'] >> 20} MiB")
+            t0 = time.monotonic()
+            q.cmd("qom-set", path=VIRTIO_MEM_QOM, property="requested-size", value=vm["requested"])
+            sizes, last, t_last, timed_out = [[0.0, before]], before, t0, False
+            while last != vm["requested"]:
+                time.sleep(poll)
+                size = q.cmd("qom-get", path=VIRTIO_MEM_QOM, property="size")
+                now = time.monotonic()
+                if size != last:
+                    sizes.append([round(now - t0, 2), size])
+                    last, t_last = size, now
+                if now - t_last >= settle:
+                    break
+                if now - t0 >= limit:
+                    timed_out = True
+                    break
+            waited = time.monotonic() - t0
+        finally:
+            q.close()
+    result = {"region_bytes": vm["region_bytes"], "block_bytes": block, "online": vm["online"],
+              "requested": vm["requested"], "size_before": before, "size_after": last,
+              "seconds_to_settle": round(t_last - t0, 2), "seconds_waited": round(waited, 2),
+              "reached_request": last == vm["requested"], "timed_out": timed_out, "sizes": sizes}
+    (folder / "virtio_mem_requested").write_text(f"{vm['requested']}\n")
+    (folder / "virtio_mem_size_before").write_text(f"{before}\n")
+    (folder / "virtio_mem_size_after").write_text(f"{last}\n")
+    (folder / "virtio_mem.json").write_text(json.dumps(result, indent=1) + "\n")
+    log(f"{time.monotonic() - t_start:7.1f}s  host: virtio-mem size {last >> 20} MiB "
+        f"({(before - last) >> 20} MiB unplugged in {t_last - t0:.1f}s; followed for {waited:.1f}s)")
+    return result
 
 
 class _KvmBroken(Exception):
@@ -722,13 +1055,26 @@ class _KvmBroken(Exception):
     booted (both seen under nested virtualisation)."""
 
 
-def _run_qemu(cmd, console_path: Path, timeout: float, log, t_start: float):
+def _run_qemu(cmd, console_path: Path, timeout: float, log, t_start: float, unplug=None):
     """Run qemu, copying its console to `console_path` and logging each phase line as it comes.
+    With `unplug` (a function of no arguments; --virtio-mem), qemu's stdin (the guest's console)
+    is a pipe: at the phase unplug-request, `unplug` runs in a thread while the console is still
+    followed, and then a line written to the guest lets it go on.
     Returns ([(phase, seconds)], [guest error lines], panic line or None)."""
     phases, errors, panic = [], [], None
-    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE if unplug else subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     timed_out = threading.Event()
+    worker, worker_error = None, []
+
+    def run_unplug():
+        try:
+            unplug()
+            proc.stdin.write(b"unplugged\n")
+            proc.stdin.flush()
+        except Exception as e:                   # noqa: BLE001 - named in CaptureFailed below
+            worker_error.append(e)
+            proc.kill()
 
     def kill():
         timed_out.set()
@@ -747,6 +1093,9 @@ def _run_qemu(cmd, console_path: Path, timeout: float, log, t_start: float):
                     t = time.monotonic() - t_start
                     phases.append((m[2].split()[0], t))
                     log(f"{t:7.1f}s  {m[2]}")
+                    if unplug is not None and worker is None and phases[-1][0] == "unplug-request":
+                        worker = threading.Thread(target=run_unplug, daemon=True)
+                        worker.start()
                 elif m:
                     errors.append(m[2])
                 elif panic is None and (p := PANIC.search(line)):
@@ -761,6 +1110,17 @@ def _run_qemu(cmd, console_path: Path, timeout: float, log, t_start: float):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+        if worker is not None:
+            worker.join(60)
+        if proc.stdin is not None:
+            try:
+                proc.stdin.close()
+            except OSError:
+                pass
+    if worker_error and not timed_out.is_set():
+        e = worker_error[0]
+        raise CaptureFailed(f"the virtio-mem unplug over QMP failed: {type(e).__name__}: {e} "
+                            f"(see {console_path.parent / 'qmp.log'})")
     if timed_out.is_set():
         last = phases[-1][0] if phases else "none"
         raise CaptureFailed(f"timed out after {timeout:.0f}s (last phase {last}; see {console_path})")
@@ -777,7 +1137,8 @@ def main_args(args) -> int:
     try:
         r = capture(args.kernel, args.memory, args.workload, args.out, hugepages=args.hugepages,
                     smp=args.smp, timeout=args.timeout, trace_buffer_mb=args.trace_buffer_mb,
-                    append=args.append or "", accel=args.accel)
+                    append=args.append or "", accel=args.accel,
+                    virtio_mem=getattr(args, "virtio_mem", None))
     except CaptureFailed as e:
         print(f"farm capture: {e}", file=sys.stderr)
         return 1
