@@ -229,3 +229,23 @@ def test_a_cell_with_the_probe_is_deterministic_and_keeps_every_invariant():
     assert a["probes"] == b["probes"]
     pr = a["probes"][0]
     assert 0 < pr["obtained"] <= pr["asked"] and pr["obtained"] % (2 << 20) == 0
+
+
+def test_a_captures_device_region_comes_from_iomem(tmp_path):
+    from farm.real.captures import read_iomem
+    from farm.real.replay import virtio_mem_region
+    (tmp_path / "iomem").write_text(
+        "00000000-00000fff : Reserved\n"
+        "00001000-0009fbff : System RAM\n"
+        "00100000-3ffdffff : System RAM\n"
+        "  01000000-01ffffff : Kernel code\n"
+        "fe000000-fe003fff : 0000:00:04.0\n"
+        "  fe000000-fe003fff : virtio-pci-modern\n"
+        "100000000-17fffffff : virtio0\n"
+        "  100000000-107ffffff : System RAM (virtio_mem)\n"
+        "  118000000-11fffffff : System RAM (virtio_mem)\n")
+    assert virtio_mem_region({"iomem": read_iomem(tmp_path / "iomem")}) == (1 << 20, 1 << 19)
+    # a virtio disk's BAR is not a device region
+    (tmp_path / "iomem").write_text("00100000-3ffdffff : System RAM\nfe000000-fe003fff : virtio1\n")
+    assert virtio_mem_region({"iomem": read_iomem(tmp_path / "iomem")}) is None
+    assert virtio_mem_region({}) is None

@@ -138,13 +138,13 @@ PROBE_KEYS = {
     "offline": {"block": (parse_size, None)},
     "cma": {"size": (parse_size, "4M"), "count": (int, 1)},
     "virtio-mem": {"unplug": (parse_size, None), "device": (parse_size, None),
-                   "block": (parse_size, "2M"), "isolation": (str, None)},
+                   "block": (parse_size, None), "isolation": (str, None)},
 }
 
 
 #: Probe settings that may be left out (and are then not in the canonical spec).
 OPTIONAL_PROBE_KEYS = {("contig", "isolation"), ("hugepages", "release"), ("virtio-mem", "device"),
-                       ("virtio-mem", "isolation")}
+                       ("virtio-mem", "isolation"), ("virtio-mem", "block")}
 
 
 def parse_probe(spec: str, key: str = "probe") -> tuple[str, dict, str]:

@@ -17,9 +17,10 @@ pool keeps them.
 - `offline:block=128M`: try to offline every memory block of that size (each success is put
   online again before the next block is tried).
 - `cma:size=4M,count=N`: cma_alloc() N times from the CMA area; released when the probe ends.
-- `virtio-mem:unplug=SIZE[,device=SIZE,block=2M,isolation=pageblock|maxorder]`: a virtio-mem
-  device owns the node's top `device` bytes (default: ZONE_MOVABLE), fully plugged and online,
-  with device blocks of `block`; the host lowers its requested size by `unplug` and the driver
+- `virtio-mem:unplug=SIZE[,device=SIZE,block=SIZE,isolation=pageblock|maxorder]`: a virtio-mem
+  device owns the node's top `device` bytes (default: a replayed capture's device region, else
+  ZONE_MOVABLE), fully plugged and online, with device blocks of `block` (default: the capture's,
+  else 2M, qemu's); the host lowers its requested size by `unplug` and the driver
   gives back what it can (kernels/virtio_mem.py). `asked` and `obtained` are bytes; the memory
   given back is gone for later probes. `isolation` picks the regime (and with it the subblock
   size) for this probe: maxorder is the driver before 5.19.
@@ -43,6 +44,8 @@ from kernels.virtio_mem import virtio_mem_init, virtio_mem_resize
 
 from .params import PROBE_KEYS, ParamError, format_size, parse_probe, parse_size
 
+
+VIRTIO_MEM_DEFAULT_BLOCK = 2 << 20     # qemu's virtio-mem-pci block-size on x86-64 (the THP size)
 
 HAZARDS = {"offline_lost_pages": C.HAZARD_OFFLINE_LOST,
            "online_beyond_block_pages": C.HAZARD_ONLINE_BEYOND}
@@ -204,10 +207,12 @@ def _virtio_mem(node, params: dict, p: dict):
     for z in node:
         z.zp[C.ZP_CONTIG_MAXORDER] = int(maxorder)
     try:
-        vm = virtio_mem_init(node, start, nr, params["block"] >> C.PAGE_SHIFT, maxorder)
+        # the device block: the probe's, else a replayed capture's, else qemu's default on x86-64
+        block = params.get("block") or p.get("virtio_mem_block") or VIRTIO_MEM_DEFAULT_BLOCK
+        vm = virtio_mem_init(node, start, nr, block >> C.PAGE_SHIFT, maxorder)
     except ValueError as e:
         raise ParamError("probe", f"virtio-mem: {e}") from None
-    extra = {"device": nr << C.PAGE_SHIFT, "mode": "sbm" if vm.in_sbm else "bbm",
+    extra = {"device": nr << C.PAGE_SHIFT, "block": block, "mode": "sbm" if vm.in_sbm else "bbm",
              "subblock": (vm.sb_size if vm.in_sbm else vm.bb_size) << C.PAGE_SHIFT,
              "isolation": "maxorder" if maxorder else "pageblock"}
     return vm, extra

@@ -18,6 +18,8 @@ Without kpageflags only the main zone is replayed (its state is synthesised from
 
 from __future__ import annotations
 
+import json
+import re
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -1017,6 +1019,11 @@ def build_replay_node(state: InitialState, max_order: int, pageblock_order: int,
     zones = geo.replayed()
     end_of = {g.zone: g.zone_end for g in zones}
     movable_start = next((g.zone_start for g in zones if g.zone == "Movable"), geo.span_end)
+    if "Normal" not in end_of and "DMA32" in end_of and movable_start < geo.span_end:
+        # no ZONE_NORMAL (boot memory below 4 GiB, the rest hot-added to ZONE_MOVABLE): the
+        # model's ZONE_DMA32 reaches over the hole up to ZONE_MOVABLE, so no empty ZONE_NORMAL
+        # lies between them
+        end_of["DMA32"] = movable_start
     node = make_node(geo.span_end, max_order, pageblock_order, policy, holes=_runs(state.reserved),
                      pcp=pcp, nr_cpus=nr_cpus, movable_pages=geo.span_end - movable_start,
                      dma_end=end_of.get("DMA", 0) if len(zones) > 1 else 0,
@@ -1329,6 +1336,33 @@ def _phase_of(until: str | None) -> str | None:
     return until.split("=", 1)[1].split()[0] if "=" in until else until
 
 
+def virtio_mem_region(capture: dict) -> tuple[int, int] | None:
+    """(first pfn, pages) of the capture's virtio-mem device region: the top-level /proc/iomem
+    range named virtioN that holds "System RAM (virtio_mem)" (virtio_mem_init() claims the whole
+    region under the device's name, and its plugged memory shows under it); None without one.
+    With several devices, the first."""
+    ranges = capture.get("iomem") or []
+    for i, r in enumerate(ranges):
+        if r["depth"] == 0 and re.fullmatch(r"virtio\d+", r["name"]):
+            inner = [x for x in ranges[i + 1:i + 64] if x["depth"] > 0 and x["start"] >= r["start"]
+                     and x["end"] <= r["end"] and x["name"] == "System RAM (virtio_mem)"]
+            if inner:
+                return r["start"] >> C.PAGE_SHIFT, (r["end"] + 1 - r["start"]) >> C.PAGE_SHIFT
+    return None
+
+
+def virtio_mem_block(capture: dict) -> int | None:
+    """The device block size (bytes) a virtio-mem capture's virtio_mem.json records, or None."""
+    path = Path(capture.get("path") or "") / "virtio_mem.json"
+    if not capture.get("path") or not path.is_file():
+        return None
+    try:
+        block = json.loads(path.read_text()).get("block_bytes")
+    except (OSError, ValueError) as e:
+        raise ReplayError(f"{path}: {e}") from None
+    return int(block) if block else None
+
+
 def open_source(source) -> tuple[dict, Path | None]:
     """A capture folder (its trace inside) or a lone trace / Parquet event table."""
     path = Path(source)
@@ -1538,7 +1572,9 @@ def replay(source, mode: str = "pinned", until: str | None = None, until_ts: flo
             # simulated timer: ZP_PROACTIVE_INTERVAL stays 0)
             node[0].zp[C.ZP_PROACTIVENESS] = KERNEL_COMPACTION_PROACTIVENESS
         out["probes"] = run_probes(node, list(probes), {"max_order": max_order,
-                                                        "pageblock_order": pageblock_order},
+                                                        "pageblock_order": pageblock_order,
+                                                        "virtio_mem_region": virtio_mem_region(capture),
+                                                        "virtio_mem_block": virtio_mem_block(capture)},
                                    cc, np.zeros(1, dtype=np.int64),
                                    between=between.run if between else None, clock=clock)
         if between:

@@ -212,7 +212,8 @@ LAYOUTS: dict[str, str] = {
              rf"{_WS}*(?P<zone>{_NWS}+){_WS}*"
        for name in ("mm_compaction_wakeup_kcompactd", "mm_compaction_kcompactd_wake")},
     # a work item starting on its worker: the vmstat update (vmstat_update) among them
-    "workqueue_execute_start": rf"work struct (?P<work>{_NWS}+): function (?P<function>{_NWS}+)",
+    # a module's function carries the module's name: "function virtio_mem_run_wq [virtio_mem]"
+    "workqueue_execute_start": rf"work struct (?P<work>{_NWS}+): function (?P<function>{_NWS}+)(?: \[{_NWS}+\])?",
     # trace-cmd shows a trace_marker write as the ftrace `print` event: `print: IP: TEXT`
     "print": r"(?P<ip>[^ \t\n\r\f\v:]+): (?P<marker>.*)",
 }
