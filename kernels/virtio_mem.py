@@ -38,7 +38,7 @@ from . import constants as C
 from .page_alloc import fill_range, page_zone
 from .page_isolation import (
     CONTIG_OK, FAIL_NO_TARGET, NR_FAIL_REASONS, PAGE_MT_OFFLINE, alloc_contig_range,
-    free_contig_range,
+    free_contig_range, pfn_to_online_page,
 )
 
 # enum virtio_mem_sbm_mb_state
@@ -323,3 +323,15 @@ def virtio_mem_resize(node, vm: VirtioMem, requested_size: int) -> int:
         if rc == 0 or vm.plugged_size == plugged:
             break
     return before - vm.plugged_size
+
+
+def virtio_mem_blocks_left(node, vm: VirtioMem) -> list[int]:
+    """The device's memory blocks still added to Linux (as /sys/devices/system/memory lists them:
+    memoryN with N = pfn / memory block), lowest first."""
+    first = vm.addr // vm.memory_block_size
+    out = []
+    for i in range(vm.region_size // vm.memory_block_size):
+        pfn = vm.addr + i * vm.memory_block_size
+        if pfn_to_online_page(node[page_zone(node, pfn)], pfn) >= 0:
+            out.append(first + i)
+    return out

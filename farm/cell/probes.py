@@ -40,7 +40,7 @@ from kernels.page_isolation import (
     pfn_to_online_page,
 )
 
-from kernels.virtio_mem import virtio_mem_init, virtio_mem_resize
+from kernels.virtio_mem import virtio_mem_blocks_left, virtio_mem_init, virtio_mem_resize
 
 from .params import PROBE_KEYS, ParamError, format_size, parse_probe, parse_size
 
@@ -162,7 +162,8 @@ def run_probes(node, specs: list[str], p: dict, cc: np.ndarray, cma_bitmap: np.n
             for z, old in zip(node, regimes):
                 z.zp[C.ZP_CONTIG_MAXORDER] = old
             reasons += vm.reasons
-            extra.update(removed_blocks=vm.removed_blocks, fake_offline_calls=vm.fake_offline_calls)
+            extra.update(removed_blocks=vm.removed_blocks, fake_offline_calls=vm.fake_offline_calls,
+                         blocks_left=virtio_mem_blocks_left(node, vm))
         migrated = _stat_sum(node, C.PGMIGRATE_SUCCESS) - before
         out.append(_result(kind, {k: (format_size(v) if PROBE_KEYS[kind][k][0] is parse_size else v)
                                   for k, v in params.items()}, asked, obtained, migrated, reasons))

@@ -4,6 +4,7 @@ requests, and the placement agreement of the model's policy)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +57,13 @@ def validate(folder, with_policy: bool = True, zone_maps: bool = False) -> dict[
     probes = []
     released = None
     asked_2m, asked_1g = capture.get("hugepages_2m_asked"), capture.get("hugepages_1g_asked")
-    if has_mid:
+    vm = virtio_mem_capture(folder)
+    vm_asked = int(vm["size_before"]) - int(vm["requested"]) if vm else 0
+    if has_mid and vm:
+        # after mid a virtio-mem capture's kernel did one thing: the unplug
+        if vm_asked > 0:
+            probes.append(f"virtio-mem:unplug={vm_asked},isolation=pageblock")
+    elif has_mid:
         probes.append("compact")
         if asked_2m:
             released = pool_released(events, capture.get("hugepages_2m"))
@@ -115,8 +122,65 @@ def validate(folder, with_policy: bool = True, zone_maps: bool = False) -> dict[
             "model": maps[0]}
         if kpf is None:
             skipped.append(f"zone map: no kpageflags.{VALIDATE_PHASE}, the kernel's side is not drawn")
+    if vm is not None:
+        out["virtio_mem"] = virtio_mem_prediction(folder, vm, r, has_mid, policy, events, capture, skipped)
     out["skipped"] = skipped
     return out
+
+
+def virtio_mem_capture(folder) -> dict | None:
+    """virtio_mem.json of a `farm capture --virtio-mem` folder, or None."""
+    path = Path(folder) / "virtio_mem.json"
+    if not path.is_file():
+        return None
+    try:
+        vm = json.loads(path.read_text())
+        for key in ("size_before", "size_after", "requested"):
+            int(vm[key])
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ReplayError(f"{path}: not a virtio-mem record ({e})") from None
+    return vm
+
+
+def virtio_mem_prediction(folder, vm: dict, r: dict, has_mid: bool, policy: str, events, capture,
+                          skipped: list[str]) -> dict:
+    """The kernel's unplug after mid against the model's, replayed to mid, under each isolation
+    regime (pageblock: the driver and alloc_contig_range() of 5.19+, the probe of the main replay
+    `r`; maxorder: before, a replay of its own): bytes unplugged, the kernel's being size_before -
+    size_after."""
+    asked = int(vm["size_before"]) - int(vm["requested"])
+    out = {"asked": asked, "real": int(vm["size_before"]) - int(vm["size_after"]), "online": vm.get("online"),
+           "model": None, "model_maxorder": None}
+    if not has_mid or asked <= 0:
+        skipped.append("virtio-mem: no phase=mid or nothing asked: no unplug to predict")
+        return out
+    pre = replay(folder, "pinned", until=f"phase={VALIDATE_PHASE}", policy=policy, events=events,
+                 capture=capture, probes=[f"virtio-mem:unplug={asked},isolation=maxorder"])
+    for key, got in (("model", r["probes"][0]), ("model_maxorder", pre["probes"][0])):
+        out[key] = got["obtained"]
+        out[key + "_reasons"] = got["failure_reasons"]
+        out[key + "_blocks_left"] = got["blocks_left"]
+    out["blocks_left"] = kernel_blocks_left(folder, capture)
+    return out
+
+
+def kernel_blocks_left(folder, capture: dict) -> list[int] | None:
+    """The device's memory blocks (memoryN) the kernel still had after the unplug, from
+    memory_blocks.unplugged, or None without it (or without the device's region in iomem)."""
+    from .replay import virtio_mem_region
+    folder = Path(folder)
+    region = virtio_mem_region(capture)
+    try:
+        size = int((folder / "memory_block_size_bytes").read_text().strip(), 16) >> C.PAGE_SHIFT
+        lines = (folder / "memory_blocks.unplugged").read_text().splitlines()
+    except (OSError, ValueError):
+        return None
+    if region is None or size <= 0:
+        return None
+    start, pages = region
+    ids = (int(line.split()[0][len("memory"):]) for line in lines if line.startswith("memory"))
+    return sorted(n for n in ids if start <= n * size < start + pages)
+
 
 
 def hugepages_probe(probes: list[str]) -> int | None:
@@ -255,6 +319,14 @@ def format_validation(v: dict) -> str:
         h = v[key]
         if h["asked"]:
             lines.append(f"  {label} huge pages: asked {h['asked']}, kernel got {h['real']}, model got {h['model']}")
+    if v.get("virtio_mem"):
+        m = v["virtio_mem"]
+        mib = (lambda b: "-" if b is None else f"{b / 2 ** 20:.0f} MiB")
+        lines.append(f"  virtio-mem unplug ({m['online']}): asked {mib(m['asked'])}, kernel gave back "
+                     f"{mib(m['real'])}, model {mib(m['model'])} (before 5.19: {mib(m['model_maxorder'])})")
+        if m.get("blocks_left") is not None and m.get("model_blocks_left") is not None:
+            k, mb = set(m["blocks_left"]), set(m["model_blocks_left"])
+            lines.append(f"    memory blocks left: kernel {len(k)}, model {len(mb)}, {len(k & mb)} in both")
     if v.get("placement_agreement") is not None:
         lines.append(f"  policy replay: {pct(v['placement_agreement'])} of allocations at the kernel's pfn, "
                      f"buddyinfo L1 error {pct(v['policy_buddyinfo_mid_l1'])}")
