@@ -174,7 +174,8 @@ VIRTIO_MEM_ONLINE = {"movable": "online_movable", "normal": "online"}
 def parse_virtio_mem(text: str, memory_mib: int) -> dict:
     """--virtio-mem 'SIZE[,block=SIZE][,online=movable|normal][,request=SIZE]' ->
     {'region_bytes', 'block_bytes' (None: qemu's default, 2 MiB), 'online', 'requested' (bytes the
-    host asks for after mid), 'maxmem_mib' (boot memory + region, rounded up to 1 GiB)}."""
+    host asks for after mid), 'maxmem_mib' (boot memory + region, rounded up to 1 GiB),
+    'boot_mib'}."""
     what = f"--virtio-mem {text!r}"
     first, *rest = str(text).split(",")
     if not first.strip():
@@ -204,6 +205,7 @@ def parse_virtio_mem(text: str, memory_mib: int) -> dict:
         raise CaptureFailed(f"{what}: request must be a multiple of the block size ({block >> 20} MiB) "
                             "no larger than SIZE")
     vm["maxmem_mib"] = -(-(memory_mib + (region >> 20)) // 1024) * 1024
+    vm["boot_mib"] = memory_mib
     return vm
 
 
@@ -539,7 +541,9 @@ memory_blocks() {{
         i=$((i+1))
     done > /out/memory_blocks.$1
 }}
-read k mem0 u < /proc/meminfo
+# the boot memory qemu gives (kB): MemTotal above it means the device's memory is in; a driver
+# built into the kernel has plugged it before /init runs, a module after its insmod below
+mem0={vm['boot_mib'] * 1024}
 for m in {' '.join(modules)}; do
     insmod /lib/modules/$m.ko || fail "insmod $m failed"
 done
