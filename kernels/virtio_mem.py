@@ -95,6 +95,11 @@ class VirtioMem:
         return int(np.count_nonzero(self.bb_state != VIRTIO_MEM_BBM_BB_UNUSED)) * self.bb_size
 
 
+def is_zone_movable_page(node, pfn: int) -> bool:
+    """is_zone_movable_page(): pfn lies in ZONE_MOVABLE."""
+    return int(node[page_zone(node, pfn)].zp[C.ZP_ZONE_IDX]) == C.ZONE_MOVABLE
+
+
 def virtio_mem_sb_size(device_block_size: int, pageblock_order: int, max_order: int,
                        contig_maxorder: bool) -> int:
     """virtio_mem_init_hotplug()'s subblock size in pages: pageblock-based from 5.19, and
@@ -129,9 +134,8 @@ def virtio_mem_init(node, addr: int, region_size: int, device_block_size: int,
         vm.sb_plugged = np.ones(nr_mb * vm.sbs_per_mb, dtype=bool)
         vm.mb_state = np.empty(nr_mb, dtype=np.int8)
         for i in range(nr_mb):
-            zi = page_zone(node, addr + i * mb)
-            movable = int(node[zi].zp[C.ZP_ZONE_IDX]) == C.ZONE_MOVABLE
-            vm.mb_state[i] = VIRTIO_MEM_SBM_MB_MOVABLE if movable else VIRTIO_MEM_SBM_MB_KERNEL
+            vm.mb_state[i] = (VIRTIO_MEM_SBM_MB_MOVABLE if is_zone_movable_page(node, addr + i * mb)
+                              else VIRTIO_MEM_SBM_MB_KERNEL)
     else:
         vm.bb_size = unit
         vm.bb_state = np.full(region_size // unit, VIRTIO_MEM_BBM_BB_ADDED, dtype=np.int8)
@@ -143,7 +147,7 @@ def virtio_mem_fake_offline(node, vm: VirtioMem, pfn: int, nr_pages: int) -> int
     ZONE_MOVABLE, one elsewhere; -ENOMEM ends the request at once. 0, -EBUSY or -ENOMEM."""
     zi = page_zone(node, pfn)
     z = node[zi]
-    is_movable = int(z.zp[C.ZP_ZONE_IDX]) == C.ZONE_MOVABLE
+    is_movable = is_zone_movable_page(node, pfn)
     r = CONTIG_OK
     for _ in range(FAKE_OFFLINE_RETRIES):
         vm.fake_offline_calls += 1
@@ -254,7 +258,8 @@ def virtio_mem_sbm_unplug_request(node, vm: VirtioMem, diff: int) -> int:
     return -EBUSY if nb_sb[0] else 0
 
 
-def _bb_online_sections(node, vm: VirtioMem, bb_id: int):
+def _bb_sections(vm: VirtioMem, bb_id: int):
+    """The first pfn of each section of a big block (all online from the model's start)."""
     start = vm.addr + bb_id * vm.bb_size
     return range(start, start + vm.bb_size, vm.section_size)
 
@@ -264,7 +269,7 @@ def virtio_mem_bbm_offline_remove_and_unplug_bb(node, vm: VirtioMem, bb_id: int)
     (rollback), else offline and remove it. 0, -EBUSY or -ENOMEM."""
     vm.bb_state[bb_id] = VIRTIO_MEM_BBM_BB_FAKE_OFFLINE
     done = []
-    for pfn in _bb_online_sections(node, vm, bb_id):
+    for pfn in _bb_sections(vm, bb_id):
         rc = virtio_mem_fake_offline(node, vm, pfn, vm.section_size)
         if rc:
             for q in done:
@@ -278,8 +283,7 @@ def virtio_mem_bbm_offline_remove_and_unplug_bb(node, vm: VirtioMem, bb_id: int)
 
 
 def _bb_is_movable(node, vm: VirtioMem, bb_id: int) -> bool:
-    return all(int(node[page_zone(node, pfn)].zp[C.ZP_ZONE_IDX]) == C.ZONE_MOVABLE
-               for pfn in _bb_online_sections(node, vm, bb_id))
+    return all(is_zone_movable_page(node, pfn) for pfn in _bb_sections(vm, bb_id))
 
 
 def virtio_mem_bbm_unplug_request(node, vm: VirtioMem, diff: int) -> int:
