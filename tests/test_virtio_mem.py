@@ -249,3 +249,16 @@ def test_a_captures_device_region_comes_from_iomem(tmp_path):
     (tmp_path / "iomem").write_text("00100000-3ffdffff : System RAM\nfe000000-fe003fff : virtio1\n")
     assert virtio_mem_region({"iomem": read_iomem(tmp_path / "iomem")}) is None
     assert virtio_mem_region({}) is None
+
+
+def test_a_captures_virtio_mem_record_is_read_once_with_the_capture(tmp_path):
+    from farm.real.captures import CaptureError, read_capture
+    from farm.real.replay import virtio_mem_block
+    (tmp_path / "virtio_mem.json").write_text(
+        '{"size_before": 2147483648, "size_after": 94371840, "requested": 0, "block_bytes": 4194304}')
+    c = read_capture(tmp_path)
+    assert c["virtio_mem"]["size_after"] == 94371840 and virtio_mem_block(c) == 4 << 20
+    assert virtio_mem_block({}) is None
+    (tmp_path / "virtio_mem.json").write_text('{"size_before": 1}')
+    with pytest.raises(CaptureError, match=r"virtio_mem.json: not a virtio-mem record"):
+        read_capture(tmp_path)

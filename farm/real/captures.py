@@ -14,13 +14,14 @@ physical memory map (iomem) and the path of the trace.
 from __future__ import annotations
 
 import gzip
+import json
 import re
 from pathlib import Path
 
 import numpy as np
 
 __all__ = ["CaptureError", "KPF_BITS", "PHASES", "read_buddyinfo", "read_pagetypeinfo", "read_zoneinfo",
-           "read_vmstat", "read_meminfo", "read_kpageflags", "read_pageblocktypes", "read_iomem", "parse_config", "read_config", "read_capture"]
+           "read_vmstat", "read_meminfo", "read_kpageflags", "read_pageblocktypes", "read_iomem", "read_virtio_mem", "parse_config", "read_config", "read_capture"]
 
 #: Snapshot phases, in the order they are taken.
 PHASES = ("before", "mid", "compacted", "after")
@@ -304,6 +305,17 @@ def read_iomem(path) -> list[dict]:
     return out
 
 
+def read_virtio_mem(path) -> dict:
+    """virtio_mem.json of `farm capture --virtio-mem`: the device and its unplug (bytes)."""
+    try:
+        vm = json.loads(Path(path).read_text())
+        for key in ("size_before", "size_after", "requested"):
+            int(vm[key])
+    except (ValueError, KeyError, TypeError) as e:
+        raise CaptureError(path, None, f"not a virtio-mem record ({e})") from None
+    return vm
+
+
 def _count(path) -> int | None:
     """A file holding one number (hugepages_2m): None when it is empty."""
     text = Path(path).read_text().strip()
@@ -341,7 +353,7 @@ def read_capture(folder) -> dict:
     'kernel_version' ((major, minor)), 'uname', 'cmdline', 'snapshots' ({kind: [phases present]}),
     one entry per kind of snapshot ({phase: what its reader returns}), 'hugepages_2m' /
     'hugepages_1g' (obtained; None when not recorded) with '..._asked' and '..._err', 'trace_stats',
-    'iomem', 'work_log', 'config' (the kernel's CONFIG_ options when the capture records them,
+    'iomem', 'virtio_mem' (virtio_mem.json, or None), 'work_log', 'config' (the kernel's CONFIG_ options when the capture records them,
     else None), 'pageblocktypes_err' (why a capture has no pageblocktypes snapshots, when it
     says) and 'trace' (the path of trace.txt[.gz], or None)."""
     folder = Path(folder)
@@ -386,6 +398,8 @@ def read_capture(folder) -> dict:
             stats[key.strip().replace(" ", "_")] = float(value) if "." in value else int(value)
         out["trace_stats"] = stats
     out["iomem"] = read_iomem(folder / "iomem") if (folder / "iomem").exists() else None
+    vm = folder / "virtio_mem.json"
+    out["virtio_mem"] = read_virtio_mem(vm) if vm.exists() else None
     out["work_log"] = (folder / "work.log").read_text().strip() if (folder / "work.log").exists() else None
     trace = [folder / n for n in ("trace.txt.gz", "trace.txt") if (folder / n).exists()]
     out["trace"] = str(trace[0]) if trace else None

@@ -18,7 +18,6 @@ Without kpageflags only the main zone is replayed (its state is synthesised from
 
 from __future__ import annotations
 
-import json
 import re
 import time
 from dataclasses import dataclass, field, replace
@@ -1352,14 +1351,8 @@ def virtio_mem_region(capture: dict) -> tuple[int, int] | None:
 
 
 def virtio_mem_block(capture: dict) -> int | None:
-    """The device block size (bytes) a virtio-mem capture's virtio_mem.json records, or None."""
-    path = Path(capture.get("path") or "") / "virtio_mem.json"
-    if not capture.get("path") or not path.is_file():
-        return None
-    try:
-        block = json.loads(path.read_text()).get("block_bytes")
-    except (OSError, ValueError) as e:
-        raise ReplayError(f"{path}: {e}") from None
+    """The device block size (bytes) a virtio-mem capture records (virtio_mem.json), or None."""
+    block = (capture.get("virtio_mem") or {}).get("block_bytes")
     return int(block) if block else None
 
 

@@ -4,7 +4,6 @@ requests, and the placement agreement of the model's policy)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +15,7 @@ from kernels.compaction import background
 from kernels.page_alloc import decay_pcp_high, pcp_switch_cpu, refresh_vm_stats
 
 from .replay import (EVF_COMPACTING, EVF_RETRY_MAYFAIL, ReplayError, load_events, marker_index, open_source,
-                     policy_for_kernel, replay, zone_starts)
+                     policy_for_kernel, replay, virtio_mem_region, zone_starts)
 from .zonemap import kernel_zone_map
 
 VALIDATE_PHASE = "mid"
@@ -57,12 +56,11 @@ def validate(folder, with_policy: bool = True, zone_maps: bool = False) -> dict[
     probes = []
     released = None
     asked_2m, asked_1g = capture.get("hugepages_2m_asked"), capture.get("hugepages_1g_asked")
-    vm = virtio_mem_capture(folder)
-    vm_asked = int(vm["size_before"]) - int(vm["requested"]) if vm else 0
+    vm = capture.get("virtio_mem")
     if has_mid and vm:
         # after mid a virtio-mem capture's kernel did one thing: the unplug
-        if vm_asked > 0:
-            probes.append(f"virtio-mem:unplug={vm_asked},isolation=pageblock")
+        if virtio_mem_asked(vm) > 0:
+            probes.append(f"virtio-mem:unplug={virtio_mem_asked(vm)},isolation=pageblock")
     elif has_mid:
         probes.append("compact")
         if asked_2m:
@@ -128,18 +126,9 @@ def validate(folder, with_policy: bool = True, zone_maps: bool = False) -> dict[
     return out
 
 
-def virtio_mem_capture(folder) -> dict | None:
-    """virtio_mem.json of a `farm capture --virtio-mem` folder, or None."""
-    path = Path(folder) / "virtio_mem.json"
-    if not path.is_file():
-        return None
-    try:
-        vm = json.loads(path.read_text())
-        for key in ("size_before", "size_after", "requested"):
-            int(vm[key])
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise ReplayError(f"{path}: not a virtio-mem record ({e})") from None
-    return vm
+def virtio_mem_asked(vm: dict) -> int:
+    """Bytes the host of a virtio-mem capture asked back after mid."""
+    return int(vm["size_before"]) - int(vm["requested"])
 
 
 def virtio_mem_prediction(folder, vm: dict, r: dict, has_mid: bool, policy: str, events, capture,
@@ -148,7 +137,7 @@ def virtio_mem_prediction(folder, vm: dict, r: dict, has_mid: bool, policy: str,
     regime (pageblock: the driver and alloc_contig_range() of 5.19+, the probe of the main replay
     `r`; maxorder: before, a replay of its own): bytes unplugged, the kernel's being size_before -
     size_after."""
-    asked = int(vm["size_before"]) - int(vm["requested"])
+    asked = virtio_mem_asked(vm)
     out = {"asked": asked, "real": int(vm["size_before"]) - int(vm["size_after"]), "online": vm.get("online"),
            "model": None, "model_maxorder": None}
     if not has_mid or asked <= 0:
@@ -167,7 +156,6 @@ def virtio_mem_prediction(folder, vm: dict, r: dict, has_mid: bool, policy: str,
 def kernel_blocks_left(folder, capture: dict) -> list[int] | None:
     """The device's memory blocks (memoryN) the kernel still had after the unplug, from
     memory_blocks.unplugged, or None without it (or without the device's region in iomem)."""
-    from .replay import virtio_mem_region
     folder = Path(folder)
     region = virtio_mem_region(capture)
     try:
@@ -180,7 +168,6 @@ def kernel_blocks_left(folder, capture: dict) -> list[int] | None:
     start, pages = region
     ids = (int(line.split()[0][len("memory"):]) for line in lines if line.startswith("memory"))
     return sorted(n for n in ids if start <= n * size < start + pages)
-
 
 
 def hugepages_probe(probes: list[str]) -> int | None:
