@@ -9,12 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tools import require_tool
+from tools import CAPTURE_KERNEL, require_capture_tools, require_tool
 
 from farm.real import capture as cap
 from farm.real.captures import PHASES, read_capture
 
-KERNEL = os.environ.get("BUDDYFARM_TEST_KERNEL", "linux-image-6.12.*-cloud-amd64-unsigned")
+KERNEL = CAPTURE_KERNEL
 
 
 def test_arguments():
@@ -79,18 +79,9 @@ def test_missing_qemu_is_one_line(tmp_path, monkeypatch):
         cap.capture("bzImage", "512M", "fragmenter", tmp_path / "out")
 
 
-def _tools():
-    require_tool("qemu-system-x86_64", shutil.which("qemu-system-x86_64"), "apt-get install -y qemu-system-x86")
-    require_tool("gcc", shutil.which("gcc"), "apt-get install -y gcc libc6-dev")
-    require_tool("busybox", shutil.which("busybox") or "/bin/busybox", "apt-get install -y busybox-static")
-    require_tool("make", shutil.which("make"), "apt-get install -y make")
-    if not Path(KERNEL).exists():
-        require_tool("apt-get", shutil.which("apt-get"), "a Debian system, or BUDDYFARM_TEST_KERNEL=bzImage")
-
-
 @pytest.mark.slow
 def test_capture_end_to_end(tmp_path):
-    _tools()
+    require_capture_tools()
     from farm.real.validate import validate
     out = tmp_path / "cap"
     r = cap.capture(KERNEL, "512M", "fragmenter:mb=48,pipes=64", out, hugepages="2M=64,1G=1",
@@ -135,7 +126,7 @@ def test_capture_end_to_end(tmp_path):
     ("mixed:rounds=2,anon_mb=32,tmpfs_mb=16,pipes=50,forks=4,thp_mb=8", r"mixed: rounds=2 .* pipes=100 pipes_wanted=100 forks=8 thp=[1-9]\d* "),
 ])
 def test_every_workload_runs_in_the_guest(tmp_path, workload, log):
-    _tools()
+    require_capture_tools()
     import re
 
     from farm.real.validate import validate
@@ -150,7 +141,7 @@ def test_every_workload_runs_in_the_guest(tmp_path, workload, log):
 
 @pytest.mark.slow
 def test_capture_oom_is_named(tmp_path):
-    _tools()
+    require_capture_tools()
     out = tmp_path / "oom"
     with pytest.raises(cap.CaptureFailed, match="OOM-killed"):
         cap.capture(KERNEL, "256M", "fragmenter:mb=600,pipes=16", out, hugepages="2M=1,1G=0",
@@ -160,7 +151,7 @@ def test_capture_oom_is_named(tmp_path):
 
 @pytest.mark.slow
 def test_capture_panic_and_lost_events_are_named(tmp_path):
-    _tools()
+    require_capture_tools()
     with pytest.raises(cap.CaptureFailed, match="panicked"):
         cap.capture(KERNEL, "256M", "fragmenter:mb=8,pipes=8", tmp_path / "panic", hugepages="2M=1,1G=0",
                     append="rdinit=/no-such-init", timeout=300, log=lambda msg: None)

@@ -4,19 +4,18 @@ one capture under qemu."""
 
 import gzip
 import json
-import os
 import shutil
 import socket
 import threading
 from pathlib import Path
 
 import pytest
-from tools import require_tool
+from tools import CAPTURE_KERNEL, require_capture_tools, require_tool
 
 from farm.real import capture as cap
 from farm.real.captures import read_iomem
 
-KERNEL = os.environ.get("BUDDYFARM_TEST_KERNEL", "linux-image-6.12.*-cloud-amd64-unsigned")
+KERNEL = CAPTURE_KERNEL
 G, M = 1 << 30, 1 << 20
 
 
@@ -217,21 +216,12 @@ def test_no_virtio_mem_in_the_kernel_is_named(tmp_path):
     assert [n for n, _ in got] == ["dep_a", "virtio_mem"]
 
 
-def _tools():
-    require_tool("qemu-system-x86_64", shutil.which("qemu-system-x86_64"), "apt-get install -y qemu-system-x86")
-    require_tool("gcc", shutil.which("gcc"), "apt-get install -y gcc libc6-dev")
-    require_tool("busybox", shutil.which("busybox") or "/bin/busybox", "apt-get install -y busybox-static")
-    require_tool("make", shutil.which("make"), "apt-get install -y make")
-    if not Path(KERNEL).exists():
-        require_tool("apt-get", shutil.which("apt-get"), "a Debian system, or BUDDYFARM_TEST_KERNEL=bzImage")
-
-
 @pytest.mark.slow
 def test_capture_with_virtio_mem_end_to_end(tmp_path):
     """512 MiB of boot memory and a 1 GiB device onlined to ZONE_NORMAL: plugged before the before
     snapshot, shrunk over QMP after mid (about 90 s under TCG, most of it the 60 s the host waits
     for the size to stay the same when it does not reach 0)."""
-    _tools()
+    require_capture_tools()
     from farm.real.captures import read_capture
     out = tmp_path / "cap"
     r = cap.capture(KERNEL, "512M", "fragmenter:mb=200,pipes=64", out, virtio_mem="1G,online=normal",

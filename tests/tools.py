@@ -18,6 +18,7 @@ failure: the run fails just the same.
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -40,3 +41,18 @@ def require_tool(name: str, path: str | os.PathLike | None, install: str = "") -
         pytest.fail(f"{message}; CI=true: a test that needs {name} fails instead of skipping",
                     pytrace=False)
     pytest.skip(f"{message}; under CI=true this test fails instead")
+
+
+#: the kernel end-to-end captures boot: a Debian package spec, or a bzImage path
+CAPTURE_KERNEL = os.environ.get("BUDDYFARM_TEST_KERNEL", "linux-image-6.12.*-cloud-amd64-unsigned")
+
+
+def require_capture_tools() -> None:
+    """What `farm capture` needs to boot CAPTURE_KERNEL: qemu, gcc, busybox, make, and apt-get
+    unless the kernel is a file (require_tool() for each)."""
+    require_tool("qemu-system-x86_64", shutil.which("qemu-system-x86_64"), "apt-get install -y qemu-system-x86")
+    require_tool("gcc", shutil.which("gcc"), "apt-get install -y gcc libc6-dev")
+    require_tool("busybox", shutil.which("busybox") or "/bin/busybox", "apt-get install -y busybox-static")
+    require_tool("make", shutil.which("make"), "apt-get install -y make")
+    if not Path(CAPTURE_KERNEL).exists():
+        require_tool("apt-get", shutil.which("apt-get"), "a Debian system, or BUDDYFARM_TEST_KERNEL=bzImage")
